@@ -1,0 +1,32 @@
+"""swiftkit: fine-tune, align, infer, evaluate, export and deploy LLMs from one CLI and API.
+
+``import swiftkit`` is cheap: torch, transformers and friends are imported only by the function
+that needs them (attributes below resolve lazily).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("swiftkit")
+
+_LAZY = {
+    "sft": "swiftkit.api",
+    "pt": "swiftkit.api",
+    "infer": "swiftkit.api",
+    "load_tokenizer": "swiftkit.models",
+    "load_model": "swiftkit.models",
+    "get_template": "swiftkit.templates",
+}
+
+__all__ = ["__version__", "hookimpl", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'swiftkit' has no attribute {name!r}")

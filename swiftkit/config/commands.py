@@ -1,0 +1,109 @@
+"""One config per command, composed of field groups; flat dicts (flags, YAML, args.json) in and out."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from swiftkit.config.groups import (
+    ConfigError,
+    DataArgs,
+    GenerationArgs,
+    ModelArgs,
+    PluginArgs,
+    TemplateArgs,
+    TrainingArgs,
+    TunerArgs,
+)
+from swiftkit.registry import closest
+
+
+@dataclass
+class CommandConfig:
+    """Base of command configs: groups are fields; flat keys map onto the group that owns them."""
+
+    command: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def groups(cls) -> list[tuple[str, type]]:
+        hints = typing.get_type_hints(cls)
+        return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def flat_fields(cls) -> dict[str, tuple[str, dataclasses.Field, Any]]:
+        """flag name -> (group attribute, dataclass field, resolved type)."""
+        out = {}
+        for gname, gcls in cls.groups():
+            hints = typing.get_type_hints(gcls)
+            for f in dataclasses.fields(gcls):
+                out[f.name] = (gname, f, hints[f.name])
+        return out
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any], source: str = "argument"):
+        """Build from a flat mapping; unknown keys are an error naming the closest valid key."""
+        fields = cls.flat_fields()
+        per_group: dict[str, dict] = {g: {} for g, _ in cls.groups()}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"unknown {source} {key!r} for `swiftkit {cls.command}`{closest(key, fields)}"
+                )
+            per_group[fields[key][0]][key] = value
+        kwargs = {g: gcls(**per_group[g]) for g, gcls in cls.groups()}
+        return cls(**kwargs)
+
+    def to_flat(self) -> dict[str, Any]:
+        out = {}
+        for gname, _ in self.groups():
+            out.update(dataclasses.asdict(getattr(self, gname)))
+        return out
+
+
+@dataclass
+class SftConfig(CommandConfig):
+    command: ClassVar[str] = "sft"
+    description: ClassVar[str] = "Supervised fine-tuning on conversations (LoRA, full or freeze)."
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    template: TemplateArgs = field(default_factory=TemplateArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    tuner: TunerArgs = field(default_factory=TunerArgs)
+    training: TrainingArgs = field(default_factory=TrainingArgs)
+    plugin: PluginArgs = field(default_factory=PluginArgs)
+
+    def __post_init__(self):
+        if not self.data.dataset:
+            raise ConfigError(f"`swiftkit {self.command}` needs --dataset")
+        if not self.model.model and not self.training.resume_from_checkpoint:
+            raise ConfigError(f"`swiftkit {self.command}` needs --model")
+
+
+@dataclass
+class PtConfig(SftConfig):
+    """Continued pretraining: raw text (or every token of a conversation) gets loss."""
+
+    command: ClassVar[str] = "pt"
+    description: ClassVar[str] = "Continued pretraining on raw text; every token gets loss."
+
+
+@dataclass
+class InferConfig(CommandConfig):
+    command: ClassVar[str] = "infer"
+    description: ClassVar[str] = "Chat with a model or adapters, interactively or over a dataset."
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    template: TemplateArgs = field(default_factory=TemplateArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    generation: GenerationArgs = field(default_factory=GenerationArgs)
+    plugin: PluginArgs = field(default_factory=PluginArgs)
+
+    def __post_init__(self):
+        if not self.model.model and not self.generation.adapters:
+            raise ConfigError("`swiftkit infer` needs --model or --adapters")
+
+
+COMMANDS: dict[str, type[CommandConfig]] = {c.command: c for c in (SftConfig, PtConfig, InferConfig)}

@@ -1,0 +1,211 @@
+"""Hook specifications: every extension point of swiftkit.
+
+Plugins implement these with ``@swiftkit.hookimpl``. Built-in behaviour is registered through the
+same hooks (see ``swiftkit.plugins.BUILTIN_PLUGINS``), so a third-party plugin can do anything a
+built-in does.
+
+Two kinds of hooks:
+
+* **Registration hooks** are *historic*: each plugin is called once with the registry, including
+  plugins registered after the call was first made. A plugin adds entries with
+  ``registry.register(name, entry, source=...)``; re-registering a name needs ``override=True``.
+* **Choice hooks** are *firstresult*: swiftkit asks for the part selected by name in the config
+  (e.g. ``--loss_type focal``); each plugin answers ``None`` unless the name is its own, and the
+  first non-``None`` answer wins.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("swiftkit")
+
+
+# --- registration hooks (historic) -------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def swiftkit_register_models(registry):
+    """Add model families to the model registry.
+
+    Historic: called once for every plugin, whenever it is registered.
+
+    :param swiftkit.registry.Registry registry: the model registry; entries are
+        :class:`swiftkit.models.registry.ModelEntry`.
+    :return: ignored.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_register_models(registry):
+            from swiftkit.models.registry import ModelEntry
+            registry.register("my-model-7b", ModelEntry(name="my-model-7b", hf_id="me/my-model-7b"),
+                              source="my_plugin")
+    """
+
+
+@hookspec(historic=True)
+def swiftkit_register_datasets(registry):
+    """Add datasets to the dataset registry.
+
+    Historic: called once for every plugin, whenever it is registered.
+
+    :param swiftkit.registry.Registry registry: the dataset registry; entries are
+        :class:`swiftkit.data.registry.DatasetEntry`.
+    :return: ignored.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_register_datasets(registry):
+            from swiftkit.data.registry import DatasetEntry
+            registry.register("my-data", DatasetEntry(name="my-data", path="/data/my.jsonl"),
+                              source="my_plugin")
+    """
+
+
+@hookspec(historic=True)
+def swiftkit_register_templates(registry):
+    """Add chat templates for models whose tokenizer has none (or a broken one).
+
+    Historic: called once for every plugin, whenever it is registered.
+
+    :param swiftkit.registry.Registry registry: the template registry; entries are
+        :class:`swiftkit.templates.registry.TemplateEntry`.
+    :return: ignored.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_register_templates(registry):
+            from swiftkit.templates.registry import TemplateEntry
+            registry.register("my-format", TemplateEntry(name="my-format", chat_template=JINJA),
+                              source="my_plugin")
+    """
+
+
+# --- choice hooks (firstresult) ----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_tuner(name, model, config):
+    """Wrap ``model`` for training with the tuner called ``name`` (``--train_type``).
+
+    Firstresult: the first plugin that returns a model wins; answer ``None`` for other names.
+
+    :param str name: the selected tuner, e.g. ``"lora"``, ``"full"``, ``"freeze"``.
+    :param model: the loaded ``transformers`` model.
+    :param config: the command's config (:class:`swiftkit.config.SftConfig`); tuner flags are in
+        ``config.tuner``.
+    :return: the model to train (e.g. a ``peft.PeftModel``), or ``None``.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_tuner(name, model, config):
+            if name != "bias-only":
+                return None
+            for pname, p in model.named_parameters():
+                p.requires_grad = pname.endswith(".bias")
+            return model
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_loss(name, config):
+    """Return the loss function selected by ``--loss_type``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: the selected loss name.
+    :param config: the command's config.
+    :return: a callable ``loss(outputs, labels, num_items_in_batch=None) -> torch.Tensor`` (the
+        ``compute_loss_func`` contract of ``transformers.Trainer``; ``labels`` are unshifted, -100 is
+        ignored), or ``None`` to keep the model's own loss.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_loss(name, config):
+            if name == "focal":
+                return focal_loss
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_metrics(name, config):
+    """Return the evaluation metric function selected by ``--metric``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: the selected metric name.
+    :param config: the command's config.
+    :return: a ``compute_metrics(eval_pred) -> dict`` callable as ``transformers.Trainer`` takes it,
+        or ``None``.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_metrics(name, config):
+            if name == "token_acc":
+                return token_accuracy
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_optimizer(name, model, config):
+    """Build the optimizer selected by ``--optimizer``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: the selected optimizer name.
+    :param model: the model being trained (only parameters with ``requires_grad`` should train).
+    :param config: the command's config; learning rate and weight decay are in ``config.training``.
+    :return: a ``torch.optim.Optimizer`` (the LR schedule stays ``--lr_scheduler_type``), or ``None``.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_optimizer(name, model, config):
+            if name == "sgd":
+                params = [p for p in model.parameters() if p.requires_grad]
+                return torch.optim.SGD(params, lr=config.training.learning_rate)
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_callback(name, config):
+    """Build the trainer callback called ``name`` (one call per name in ``--callbacks``).
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: one selected callback name.
+    :param config: the command's config.
+    :return: a ``transformers.TrainerCallback`` instance, or ``None``.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_callback(name, config):
+            if name == "early_stop":
+                return transformers.EarlyStoppingCallback(early_stopping_patience=3)
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_trainer(name, config):
+    """Return the trainer class selected by ``--trainer``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: the selected trainer name (``"default"`` is ``transformers.Trainer``).
+    :param config: the command's config.
+    :return: a class constructed like ``transformers.Trainer`` (same keyword arguments), or ``None``.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_trainer(name, config):
+            if name == "mine":
+                return MyTrainer   # subclass transformers.Trainer one level deep at most
+    """
