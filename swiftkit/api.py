@@ -1,0 +1,60 @@
+"""The Python API: the same config fields as the CLI flags, as keyword arguments.
+
+    import swiftkit
+    result = swiftkit.sft(model="smollm2-135m-instruct", dataset="self-cognition#100",
+                          model_name="Nova", model_author="Acme", max_steps=10)
+    swiftkit.infer(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
+"""
+
+from __future__ import annotations
+
+import os
+
+from swiftkit.config import InferConfig, PtConfig, SftConfig
+
+
+def _runtime_env() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def sft(config: str | None = None, **fields) -> dict:
+    """Fine-tune; ``config`` is an optional YAML file, ``fields`` are flag names (they override it).
+
+    Returns a dict with ``run_dir``, ``last_checkpoint``, ``global_step``, ``train_loss``,
+    ``train_tokens_per_s`` and ``peak_rss_mb``.
+    """
+    from swiftkit.train.sft import run_training
+
+    _runtime_env()
+    return run_training(_build(SftConfig, config, fields))
+
+
+def pt(config: str | None = None, **fields) -> dict:
+    """Continued pretraining on raw text; same arguments and result as :func:`sft`."""
+    from swiftkit.train.sft import run_training
+
+    _runtime_env()
+    return run_training(_build(PtConfig, config, fields))
+
+
+def infer(config: str | None = None, **fields) -> dict:
+    """Batch inference over ``val_dataset`` (or interactive chat on stdin when none is given).
+
+    Returns ``{"result_path": ..., "num_rows": ...}`` in batch mode.
+    """
+    from swiftkit.infer import InferRecipe
+
+    _runtime_env()
+    recipe = InferRecipe(_build(InferConfig, config, fields))
+    recipe.setup()
+    return recipe.run()
+
+
+def _build(cfg_cls, config: str | None, fields: dict):
+    values = {}
+    if config is not None:
+        from swiftkit.config.files import load_yaml_config
+
+        values.update(load_yaml_config(config))
+    values.update(fields)
+    return cfg_cls.from_flat(values, source="argument")

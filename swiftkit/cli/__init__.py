@@ -1,0 +1,1 @@
+"""Command-line entry point (``swiftkit``) and flag parsing generated from the typed configs."""

@@ -1,0 +1,1 @@
+"""Training stage: tuners, the SFT/PT recipe, run-directory records and callbacks."""

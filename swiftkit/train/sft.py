@@ -1,0 +1,281 @@
+"""The SFT / PT recipe: ``setup()`` builds every part, ``run()`` is the one trainer call.
+
+Nothing is written to the output directory until every input (model, data, template, plugins) has
+been checked, so a bad flag or a bad row leaves no half-made run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from swiftkit.config import PtConfig, SftConfig
+from swiftkit.train.errors import TrainError
+
+
+def _set_threads(num_threads: int) -> None:
+    import torch
+
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+
+
+class SftRecipe:
+    """Supervised fine-tuning (``sft``) or continued pretraining (``pt``) with one config."""
+
+    def __init__(self, cfg: SftConfig):
+        self.cfg = cfg
+        self.is_pt = isinstance(cfg, PtConfig)
+        self.result: dict = {}
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        from swiftkit.plugins import build_registries, get_plugin_manager
+
+        self.pm = get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
+        self.registries = build_registries(self.pm)
+        self.resume = self._resume_checkpoint()
+        _set_threads(cfg.model.num_threads)
+
+        self.resolved, self.tokenizer = self._load_tokenizer()
+        self.template = self._build_template()
+        train_rows, val_rows = self._load_rows()
+        self.train_data, self.val_data, skipped = self._encode(train_rows, val_rows)
+        self.model = self._load_model()
+        self.trainer_cls = self._choose_trainer()
+        self.run_dir = self.resume.parent if self.resume else self._new_run_dir()
+        self._write_run_files(train_rows, val_rows, skipped)
+        self.trainer = self._build_trainer()
+
+    def _resume_checkpoint(self) -> Path | None:
+        from swiftkit.train.output import resolve_resume
+
+        path = self.cfg.training.resume_from_checkpoint
+        if not path:
+            return None
+        ckpt = resolve_resume(path)
+        args_file = ckpt.parent / "args.json"
+        if not self.cfg.model.model:
+            if not args_file.is_file():
+                raise TrainError(f"{args_file} is missing: pass --model with --resume_from_checkpoint")
+            self.cfg.model.model = json.loads(args_file.read_text())["model"]
+        return ckpt
+
+    def _load_tokenizer(self):
+        from swiftkit.models import load_tokenizer, resolve_model
+
+        m = self.cfg.model
+        resolved = resolve_model(
+            m.model, model_type=m.model_type, use_hf=m.use_hf, revision=m.model_revision,
+            cache_dir=m.cache_dir, registry=self.registries.models,
+        )
+        return resolved, load_tokenizer(resolved)
+
+    def _build_template(self):
+        from swiftkit.templates import get_template
+
+        t = self.cfg.template
+        name = t.template
+        if name is None and not getattr(self.tokenizer, "chat_template", None):
+            entry = self.resolved.entry
+            name = entry.template if entry and entry.template else ("default" if self.is_pt else None)
+        return get_template(
+            self.tokenizer, name, system=t.system, max_length=t.max_length,
+            truncation_strategy=t.truncation_strategy,
+            loss_scale="all" if self.is_pt else t.loss_scale,
+            registry=self.registries.templates,
+        )
+
+    def _load_rows(self):
+        from swiftkit.data import load_rows, split_rows
+
+        d = self.cfg.data
+        kw = dict(
+            registry=self.registries.datasets, seed=d.data_seed, model_name=tuple(d.model_name),
+            model_author=tuple(d.model_author), use_hf=self.cfg.model.use_hf,
+            cache_dir=self.cfg.model.cache_dir, text_only=self.is_pt,
+        )
+        train = load_rows(d.dataset, **kw)
+        if d.val_dataset:
+            return train, load_rows(d.val_dataset, **kw)
+        if d.split_dataset_ratio > 0:
+            return split_rows(train, d.split_dataset_ratio, seed=d.data_seed)
+        return train, []
+
+    def _encode(self, train_rows, val_rows):
+        from swiftkit.train.encode import encode_rows
+
+        train, skipped = encode_rows(train_rows, self.template, "--dataset")
+        val, val_skipped = encode_rows(val_rows, self.template, "--val_dataset")
+        if skipped or val_skipped:
+            print(
+                f"[swiftkit] skipped {skipped} training and {val_skipped} validation rows longer than "
+                f"--max_length {self.template.max_length}",
+                file=sys.stderr,
+            )
+        return train, val, skipped + val_skipped
+
+    def _load_model(self):
+        from swiftkit.models import load_model
+
+        m, t = self.cfg.model, self.cfg.tuner
+        model = load_model(self.resolved, torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code)
+        if self.cfg.training.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        tuned = self.pm.hook.swiftkit_get_tuner(name=t.train_type, model=model, config=self.cfg)
+        if tuned is None:
+            raise TrainError(f"unknown --train_type {t.train_type!r}: no plugin provides it (lora, full, freeze)")
+        return tuned
+
+    def _choose_trainer(self):
+        name = self.cfg.training.trainer
+        cls = self.pm.hook.swiftkit_get_trainer(name=name, config=self.cfg)
+        if cls is None:
+            raise TrainError(f"unknown --trainer {name!r}: no plugin provides it")
+        return cls
+
+    def _new_run_dir(self) -> Path:
+        from swiftkit.train.output import new_run_dir
+
+        return new_run_dir(self.cfg.training.output_dir)
+
+    def _write_run_files(self, train_rows, val_rows, skipped) -> None:
+        from swiftkit.data import data_fingerprint
+        from swiftkit.train.output import build_manifest, write_json
+
+        args = {"command": self.cfg.command, **self.cfg.to_flat(), "model_path": self.resolved.path,
+                "template_name": self.template.name}
+        write_json(self.run_dir / "args.json", args)
+        manifest = build_manifest(
+            seed=self.cfg.training.seed,
+            data_fingerprint=data_fingerprint(train_rows + val_rows),
+            template_fingerprint=self.template.fingerprint,
+            template_name=self.template.name,
+            num_train_rows=len(self.train_data),
+            num_val_rows=len(self.val_data),
+            skipped_rows=skipped,
+            model_path=self.resolved.path,
+        )
+        write_json(self.run_dir / "manifest.json", manifest)
+
+    def _plugin_parts(self):
+        """Loss, metrics, optimizer and extra callbacks selected by name through the hooks."""
+        tr, hook = self.cfg.training, self.pm.hook
+        loss = metrics = optimizer = None
+        if tr.loss_type:
+            loss = hook.swiftkit_get_loss(name=tr.loss_type, config=self.cfg)
+            if loss is None:
+                raise TrainError(f"unknown --loss_type {tr.loss_type!r}: no plugin provides it")
+        if tr.metric:
+            metrics = hook.swiftkit_get_metrics(name=tr.metric, config=self.cfg)
+            if metrics is None:
+                raise TrainError(f"unknown --metric {tr.metric!r}: no plugin provides it")
+        if tr.optimizer:
+            optimizer = hook.swiftkit_get_optimizer(name=tr.optimizer, model=self.model, config=self.cfg)
+            if optimizer is None:
+                raise TrainError(f"unknown --optimizer {tr.optimizer!r}: no plugin provides it")
+        callbacks = []
+        for name in tr.callbacks:
+            cb = hook.swiftkit_get_callback(name=name, config=self.cfg)
+            if cb is None:
+                raise TrainError(f"unknown callback {name!r} in --callbacks: no plugin provides it")
+            callbacks.append(cb)
+        return loss, metrics, optimizer, callbacks
+
+    def _training_arguments(self):
+        from transformers import TrainingArguments
+
+        tr = self.cfg.training
+        has_val = bool(self.val_data)
+        return TrainingArguments(
+            output_dir=str(self.run_dir),
+            num_train_epochs=tr.num_train_epochs,
+            max_steps=tr.max_steps,
+            learning_rate=tr.learning_rate,
+            lr_scheduler_type=tr.lr_scheduler_type,
+            warmup_ratio=tr.warmup_ratio,
+            weight_decay=tr.weight_decay,
+            max_grad_norm=tr.max_grad_norm,
+            per_device_train_batch_size=tr.per_device_train_batch_size,
+            per_device_eval_batch_size=tr.per_device_eval_batch_size,
+            gradient_accumulation_steps=tr.gradient_accumulation_steps,
+            save_strategy="steps",
+            save_steps=tr.save_steps,
+            save_total_limit=tr.save_total_limit,
+            eval_strategy="steps" if has_val else "no",
+            eval_steps=(tr.eval_steps or tr.save_steps) if has_val else None,
+            logging_steps=tr.logging_steps,
+            logging_first_step=True,
+            seed=tr.seed,
+            data_seed=self.cfg.data.data_seed,
+            report_to=[r for r in tr.report_to if r != "none"] or "none",
+            dataloader_num_workers=tr.dataloader_num_workers,
+            remove_unused_columns=False,
+            dataloader_pin_memory=False,
+        )
+
+    def _build_trainer(self):
+        from swiftkit.train.callbacks import (
+            CountingCollator,
+            JsonlLoggingCallback,
+            RunFilesCallback,
+            TokenCounter,
+        )
+        from swiftkit.train.encode import make_collator
+
+        loss, metrics, optimizer, callbacks = self._plugin_parts()
+        self.counter = TokenCounter()
+        collator = CountingCollator(make_collator(self.tokenizer, self.cfg.training.padding_free), self.counter)
+        callbacks = [
+            JsonlLoggingCallback(self.run_dir / "logging.jsonl", self.counter),
+            RunFilesCallback(self.run_dir),
+            *callbacks,
+        ]
+        return self.trainer_cls(
+            model=self.model,
+            args=self._training_arguments(),
+            data_collator=collator,
+            train_dataset=self.train_data,
+            eval_dataset=self.val_data or None,
+            processing_class=self.tokenizer,
+            compute_loss_func=loss,
+            compute_metrics=metrics,
+            callbacks=callbacks,
+            optimizers=(optimizer, None),
+        )
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        from swiftkit.train.callbacks import peak_rss_mb
+        from swiftkit.train.output import checkpoints, write_json
+
+        output = self.trainer.train(resume_from_checkpoint=str(self.resume) if self.resume else None)
+        last = checkpoints(self.run_dir)[-1] if checkpoints(self.run_dir) else None
+        self.result = {
+            "run_dir": str(self.run_dir),
+            "last_checkpoint": str(last) if last else None,
+            "global_step": output.global_step,
+            "train_loss": output.training_loss,
+            "train_runtime_s": output.metrics.get("train_runtime"),
+            "train_tokens": self.counter.tokens,
+            "train_tokens_per_s": round(self.counter.tokens / output.metrics["train_runtime"], 2)
+            if output.metrics.get("train_runtime") else None,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "loss_plot": str(self.run_dir / "loss.png"),
+        }
+        write_json(self.run_dir / "train_result.json", self.result)
+        print(f"[swiftkit] run finished: {json.dumps(self.result)}", file=sys.stderr)
+        return self.result
+
+
+def run_training(cfg: SftConfig) -> dict:
+    """Build and run the recipe for an ``sft`` or ``pt`` config."""
+    recipe = SftRecipe(cfg)
+    recipe.setup()
+    return recipe.run()
+

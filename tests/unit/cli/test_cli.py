@@ -1,0 +1,91 @@
+"""The CLI: help text, YAML + flag overrides, closest-flag errors, and no torch import for --help."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from swiftkit.cli.args import parse_config
+from swiftkit.cli.main import main
+from swiftkit.config import ConfigError, SftConfig
+
+SWIFTKIT = [sys.executable, "-m", "swiftkit.cli.main"]
+
+
+def test_top_level_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("sft", "pt", "infer", "list"):
+        assert f"  {command}" in out
+
+
+def test_sft_help_shows_every_flag_with_help_and_default():
+    out = subprocess.run(SWIFTKIT + ["sft", "--help"], capture_output=True, text=True, check=True).stdout
+    for name in SftConfig.flat_fields():
+        assert f"--{name}" in out
+    assert "Peak learning rate. (default: 0.0001)" in " ".join(out.split())
+
+
+def test_help_does_not_import_torch_and_is_fast():
+    code = (
+        "import sys, time, io, contextlib; t = time.perf_counter()\n"
+        "from swiftkit.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['--help'])\n"
+        "    try:\n        main(['sft', '--help'])\n    except SystemExit:\n        pass\n"
+        "print(time.perf_counter() - t, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    seconds, torch_loaded, tf_loaded = out.split()
+    assert torch_loaded == "False" and tf_loaded == "False"
+    assert float(seconds) < 0.5
+
+
+def test_console_script_help_wall_time():
+    exe = Path(sys.executable).parent / "swiftkit"
+    if not exe.exists():
+        pytest.skip("console script not installed in this environment")
+    start = time.perf_counter()
+    subprocess.run([str(exe), "--help"], capture_output=True, check=True)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_unknown_flag_names_closest(capsys):
+    assert main(["sft", "--model", "m", "--dataset", "d", "--learnig_rate", "1e-4"]) == 2
+    err = capsys.readouterr().err
+    assert "'--learnig_rate'" in err and "did you mean '--learning_rate'" in err
+
+
+def test_unknown_command_names_closest(capsys):
+    assert main(["stf"]) == 2
+    assert "did you mean 'sft'" in capsys.readouterr().err
+
+
+def test_yaml_then_flags_override(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("model: m\ndataset: a.jsonl\nlearning_rate: 0.001\nlora_rank: 4\nuse_hf: true\n")
+    cfg = parse_config(SftConfig, [str(cfg_file), "--learning_rate", "1e-4", "--lora_dropout", "0.1"])
+    assert cfg.training.learning_rate == 1e-4  # flag wins
+    assert cfg.tuner.lora_rank == 4 and cfg.model.use_hf is True  # from YAML
+    assert cfg.tuner.lora_dropout == 0.1
+    assert cfg.data.dataset == ["a.jsonl"]
+
+
+def test_yaml_unknown_key_names_file_and_closest(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("model: m\ndataset: a.jsonl\nlearning_rat: 0.001\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*did you mean 'learning_rate'"):
+        parse_config(SftConfig, [str(cfg_file)])
+
+
+def test_bool_and_list_flags():
+    cfg = parse_config(SftConfig, ["--model", "m", "--dataset", "a", "b#10", "--use_hf", "--padding_free", "false"])
+    assert cfg.model.use_hf is True and cfg.training.padding_free is False
+    assert cfg.data.dataset == ["a", "b#10"]
+
+
+def test_choices_are_enforced():
+    with pytest.raises(SystemExit):
+        parse_config(SftConfig, ["--model", "m", "--dataset", "a", "--truncation_strategy", "middle"])

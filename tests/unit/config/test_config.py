@@ -1,0 +1,74 @@
+"""Typed configs: flat keys map onto groups, validation names the flag, round-trips through a dict."""
+
+import pytest
+
+from swiftkit.config import COMMANDS, ConfigError, InferConfig, PtConfig, SftConfig
+
+MS_SWIFT_FLAGS = (
+    "model model_type train_type dataset val_dataset split_dataset_ratio max_length lora_rank "
+    "lora_alpha lora_dropout target_modules torch_dtype num_train_epochs max_steps learning_rate "
+    "per_device_train_batch_size gradient_accumulation_steps output_dir save_steps eval_steps "
+    "logging_steps resume_from_checkpoint system use_hf seed"
+).split()
+
+
+def test_sft_accepts_ms_swift_flag_names():
+    fields = SftConfig.flat_fields()
+    missing = [f for f in MS_SWIFT_FLAGS if f not in fields]
+    assert missing == []
+
+
+def test_infer_accepts_generation_flags():
+    fields = InferConfig.flat_fields()
+    for name in ("adapters", "max_new_tokens", "temperature", "stream", "system", "model", "val_dataset"):
+        assert name in fields
+
+
+def test_flat_round_trip_and_group_placement():
+    cfg = SftConfig.from_flat({"model": "m", "dataset": ["d.jsonl"], "lora_rank": 4, "learning_rate": 3e-4})
+    assert cfg.tuner.lora_rank == 4 and cfg.training.learning_rate == 3e-4 and cfg.model.model == "m"
+    again = SftConfig.from_flat(cfg.to_flat())
+    assert again == cfg
+
+
+def test_scalar_for_list_field_becomes_list():
+    cfg = SftConfig.from_flat({"model": "m", "dataset": "one.jsonl"})
+    assert cfg.data.dataset == ["one.jsonl"]
+
+
+def test_unknown_key_names_closest():
+    with pytest.raises(ConfigError, match="did you mean 'lora_rank'"):
+        SftConfig.from_flat({"model": "m", "dataset": ["d"], "lora_rnak": 4})
+
+
+@pytest.mark.parametrize(
+    "values, flag",
+    [
+        ({"learning_rate": -1.0}, "--learning_rate"),
+        ({"split_dataset_ratio": 1.5}, "--split_dataset_ratio"),
+        ({"lora_rank": 0}, "--lora_rank"),
+        ({"model_name": ["a", "b", "c"]}, "--model_name"),
+    ],
+)
+def test_validation_names_flag(values, flag):
+    with pytest.raises(ConfigError, match=flag):
+        SftConfig.from_flat({"model": "m", "dataset": ["d"], **values})
+
+
+def test_required_fields():
+    with pytest.raises(ConfigError, match="--dataset"):
+        SftConfig.from_flat({"model": "m"})
+    with pytest.raises(ConfigError, match="--model"):
+        SftConfig.from_flat({"dataset": ["d"]})
+    with pytest.raises(ConfigError, match="--adapters"):
+        InferConfig.from_flat({})
+
+
+def test_every_field_has_help():
+    for cls in COMMANDS.values():
+        for name, (_, field, _) in cls.flat_fields().items():
+            assert field.metadata.get("help"), f"{cls.command} --{name} has no help text"
+
+
+def test_pt_is_its_own_command():
+    assert PtConfig.command == "pt" and COMMANDS["pt"] is PtConfig
