@@ -1,0 +1,11 @@
+"""The one error class of the data layer: bad dataset input, named by file, line and field."""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A dataset could not be loaded or a row is malformed.
+
+    The message names the file (or hub id), the 1-based line or row, and what is wrong, e.g.
+    ``data.jsonl:7: invalid JSON: Expecting ',' delimiter (column 12)``.
+    """

@@ -1,0 +1,14 @@
+"""Built-in plugin: registers every dataset card shipped in ``dataset_registry/*.yaml``."""
+
+from __future__ import annotations
+
+import swiftkit
+
+
+@swiftkit.hookimpl
+def swiftkit_register_datasets(registry):
+    from swiftkit.data.registry import load_cards
+    from swiftkit.resources import data_dir
+
+    for entry, card in load_cards(data_dir("dataset_registry")):
+        registry.register(entry.name, entry, source=f"dataset_registry/{card.name}", override=entry.override)

@@ -1,0 +1,132 @@
+"""Dataset registry entries and the schema-checked YAML cards in ``dataset_registry/``.
+
+A card is a YAML file with one top-level key, ``datasets``, holding a list of entries; each entry
+has the fields of :class:`DatasetEntry`. Unknown or missing keys and wrong types are errors that
+name the card file, the entry and the key. This module imports no torch/transformers/datasets: the
+plugin manager imports it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from swiftkit.data.errors import DatasetError
+from swiftkit.registry import closest
+
+
+@dataclass
+class DatasetEntry:
+    """One registered dataset: where its rows live and how to read them.
+
+    ``path`` is a local file or folder (relative to ``dataset_registry/`` or absolute); otherwise
+    the rows come from the hub: ``ms_id`` on ModelScope (the default) or ``hf_id`` on the Hugging
+    Face hub (``--use_hf``). ``columns`` renames source columns to canonical ones (``query``,
+    ``response``, ``system``, ``history``, ``messages``, ``conversations``, ``instruction``,
+    ``input``, ``output``, ``text``) before the row format is detected. ``preprocessor`` names a
+    row transform from :data:`swiftkit.data.preprocess.PREPROCESSORS` (e.g. ``self_cognition``).
+    """
+
+    name: str
+    path: str | None = None
+    ms_id: str | None = None
+    hf_id: str | None = None
+    subset: str | None = None
+    split: str = "train"
+    columns: dict[str, str] = field(default_factory=dict)
+    preprocessor: str | None = None
+    tags: list[str] = field(default_factory=list)
+    description: str = ""
+    override: bool = False
+
+
+# key -> (accepted types, description used in error messages)
+_OPTIONAL_STR = ((str, type(None)), "a string or null")
+_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a string"),
+    "path": _OPTIONAL_STR,
+    "ms_id": _OPTIONAL_STR,
+    "hf_id": _OPTIONAL_STR,
+    "subset": _OPTIONAL_STR,
+    "split": ((str,), "a string"),
+    "columns": ((dict,), "a mapping of source column -> canonical column"),
+    "preprocessor": _OPTIONAL_STR,
+    "tags": ((list,), "a list of strings"),
+    "description": ((str,), "a string"),
+    "override": ((bool,), "true or false"),
+}
+assert set(_SCHEMA) == {f.name for f in fields(DatasetEntry)}
+
+
+def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
+    """Validate one card entry (``where`` names it in errors) and build the :class:`DatasetEntry`."""
+    from swiftkit.data.preprocess import PREPROCESSORS
+
+    if not isinstance(data, dict):
+        raise DatasetError(f"{where}: expected a mapping of dataset fields, got {type(data).__name__}")
+    for key in data:
+        if key not in _SCHEMA:
+            raise DatasetError(f"{where}: unknown key {key!r}{closest(str(key), _SCHEMA)}")
+    if "name" not in data:
+        raise DatasetError(f"{where}: missing key 'name'")
+    for key, value in data.items():
+        types, text = _SCHEMA[key]
+        if not isinstance(value, types):
+            raise DatasetError(f"{where}: key {key!r} must be {text}, got {type(value).__name__}")
+    if not data["name"].strip():
+        raise DatasetError(f"{where}: key 'name' is empty")
+    if not any(data.get(k) for k in ("path", "ms_id", "hf_id")):
+        raise DatasetError(f"{where}: needs at least one of the keys 'path', 'ms_id', 'hf_id'")
+    for src, dst in data.get("columns", {}).items():
+        if not isinstance(src, str) or not isinstance(dst, str):
+            raise DatasetError(f"{where}: key 'columns' must map strings to strings ({src!r}: {dst!r})")
+    if not all(isinstance(t, str) for t in data.get("tags", [])):
+        raise DatasetError(f"{where}: key 'tags' must be a list of strings")
+    pre = data.get("preprocessor")
+    if pre is not None and pre not in PREPROCESSORS:
+        raise DatasetError(
+            f"{where}: key 'preprocessor': unknown preprocessor {pre!r}{closest(pre, PREPROCESSORS)}; "
+            f"known: {', '.join(sorted(PREPROCESSORS))}"
+        )
+    return DatasetEntry(**data)
+
+
+def load_card(path: str | Path) -> list[DatasetEntry]:
+    """The entries of one YAML card; any schema problem raises :class:`DatasetError` naming the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{path}: invalid YAML: {exc}") from exc
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read dataset card: {exc}") from exc
+    if not isinstance(data, dict) or "datasets" not in data:
+        raise DatasetError(f"{path}: a dataset card needs a top-level key 'datasets' (a list of entries)")
+    extra = sorted(set(data) - {"datasets"})
+    if extra:
+        raise DatasetError(f"{path}: unknown top-level key {extra[0]!r}; only 'datasets' is allowed")
+    items = data["datasets"]
+    if not isinstance(items, list) or not items:
+        raise DatasetError(f"{path}: key 'datasets' must be a non-empty list of entries")
+    entries = [entry_from_mapping(item, f"{path}: datasets[{i}]") for i, item in enumerate(items)]
+    names = [e.name.lower() for e in entries]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise DatasetError(f"{path}: datasets[{i}]: name {entries[i].name!r} appears twice in this card")
+    return entries
+
+
+def load_cards(folder: str | Path) -> list[tuple[DatasetEntry, Path]]:
+    """Every entry of every ``*.yaml`` card in ``folder`` (sorted by file name), with its card path."""
+    return [(entry, card) for card in sorted(Path(folder).glob("*.yaml")) for entry in load_card(card)]
+
+
+def resolve_entry_path(entry: DatasetEntry) -> Path:
+    """``entry.path`` as an absolute path (relative paths are inside ``dataset_registry/``)."""
+    from swiftkit.resources import data_dir
+
+    path = Path(entry.path).expanduser()
+    return path if path.is_absolute() else data_dir("dataset_registry") / path

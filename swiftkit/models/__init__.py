@@ -1,0 +1,24 @@
+"""Model resolution (local dir, registered name, ModelScope / HF hub, embedded GGUF) and loading.
+
+Importing this package does not import torch or transformers; the loaders import them when called.
+"""
+
+from swiftkit.models.errors import ModelNotFoundError
+from swiftkit.models.loading import load_model, load_tokenizer, resolve_dtype
+from swiftkit.models.registry import ModelEntry, infer_model_type
+from swiftkit.models.resolve import ResolvedModel, default_cache_dir, resolve_model
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelEntry",
+    "ModelNotFoundError",
+    "ResolvedModel",
+    "default_cache_dir",
+    "infer_model_type",
+    "load_model",
+    "load_tokenizer",
+    "resolve_dtype",
+    "resolve_model",
+]

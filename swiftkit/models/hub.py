@@ -1,0 +1,148 @@
+"""Download a model snapshot from ModelScope or the Hugging Face hub, failing fast when offline.
+
+Both hub libraries retry for a long time when the network is down (ModelScope's back-off took
+23 s with DNS failing at once, longer when packets are dropped). So the hub's host is probed
+first with a short TCP connect; when it cannot be reached, only the local cache is consulted.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from swiftkit.models.errors import ModelNotFoundError
+
+HUB_NAMES = {"modelscope": "ModelScope", "hf": "the Hugging Face hub"}
+PROBE_TIMEOUT_S = 5.0
+# Files a transformers checkpoint does not need: original (non-HF) weights and other frameworks.
+IGNORE_PATTERNS = [
+    "original/*",
+    "*.pth",
+    "*.gguf",
+    "*.onnx",
+    "*.onnx_data",
+    "*.msgpack",
+    "*.h5",
+    "*.ot",
+    "*.tflite",
+]
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or "no details"
+    text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _hub_endpoints(hub: str) -> tuple[list[str], bool]:
+    """(endpoint URLs the library will use, whether the library is configured offline)."""
+    if hub == "hf":
+        from huggingface_hub import constants
+
+        return [constants.ENDPOINT], bool(constants.HF_HUB_OFFLINE)
+    try:
+        from modelscope_hub.config import get_default_config
+        from modelscope_hub.constants import DEFAULT_ENDPOINT, DEFAULT_INTL_ENDPOINT
+
+        endpoint = get_default_config().endpoint
+        # With the default endpoint the library falls back to the international site.
+        extra = [DEFAULT_INTL_ENDPOINT] if endpoint == DEFAULT_ENDPOINT else []
+        return [endpoint, *extra], False
+    except ImportError:  # modelscope releases before the modelscope_hub split
+        return ["https://www.modelscope.cn"], False
+
+
+def _address(url: str) -> tuple[str, int]:
+    """The host and port a connection to ``url`` opens first (the proxy's, when one is set)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or url
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parsed.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        return p.hostname or host, p.port or 80
+    return host, port
+
+
+def unreachable_reason(endpoints: list[str], timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when any endpoint accepts a TCP connection within ``timeout``; else why not, in one line.
+
+    Each probe runs in a daemon thread, so a DNS lookup that hangs cannot hold the caller.
+    """
+    addresses = [_address(url) for url in endpoints]
+    errors: dict[tuple[str, int], str] = {}
+    ok = threading.Event()
+    done = threading.Semaphore(0)
+
+    def probe(addr):
+        try:
+            socket.create_connection(addr, timeout=timeout).close()
+            ok.set()
+        except OSError as exc:
+            errors[addr] = " ".join(str(exc).split()) or type(exc).__name__
+        finally:
+            done.release()
+
+    for addr in addresses:
+        threading.Thread(target=probe, args=(addr,), daemon=True).start()
+    for _ in addresses:
+        if ok.is_set() or not done.acquire(timeout=timeout + 0.5):
+            break
+    if ok.is_set():
+        return None
+    parts = [
+        f"{h}:{p}: {errors.get((h, p), f'no answer within {timeout:g} s')}" for h, p in addresses
+    ]
+    return "cannot connect (" + "; ".join(parts) + ")"
+
+
+def _snapshot(
+    hub: str, model_id: str, revision: str | None, cache_dir: Path, local_only: bool
+) -> str:
+    if hub == "hf":
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(
+            model_id,
+            revision=revision,
+            cache_dir=str(cache_dir),
+            local_files_only=local_only,
+            ignore_patterns=IGNORE_PATTERNS,
+            etag_timeout=PROBE_TIMEOUT_S * 2,
+        )
+    from modelscope.hub.snapshot_download import snapshot_download
+
+    return snapshot_download(
+        model_id,
+        revision=revision,
+        cache_dir=str(cache_dir),
+        local_files_only=local_only,
+        ignore_patterns=IGNORE_PATTERNS,
+    )
+
+
+def download(
+    model_id: str, hub: str, *, revision: str | None, cache_dir: Path, advice: str = ""
+) -> str:
+    """Download ``model_id`` from ``hub`` ("modelscope" or "hf") into ``cache_dir``; its local path.
+
+    Raises ModelNotFoundError naming the id, the hub and the reason in one line, followed by
+    ``advice`` (what the user can do instead).
+    """
+    endpoints, offline = _hub_endpoints(hub)
+    reason = "the library is set to offline mode" if offline else unreachable_reason(endpoints)
+    try:
+        path = _snapshot(hub, model_id, revision, cache_dir, local_only=reason is not None)
+    except Exception as exc:  # each library has its own error classes; all mean "not available"
+        if reason is None:
+            reason = _one_line(exc)
+        else:
+            reason = f"{reason}, and no copy is cached in {cache_dir}"
+        sep = "" if not advice or advice.startswith(" ") else ". "
+        raise ModelNotFoundError(
+            f"cannot download {model_id!r} from {HUB_NAMES[hub]}: {reason}{sep}{advice}"
+        ) from exc
+    return str(path)

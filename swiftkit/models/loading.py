@@ -1,0 +1,82 @@
+"""Load a resolved model and its tokenizer with plain transformers.
+
+torch and transformers are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from swiftkit.models.errors import ModelNotFoundError
+from swiftkit.models.resolve import ResolvedModel, resolve_model
+from swiftkit.registry import closest
+
+DTYPE_NAMES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+
+
+def resolve_dtype(name):
+    """A ``torch.dtype`` for ``name``; "auto" is float32 on CPU, bfloat16 on CUDA (float16 without bf16)."""
+    import torch
+
+    if isinstance(name, torch.dtype):
+        return name
+    if name is None or name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    key = DTYPE_NAMES.get(str(name).lower())
+    if key is None:
+        raise ValueError(
+            f"unknown torch_dtype {name!r}{closest(str(name).lower(), DTYPE_NAMES)}; "
+            "choose auto, float32, bfloat16 or float16"
+        )
+    return getattr(torch, key)
+
+
+def _resolved(model, resolve_kwargs) -> ResolvedModel:
+    return model if isinstance(model, ResolvedModel) else resolve_model(model, **resolve_kwargs)
+
+
+def load_tokenizer(model, **resolve_kwargs):
+    """The tokenizer of ``model`` (a name, path, hub id or ResolvedModel), with a pad token.
+
+    ``trust_remote_code`` (default False) is passed to ``AutoTokenizer``; other keyword arguments
+    go to :func:`resolve_model`. A missing pad token is set to the EOS token (no token is added).
+    """
+    from transformers import AutoTokenizer
+
+    trust_remote_code = resolve_kwargs.pop("trust_remote_code", False)
+    resolved = _resolved(model, resolve_kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolved.path, trust_remote_code=trust_remote_code
+        )
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot load a tokenizer from {resolved.path}: {exc}") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, **resolve_kwargs):
+    """The causal LM for ``model`` loaded with ``AutoModelForCausalLM`` in ``torch_dtype``.
+
+    The model stays on the CPU; moving it to a device is the caller's choice.
+    """
+    from transformers import AutoModelForCausalLM
+
+    dtype = resolve_dtype(torch_dtype)
+    resolved = _resolved(model, resolve_kwargs)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            resolved.path, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot load the model in {resolved.path}: {exc}") from exc

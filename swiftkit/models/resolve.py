@@ -1,0 +1,184 @@
+"""Turn ``--model`` into a local model directory.
+
+Resolution order:
+
+1. an existing local directory (it must hold ``config.json``);
+2. a registered short name (``swiftkit list models``): an embedded model is converted once into
+   the cache, any other is downloaded by its ModelScope id (HF id with ``use_hf``), falling back
+   to the other hub when the wanted id is not registered;
+3. a hub id ``owner/name``: downloaded from ModelScope, or the Hugging Face hub with ``use_hf``;
+4. anything else is an unknown name, reported with the closest registered one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from swiftkit.models import embedded, hub
+from swiftkit.models.errors import ModelNotFoundError
+from swiftkit.models.registry import (
+    HUB_ID,
+    ModelEntry,
+    infer_model_type,
+    known_families,
+)
+from swiftkit.registry import RegistryError, closest
+
+
+@dataclass
+class ResolvedModel:
+    """A model found on disk, ready for ``from_pretrained``."""
+
+    path: str  # local directory with config.json, weights and tokenizer files
+    model_type: str | None  # the family (config.json model_type), when known
+    entry: ModelEntry | None  # the registry entry, when --model was a registered name
+    source: str  # "local" | "embedded" | "modelscope" | "hf"
+    name: str  # what the user passed
+
+
+def default_cache_dir() -> Path:
+    """Where downloads and conversions go unless ``cache_dir`` is given: ~/.cache/swiftkit."""
+    return Path("~/.cache/swiftkit").expanduser()
+
+
+def _looks_like_path(model: str) -> bool:
+    return (
+        model in (".", "..")
+        or model.startswith(("./", "../", "~", "/"))
+        or os.path.isabs(model)
+        or model.count("/") > 1
+        or "\\" in model
+    )
+
+
+def _check_model_dir(path: Path, model: str) -> Path:
+    if (path / "config.json").is_file():
+        return path
+    hint = ""
+    if (path / "adapter_config.json").is_file():
+        hint = " It holds a LoRA adapter (adapter_config.json): pass it as --adapters instead."
+    elif ggufs := sorted(p.name for p in path.glob("*.gguf")):
+        hint = f" It holds GGUF file(s) ({', '.join(ggufs)}), which load only through a registered embedded model."
+    raise ModelNotFoundError(
+        f"model directory {str(path)!r} (from --model {model!r}) has no config.json: a model "
+        f"directory needs config.json, the weights (*.safetensors) and the tokenizer files.{hint}"
+    )
+
+
+def _advice(use_hf: bool) -> str:
+    other = (
+        "drop --use_hf to try ModelScope" if use_hf else "add --use_hf to try the Hugging Face hub"
+    )
+    return f"Pass a local model directory (with config.json) as --model, or {other}"
+
+
+def _hub_cache(cache: Path, which: str) -> Path:
+    return cache / ("huggingface" if which == "hf" else "modelscope")
+
+
+def _from_entry(entry: ModelEntry, use_hf: bool, revision, cache: Path) -> tuple[str, str]:
+    if entry.embedded:
+        return str(embedded.materialize(entry.name, entry.embedded, cache)), "embedded"
+    which, model_id = ("hf", entry.hf_id) if use_hf else ("modelscope", entry.ms_id)
+    advice = _advice(use_hf)
+    if model_id is None:
+        missing = hub.HUB_NAMES[which]
+        which, model_id = ("modelscope", entry.ms_id) if use_hf else ("hf", entry.hf_id)
+        advice = (
+            f" (no {missing} id is registered for {entry.name!r}, so {hub.HUB_NAMES[which]} was "
+            "tried instead). Pass a local model directory (with config.json) as --model"
+        )
+    path = hub.download(
+        model_id, which, revision=revision, cache_dir=_hub_cache(cache, which), advice=advice
+    )
+    return path, which
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"{path / 'config.json'}: cannot be read as JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ModelNotFoundError(f"{path / 'config.json'}: expected a JSON object")
+    return config
+
+
+def _model_type(
+    explicit: str | None, entry: ModelEntry | None, config: dict, registry
+) -> str | None:
+    if explicit:
+        families = known_families(registry)
+        if explicit.lower() not in families:
+            raise RegistryError(
+                f"unknown --model_type {explicit!r}{closest(explicit.lower(), families)}; "
+                f"known families: {', '.join(sorted(families))}"
+            )
+        return explicit.lower()
+    if entry is not None and entry.family:
+        return entry.family
+    return infer_model_type(config, registry)
+
+
+def resolve_model(
+    model: str,
+    *,
+    model_type: str | None = None,
+    use_hf: bool = False,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    registry=None,
+) -> ResolvedModel:
+    """Find (download, convert) ``model`` and return where it is on disk; see the module docstring."""
+    if not isinstance(model, str) or not model.strip():
+        raise ModelNotFoundError(
+            "no model given: pass --model with a local directory, a hub id or a registered name"
+        )
+    if registry is None:
+        from swiftkit.plugins import default_registries
+
+        registry = default_registries().models
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    local = Path(model).expanduser()
+    entry = None
+    if local.is_dir():
+        path, source = str(local.resolve()), "local"
+    elif local.exists():
+        raise ModelNotFoundError(
+            f"--model {model!r} is a file; pass the directory that holds config.json"
+        )
+    elif _looks_like_path(model):
+        raise ModelNotFoundError(f"local model directory {model!r} does not exist")
+    elif model in registry:
+        entry = registry.get(model)
+        path, source = _from_entry(entry, use_hf, revision, cache)
+    elif "/" in model:
+        if not HUB_ID.match(model):
+            raise ModelNotFoundError(
+                f"{model!r} is neither a local directory nor a hub id (owner/name)"
+            )
+        source = "hf" if use_hf else "modelscope"
+        path = hub.download(
+            model,
+            source,
+            revision=revision,
+            cache_dir=_hub_cache(cache, source),
+            advice=_advice(use_hf),
+        )
+    else:
+        raise ModelNotFoundError(
+            f"unknown model {model!r}{closest(model.lower(), registry)}; pass a local directory, a hub "
+            "id (owner/name) or a registered name (`swiftkit list models`)"
+        )
+    folder = _check_model_dir(Path(path), model)
+    config = _read_config(folder)
+    return ResolvedModel(
+        path=str(folder),
+        model_type=_model_type(model_type, entry, config, registry),
+        entry=entry,
+        source=source,
+        name=model,
+    )

@@ -1,0 +1,188 @@
+"""Shipped dataset cards, card schema errors, the built-in plugin, self-cognition and hub errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from swiftkit.data import DatasetError, load_rows
+from swiftkit.data.registry import DatasetEntry, load_card, load_cards, resolve_entry_path
+from swiftkit.registry import Registry
+from swiftkit.resources import data_dir
+
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    """The dataset registry filled by the built-in data plugin through pluggy."""
+    from swiftkit.plugins import BUILTIN_PLUGINS, build_registries, get_plugin_manager
+
+    others = [p for p in BUILTIN_PLUGINS if p != "swiftkit.data.plugin"]
+    return build_registries(get_plugin_manager(disabled=others, entry_points=False)).datasets
+
+
+def test_plugin_import_is_light():
+    code = (
+        "import sys, swiftkit.data, swiftkit.data.plugin, swiftkit.data.registry\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'pyarrow', 'modelscope') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_shipped_cards_validate():
+    entries = load_cards(data_dir("dataset_registry"))
+    names = [e.name for e, _ in entries]
+    assert len(names) == len(set(names)) >= 4
+    for entry, card in entries:
+        assert entry.description and entry.tags, card
+        if entry.path:
+            assert resolve_entry_path(entry).exists(), (card, entry.path)
+        for hub_id in (entry.ms_id, entry.hf_id):
+            assert hub_id is None or HUB_ID.fullmatch(hub_id), (card, hub_id)
+
+
+def test_plugin_registers_every_card(registry):
+    assert {"self-cognition", "alpaca-gpt4-data-en", "alpaca-gpt4-data-zh", "sharegpt-gpt4"} <= set(registry)
+    entry = registry.get("alpaca-gpt4-data-en")
+    assert (entry.ms_id, entry.hf_id) == ("AI-ModelScope/alpaca-gpt4-data-en", "vicgalle/alpaca-gpt4")
+    assert registry.source("self-cognition") == "dataset_registry/self-cognition.yaml"
+
+
+def test_self_cognition_data_file():
+    path = resolve_entry_path(DatasetEntry(name="x", path="data/self_cognition.jsonl"))
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    langs = [r["lang"] for r in rows]
+    assert 80 <= len(rows) <= 120
+    assert abs(langs.count("en") - langs.count("zh")) <= len(rows) // 5 and set(langs) == {"en", "zh"}
+    assert len({r["query"] for r in rows}) == len(rows)
+    assert all(set(r) == {"query", "response", "lang"} for r in rows)
+    assert all("{{NAME}}" in r["response"] or "{{AUTHOR}}" in r["response"] for r in rows)
+    assert sum("{{AUTHOR}}" in r["response"] for r in rows) > len(rows) // 2
+
+
+def test_self_cognition_one_name(registry):
+    rows = load_rows(["self-cognition"], registry=registry, model_name=("Nova",), model_author=("Acme Labs",))
+    text = json.dumps([r["messages"] for r in rows], ensure_ascii=False)
+    assert "{{" not in text and "}}" not in text
+    assert text.count("Nova") > 40 and text.count("Acme Labs") > 40
+    assert all(r["messages"][-1]["role"] == "assistant" for r in rows)
+
+
+def test_self_cognition_two_names_map_zh_and_en(registry):
+    rows = load_rows(["self-cognition"], registry=registry, model_name=("小新", "Nova"),
+                     model_author=("新星实验室", "Acme Labs"))
+    zh = [r for r in rows if re.search(r"[\u4e00-\u9fff]", r["messages"][0]["content"])]
+    en = [r for r in rows if r not in zh]
+    assert zh and en
+    zh_text = json.dumps([r["messages"] for r in zh], ensure_ascii=False)
+    en_text = json.dumps([r["messages"] for r in en], ensure_ascii=False)
+    assert "小新" in zh_text and "新星实验室" in zh_text and "Nova" not in zh_text and "Acme" not in zh_text
+    assert "Nova" in en_text and "Acme Labs" in en_text and "小新" not in en_text and "新星" not in en_text
+    assert "{{" not in zh_text + en_text
+
+
+@pytest.mark.parametrize("name, author", [((), ()), (("Nova",), ()), ((), ("Acme",))])
+def test_self_cognition_needs_name_and_author(registry, name, author):
+    with pytest.raises(DatasetError, match="self-cognition needs --model_name and --model_author"):
+        load_rows(["self-cognition#10"], registry=registry, model_name=name, model_author=author)
+
+
+def test_self_cognition_sampled_beyond_its_size(registry):
+    rows = load_rows(["self-cognition#250"], registry=registry, model_name=("Nova",), model_author=("Acme",))
+    assert len(rows) == 250
+
+
+def test_self_cognition_rejects_bad_lang(tmp_path):
+    path = tmp_path / "sc.jsonl"
+    path.write_text(json.dumps({"query": "who?", "response": "{{NAME}}", "lang": "fr"}) + "\n")
+    registry = Registry("dataset")
+    registry.register("sc", DatasetEntry(name="sc", path=str(path), preprocessor="self_cognition"))
+    with pytest.raises(DatasetError, match=rf"{re.escape(str(path))}:1: 'lang' must be 'zh' or 'en'"):
+        load_rows(["sc"], registry=registry, model_name=("N",), model_author=("A",))
+
+
+BROKEN_CARDS = {
+    "unknown_key": ("datasets:\n  - name: x\n    hf: org/x\n", "datasets[0]: unknown key 'hf'"),
+    "missing_name": ("datasets:\n  - hf_id: org/x\n", "datasets[0]: missing key 'name'"),
+    "wrong_type": ("datasets:\n  - name: x\n    hf_id: org/x\n    tags: chat\n", "key 'tags' must be a list"),
+    "no_source": ("datasets:\n  - name: x\n", "needs at least one of the keys 'path', 'ms_id', 'hf_id'"),
+    "bad_preprocessor": (
+        "datasets:\n  - name: x\n    path: a.jsonl\n    preprocessor: self_cogniton\n",
+        "key 'preprocessor': unknown preprocessor 'self_cogniton' (did you mean 'self_cognition'?)",
+    ),
+    "bad_columns": ("datasets:\n  - name: x\n    path: a.jsonl\n    columns: [a, b]\n", "key 'columns' must be"),
+    "no_datasets_key": ("name: x\npath: a.jsonl\n", "needs a top-level key 'datasets'"),
+    "extra_top_key": ("datasets:\n  - name: x\n    path: a.jsonl\nversion: 2\n", "unknown top-level key 'version'"),
+    "invalid_yaml": ("datasets:\n  - name: [x\n", "invalid YAML"),
+    "duplicate": ("datasets:\n  - {name: x, path: a.jsonl}\n  - {name: X, path: b.jsonl}\n", "appears twice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_CARDS))
+def test_broken_card_names_file_and_key(tmp_path, case):
+    text, expected = BROKEN_CARDS[case]
+    card = tmp_path / f"{case}.yaml"
+    card.write_text(text)
+    with pytest.raises(DatasetError) as info:
+        load_card(card)
+    assert str(info.value).startswith(f"{card}:")
+    assert expected in str(info.value)
+
+
+def test_card_override_flag_reaches_the_entry(tmp_path):
+    card = tmp_path / "mine.yaml"
+    card.write_text("datasets:\n  - name: self-cognition\n    path: /data/mine.jsonl\n    override: true\n")
+    (entry,) = load_card(card)
+    assert entry.override is True and entry.split == "train" and entry.columns == {}
+
+
+# --- hubs: no network here, and an id that exists nowhere fails the same way online -------------
+
+MISSING_ID = "swiftkit-test-nobody/no-such-dataset-3f9c"
+
+
+@pytest.mark.parametrize("use_hf, hub", [(False, "ModelScope"), (True, "Hugging Face")])
+def test_hub_id_fails_fast_with_clear_error(use_hf, hub, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(DatasetError) as info:
+        load_rows([MISSING_ID], registry=Registry("dataset"), use_hf=use_hf, cache_dir=str(tmp_path))
+    assert time.monotonic() - start < 20
+    msg = str(info.value)
+    assert MISSING_ID in msg and hub in msg and "local file" in msg
+
+
+def test_hf_offline_mode_error_names_id(tmp_path):
+    """With the hub library's own offline switch, the cache is all there is: a clear error, fast."""
+    code = (
+        "from swiftkit.data import load_rows, DatasetError\n"
+        "from swiftkit.registry import Registry\n"
+        "try:\n"
+        f"    load_rows(['{MISSING_ID}'], registry=Registry('dataset'), use_hf=True, cache_dir={str(tmp_path)!r})\n"
+        "except DatasetError as exc:\n"
+        "    print('ERROR', exc)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ERROR ") and MISSING_ID in out.stdout and "Hugging Face hub" in out.stdout
+
+
+def test_registered_hub_entry_picks_the_selected_hub(registry):
+    from swiftkit.data.loader import hub_source
+
+    entry = registry.get("alpaca-gpt4-data-en")
+    assert hub_source(entry, use_hf=False) == ("AI-ModelScope/alpaca-gpt4-data-en", False)
+    assert hub_source(entry, use_hf=True) == ("vicgalle/alpaca-gpt4", True)
+    only_ms = DatasetEntry(name="m", ms_id="org/m")
+    only_hf = DatasetEntry(name="h", hf_id="org/h")
+    assert hub_source(only_ms, use_hf=True) == ("org/m", False)
+    assert hub_source(only_hf, use_hf=False) == ("org/h", True)

@@ -1,0 +1,16 @@
+"""Fixtures for the model tests: the built-in model registry, filled by the built-in plugin."""
+
+from __future__ import annotations
+
+import pytest
+
+from swiftkit.models import plugin
+from swiftkit.registry import Registry
+
+
+@pytest.fixture(scope="session")
+def model_registry() -> Registry:
+    """Only the built-in model cards, independent of other plugins being importable."""
+    registry = Registry("model")
+    plugin.swiftkit_register_models(registry)
+    return registry
