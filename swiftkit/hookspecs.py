@@ -198,7 +198,8 @@ def swiftkit_get_trainer(name, config):
 
     Firstresult: answer ``None`` unless ``name`` is yours.
 
-    :param str name: the selected trainer name (``"default"`` is ``transformers.Trainer``).
+    :param str name: the selected trainer name (``"default"`` is
+        :class:`swiftkit.train.trainer.SwiftTrainer`, a ``transformers.Trainer``).
     :param config: the command's config.
     :return: a class constructed like ``transformers.Trainer`` (same keyword arguments), or ``None``.
 

@@ -165,7 +165,11 @@ class TrainingArgs:
     metric: Optional[str] = arg(None, "Evaluation metric by name (a plugin's).")
     optimizer: Optional[str] = arg(None, "Optimizer by name (a plugin's); default: AdamW.")
     callbacks: list[str] = arg([], "Extra trainer callbacks by name (plugins').")
-    trainer: str = arg("default", "Trainer by name; default is transformers.Trainer.")
+    trainer: str = arg(
+        "default",
+        "Trainer by name (a plugin's); default is transformers.Trainer computing the LM head only "
+        "where a label is.",
+    )
     report_to: list[str] = arg(["tensorboard"], "Loggers: tensorboard, wandb, none, ...")
     dataloader_num_workers: int = arg(0, "DataLoader worker processes.")
 

@@ -17,6 +17,6 @@ def swiftkit_get_tuner(name, model, config):
 def swiftkit_get_trainer(name, config):
     if name != "default":
         return None
-    from transformers import Trainer
+    from swiftkit.train.trainer import SwiftTrainer
 
-    return Trainer
+    return SwiftTrainer

@@ -1,0 +1,64 @@
+"""The default trainer: ``transformers.Trainer`` with the LM head run only where a label is.
+
+Causal-LM loss needs logits only at positions whose next token is labelled (assistant replies in
+SFT). Computing the vocabulary projection everywhere else wastes time and memory (on SmolLM2 the
+49k-row head is ~20% of the forward FLOPs and T x 49k logits dominate activation memory). The
+loss is the same sum over labelled tokens divided by the same ``num_items_in_batch`` as the
+model's own ``ForCausalLMLoss``; a test checks equality. Models that do not take
+``logits_to_keep``, and runs with a plugin loss, use the stock path.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from transformers import Trainer
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def label_only_loss(model, inputs: dict, num_items_in_batch=None):
+    """Causal-LM loss computing logits only at positions that predict a labelled token."""
+    inputs = {**inputs, "use_cache": False}
+    labels = inputs.pop("labels")
+    targets = labels[:, 1:]
+    keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
+    outputs = model(**inputs, logits_to_keep=keep)
+    logits = outputs.logits.float()
+    picked = targets[:, keep]
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    denom = num_items_in_batch if num_items_in_batch is not None else (picked != -100).sum()
+    if torch.is_tensor(denom):
+        denom = denom.to(loss.device)
+    return loss / denom, outputs
+
+
+class SwiftTrainer(Trainer):
+    """Trainer whose default loss skips the LM head at unlabelled positions (same value)."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        stock = (
+            self.compute_loss_func is not None
+            or self.compute_metrics is not None  # metrics need full logits
+            or "labels" not in inputs
+            or not _accepts_logits_to_keep(model)
+        )
+        # No KV cache in training: with a cache, transformers 5.24 skips the block-diagonal mask it
+        # builds from position_ids, and packed (padding-free) rows would attend across sequences.
+        inputs = {**inputs, "use_cache": False}
+        if stock:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        # Same normalisation as the stock path: the model divides by num_items_in_batch only
+        # when it accepts loss kwargs (otherwise training_step divides by accumulation steps).
+        count = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        loss, outputs = label_only_loss(model, inputs, count)
+        return (loss, outputs) if return_outputs else loss
