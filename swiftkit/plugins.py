@@ -115,8 +115,9 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
         (pm.hook.swiftkit_register_templates, regs.templates),
     )
     for hook, registry in calls:
-        # Called implementation by implementation (pluggy's order) so a failure names its plugin.
-        for impl in reversed(hook.get_hookimpls()):
+        # Called implementation by implementation, in registration order (built-ins, entry points,
+        # files), so later plugins can override earlier ones and a failure names its plugin.
+        for impl in hook.get_hookimpls():
             try:
                 impl.function(registry=registry)
             except Exception as exc:

@@ -175,6 +175,7 @@ class TrainingArgs:
 
     def __post_init__(self):
         _check(self.learning_rate > 0, "--learning_rate must be > 0")
+        _check(0.0 <= self.warmup_ratio < 1.0, "--warmup_ratio must be in [0, 1)")
         _check(self.per_device_train_batch_size > 0, "--per_device_train_batch_size must be > 0")
         _check(self.gradient_accumulation_steps > 0, "--gradient_accumulation_steps must be > 0")
         _check(self.save_steps > 0, "--save_steps must be > 0")

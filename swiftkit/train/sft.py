@@ -119,9 +119,12 @@ class SftRecipe:
         return train, val, skipped + val_skipped
 
     def _load_model(self):
+        from transformers import set_seed
+
         from swiftkit.models import load_model
 
         m, t = self.cfg.model, self.cfg.tuner
+        set_seed(self.cfg.training.seed)  # before the tuner initialises adapter weights
         model = load_model(self.resolved, torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code)
         if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -197,7 +200,7 @@ class SftRecipe:
             max_steps=tr.max_steps,
             learning_rate=tr.learning_rate,
             lr_scheduler_type=tr.lr_scheduler_type,
-            warmup_ratio=tr.warmup_ratio,
+            warmup_steps=tr.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
             weight_decay=tr.weight_decay,
             max_grad_norm=tr.max_grad_norm,
             per_device_train_batch_size=tr.per_device_train_batch_size,

@@ -159,3 +159,17 @@ def test_text_only_sampling_and_mixing(tmp_path):
     rows = load_rows([f"{txt}#3", str(other)], registry=EMPTY, text_only=True)
     assert len(rows) == 4 and all(set(r) == {"text", "_origin"} for r in rows)
     assert "from jsonl" in [r["text"] for r in rows]
+
+
+def test_prompts_without_reply_are_accepted_only_for_inference(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "Who are you?"}]}) + "\n"
+        + json.dumps({"query": "What is 1+1?"}) + "\n"
+        + json.dumps({"instruction": "Add", "input": "1 2"}) + "\n"
+    )
+    with pytest.raises(DatasetError, match=r"prompts\.jsonl:1"):
+        load_rows([str(path)], registry=EMPTY)
+    rows = load_rows([str(path)], registry=EMPTY, require_reply=False)
+    assert [r["messages"][-1]["role"] for r in rows] == ["user", "user", "user"]
+    assert rows[2]["messages"][-1]["content"] == "Add\n1 2"

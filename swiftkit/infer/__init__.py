@@ -1,0 +1,12 @@
+"""Inference: load a model (plus trained adapters) and chat with it or answer a dataset.
+
+``InferRecipe(cfg).setup(); .run()`` is ``swiftkit infer``; ``load_for_inference`` and
+``TransformersEngine`` are the parts. Importing this package does not import torch.
+"""
+
+from swiftkit.infer.engine import TransformersEngine
+from swiftkit.infer.errors import InferError
+from swiftkit.infer.loading import load_for_inference
+from swiftkit.infer.recipe import InferRecipe
+
+__all__ = ["InferError", "InferRecipe", "TransformersEngine", "load_for_inference"]

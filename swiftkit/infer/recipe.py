@@ -1,0 +1,159 @@
+"""The inference recipe: ``setup()`` loads model + template, ``run()`` chats or answers a dataset.
+
+Batch mode (``--val_dataset`` given): every row's prompt is its messages without the final
+assistant reply, which becomes ``labels``; replies are written as JSON lines to
+``--result_path`` (default ``<first adapter dir or cwd>/infer_result/<timestamp>.jsonl``). The
+file appears under its final name only once every row is written.
+
+Interactive mode (otherwise): a ``<<< `` prompt on stdout, one user message per line, multi-turn
+history; ``clear`` forgets the history, ``exit`` / ``quit`` / end of input stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from swiftkit.config import InferConfig
+from swiftkit.infer.errors import InferError
+
+BACKENDS = ("transformers",)
+
+
+def split_prompt(messages: list[dict]) -> tuple[list[dict], str | None]:
+    """A row's prompt and label: the final assistant message is the label (None when absent)."""
+    if messages and messages[-1].get("role") == "assistant":
+        return list(messages[:-1]), messages[-1].get("content")
+    return list(messages), None
+
+
+def default_result_path(cfg: InferConfig) -> Path:
+    adapters = cfg.generation.adapters
+    base = Path(adapters[0]) if adapters else Path.cwd()
+    folder = base / "infer_result"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = folder / f"{stamp}.jsonl", 1
+    while path.exists():
+        path, n = folder / f"{stamp}-{n}.jsonl", n + 1
+    return path
+
+
+class InferRecipe:
+    """Chat with a model (interactive) or generate replies for a dataset (batch)."""
+
+    def __init__(self, cfg: InferConfig):
+        self.cfg = cfg
+        self.info: dict = {}
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        from swiftkit.infer.engine import TransformersEngine
+        from swiftkit.infer.loading import load_for_inference
+        from swiftkit.plugins import build_registries, get_plugin_manager
+
+        cfg = self.cfg
+        if cfg.generation.infer_backend not in BACKENDS:
+            raise InferError(
+                f"--infer_backend {cfg.generation.infer_backend!r} is not available; choose one of "
+                f"{', '.join(BACKENDS)}"
+            )
+        self.registries = build_registries(get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins))
+        model, self.template, self.info = load_for_inference(cfg, registries=self.registries)
+        self.engine = TransformersEngine(model, self.template)
+        g = cfg.generation
+        self.gen_kwargs = {
+            "max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p,
+            "top_k": g.top_k, "repetition_penalty": g.repetition_penalty,
+        }
+        import torch
+
+        torch.manual_seed(cfg.data.data_seed)  # sampling (temperature > 0) is reproducible
+        print(
+            f"[swiftkit] infer: model {self.info['model_path']}, adapters {self.info['adapters']}, "
+            f"template {self.info['template']}",
+            file=sys.stderr,
+        )
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def run(self, stdin=None, stdout=None) -> dict:
+        """Batch mode when --val_dataset is set, else interactive chat on stdin/stdout."""
+        if self.cfg.data.val_dataset:
+            return self.run_batch()
+        return self.run_interactive(stdin or sys.stdin, stdout or sys.stdout)
+
+    def run_batch(self) -> dict:
+        from swiftkit.data import load_rows
+
+        cfg = self.cfg
+        d = cfg.data
+        rows = load_rows(
+            d.val_dataset, registry=self.registries.datasets, seed=d.data_seed,
+            model_name=tuple(d.model_name), model_author=tuple(d.model_author),
+            use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir, require_reply=False,
+        )
+        path = Path(cfg.generation.result_path) if cfg.generation.result_path else default_result_path(cfg)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        size, start = cfg.generation.max_batch_size, time.time()
+        try:
+            with tmp.open("w", encoding="utf-8") as out:
+                for first in range(0, len(rows), size):
+                    batch = [split_prompt(r["messages"]) for r in rows[first:first + size]]
+                    replies = self.engine.generate([p for p, _ in batch], **self.gen_kwargs)
+                    for (prompt, label), reply in zip(batch, replies):
+                        line = {"messages": prompt, "response": reply, "labels": label}
+                        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    out.flush()
+                    done = min(first + size, len(rows))
+                    print(f"[swiftkit] infer: {done}/{len(rows)} rows, {time.time() - start:.1f} s",
+                          file=sys.stderr)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        print(f"[swiftkit] infer: results written to {path}", file=sys.stderr)
+        return {"result_path": str(path), "num_rows": len(rows)}
+
+    def run_interactive(self, stdin, stdout) -> dict:
+        history: list[dict] = []
+        turns = 0
+        stdout.write("Type a message; 'clear' forgets the conversation, 'exit' or 'quit' ends.\n")
+        while True:
+            stdout.write("<<< ")
+            stdout.flush()
+            line = stdin.readline()
+            if not line:  # end of input
+                stdout.write("\n")
+                break
+            query = line.strip()
+            if not query:
+                continue
+            if query in ("exit", "quit"):
+                break
+            if query == "clear":
+                history = []
+                stdout.write("(history cleared)\n")
+                continue
+            history.append({"role": "user", "content": query})
+            reply = self._reply(history, stdout)
+            history.append({"role": "assistant", "content": reply})
+            turns += 1
+        stdout.flush()
+        return {"turns": turns}
+
+    def _reply(self, history: list[dict], stdout) -> str:
+        if not self.cfg.generation.stream:
+            reply = self.engine.generate([history], **self.gen_kwargs)[0]
+            stdout.write(reply + "\n")
+            return reply
+        pieces = []
+        for piece in self.engine.stream(history, **self.gen_kwargs):
+            pieces.append(piece)
+            stdout.write(piece)
+            stdout.flush()
+        stdout.write("\n")
+        return "".join(pieces)
