@@ -1,0 +1,297 @@
+"""The Template: rows -> token ids + labels, and prompts for generation, with train/serve parity.
+
+``encode`` renders a whole conversation with the tokenizer's chat template and tokenizes that text
+once, so its ``input_ids`` equal ``tokenizer.apply_chat_template(messages, tokenize=True)``. The
+labels come from reply spans that the template itself reveals (see :mod:`swiftkit.templates.spans`),
+never from per-model rules. ``encode_prompt`` is ``apply_chat_template`` with the generation prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+
+from swiftkit.templates.errors import SequenceTooLong, TemplateError
+from swiftkit.templates.spans import TokenizedText, input_ids_of, render, reply_span
+
+IGNORE_INDEX = -100
+ROLES = ("system", "user", "assistant", "tool")
+LOSS_SCALES = ("default", "last_round", "all")
+TRUNCATION_STRATEGIES = ("delete", "left", "right")
+OWN_TEMPLATE = "model"  # Template.name when the tokenizer's own chat template is used
+
+
+def _where(row) -> str:
+    origin = row.get("_origin") if isinstance(row, dict) else None
+    return f"{origin}: " if origin else ""
+
+
+class Template:
+    """A chat template bound to a tokenizer and the encoding options of one run."""
+
+    def __init__(self, tokenizer, name: str, chat_template: str, *, system: str | None = None,
+                 max_length: int | None = None, truncation_strategy: str = "delete",
+                 loss_scale: str = "default", stop_words: list[str] | tuple[str, ...] = ()):
+        if truncation_strategy not in TRUNCATION_STRATEGIES:
+            raise TemplateError(
+                f"truncation_strategy {truncation_strategy!r} is not one of "
+                f"{', '.join(TRUNCATION_STRATEGIES)}"
+            )
+        if loss_scale not in LOSS_SCALES:
+            raise TemplateError(f"loss_scale {loss_scale!r} is not one of {', '.join(LOSS_SCALES)}")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int)
+                                       or max_length < 1):
+            raise TemplateError(f"max_length must be a positive integer or None, got {max_length!r}")
+        if system is not None and not isinstance(system, str):
+            raise TemplateError(f"system must be a string, got {type(system).__name__}")
+        self.tokenizer = tokenizer
+        self.name = name
+        self.chat_template = chat_template
+        self.system = system
+        self.max_length = max_length
+        self.truncation_strategy = truncation_strategy
+        self.loss_scale = loss_scale
+        self.stop_words = list(stop_words)
+        self.fingerprint = self._fingerprint()
+        self.stop_token_ids = self._stop_token_ids()
+
+    def __repr__(self) -> str:
+        return f"Template(name={self.name!r}, loss_scale={self.loss_scale!r}, max_length={self.max_length})"
+
+    # -- public ----------------------------------------------------------------------------------
+
+    def encode(self, row: dict) -> dict:
+        """``{"input_ids", "labels"}`` for a ``{"messages": [...]}`` or ``{"text": ...}`` row."""
+        where = _where(row)
+        if not isinstance(row, dict):
+            raise TemplateError(f"a row must be a dict with 'messages' or 'text', got {type(row).__name__}")
+        if "messages" in row:
+            ids, labels = self._encode_messages(row["messages"], where)
+        elif "text" in row:
+            ids, labels = self._encode_text(row["text"], where)
+        else:
+            keys = ", ".join(sorted(map(str, row))) or "none"
+            raise TemplateError(f"{where}row has neither 'messages' nor 'text' (its keys: {keys})")
+        return self._truncate(ids, labels, where)
+
+    def encode_prompt(self, messages: list[dict]) -> list[int]:
+        """Prompt ids for generating the next assistant reply (``add_generation_prompt=True``)."""
+        msgs, _ = self._prepare(messages, "")
+        if msgs[-1]["role"] not in ("user", "tool"):
+            raise TemplateError(
+                f"message {len(messages) - 1}: a generation prompt must end with a user or tool "
+                f"message, not {msgs[-1]['role']!r}"
+            )
+        with _template_errors(""):
+            out = self.tokenizer.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True)
+        return input_ids_of(out)
+
+    def decode(self, ids) -> str:
+        """Text of ``ids`` without special tokens (negative ids such as -100 are dropped)."""
+        ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+        return self.tokenizer.decode([i for i in ids if i >= 0], skip_special_tokens=True)
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    def _prepare(self, messages, where: str) -> tuple[list[dict], list[bool | None]]:
+        """Validated messages without the ``loss`` key (system prompt inserted) and their loss flags."""
+        if not isinstance(messages, list) or not messages:
+            raise TemplateError(f"{where}'messages' must be a non-empty list of messages")
+        msgs, flags = [], []
+        for k, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise TemplateError(f"{where}message {k}: must be a dict, got {type(message).__name__}")
+            role, content, loss = message.get("role"), message.get("content"), message.get("loss")
+            if not isinstance(role, str) or role not in ROLES:
+                raise TemplateError(f"{where}message {k}: role {role!r} is not one of {', '.join(ROLES)}")
+            if not isinstance(content, str):
+                raise TemplateError(
+                    f"{where}message {k} ({role}): content must be a string, got {type(content).__name__}"
+                )
+            if loss is not None and not isinstance(loss, bool):
+                raise TemplateError(
+                    f"{where}message {k} ({role}): 'loss' must be true or false, got {loss!r}"
+                )
+            if loss and role != "assistant":
+                raise TemplateError(
+                    f"{where}message {k} ({role}): 'loss': true applies only to assistant messages"
+                )
+            msgs.append({key: value for key, value in message.items() if key != "loss"})
+            flags.append(loss)
+        if self.system is not None and msgs[0]["role"] != "system":
+            msgs.insert(0, {"role": "system", "content": self.system})
+            flags.insert(0, None)
+        return msgs, flags
+
+    @staticmethod
+    def _trained_turns(msgs: list[dict], flags: list, loss_scale: str) -> tuple[list[int], list[int]]:
+        """Indices of replies that get loss and, under ``all``, replies excluded from it."""
+        replies = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
+        if loss_scale == "all":
+            return [], [i for i in replies if flags[i] is False]
+        if loss_scale == "last_round":
+            chosen = {i for i in replies if flags[i] is True}
+            if replies and flags[replies[-1]] is not False:
+                chosen.add(replies[-1])
+            return sorted(chosen), []
+        return [i for i in replies if flags[i] is not False], []
+
+    def _labelled(self, msgs: list[dict], flags: list, where: str, shift: int, loss_scale: str):
+        """Token ids of the conversation and its labels (before truncation)."""
+        tok = self.tokenizer
+        with _template_errors(where):
+            full = render(tok, msgs)
+            text = TokenizedText(tok, full)
+            reference = input_ids_of(tok.apply_chat_template(msgs, tokenize=True))
+        if text.ids != reference:
+            raise TemplateError(
+                f"{where}tokenizing the rendered conversation gives other ids than "
+                "apply_chat_template; this tokenizer cannot be trained with exact parity"
+            )
+        trained, excluded = self._trained_turns(msgs, flags, loss_scale)
+        labels = list(text.ids) if loss_scale == "all" else [IGNORE_INDEX] * len(text.ids)
+        cursor = 0
+        for i in sorted(trained + excluded):
+            try:
+                with _template_errors(""):
+                    start, end = reply_span(tok, msgs, i, full, cursor)
+            except TemplateError as exc:
+                raise TemplateError(f"{where}message {i - shift} (assistant): {exc}") from exc
+            cursor = end
+            a, b = text.token_range(start, end)
+            for t in range(a, b):
+                labels[t] = text.ids[t] if i in trained else IGNORE_INDEX
+        return text.ids, labels
+
+    def _encode_messages(self, messages, where: str) -> tuple[list[int], list[int]]:
+        msgs, flags = self._prepare(messages, where)
+        shift = len(msgs) - len(messages)  # 1 when the system prompt was inserted
+        ids, labels = self._labelled(msgs, flags, where, shift, self.loss_scale)
+        if all(label == IGNORE_INDEX for label in labels):
+            raise TemplateError(
+                f"{where}nothing to train on: the conversation has no assistant reply that gets "
+                f"loss (loss_scale {self.loss_scale!r}, 'loss': false on a reply excludes it)"
+            )
+        return ids, labels
+
+    def _encode_text(self, text, where: str) -> tuple[list[int], list[int]]:
+        if not isinstance(text, str) or not text.strip():
+            raise TemplateError(f"{where}'text' must be a non-empty string")
+        tok = self.tokenizer
+        ids = list(tok(text, add_special_tokens=False)["input_ids"])
+        if tok.bos_token_id is not None:
+            ids.insert(0, tok.bos_token_id)
+        if tok.eos_token_id is not None:
+            ids.append(tok.eos_token_id)
+        return ids, list(ids)
+
+    def _truncate(self, ids: list[int], labels: list[int], where: str) -> dict:
+        limit = self.max_length
+        if limit is not None and len(ids) > limit:
+            if self.truncation_strategy == "delete":
+                raise SequenceTooLong(f"{where}{len(ids)} tokens is over max_length {limit}")
+            cut = slice(-limit, None) if self.truncation_strategy == "left" else slice(None, limit)
+            ids, labels = ids[cut], labels[cut]
+            if all(label == IGNORE_INDEX for label in labels):
+                raise SequenceTooLong(
+                    f"{where}{self.truncation_strategy} truncation to max_length {limit} leaves no "
+                    "token with loss"
+                )
+        return {"input_ids": ids, "labels": labels}
+
+    # -- identity --------------------------------------------------------------------------------
+
+    def _fingerprint(self) -> str:
+        tok = self.tokenizer
+        payload = {
+            "chat_template": self.chat_template,
+            "system": self.system,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+    def _stop_token_ids(self) -> list[int]:
+        tok = self.tokenizer
+        ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
+        for word in self.stop_words:
+            pieces = list(tok(word, add_special_tokens=False)["input_ids"])
+            if len(pieces) == 1:
+                ids.append(pieces[0])
+        end_of_turn = self._end_of_turn_id()
+        if end_of_turn is not None:
+            ids.append(end_of_turn)
+        return list(dict.fromkeys(ids))
+
+    def _end_of_turn_id(self) -> int | None:
+        """The special token that closes a reply in this template (e.g. ``<|im_end|>`` when the eos
+        is ``<|endoftext|>``), found by labelling a one-round probe conversation; None if unknown."""
+        probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+        try:
+            msgs, flags = self._prepare(probe, "")
+            ids, labels = self._labelled(msgs, flags, "", 0, "last_round")
+        except Exception:  # noqa: BLE001 - best effort: a template may reject the probe conversation
+            return None
+        trained = [t for t, label in zip(ids, labels) if label != IGNORE_INDEX]
+        last = trained[-1] if trained else None
+        tok = self.tokenizer
+        special = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}))
+        return last if last in special else None
+
+
+@contextmanager
+def _template_errors(where: str):
+    """Turn jinja errors raised by a chat template (e.g. ``raise_exception``) into TemplateError."""
+    import jinja2
+
+    try:
+        yield
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"{where}the chat template failed on this conversation: {exc}") from exc
+
+
+def _own_chat_template(tokenizer) -> str | None:
+    source = getattr(tokenizer, "chat_template", None)
+    if not source:
+        return None
+    if isinstance(source, str):
+        return source
+    return tokenizer.get_chat_template()  # named templates: the default one
+
+
+def get_template(tokenizer, template: str | None = None, *, system: str | None = None,
+                 max_length: int | None = None, truncation_strategy: str = "delete",
+                 loss_scale: str = "default", registry=None) -> Template:
+    """The template for ``tokenizer``: its own chat template, or the registered one named ``template``.
+
+    A registered template is also assigned to ``tokenizer.chat_template``, so the tokenizer saved
+    after training carries the exact template the model was trained with.
+    """
+    options = {"system": system, "max_length": max_length,
+               "truncation_strategy": truncation_strategy, "loss_scale": loss_scale}
+    if template is None:
+        source = _own_chat_template(tokenizer)
+        if source is None:
+            names = ", ".join(_registry(registry)) or "none"
+            model = getattr(tokenizer, "name_or_path", "") or "this model"
+            raise TemplateError(
+                f"the tokenizer of {model} has no chat template; choose one with --template NAME "
+                f"(registered templates: {names})"
+            )
+        return Template(tokenizer, OWN_TEMPLATE, source, **options)
+    try:
+        entry = _registry(registry).get(template)
+    except ValueError as exc:
+        raise TemplateError(str(exc)) from exc
+    tokenizer.chat_template = entry.chat_template
+    return Template(tokenizer, entry.name, entry.chat_template, stop_words=entry.stop_words, **options)
+
+
+def _registry(registry):
+    if registry is None:
+        from swiftkit.plugins import default_registries
+
+        registry = default_registries().templates
+    return registry
