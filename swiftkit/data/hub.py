@@ -5,19 +5,15 @@ and read by :mod:`swiftkit.data.readers` (``MsDataset`` needs ``datasets<=4.8``,
 stack does not pin). Hugging Face: ``datasets.load_dataset``.
 
 Both libraries retry an unreachable host for ~25 s, so the hub's host (or the configured HTTPS
-proxy) is probed first with a short connect timeout; an unreachable hub is a :class:`DatasetError`
-within seconds that names the id, the hub and the local-file alternative.
+proxy) is probed first with a short connect timeout (:mod:`swiftkit.hub`); an unreachable hub is
+a :class:`DatasetError` within seconds that names the id, the hub and the local-file alternative.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-from urllib.parse import urlsplit
-
 from swiftkit.data.errors import DatasetError
+from swiftkit.hub import PROBE_TIMEOUT_S, unreachable_reason
 
-CONNECT_TIMEOUT_S = 5.0
 HUB_FILE_PATTERNS = ["*.jsonl", "*.json", "*.csv", "*.parquet"]
 
 
@@ -28,39 +24,12 @@ def _hint(dataset_id: str) -> str:
     )
 
 
-def _probe(host: str, port: int, timeout: float) -> str | None:
-    """None when a TCP connection to host:port opens within ``timeout``, else the reason."""
-    result: list[str | None] = [f"timed out after {timeout:.0f} s"]
-
-    def connect():
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result[0] = None
-        except OSError as exc:
-            result[0] = str(exc) or type(exc).__name__
-
-    # getaddrinfo has no timeout of its own: run in a thread and stop waiting after `timeout`.
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout + 1.0)
-    return result[0]
-
-
-def check_reachable(hub: str, endpoint: str, dataset_id: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+def check_reachable(hub: str, endpoint: str, dataset_id: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Raise :class:`DatasetError` when ``endpoint`` (or the HTTPS proxy in use) does not answer."""
-    import urllib.request
-
-    url = urlsplit(endpoint)
-    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(url.scheme or "https")
-    if proxy and not urllib.request.proxy_bypass(host):
-        purl = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = purl.hostname or host, purl.port or 8080
-    reason = _probe(host, port, timeout)
+    reason = unreachable_reason([endpoint], timeout)
     if reason is not None:
         raise DatasetError(
-            f"dataset {dataset_id!r}: cannot reach {hub} ({endpoint}, via {host}:{port}): {reason}; "
-            + _hint(dataset_id)
+            f"dataset {dataset_id!r}: cannot reach {hub} ({endpoint}): {reason}; " + _hint(dataset_id)
         )
 
 

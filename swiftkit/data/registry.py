@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from swiftkit.cards import check_mapping, read_yaml
 from swiftkit.data.errors import DatasetError
 from swiftkit.registry import closest
 
@@ -41,21 +42,22 @@ class DatasetEntry:
     override: bool = False
 
 
-# key -> (accepted types, description used in error messages)
-_OPTIONAL_STR = ((str, type(None)), "a string or null")
-_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a string"),
+# key -> (accepted types, required, the accepted value as error messages name it)
+_OPTIONAL_STR = ((str, type(None)), False, "a string or null")
+_SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
+    "name": ((str,), True, "a string"),
     "path": _OPTIONAL_STR,
     "ms_id": _OPTIONAL_STR,
     "hf_id": _OPTIONAL_STR,
     "subset": _OPTIONAL_STR,
-    "split": ((str,), "a string"),
-    "columns": ((dict,), "a mapping of source column -> canonical column"),
+    "split": ((str,), False, "a string"),
+    "columns": ((dict,), False, "a mapping of source column -> canonical column"),
     "preprocessor": _OPTIONAL_STR,
-    "tags": ((list,), "a list of strings"),
-    "description": ((str,), "a string"),
-    "override": ((bool,), "true or false"),
+    "tags": ((list,), False, "a list of strings"),
+    "description": ((str,), False, "a string"),
+    "override": ((bool,), False, "true or false"),
 }
+_MESSAGES = {"yaml": "{path}: invalid YAML{at}: {problem}", "missing": "{where}: missing key {key!r}"}
 assert set(_SCHEMA) == {f.name for f in fields(DatasetEntry)}
 
 
@@ -63,17 +65,7 @@ def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
     """Validate one card entry (``where`` names it in errors) and build the :class:`DatasetEntry`."""
     from swiftkit.data.preprocess import PREPROCESSORS
 
-    if not isinstance(data, dict):
-        raise DatasetError(f"{where}: expected a mapping of dataset fields, got {type(data).__name__}")
-    for key in data:
-        if key not in _SCHEMA:
-            raise DatasetError(f"{where}: unknown key {key!r}{closest(str(key), _SCHEMA)}")
-    if "name" not in data:
-        raise DatasetError(f"{where}: missing key 'name'")
-    for key, value in data.items():
-        types, text = _SCHEMA[key]
-        if not isinstance(value, types):
-            raise DatasetError(f"{where}: key {key!r} must be {text}, got {type(value).__name__}")
+    check_mapping(data, _SCHEMA, where, DatasetError, _MESSAGES)
     if not data["name"].strip():
         raise DatasetError(f"{where}: key 'name' is empty")
     if not any(data.get(k) for k in ("path", "ms_id", "hf_id")):
@@ -94,15 +86,8 @@ def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
 
 def load_card(path: str | Path) -> list[DatasetEntry]:
     """The entries of one YAML card; any schema problem raises :class:`DatasetError` naming the file."""
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DatasetError(f"{path}: invalid YAML: {exc}") from exc
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read dataset card: {exc}") from exc
+    data = read_yaml(path, DatasetError, "dataset card", _MESSAGES)
     if not isinstance(data, dict) or "datasets" not in data:
         raise DatasetError(f"{path}: a dataset card needs a top-level key 'datasets' (a list of entries)")
     extra = sorted(set(data) - {"datasets"})

@@ -1,22 +1,18 @@
 """Download a model snapshot from ModelScope or the Hugging Face hub, failing fast when offline.
 
-Both hub libraries retry for a long time when the network is down (ModelScope's back-off took
-23 s with DNS failing at once, longer when packets are dropped). So the hub's host is probed
-first with a short TCP connect; when it cannot be reached, only the local cache is consulted.
+Both hub libraries retry for a long time when the network is down, so the hub's host is probed
+first with a short TCP connect (:mod:`swiftkit.hub`); when it cannot be reached, only the local
+cache is consulted.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
 
+from swiftkit.hub import PROBE_TIMEOUT_S, unreachable_reason
 from swiftkit.models.errors import ModelNotFoundError
 
 HUB_NAMES = {"modelscope": "ModelScope", "hf": "the Hugging Face hub"}
-PROBE_TIMEOUT_S = 5.0
 # Files a transformers checkpoint does not need: original (non-HF) weights and other frameworks.
 IGNORE_PATTERNS = [
     "original/*",
@@ -53,50 +49,6 @@ def _hub_endpoints(hub: str) -> tuple[list[str], bool]:
         return [endpoint, *extra], False
     except ImportError:  # modelscope releases before the modelscope_hub split
         return ["https://www.modelscope.cn"], False
-
-
-def _address(url: str) -> tuple[str, int]:
-    """The host and port a connection to ``url`` opens first (the proxy's, when one is set)."""
-    parsed = urlparse(url)
-    host = parsed.hostname or url
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(parsed.scheme or "https")
-    if proxy and not urllib.request.proxy_bypass(host):
-        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-        return p.hostname or host, p.port or 80
-    return host, port
-
-
-def unreachable_reason(endpoints: list[str], timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """None when any endpoint accepts a TCP connection within ``timeout``; else why not, in one line.
-
-    Each probe runs in a daemon thread, so a DNS lookup that hangs cannot hold the caller.
-    """
-    addresses = [_address(url) for url in endpoints]
-    errors: dict[tuple[str, int], str] = {}
-    ok = threading.Event()
-    done = threading.Semaphore(0)
-
-    def probe(addr):
-        try:
-            socket.create_connection(addr, timeout=timeout).close()
-            ok.set()
-        except OSError as exc:
-            errors[addr] = " ".join(str(exc).split()) or type(exc).__name__
-        finally:
-            done.release()
-
-    for addr in addresses:
-        threading.Thread(target=probe, args=(addr,), daemon=True).start()
-    for _ in addresses:
-        if ok.is_set() or not done.acquire(timeout=timeout + 0.5):
-            break
-    if ok.is_set():
-        return None
-    parts = [
-        f"{h}:{p}: {errors.get((h, p), f'no answer within {timeout:g} s')}" for h, p in addresses
-    ]
-    return "cannot connect (" + "; ".join(parts) + ")"
 
 
 def _snapshot(

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swiftkit.registry import RegistryError, closest
+from swiftkit.cards import check_mapping, read_yaml
+from swiftkit.registry import RegistryError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -78,31 +79,14 @@ _MODEL_KEYS: dict[str, tuple[tuple, bool]] = {
 _LIST_OF_STR = {"architectures", "requires", "tags"}
 
 
-def _type_name(types: tuple) -> str:
-    names = {str: "a string", list: "a list", type(None): "null"}
-    return " or ".join(names[t] for t in types)
+# Model cards name a bad key by its path in the file: ``<file>.models[0].hf_id``.
+_MESSAGES = {"type": "{where}.{key}: expected {expected}, got {got} {value!r}"}
 
 
 def _check_mapping(data: Any, schema: dict, where: str) -> None:
     """Unknown keys, missing keys and wrong types raise ModelCardError naming ``where.key``."""
-    if not isinstance(data, dict):
-        raise ModelCardError(f"{where}: expected a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in schema:
-            raise ModelCardError(
-                f"{where}: unknown key {key!r}{closest(str(key), schema)}; "
-                f"allowed: {', '.join(schema)}"
-            )
-    for key, (types, required) in schema.items():
-        if key not in data:
-            if required:
-                raise ModelCardError(f"{where}: missing required key {key!r}")
-            continue
-        value = data[key]
-        if not isinstance(value, types):
-            raise ModelCardError(
-                f"{where}.{key}: expected {_type_name(types)}, got {type(value).__name__} {value!r}"
-            )
+    check_mapping(data, schema, where, ModelCardError, _MESSAGES)
+    for key, value in data.items():
         if key in _LIST_OF_STR and not all(isinstance(v, str) and v for v in value):
             raise ModelCardError(
                 f"{where}.{key}: expected a list of non-empty strings, got {value!r}"
@@ -160,14 +144,7 @@ def entries_from_card(data: Any, where: str) -> list[ModelEntry]:
 
 def load_model_card(path: str | Path) -> list[ModelEntry]:
     """Read and validate one ``<family>.yaml`` model card."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ModelCardError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
-    return entries_from_card(data, str(path))
+    return entries_from_card(read_yaml(path, ModelCardError, "model card"), str(Path(path)))
 
 
 # --- model type inference ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swiftkit.registry import closest
+from swiftkit.cards import check_mapping, read_yaml
 from swiftkit.templates.errors import TemplateError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -67,35 +67,9 @@ def check_jinja(source: str) -> None:
 
 def load_template_file(path: str | Path) -> TemplateEntry:
     """Read and validate one template YAML file; every error names the file (and key or line)."""
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise TemplateError(f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    except OSError as exc:
-        raise TemplateError(f"{path}: cannot read template file: {exc}") from exc
-    if not isinstance(data, dict):
-        raise TemplateError(
-            f"{path}: expected a mapping with keys {', '.join(_KEYS)}, got {type(data).__name__}"
-        )
-    for key in data:
-        if key not in _KEYS:
-            raise TemplateError(
-                f"{path}: unknown key {key!r}{closest(str(key), _KEYS)}; allowed keys: {', '.join(_KEYS)}"
-            )
-    for key, (kind, required) in _KEYS.items():
-        if key not in data:
-            if required:
-                raise TemplateError(f"{path}: missing required key {key!r}")
-            continue
-        if not isinstance(data[key], kind):
-            raise TemplateError(
-                f"{path}: key {key!r} must be a {kind.__name__}, got {type(data[key]).__name__}"
-            )
+    data = read_yaml(path, TemplateError, "template file")
+    check_mapping(data, _KEYS, str(path), TemplateError)
     try:
         check_jinja(data["chat_template"])
     except Exception as exc:  # jinja2.TemplateSyntaxError carries the line inside the template

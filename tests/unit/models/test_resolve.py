@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from swiftkit.hub import unreachable_reason
 from swiftkit.models import ModelEntry, ModelNotFoundError, resolve_model
-from swiftkit.models.hub import unreachable_reason
 from swiftkit.registry import Registry, RegistryError
 
 MISSING_ID = "swiftkit-tests/no-such-model-0"
