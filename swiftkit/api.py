@@ -14,7 +14,10 @@ from swiftkit.config import InferConfig, PtConfig, SftConfig
 
 
 def _runtime_env() -> None:
+    from swiftkit._compat import silence_known_warnings
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    silence_known_warnings()
 
 
 def sft(config: str | None = None, **fields) -> dict:

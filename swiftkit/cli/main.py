@@ -70,6 +70,9 @@ def _run_command(command: str, argv: list[str]) -> int:
     # that spin while idle make steps 3-5x slower on a shared 2-core machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from swiftkit._compat import silence_known_warnings
+
+    silence_known_warnings()
     if command in ("sft", "pt"):
         from swiftkit.train.sft import run_training
 

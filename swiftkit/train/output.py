@@ -41,8 +41,13 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _complete(ckpt: Path) -> bool:
+    # trainer_state.json is written last by transformers' checkpoint save.
+    return (ckpt / "trainer_state.json").is_file()
+
+
 def resolve_resume(path: str) -> Path:
-    """The checkpoint to resume from; a run directory means its last checkpoint."""
+    """The checkpoint to resume from; a run directory means its last complete checkpoint."""
     ckpt = Path(path)
     if not ckpt.is_dir():
         raise TrainError(f"--resume_from_checkpoint {path!r} does not exist")
@@ -50,11 +55,16 @@ def resolve_resume(path: str) -> Path:
         found = checkpoints(ckpt)
         if not found:
             raise TrainError(f"--resume_from_checkpoint {path!r} holds no checkpoint-N directory")
-        ckpt = found[-1]
-    if not (ckpt / "trainer_state.json").is_file():
+        complete = [c for c in found if _complete(c)]
+        if not complete:
+            raise TrainError(
+                f"--resume_from_checkpoint {path!r}: no complete checkpoint (none has trainer_state.json)"
+            )
+        return complete[-1]
+    if not _complete(ckpt):
         raise TrainError(
             f"--resume_from_checkpoint {str(ckpt)!r} is incomplete (no trainer_state.json); "
-            "pass an earlier checkpoint"
+            "pass an earlier checkpoint or the run directory"
         )
     return ckpt
 

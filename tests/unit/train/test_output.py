@@ -29,6 +29,8 @@ def test_resume_picks_last_complete_checkpoint(tmp_path):
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert resolve_resume(str(tmp_path)).name == "checkpoint-4"
     assert resolve_resume(str(tmp_path / "checkpoint-2")).name == "checkpoint-2"
+    (tmp_path / "checkpoint-6").mkdir()  # a save cut short by a crash
+    assert resolve_resume(str(tmp_path)).name == "checkpoint-4"
 
 
 def test_resume_errors(tmp_path):
@@ -39,6 +41,8 @@ def test_resume_errors(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     with pytest.raises(TrainError, match="incomplete"):
         resolve_resume(str(tmp_path / "checkpoint-3"))
+    with pytest.raises(TrainError, match="no complete checkpoint"):
+        resolve_resume(str(tmp_path))
 
 
 def test_write_json_leaves_no_temp_file(tmp_path):
