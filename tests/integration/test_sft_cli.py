@@ -175,3 +175,14 @@ def test_list_commands(capsys):
                            ("templates", "chatml")):
         assert main(["list", kind]) == 0
         assert expected in capsys.readouterr().out
+
+
+def test_validation_split_logs_eval_loss(tiny_model_dir, data_file, tmp_path):
+    run = run_sft(tiny_model_dir("llama", "chatml"), data_file, tmp_path / "out", "--max_steps", "4",
+                  "--split_dataset_ratio", "0.25", "--save_steps", "2", "--eval_steps", "2",
+                  "--per_device_eval_batch_size", "2")
+    evals = [r for r in read_jsonl(run / "logging.jsonl") if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(r["eval_loss"] > 0 for r in evals)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["num_val_rows"] == 4 and manifest["num_train_rows"] == 12
