@@ -221,6 +221,20 @@ class SftRecipe:
             dataloader_pin_memory=False,
         )
 
+    def _padding_free(self) -> bool:
+        from swiftkit.train.packing import packing_is_exact
+
+        if not self.cfg.training.padding_free:
+            return False
+        if packing_is_exact(self.model):
+            return True
+        print(
+            "[swiftkit] this model's attention does not keep packed sequences apart (checked with a "
+            "probe); training with padded batches instead of --padding_free",
+            file=sys.stderr,
+        )
+        return False
+
     def _build_trainer(self):
         from swiftkit.train.callbacks import (
             CountingCollator,
@@ -232,7 +246,7 @@ class SftRecipe:
 
         loss, metrics, optimizer, callbacks = self._plugin_parts()
         self.counter = TokenCounter()
-        collator = CountingCollator(make_collator(self.tokenizer, self.cfg.training.padding_free), self.counter)
+        collator = CountingCollator(make_collator(self.tokenizer, self._padding_free()), self.counter)
         callbacks = [
             JsonlLoggingCallback(self.run_dir / "logging.jsonl", self.counter),
             RunFilesCallback(self.run_dir),
