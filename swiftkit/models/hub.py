@@ -54,26 +54,15 @@ def _hub_endpoints(hub: str) -> tuple[list[str], bool]:
 def _snapshot(
     hub: str, model_id: str, revision: str | None, cache_dir: Path, local_only: bool
 ) -> str:
+    kwargs = dict(revision=revision, cache_dir=str(cache_dir), local_files_only=local_only,
+                  ignore_patterns=IGNORE_PATTERNS)
     if hub == "hf":
         from huggingface_hub import snapshot_download
 
-        return snapshot_download(
-            model_id,
-            revision=revision,
-            cache_dir=str(cache_dir),
-            local_files_only=local_only,
-            ignore_patterns=IGNORE_PATTERNS,
-            etag_timeout=PROBE_TIMEOUT_S * 2,
-        )
+        return snapshot_download(model_id, etag_timeout=PROBE_TIMEOUT_S * 2, **kwargs)
     from modelscope.hub.snapshot_download import snapshot_download
 
-    return snapshot_download(
-        model_id,
-        revision=revision,
-        cache_dir=str(cache_dir),
-        local_files_only=local_only,
-        ignore_patterns=IGNORE_PATTERNS,
-    )
+    return snapshot_download(model_id, **kwargs)
 
 
 def download(
