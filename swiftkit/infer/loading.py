@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 from swiftkit.config import InferConfig, ModelArgs, TemplateArgs
 from swiftkit.infer.errors import InferError
+from swiftkit.models import set_num_threads
+from swiftkit.train.output import checkpoints
 
 # args.json key -> config group that owns it; filled from training unless set explicitly.
 INHERITED = {
@@ -32,7 +33,6 @@ INHERITED = {
     "max_length": "template",
 }
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
-_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def _defaults() -> dict:
@@ -63,11 +63,9 @@ def find_checkpoint(path: str) -> Path:
         raise InferError(f"--adapters {path!r} does not exist or is not a directory")
     if is_lora_dir(folder) or (folder / "config.json").is_file():
         return folder
-    found = sorted(
-        (int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_dir()
-    )
+    found = [p for p in checkpoints(folder) if p.is_dir()]
     if found:
-        return found[-1][1]
+        return found[-1]
     raise InferError(
         f"--adapters {path!r} holds neither a LoRA adapter (adapter_config.json) nor full weights "
         "(config.json), nor any checkpoint-N directory"
@@ -99,12 +97,6 @@ def effective_settings(cfg: InferConfig, train_args: dict | None) -> dict:
         out[key] = value
     return out
 
-
-def _set_threads(num_threads: int) -> None:
-    import torch
-
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
 
 
 def _resolve_base(cfg: InferConfig, settings: dict, train_args: dict | None, registries):
@@ -163,7 +155,7 @@ def load_for_inference(cfg: InferConfig, *, registries=None):
         from swiftkit.plugins import build_registries, get_plugin_manager
 
         registries = build_registries(get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins))
-    _set_threads(cfg.model.num_threads)
+    set_num_threads(cfg.model.num_threads)
 
     ckpts = [find_checkpoint(p) for p in cfg.generation.adapters]
     train_args, args_path = read_train_args(ckpts[0]) if ckpts else (None, None)

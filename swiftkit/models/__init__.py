@@ -4,7 +4,7 @@ Importing this package does not import torch or transformers; the loaders import
 """
 
 from swiftkit.models.errors import ModelNotFoundError
-from swiftkit.models.loading import load_model, load_tokenizer, resolve_dtype
+from swiftkit.models.loading import load_model, load_tokenizer, resolve_dtype, set_num_threads
 from swiftkit.models.registry import ModelEntry, infer_model_type
 from swiftkit.models.resolve import ResolvedModel, default_cache_dir, resolve_model
 
@@ -20,5 +20,6 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "resolve_dtype",
+    "set_num_threads",
     "resolve_model",
 ]

@@ -21,6 +21,14 @@ DTYPE_NAMES = {
 }
 
 
+def set_num_threads(num_threads: int) -> None:
+    """Apply ``--num_threads`` to torch (0 keeps torch's own choice)."""
+    import torch
+
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+
+
 def resolve_dtype(name):
     """A ``torch.dtype`` for ``name``; "auto" is float32 on CPU, bfloat16 on CUDA (float16 without bf16)."""
     import torch

@@ -11,14 +11,9 @@ import sys
 from pathlib import Path
 
 from swiftkit.config import PtConfig, SftConfig
+from swiftkit.models import set_num_threads
 from swiftkit.train.errors import TrainError
 
-
-def _set_threads(num_threads: int) -> None:
-    import torch
-
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
 
 
 class SftRecipe:
@@ -38,7 +33,7 @@ class SftRecipe:
         self.pm = get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
         self.registries = build_registries(self.pm)
         self.resume = self._resume_checkpoint()
-        _set_threads(cfg.model.num_threads)
+        set_num_threads(cfg.model.num_threads)
 
         self.resolved, self.tokenizer = self._load_tokenizer()
         self.template = self._build_template()
