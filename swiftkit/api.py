@@ -60,4 +60,9 @@ def _build(cfg_cls, config: str | None, fields: dict):
 
         values.update(load_yaml_config(config))
     values.update(fields)
-    return cfg_cls.from_flat(values, source="argument")
+    from swiftkit.cli.args import as_list, plugin_fields_for
+
+    plugin_fields = plugin_fields_for(
+        cfg_cls, as_list(values.get("plugins")), as_list(values.get("disable_plugins"))
+    )
+    return cfg_cls.from_flat(values, source="argument", plugin_fields=plugin_fields)

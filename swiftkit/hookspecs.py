@@ -84,6 +84,33 @@ def swiftkit_register_templates(registry):
     """
 
 
+# --- configuration -----------------------------------------------------------------------------
+
+
+@hookspec
+def swiftkit_add_config_fields(command):
+    """Declare config fields (CLI flags) the plugin needs, so it is configured like swiftkit itself.
+
+    Called for every plugin when a command's config is built (also for ``--help``); all answers
+    are collected. A name that clashes with a built-in flag or another plugin's field is an error
+    naming both.
+
+    :param str command: the command being configured (``"sft"``, ``"pt"``, ``"infer"``).
+    :return: a list of :class:`swiftkit.config.plugin_fields.PluginField` (``name``, ``type``,
+        ``default``, ``help``, optional ``choices`` and ``commands``); the values reach the plugin
+        as ``config.plugin_options[name]`` and are saved in ``args.json``.
+
+    Use in plugins::
+
+        from swiftkit.config.plugin_fields import PluginField
+
+        @swiftkit.hookimpl
+        def swiftkit_add_config_fields(command):
+            return [PluginField("focal_gamma", float, 2.0, "Focusing exponent of the focal loss.",
+                                commands=("sft", "pt"))]
+    """
+
+
 # --- choice hooks (firstresult) ----------------------------------------------------------------
 
 
@@ -174,6 +201,28 @@ def swiftkit_get_optimizer(name, model, config):
 
 
 @hookspec(firstresult=True)
+def swiftkit_get_lr_scheduler(name, optimizer, num_training_steps, config):
+    """Build the learning-rate scheduler selected by ``--lr_scheduler_type``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours; with no answer, the name is passed to
+    ``transformers`` (``linear``, ``cosine``, ...).
+
+    :param str name: the selected scheduler name.
+    :param optimizer: the optimizer the schedule drives.
+    :param int num_training_steps: total optimizer steps of the run.
+    :param config: the command's config.
+    :return: a ``torch.optim.lr_scheduler.LRScheduler``, or ``None``.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_lr_scheduler(name, optimizer, num_training_steps, config):
+            if name == "step_half":
+                return torch.optim.lr_scheduler.StepLR(optimizer, num_training_steps // 2, 0.5)
+    """
+
+
+@hookspec(firstresult=True)
 def swiftkit_get_callback(name, config):
     """Build the trainer callback called ``name`` (one call per name in ``--callbacks``).
 
@@ -209,4 +258,27 @@ def swiftkit_get_trainer(name, config):
         def swiftkit_get_trainer(name, config):
             if name == "mine":
                 return MyTrainer   # subclass transformers.Trainer one level deep at most
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_infer_engine(name, model, template, config):
+    """Build the inference engine selected by ``--infer_backend``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: the selected backend (``"transformers"`` is built in).
+    :param model: the loaded model (adapters applied), or ``None`` for engines that load their own.
+    :param template: the :class:`swiftkit.templates.Template` prompts must be encoded with.
+    :param config: the :class:`swiftkit.config.InferConfig`.
+    :return: an object with ``generate(conversations, **generation) -> list[str]`` and
+        ``stream(messages, **generation) -> Iterator[str]`` (see
+        :class:`swiftkit.infer.engine.TransformersEngine`), or ``None``.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_infer_engine(name, model, template, config):
+            if name == "echo":
+                return EchoEngine(template)
     """

@@ -28,6 +28,7 @@ BUILTIN_PLUGINS = (
     "swiftkit.data.plugin",
     "swiftkit.templates.plugin",
     "swiftkit.train.plugin",
+    "swiftkit.infer.plugin",
 )
 
 

@@ -33,24 +33,24 @@ def _unwrap_optional(tp):
     return tp
 
 
-def _add_flag(group, name: str, field, tp) -> None:
+def _add_flag(group, name: str, tp, default, help_text: str, choices=()) -> None:
     tp = _unwrap_optional(tp)
-    default = field.default_factory() if callable(field.default_factory) else field.default
-    help_text = f"{field.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
+    help_text = f"{help_text} (default: {default!r})".replace("%", "%%")
     kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": name}
     origin = get_origin(tp)
     if tp is bool:
         kw.update(nargs="?", const=True, type=_str2bool, metavar="BOOL")
     elif origin is list:
         kw.update(nargs="+", type=get_args(tp)[0], metavar=name.upper())
-    elif origin is Literal:
-        kw.update(choices=list(get_args(tp)), type=str)
+    elif origin is Literal or choices:
+        kw.update(choices=list(choices or get_args(tp)), type=str if origin is Literal else tp)
     else:
         kw.update(type=tp, metavar=name.upper())
     group.add_argument(f"--{name}", **kw)
 
 
-def build_parser(cfg_cls: type[CommandConfig], prog: str = "swiftkit") -> argparse.ArgumentParser:
+def build_parser(cfg_cls: type[CommandConfig], plugin_fields: dict | None = None,
+                 prog: str = "swiftkit") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{prog} {cfg_cls.command}",
         description=cfg_cls.description,
@@ -60,20 +60,69 @@ def build_parser(cfg_cls: type[CommandConfig], prog: str = "swiftkit") -> argpar
     parser.add_argument(
         "config_file", nargs="?", help="Optional YAML file of flag values; flags given here override it."
     )
-    hints_cache: dict = {}
     for gname, gcls in cfg_cls.groups():
         group = parser.add_argument_group(f"{gname} options")
-        hints = hints_cache.setdefault(gcls, typing.get_type_hints(gcls))
+        hints = typing.get_type_hints(gcls)
         for f in dataclasses.fields(gcls):
-            _add_flag(group, f.name, f, hints[f.name])
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            _add_flag(group, f.name, hints[f.name], default, f.metadata.get("help", ""))
+    if plugin_fields:
+        group = parser.add_argument_group("options added by plugins")
+        for f in plugin_fields.values():
+            _add_flag(group, f.name, f.type, f.default, f"{f.help} [plugin {f.plugin}]", f.choices)
     return parser
+
+
+def _plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(--plugins files, disabled plugin names, argv without `-p no:NAME`) from the raw arguments.
+
+    Read before the full parse: the loaded plugins decide which flags exist. YAML values for
+    ``plugins``/``disable_plugins`` are added by the caller.
+    """
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--plugins", nargs="+", default=[])
+    pre.add_argument("--disable_plugins", nargs="+", default=[])
+    pre.add_argument("-p", action="append", default=[], dest="pytest_style")
+    ns, _ = pre.parse_known_args(argv)
+    disabled = list(ns.disable_plugins)
+    rest: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "-p" and i + 1 < len(argv):
+            value = argv[i + 1]
+            if not value.startswith("no:"):
+                raise ConfigError(f"-p takes no:NAME to block a plugin, got {value!r}")
+            disabled.append(value[3:])
+            skip = True
+            continue
+        rest.append(arg)
+    return list(ns.plugins), disabled, rest
+
+
+def plugin_fields_for(cfg_cls: type[CommandConfig], plugin_files, disabled) -> dict:
+    """The fields loaded plugins add to this command (name -> PluginField)."""
+    from swiftkit.config.plugin_fields import collect_plugin_fields
+    from swiftkit.plugins import get_plugin_manager
+
+    pm = get_plugin_manager(plugin_files, disabled)
+    return collect_plugin_fields(pm, cfg_cls.command, cfg_cls.flat_fields())
 
 
 def parse_config(cfg_cls: type[CommandConfig], argv: list[str]) -> CommandConfig:
     """argv (after the command name) -> a validated config; unknown flags name the closest one."""
-    parser = build_parser(cfg_cls)
+    files, disabled, argv = _plugin_selection(argv)
+    config_file = next((a for a in argv[:1] if a.endswith((".yaml", ".yml"))), None)
+    yaml_values = load_yaml_config(config_file) if config_file else {}
+    files = files or as_list(yaml_values.get("plugins"))
+    disabled = disabled or as_list(yaml_values.get("disable_plugins"))
+    plugin_fields = plugin_fields_for(cfg_cls, files, disabled)
+
+    parser = build_parser(cfg_cls, plugin_fields)
     ns, unknown = parser.parse_known_args(argv)
-    fields = cfg_cls.flat_fields()
+    fields = [*cfg_cls.flat_fields(), *plugin_fields]
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
         flag = bad.split("=", 1)[0]
@@ -82,18 +131,25 @@ def parse_config(cfg_cls: type[CommandConfig], argv: list[str]) -> CommandConfig
             hint = hint.replace("'", "'--", 1)
         raise ConfigError(f"unrecognized argument {flag!r} for `swiftkit {cfg_cls.command}`{hint}")
     given = vars(ns)
+    positional = given.pop("config_file", None)
+    if positional is not None and positional != config_file:
+        raise ConfigError(
+            f"unexpected argument {positional!r}: the only positional argument is a .yaml config "
+            "file, given first"
+        )
     values: dict[str, Any] = {}
-    config_file = given.pop("config_file", None)
     if config_file:
-        if not config_file.endswith((".yaml", ".yml")):
-            raise ConfigError(
-                f"unexpected argument {config_file!r}: the only positional argument is a .yaml config file"
-            )
-        values.update(load_yaml_config(config_file))
-        source = f"key in {config_file}"
-        unknown_keys = [k for k in values if k not in fields]
+        unknown_keys = [k for k in yaml_values if k not in fields]
         if unknown_keys:
             key = unknown_keys[0]
-            raise ConfigError(f"unknown {source} {key!r}{closest(key, fields)}")
+            raise ConfigError(f"unknown key in {config_file} {key!r}{closest(key, fields)}")
+        values.update(yaml_values)
     values.update(given)
-    return cfg_cls.from_flat(values, source="flag")
+    values["disable_plugins"] = disabled
+    return cfg_cls.from_flat(values, source="flag", plugin_fields=plugin_fields)
+
+
+def as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]

@@ -34,7 +34,7 @@ class CommandConfig:
     @classmethod
     def groups(cls) -> list[tuple[str, type]]:
         hints = typing.get_type_hints(cls)
-        return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+        return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])]
 
     @classmethod
     def flat_fields(cls) -> dict[str, tuple[str, dataclasses.Field, Any]]:
@@ -47,25 +47,36 @@ class CommandConfig:
         return out
 
     @classmethod
-    def from_flat(cls, values: dict[str, Any], source: str = "argument"):
-        """Build from a flat mapping; unknown keys are an error naming the closest valid key."""
+    def from_flat(cls, values: dict[str, Any], source: str = "argument", plugin_fields: dict | None = None):
+        """Build from a flat mapping; unknown keys are an error naming the closest valid key.
+
+        ``plugin_fields`` (name -> PluginField) are the fields loaded plugins add; their values go
+        to ``config.plugin_options``.
+        """
         fields = cls.flat_fields()
+        plugin_fields = plugin_fields or {}
         per_group: dict[str, dict] = {g: {} for g, _ in cls.groups()}
+        options = {name: f.default for name, f in plugin_fields.items()}
         for key, value in values.items():
+            if key in plugin_fields:
+                options[key] = plugin_fields[key].coerce(value, source)
+                continue
             if key not in fields:
                 raise ConfigError(
-                    f"unknown {source} {key!r} for `swiftkit {cls.command}`{closest(key, fields)}"
+                    f"unknown {source} {key!r} for `swiftkit {cls.command}`"
+                    f"{closest(key, [*fields, *plugin_fields])}"
                 )
             if _is_list_type(fields[key][2]) and isinstance(value, (str, int, float)):
                 value = [value]  # a single value where a list is expected (YAML, Python API)
             per_group[fields[key][0]][key] = value
         kwargs = {g: gcls(**per_group[g]) for g, gcls in cls.groups()}
-        return cls(**kwargs)
+        return cls(**kwargs, plugin_options=options)
 
     def to_flat(self) -> dict[str, Any]:
         out = {}
         for gname, _ in self.groups():
             out.update(dataclasses.asdict(getattr(self, gname)))
+        out.update(self.plugin_options)
         return out
 
 
@@ -80,6 +91,7 @@ class SftConfig(CommandConfig):
     tuner: TunerArgs = field(default_factory=TunerArgs)
     training: TrainingArgs = field(default_factory=TrainingArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
+    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
 
     def __post_init__(self):
         if not self.data.dataset:
@@ -106,6 +118,7 @@ class InferConfig(CommandConfig):
     data: DataArgs = field(default_factory=DataArgs)
     generation: GenerationArgs = field(default_factory=GenerationArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
+    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
 
     def __post_init__(self):
         if not self.model.model and not self.generation.adapters:

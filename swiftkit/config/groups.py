@@ -138,7 +138,9 @@ class TrainingArgs:
     num_train_epochs: float = arg(1.0, "Epochs over the training data (ignored when --max_steps > 0).")
     max_steps: int = arg(-1, "Total optimizer steps; -1 trains for --num_train_epochs.")
     learning_rate: float = arg(1e-4, "Peak learning rate.")
-    lr_scheduler_type: str = arg("cosine", "Learning-rate schedule (any transformers scheduler name).")
+    lr_scheduler_type: str = arg(
+        "cosine", "Learning-rate schedule: a plugin's, or any transformers scheduler name."
+    )
     warmup_ratio: float = arg(0.0, "Fraction of steps for linear warm-up.")
     weight_decay: float = arg(0.1, "AdamW weight decay.")
     max_grad_norm: float = arg(1.0, "Gradient clipping norm.")

@@ -51,19 +51,20 @@ class InferRecipe:
     # -- setup ----------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        from swiftkit.infer.engine import TransformersEngine
         from swiftkit.infer.loading import load_for_inference
         from swiftkit.plugins import build_registries, get_plugin_manager
 
         cfg = self.cfg
-        if cfg.generation.infer_backend not in BACKENDS:
-            raise InferError(
-                f"--infer_backend {cfg.generation.infer_backend!r} is not available; choose one of "
-                f"{', '.join(BACKENDS)}"
-            )
-        self.registries = build_registries(get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins))
+        pm = get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
+        self.registries = build_registries(pm)
         model, self.template, self.info = load_for_inference(cfg, registries=self.registries)
-        self.engine = TransformersEngine(model, self.template)
+        backend = cfg.generation.infer_backend
+        self.engine = pm.hook.swiftkit_get_infer_engine(name=backend, model=model, template=self.template, config=cfg)
+        if self.engine is None:
+            raise InferError(
+                f"--infer_backend {backend!r} is not available: no plugin provides it "
+                f"(built in: {', '.join(BACKENDS)})"
+            )
         g = cfg.generation
         self.gen_kwargs = {
             "max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p,

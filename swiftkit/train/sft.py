@@ -16,6 +16,12 @@ from swiftkit.train.errors import TrainError
 
 
 
+def _is_transformers_scheduler(name: str) -> bool:
+    from transformers import SchedulerType
+
+    return name in {s.value for s in SchedulerType}
+
+
 class SftRecipe:
     """Supervised fine-tuning (``sft``) or continued pretraining (``pt``) with one config."""
 
@@ -41,6 +47,7 @@ class SftRecipe:
         self.train_data, self.val_data, skipped = self._encode(train_rows, val_rows)
         self.model = self._load_model()
         self.trainer_cls = self._choose_trainer()
+        self._check_scheduler_name()
         self.run_dir = self.resume.parent if self.resume else self._new_run_dir()
         self._write_run_files(train_rows, val_rows, skipped)
         self.trainer = self._build_trainer()
@@ -136,6 +143,18 @@ class SftRecipe:
             raise TrainError(f"unknown --trainer {name!r}: no plugin provides it")
         return cls
 
+    def _check_scheduler_name(self) -> None:
+        """Fail before anything is written when no plugin nor transformers knows the schedule."""
+        name = self.cfg.training.lr_scheduler_type
+        if _is_transformers_scheduler(name):
+            return
+        import torch
+
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        if self.pm.hook.swiftkit_get_lr_scheduler(name=name, optimizer=probe, num_training_steps=1,
+                                                  config=self.cfg) is None:
+            raise TrainError(f"unknown --lr_scheduler_type {name!r}: neither a plugin nor transformers provides it")
+
     def _new_run_dir(self) -> Path:
         from swiftkit.train.output import new_run_dir
 
@@ -194,7 +213,8 @@ class SftRecipe:
             num_train_epochs=tr.num_train_epochs,
             max_steps=tr.max_steps,
             learning_rate=tr.learning_rate,
-            lr_scheduler_type=tr.lr_scheduler_type,
+            # A plugin's schedule name is unknown to transformers; the hook supplies the scheduler.
+            lr_scheduler_type=tr.lr_scheduler_type if _is_transformers_scheduler(tr.lr_scheduler_type) else "constant",
             warmup_steps=tr.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
             weight_decay=tr.weight_decay,
             max_grad_norm=tr.max_grad_norm,
@@ -247,7 +267,7 @@ class SftRecipe:
             RunFilesCallback(self.run_dir),
             *callbacks,
         ]
-        return self.trainer_cls(
+        trainer = self.trainer_cls(
             model=self.model,
             args=self._training_arguments(),
             data_collator=collator,
@@ -259,6 +279,17 @@ class SftRecipe:
             callbacks=callbacks,
             optimizers=(optimizer, None),
         )
+        if hasattr(trainer, "scheduler_factory"):
+            name, cfg, hook = self.cfg.training.lr_scheduler_type, self.cfg, self.pm.hook
+
+            def factory(opt, steps):
+                sched = hook.swiftkit_get_lr_scheduler(name=name, optimizer=opt, num_training_steps=steps, config=cfg)
+                if sched is None and not _is_transformers_scheduler(name):
+                    raise TrainError(f"unknown --lr_scheduler_type {name!r}: neither a plugin nor transformers provides it")
+                return sched
+
+            trainer.scheduler_factory = factory
+        return trainer
 
     # -- run ------------------------------------------------------------------------------------
 

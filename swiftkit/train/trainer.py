@@ -43,7 +43,21 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None):
 
 
 class SwiftTrainer(Trainer):
-    """Trainer whose default loss skips the LM head at unlabelled positions (same value)."""
+    """Trainer whose default loss skips the LM head at unlabelled positions (same value).
+
+    ``scheduler_factory(optimizer, num_training_steps)`` (set by the recipe from the
+    ``swiftkit_get_lr_scheduler`` hook) may return a scheduler; ``None`` keeps transformers' own.
+    """
+
+    scheduler_factory = None
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and self.scheduler_factory is not None:
+            optimizer = self.optimizer if optimizer is None else optimizer
+            self.lr_scheduler = self.scheduler_factory(optimizer, num_training_steps)
+            if self.lr_scheduler is not None:
+                self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         stock = (

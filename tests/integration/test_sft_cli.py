@@ -186,3 +186,33 @@ def test_validation_split_logs_eval_loss(tiny_model_dir, data_file, tmp_path):
     assert all(r["eval_loss"] > 0 for r in evals)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["num_val_rows"] == 4 and manifest["num_train_rows"] == 12
+
+
+def test_plugin_lr_scheduler_and_config_field(tiny_model_dir, data_file, tmp_path):
+    plugin = tmp_path / "sched_plugin.py"
+    plugin.write_text(
+        "import torch, swiftkit\n"
+        "from swiftkit.config.plugin_fields import PluginField\n"
+        "@swiftkit.hookimpl\n"
+        "def swiftkit_add_config_fields(command):\n"
+        "    return [PluginField('halving_factor', float, 0.5, 'LR multiplier per step.')]\n"
+        "@swiftkit.hookimpl\n"
+        "def swiftkit_get_lr_scheduler(name, optimizer, num_training_steps, config):\n"
+        "    if name != 'halving':\n"
+        "        return None\n"
+        "    factor = config.plugin_options['halving_factor']\n"
+        "    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor ** step)\n"
+    )
+    run = run_sft(tiny_model_dir("llama", "chatml"), data_file, tmp_path / "out", "--max_steps", "3",
+                  "--plugins", str(plugin), "--lr_scheduler_type", "halving", "--halving_factor", "0.25")
+    lrs = [r["learning_rate"] for r in read_jsonl(run / "logging.jsonl") if "learning_rate" in r]
+    assert lrs[:3] == pytest.approx([1e-3, 2.5e-4, 6.25e-5])
+    assert json.loads((run / "args.json").read_text())["halving_factor"] == 0.25
+
+
+def test_unknown_lr_scheduler_is_a_clear_error(tiny_model_dir, data_file, tmp_path, capsys):
+    assert main(["sft", "--model", str(tiny_model_dir("llama", "chatml")), "--dataset", str(data_file),
+                 "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none",
+                 "--lr_scheduler_type", "halvign"]) == 2
+    assert "--lr_scheduler_type 'halvign'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -89,3 +89,60 @@ def test_bool_and_list_flags():
 def test_choices_are_enforced():
     with pytest.raises(SystemExit):
         parse_config(SftConfig, ["--model", "m", "--dataset", "a", "--truncation_strategy", "middle"])
+
+
+def test_stray_positional_is_an_error():
+    with pytest.raises(ConfigError, match="unexpected argument 'extra'"):
+        parse_config(SftConfig, ["--model", "m", "--dataset", "a", "--max_steps", "1", "extra"])
+    with pytest.raises(ConfigError, match="unexpected argument 'conf.txt'"):
+        parse_config(SftConfig, ["conf.txt", "--model", "m", "--dataset", "a"])
+
+
+PLUGIN_WITH_FIELD = '''
+import swiftkit
+from swiftkit.config.plugin_fields import PluginField
+
+@swiftkit.hookimpl
+def swiftkit_add_config_fields(command):
+    return [PluginField("focal_gamma", float, 2.0, "Focusing exponent of the focal loss.",
+                        commands=("sft", "pt"))]
+'''
+
+
+def test_plugin_config_field_in_help_yaml_and_flags(tmp_path):
+    plugin = tmp_path / "p.py"
+    plugin.write_text(PLUGIN_WITH_FIELD)
+    out = subprocess.run(SWIFTKIT + ["sft", "--plugins", str(plugin), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--focal_gamma" in out and "Focusing exponent of the focal loss." in out
+    infer_help = subprocess.run(SWIFTKIT + ["infer", "--plugins", str(plugin), "--help"],
+                                capture_output=True, text=True, check=True).stdout
+    assert "--focal_gamma" not in infer_help  # declared for sft/pt only
+
+    cfg = parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a"])
+    assert cfg.plugin_options == {"focal_gamma": 2.0}
+    cfg = parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a",
+                                   "--focal_gamma", "0.5"])
+    assert cfg.plugin_options == {"focal_gamma": 0.5} and cfg.to_flat()["focal_gamma"] == 0.5
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(f"model: m\ndataset: a\nplugins: [{plugin}]\nfocal_gamma: 1\n")
+    assert parse_config(SftConfig, [str(yaml_file)]).plugin_options == {"focal_gamma": 1.0}
+    with pytest.raises(ConfigError, match="did you mean '--focal_gamma'"):
+        parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a",
+                                 "--focal_gama", "1"])
+
+
+def test_plugin_field_clashing_with_builtin_flag_names_the_plugin(tmp_path):
+    from swiftkit.plugins import PluginError
+
+    plugin = tmp_path / "clash.py"
+    plugin.write_text(PLUGIN_WITH_FIELD.replace('"focal_gamma"', '"learning_rate"'))
+    with pytest.raises(PluginError, match=r"clash\.py.*--learning_rate"):
+        parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a"])
+
+
+def test_dash_p_no_blocks_a_plugin():
+    cfg = parse_config(SftConfig, ["-p", "no:swiftkit_focal_loss", "--model", "m", "--dataset", "a"])
+    assert cfg.plugin.disable_plugins == ["swiftkit_focal_loss"]
+    with pytest.raises(ConfigError, match="no:NAME"):
+        parse_config(SftConfig, ["-p", "something", "--model", "m", "--dataset", "a"])

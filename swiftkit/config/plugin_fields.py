@@ -1,0 +1,81 @@
+"""Config fields that plugins contribute (``swiftkit_add_config_fields``): flags like built-in ones.
+
+A plugin declares :class:`PluginField` objects; they become ``--flags`` with help text in the
+command's ``--help``, keys in YAML configs and Python API keyword arguments, and their values reach
+the plugin as ``config.plugin_options[name]`` (and are saved in ``args.json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from swiftkit.config.groups import ConfigError
+
+
+@dataclass(frozen=True)
+class PluginField:
+    """One config field (``--name``) a plugin adds to one or more commands."""
+
+    name: str
+    type: type = str
+    default: Any = None
+    help: str = ""
+    choices: tuple = ()
+    commands: tuple[str, ...] = ()  # empty: every command
+    plugin: str = ""  # filled in by swiftkit: which plugin declared it
+
+    def coerce(self, value: Any, source: str) -> Any:
+        """A value from YAML or the Python API, checked against the field's type and choices."""
+        if value is not None and self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if value is not None and not isinstance(value, self.type):
+            try:
+                value = self.type(value) if self.type is not bool else _to_bool(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"{source} {self.name!r} (from plugin {self.plugin}) must be {self.type.__name__}, "
+                    f"got {value!r}"
+                ) from exc
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{source} {self.name!r} must be one of {list(self.choices)}, got {value!r}")
+        return value
+
+
+def _to_bool(value: Any) -> bool:
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+def collect_plugin_fields(pm, command: str, builtin_names) -> dict[str, PluginField]:
+    """Every field the loaded plugins declare for ``command``; clashes name both sides."""
+    from swiftkit.plugins import PluginError
+
+    out: dict[str, PluginField] = {}
+    for impl in pm.hook.swiftkit_add_config_fields.get_hookimpls():
+        try:
+            declared = impl.function(command=command) or []
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {impl.plugin_name!r} failed in swiftkit_add_config_fields: {type(exc).__name__}: {exc}"
+            ) from exc
+        for f in declared:
+            if not isinstance(f, PluginField):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r}: swiftkit_add_config_fields must return PluginField "
+                    f"objects, got {type(f).__name__}"
+                )
+            if f.commands and command not in f.commands:
+                continue
+            if f.name in builtin_names:
+                raise PluginError(f"plugin {impl.plugin_name!r} declares --{f.name}, a built-in flag")
+            if f.name in out:
+                raise PluginError(
+                    f"--{f.name} is declared by two plugins: {out[f.name].plugin!r} and {impl.plugin_name!r}"
+                )
+            out[f.name] = PluginField(**{**f.__dict__, "plugin": impl.plugin_name})
+    return out
