@@ -41,6 +41,9 @@ def _register(pm: pluggy.PluginManager, plugin, name: str, origin: str) -> None:
         pm.register(plugin, name=name)
     except Exception as exc:  # pluggy raises PluginValidationError / ValueError
         raise PluginError(f"plugin {name!r} ({origin}) is invalid: {exc}") from exc
+    if not hasattr(pm, "swiftkit_origins"):
+        pm.swiftkit_origins = {}
+    pm.swiftkit_origins[name] = origin
 
 
 def _load_file(path: str):
@@ -74,7 +77,8 @@ def _load_entry_points(pm: pluggy.PluginManager, disabled: set[str]) -> None:
                 f"plugin {ep.name!r} (entry point {ep.value!r}) failed to import: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        _register(pm, plugin, ep.name, f"entry point {ep.value}")
+        dist = getattr(getattr(ep, "dist", None), "name", None)
+        _register(pm, plugin, ep.name, f"entry point {ep.value}" + (f" (package {dist})" if dist else ""))
 
 
 def get_plugin_manager(
@@ -108,24 +112,64 @@ class Registries:
     templates: Registry
 
 
-def build_registries(pm: pluggy.PluginManager) -> Registries:
-    regs = Registries(Registry("model"), Registry("dataset"), Registry("template"))
-    calls = (
+def _registration_calls(pm: pluggy.PluginManager, regs: Registries):
+    return (
         (pm.hook.swiftkit_register_models, regs.models),
         (pm.hook.swiftkit_register_datasets, regs.datasets),
         (pm.hook.swiftkit_register_templates, regs.templates),
     )
-    for hook, registry in calls:
-        # Called implementation by implementation, in registration order (built-ins, entry points,
-        # files), so later plugins can override earlier ones and a failure names its plugin.
-        for impl in hook.get_hookimpls():
-            try:
-                impl.function(registry=registry)
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {impl.plugin_name!r} failed in {hook.name}: {type(exc).__name__}: {exc}"
-                ) from exc
+
+
+def _run_registration(hook, registry: Registry, impls) -> None:
+    for impl in impls:
+        try:
+            impl.function(registry=registry)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {impl.plugin_name!r} failed in {hook.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+def build_registries(pm: pluggy.PluginManager) -> Registries:
+    """Fill fresh registries from every plugin's registration hooks.
+
+    Implementations run one by one in registration order (built-ins, entry points, files), so a
+    later plugin can override an earlier one and a failure names its plugin. The registries are
+    remembered so a plugin registered later (:func:`register_plugin`) is replayed into them, which
+    is what the hooks' ``historic`` marking promises.
+    """
+    regs = Registries(Registry("model"), Registry("dataset"), Registry("template"))
+    for hook, registry in _registration_calls(pm, regs):
+        _run_registration(hook, registry, hook.get_hookimpls())
+    pm.swiftkit_registries = regs
     return regs
+
+
+def register_plugin(pm: pluggy.PluginManager, plugin, name: str) -> None:
+    """Register a plugin after start-up; its registration hooks run against the built registries."""
+    _register(pm, plugin, name, "registered at run time")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(plugin)
+        raise PluginError(f"plugin {name!r} implements an unknown hook: {exc}") from exc
+    regs = getattr(pm, "swiftkit_registries", None)
+    if regs is not None:
+        for hook, registry in _registration_calls(pm, regs):
+            _run_registration(hook, registry, [i for i in hook.get_hookimpls() if i.plugin is plugin])
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[tuple[str, str, list[str]]]:
+    """(name, where it came from, hooks it implements) for every loaded plugin, in load order."""
+    origins = getattr(pm, "swiftkit_origins", {})
+    rows = []
+    for name, origin in origins.items():
+        plugin = pm.get_plugin(name)
+        if plugin is None:
+            continue
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        rows.append((name, origin, hooks))
+    return rows
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ COMMAND_HELP = {
     "pt": "Continued pretraining on raw text (loss on every token).",
     "infer": "Chat with a model or trained adapters, interactively or over a dataset.",
     "list": "List registered models, datasets or templates: swiftkit list models|datasets|templates.",
+    "plugins": "Inspect plugins: swiftkit plugins list (origin and hooks of each).",
 }
 
 USAGE = """usage: swiftkit COMMAND [config.yaml] [--flag value ...]
@@ -104,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "list":
             return _run_list(rest)
+        if command == "plugins":
+            from swiftkit.cli.plugins_cmd import plugins_command
+
+            return plugins_command(rest)
         return _run_command(command, rest)
     except KeyboardInterrupt:
         print("swiftkit: interrupted", file=sys.stderr)

@@ -16,6 +16,12 @@ from swiftkit.train.errors import TrainError
 
 
 
+def _implementers(pm, hook_name: str) -> str:
+    """Which loaded plugins implement a hook, for error messages."""
+    names = [impl.plugin_name for impl in getattr(pm.hook, hook_name).get_hookimpls()]
+    return f"plugins implementing {hook_name}: {', '.join(names)}" if names else f"no plugin implements {hook_name}"
+
+
 def _is_transformers_scheduler(name: str) -> bool:
     from transformers import SchedulerType
 
@@ -47,6 +53,7 @@ class SftRecipe:
         self.train_data, self.val_data, skipped = self._encode(train_rows, val_rows)
         self.model = self._load_model()
         self.trainer_cls = self._choose_trainer()
+        self.parts = self._plugin_parts()
         self._check_scheduler_name()
         self.run_dir = self.resume.parent if self.resume else self._new_run_dir()
         self._write_run_files(train_rows, val_rows, skipped)
@@ -186,7 +193,11 @@ class SftRecipe:
         if tr.loss_type:
             loss = hook.swiftkit_get_loss(name=tr.loss_type, config=self.cfg)
             if loss is None:
-                raise TrainError(f"unknown --loss_type {tr.loss_type!r}: no plugin provides it")
+                raise TrainError(
+                    f"unknown --loss_type {tr.loss_type!r}: no loaded plugin provides it "
+                    f"({_implementers(self.pm, 'swiftkit_get_loss')}); without --loss_type the "
+                    "model's own cross-entropy is used"
+                )
         if tr.metric:
             metrics = hook.swiftkit_get_metrics(name=tr.metric, config=self.cfg)
             if metrics is None:
@@ -259,7 +270,7 @@ class SftRecipe:
         )
         from swiftkit.train.encode import make_collator
 
-        loss, metrics, optimizer, callbacks = self._plugin_parts()
+        loss, metrics, optimizer, callbacks = self.parts
         self.counter = TokenCounter()
         collator = CountingCollator(make_collator(self.tokenizer, self._padding_free()), self.counter)
         callbacks = [

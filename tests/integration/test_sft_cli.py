@@ -216,3 +216,12 @@ def test_unknown_lr_scheduler_is_a_clear_error(tiny_model_dir, data_file, tmp_pa
                  "--lr_scheduler_type", "halvign"]) == 2
     assert "--lr_scheduler_type 'halvign'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_unknown_loss_type_leaves_no_run_dir(tiny_model_dir, data_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["sft", "--model", str(tiny_model_dir("llama", "chatml")), "--dataset", str(data_file),
+                 "--output_dir", str(out), "--loss_type", "focal"]) == 2
+    err = capsys.readouterr().err
+    assert "--loss_type 'focal'" in err and "no plugin implements swiftkit_get_loss" in err
+    assert not out.exists()

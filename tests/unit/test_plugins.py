@@ -122,3 +122,61 @@ def test_registry_unknown_name_suggests():
     with pytest.raises(RegistryError, match="did you mean 'qwen2.5-7b-instruct'"):
         reg.get("qwen2.5-7b-instruc")
     assert "QWEN2.5-7B-INSTRUCT" in reg
+
+
+def test_late_plugin_is_replayed_into_built_registries():
+    import types
+
+    from swiftkit.models.registry import ModelEntry
+    from swiftkit.plugins import register_plugin
+    import swiftkit
+
+    pm = get_plugin_manager(entry_points=False)
+    regs = build_registries(pm)
+    late = types.ModuleType("late_models")
+
+    @swiftkit.hookimpl
+    def swiftkit_register_models(registry):
+        registry.register("late-model-1b", ModelEntry(name="late-model-1b", hf_id="me/late-1b"),
+                          source="late_models")
+
+    late.swiftkit_register_models = swiftkit_register_models
+    assert "late-model-1b" not in regs.models
+    register_plugin(pm, late, "late_models")
+    assert regs.models.get("late-model-1b").hf_id == "me/late-1b"
+
+
+def test_firstresult_selects_by_name_and_later_plugins_answer_first(tmp_path):
+    one = _write(tmp_path, "one.py", """
+        import swiftkit
+        @swiftkit.hookimpl
+        def swiftkit_get_callback(name, config):
+            return "one:" + name if name in ("a", "b") else None
+    """)
+    two = _write(tmp_path, "two.py", """
+        import swiftkit
+        @swiftkit.hookimpl
+        def swiftkit_get_callback(name, config):
+            return "two:" + name if name == "b" else None
+    """)
+    pm = get_plugin_manager([one, two], entry_points=False)
+    assert pm.hook.swiftkit_get_callback(name="a", config=None) == "one:a"
+    assert pm.hook.swiftkit_get_callback(name="b", config=None) == "two:b"
+    assert pm.hook.swiftkit_get_callback(name="c", config=None) is None
+
+
+def test_plugins_list_shows_origin_and_hooks(tmp_path, capsys):
+    from swiftkit.cli.main import main
+
+    path = _write(tmp_path, "lossy.py", """
+        import swiftkit
+        @swiftkit.hookimpl
+        def swiftkit_get_loss(name, config):
+            return None
+    """)
+    assert main(["plugins", "list", "--plugins", path]) == 0
+    out = capsys.readouterr().out
+    assert "swiftkit.train.plugin\n    from:  builtin\n    hooks: swiftkit_get_trainer, swiftkit_get_tuner" in out
+    assert f"file:{path}\n    from:  file {path}\n    hooks: swiftkit_get_loss" in out
+    assert main(["plugins", "list", "--disable_plugins", "swiftkit.infer.plugin"]) == 0
+    assert "swiftkit.infer.plugin" not in capsys.readouterr().out
