@@ -15,7 +15,7 @@ COMMAND_HELP = {
     "pt": "Continued pretraining on raw text (loss on every token).",
     "infer": "Chat with a model or trained adapters, interactively or over a dataset.",
     "list": "List registered models, datasets or templates: swiftkit list models|datasets|templates.",
-    "plugins": "Inspect plugins: swiftkit plugins list (origin and hooks of each).",
+    "plugins": "Inspect or create plugins: swiftkit plugins list | new NAME.",
 }
 
 USAGE = """usage: swiftkit COMMAND [config.yaml] [--flag value ...]
