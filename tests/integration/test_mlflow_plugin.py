@@ -8,7 +8,6 @@ swiftkit runs in subprocesses, because entry points are read per process.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,40 +16,24 @@ import pytest
 
 pytest.importorskip("mlflow")
 
+from distributions import build_copy, install_offline, pip, write_train_file  # noqa: E402
+
 PLUGIN_SRC = Path(__file__).resolve().parents[2] / "plugins" / "swiftkit-mlflow"
 DIST_NAME = "swiftkit-mlflow"
-ROWS = [
-    {"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi, how can I help?"}]},
-    {"query": "What is 1+1?", "response": "It is 2."},
-    {"instruction": "Name a colour.", "input": "", "output": "Blue, like the sea and the sky."},
-    {"query": "Write a poem about the sea.", "response": "The sea and the sky are one."},
-]
-
-
-def _pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-
-
 @pytest.fixture(scope="module")
 def mlflow_dist(tmp_path_factory):
     # Build from a copy, so the build leaves no build/ or *.egg-info in the source tree.
-    src = tmp_path_factory.mktemp("dist") / DIST_NAME
-    shutil.copytree(PLUGIN_SRC, src, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", ".pytest_cache", "tests"))
+    src = build_copy(PLUGIN_SRC, tmp_path_factory.mktemp("dist"))
     try:
-        _pip("install", "--no-index", "--no-build-isolation", "--no-deps", str(src))
+        install_offline(src)
         yield src
     finally:
-        _pip("uninstall", "-y", DIST_NAME)
+        pip("uninstall", "-y", DIST_NAME)
 
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 2))
-    return path
+    return write_train_file(tmp_path_factory.mktemp("data") / "train.jsonl")
 
 
 def swiftkit(*argv: str, cwd: Path) -> subprocess.CompletedProcess:

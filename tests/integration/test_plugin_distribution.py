@@ -7,29 +7,16 @@ uninstalled afterwards. swiftkit runs in subprocesses, because entry points are 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from distributions import build_copy, install_offline, pip, write_train_file
+
 PLUGIN_SRC = Path(__file__).resolve().parents[2] / "plugins" / "swiftkit-focal-loss"
 DIST_NAME = "swiftkit-focal-loss"
-ROWS = [
-    {"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi, how can I help?"}]},
-    {"query": "What is 1+1?", "response": "It is 2."},
-    {"instruction": "Name a colour.", "input": "", "output": "Blue, like the sea and the sky."},
-    {"query": "Write a poem about the sea.", "response": "The sea and the sky are one."},
-]
-
-
-def _pip(*args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-
-
 class PluginDistribution:
     """The plugin's source copy and whether it is installed right now."""
 
@@ -39,21 +26,18 @@ class PluginDistribution:
 
     def install(self) -> None:
         if not self.installed:
-            _pip("install", "--no-index", "--no-build-isolation", "--no-deps", str(self.src))
+            install_offline(self.src)
             self.installed = True
 
     def uninstall(self) -> None:
-        _pip("uninstall", "-y", DIST_NAME)
+        pip("uninstall", "-y", DIST_NAME)
         self.installed = False
 
 
 @pytest.fixture(scope="module")
 def focal_dist(tmp_path_factory):
     # Build from a copy, so the build leaves no build/ or *.egg-info in the source tree.
-    src = tmp_path_factory.mktemp("dist") / DIST_NAME
-    shutil.copytree(PLUGIN_SRC, src, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", ".pytest_cache", "tests"))
-    dist = PluginDistribution(src)
+    dist = PluginDistribution(build_copy(PLUGIN_SRC, tmp_path_factory.mktemp("dist")))
     try:
         dist.install()
         yield dist
@@ -63,9 +47,7 @@ def focal_dist(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 2))
-    return path
+    return write_train_file(tmp_path_factory.mktemp("data") / "train.jsonl")
 
 
 def swiftkit_sft(model_dir, data_file, out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
+from distributions import install_offline, pip
 
 from swiftkit.cli.main import main
 
@@ -17,11 +17,6 @@ KINDS = {"loss": "swiftkit_get_loss", "callback": "swiftkit_get_callback",
 
 def new(*argv: str) -> int:
     return main(["plugins", "new", *argv])
-
-
-def pip(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
-    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -102,8 +97,7 @@ def test_installed_generated_plugin_is_an_entry_point(tmp_path):
     assert new("scaffold-probe", "--dir", str(tmp_path)) == 0
     target = tmp_path / "swiftkit-scaffold-probe"
     try:
-        proc = pip("install", "--no-index", "--no-build-isolation", "--no-deps", str(target))
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        install_offline(target)
         code = (
             "from importlib.metadata import entry_points\n"
             "from swiftkit.plugins import get_plugin_manager\n"
@@ -117,5 +111,4 @@ def test_installed_generated_plugin_is_an_entry_point(tmp_path):
         assert "('scaffold_probe', 'swiftkit_scaffold_probe.plugin')" in out.stdout
         assert "swiftkit_scaffold_probe.plugin causal_lm_loss" in out.stdout
     finally:
-        proc = pip("uninstall", "-y", "swiftkit-scaffold-probe")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        pip("uninstall", "-y", "swiftkit-scaffold-probe")
