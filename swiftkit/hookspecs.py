@@ -65,6 +65,30 @@ def swiftkit_register_datasets(registry):
 
 
 @hookspec(historic=True)
+def swiftkit_register_preprocessors(registry):
+    """Add dataset row preprocessors that dataset cards select with ``preprocessor: NAME``.
+
+    Historic: called once for every plugin, whenever it is registered. Preprocessors are
+    registered before datasets, and every registered dataset's preprocessor must exist once all
+    plugins have registered (else an error names the dataset and where it came from).
+
+    :param swiftkit.registry.Registry registry: the preprocessor registry; entries are callables
+        ``fn(rows, *, model_name, model_author, source) -> rows`` taking the raw rows of one
+        dataset (after column renaming, before format detection) and returning new raw rows.
+    :return: ignored.
+
+    Use in plugins::
+
+        def lowercase(rows, *, model_name=(), model_author=(), source=""):
+            return [{**r, "query": r["query"].lower()} for r in rows]
+
+        @swiftkit.hookimpl
+        def swiftkit_register_preprocessors(registry):
+            registry.register("lowercase", lowercase, source="my_plugin")
+    """
+
+
+@hookspec(historic=True)
 def swiftkit_register_templates(registry):
     """Add chat templates for models whose tokenizer has none (or a broken one).
 

@@ -105,15 +105,17 @@ def get_plugin_manager(
 
 @dataclass
 class Registries:
-    """The three registries, filled by every plugin's registration hooks."""
+    """The registries, filled by every plugin's registration hooks."""
 
     models: Registry
     datasets: Registry
     templates: Registry
+    preprocessors: Registry
 
 
 def _registration_calls(pm: pluggy.PluginManager, regs: Registries):
     return (
+        (pm.hook.swiftkit_register_preprocessors, regs.preprocessors),
         (pm.hook.swiftkit_register_models, regs.models),
         (pm.hook.swiftkit_register_datasets, regs.datasets),
         (pm.hook.swiftkit_register_templates, regs.templates),
@@ -138,11 +140,25 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
     remembered so a plugin registered later (:func:`register_plugin`) is replayed into them, which
     is what the hooks' ``historic`` marking promises.
     """
-    regs = Registries(Registry("model"), Registry("dataset"), Registry("template"))
+    regs = Registries(Registry("model"), Registry("dataset"), Registry("template"), Registry("preprocessor"))
     for hook, registry in _registration_calls(pm, regs):
         _run_registration(hook, registry, hook.get_hookimpls())
+    _check_preprocessors(regs)
     pm.swiftkit_registries = regs
     return regs
+
+
+def _check_preprocessors(regs: Registries) -> None:
+    """Every dataset's ``preprocessor`` must be registered (by any plugin)."""
+    from swiftkit.registry import closest
+
+    for name, entry in regs.datasets.items():
+        pre = getattr(entry, "preprocessor", None)
+        if pre and pre not in regs.preprocessors:
+            raise PluginError(
+                f"dataset {name!r} ({regs.datasets.source(name) or '?'}): unknown preprocessor {pre!r}"
+                f"{closest(pre, regs.preprocessors)}; registered: {', '.join(regs.preprocessors) or 'none'}"
+            )
 
 
 def register_plugin(pm: pluggy.PluginManager, plugin, name: str) -> None:
@@ -157,6 +173,7 @@ def register_plugin(pm: pluggy.PluginManager, plugin, name: str) -> None:
     if regs is not None:
         for hook, registry in _registration_calls(pm, regs):
             _run_registration(hook, registry, [i for i in hook.get_hookimpls() if i.plugin is plugin])
+        _check_preprocessors(regs)
 
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[tuple[str, str, list[str]]]:

@@ -1,10 +1,10 @@
-"""``swiftkit list models|datasets|templates``: print what the registries hold."""
+"""``swiftkit list models|datasets|templates|preprocessors``: print what the registries hold."""
 
 from __future__ import annotations
 
 import argparse
 
-KINDS = ("models", "datasets", "templates")
+KINDS = ("models", "datasets", "templates", "preprocessors")
 
 
 def _rows(kind: str, registries) -> list[tuple[str, str]]:
@@ -18,8 +18,11 @@ def _rows(kind: str, registries) -> list[tuple[str, str]]:
         elif kind == "datasets":
             where = entry.path or entry.ms_id or entry.hf_id or ""
             rows.append((name, where))
-        else:
+        elif kind == "templates":
             rows.append((name, entry.description))
+        else:
+            doc = (getattr(entry, "__doc__", None) or "").strip().splitlines()
+            rows.append((name, f"{registry.source(name)}: {doc[0] if doc else ''}".rstrip(": ")))
     return rows
 
 

@@ -44,9 +44,8 @@ def hub_source(entry, use_hf: bool) -> tuple[str, bool]:
     return (entry.hf_id if hf else entry.ms_id), hf
 
 
-def _entry_rows(entry, *, use_hf: bool, cache_dir, model_name, model_author) -> list[dict]:
+def _entry_rows(entry, *, use_hf: bool, cache_dir, model_name, model_author, preprocessors) -> list[dict]:
     from swiftkit.data.hub import load_hub_rows
-    from swiftkit.data.preprocess import PREPROCESSORS
     from swiftkit.data.registry import resolve_entry_path
 
     if entry.path:
@@ -57,9 +56,13 @@ def _entry_rows(entry, *, use_hf: bool, cache_dir, model_name, model_author) -> 
         rows = load_hub_rows(hub_id, use_hf=hf, subset=entry.subset, split=entry.split, cache_dir=cache_dir)
     rows = [rename_columns(row, entry.columns) for row in rows]
     if entry.preprocessor:
-        if entry.preprocessor not in PREPROCESSORS:
+        if preprocessors is None:
+            from swiftkit.plugins import default_registries
+
+            preprocessors = default_registries().preprocessors
+        if entry.preprocessor not in preprocessors:
             raise DatasetError(f"dataset {entry.name!r}: unknown preprocessor {entry.preprocessor!r}")
-        rows = PREPROCESSORS[entry.preprocessor](
+        rows = preprocessors.get(entry.preprocessor)(
             rows, model_name=model_name, model_author=model_author, source=entry.name
         )
     return rows
@@ -101,12 +104,13 @@ def sample_rows(rows: list[dict], count: int, seed: int) -> list[dict]:
 
 def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name: Sequence[str] = (),
               model_author: Sequence[str] = (), use_hf: bool = False, cache_dir: str | None = None,
-              text_only: bool = False, require_reply: bool = True) -> list[dict]:
+              text_only: bool = False, require_reply: bool = True, preprocessors=None) -> list[dict]:
     """Canonical rows of every spec, concatenated; mixed or sampled data is shuffled with ``seed``.
 
     Rows are ``{"messages": [...], "_origin": "path:line"}``, or ``{"text": ..., "_origin": ...}``
     with ``text_only`` (pretraining). ``require_reply=False`` accepts prompts that end on a user
-    turn (inference). Any bad input raises :class:`DatasetError` naming its place.
+    turn (inference). ``preprocessors`` is the preprocessor registry (default: the built-in and
+    installed plugins'). Any bad input raises :class:`DatasetError` naming its place.
     """
     if isinstance(specs, str):
         specs = [specs]
@@ -121,7 +125,7 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
     shuffle = len(specs) > 1
     for spec in specs:
         source, count = parse_spec(spec)
-        raw = _raw_rows(source, registry=registry, use_hf=use_hf, cache_dir=cache_dir,
+        raw = _raw_rows(source, registry=registry, preprocessors=preprocessors, use_hf=use_hf, cache_dir=cache_dir,
                         model_name=tuple(model_name), model_author=tuple(model_author))
         if not raw:
             raise DatasetError(f"--dataset {spec!r}: the data has no rows")

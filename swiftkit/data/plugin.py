@@ -1,4 +1,4 @@
-"""Built-in plugin: registers every dataset card shipped in ``dataset_registry/*.yaml``."""
+"""Built-in plugin: the shipped preprocessors and every dataset card in ``dataset_registry/*.yaml``."""
 
 from __future__ import annotations
 
@@ -12,3 +12,11 @@ def swiftkit_register_datasets(registry):
 
     for entry, card in load_cards(data_dir("dataset_registry")):
         registry.register(entry.name, entry, source=f"dataset_registry/{card.name}", override=entry.override)
+
+
+@swiftkit.hookimpl
+def swiftkit_register_preprocessors(registry):
+    from swiftkit.data.preprocess import BUILTIN_PREPROCESSORS
+
+    for name, fn in BUILTIN_PREPROCESSORS.items():
+        registry.register(name, fn, source="swiftkit.data.preprocess")

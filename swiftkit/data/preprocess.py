@@ -1,4 +1,6 @@
-"""Named row transforms a dataset card can select with ``preprocessor:``.
+"""Built-in row transforms a dataset card can select with ``preprocessor:``.
+
+They are registered through the ``swiftkit_register_preprocessors`` hook like a plugin's.
 
 A preprocessor takes the raw rows of one dataset (after column renaming, before format detection)
 and returns new raw rows. It receives the options that concern it as keywords.
@@ -48,6 +50,6 @@ def self_cognition(rows: list[dict], *, model_name: Sequence[str] = (), model_au
     return out
 
 
-PREPROCESSORS: dict[str, Callable[..., list[dict]]] = {
+BUILTIN_PREPROCESSORS: dict[str, Callable[..., list[dict]]] = {
     "self_cognition": self_cognition,
 }

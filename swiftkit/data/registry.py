@@ -14,7 +14,6 @@ from typing import Any
 
 from swiftkit.cards import check_mapping, read_yaml
 from swiftkit.data.errors import DatasetError
-from swiftkit.registry import closest
 
 
 @dataclass
@@ -26,7 +25,7 @@ class DatasetEntry:
     Face hub (``--use_hf``). ``columns`` renames source columns to canonical ones (``query``,
     ``response``, ``system``, ``history``, ``messages``, ``conversations``, ``instruction``,
     ``input``, ``output``, ``text``) before the row format is detected. ``preprocessor`` names a
-    row transform from :data:`swiftkit.data.preprocess.PREPROCESSORS` (e.g. ``self_cognition``).
+    row transform registered through ``swiftkit_register_preprocessors`` (e.g. ``self_cognition``).
     """
 
     name: str
@@ -63,8 +62,6 @@ assert set(_SCHEMA) == {f.name for f in fields(DatasetEntry)}
 
 def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
     """Validate one card entry (``where`` names it in errors) and build the :class:`DatasetEntry`."""
-    from swiftkit.data.preprocess import PREPROCESSORS
-
     check_mapping(data, _SCHEMA, where, DatasetError, _MESSAGES)
     if not data["name"].strip():
         raise DatasetError(f"{where}: key 'name' is empty")
@@ -75,12 +72,7 @@ def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
             raise DatasetError(f"{where}: key 'columns' must map strings to strings ({src!r}: {dst!r})")
     if not all(isinstance(t, str) for t in data.get("tags", [])):
         raise DatasetError(f"{where}: key 'tags' must be a list of strings")
-    pre = data.get("preprocessor")
-    if pre is not None and pre not in PREPROCESSORS:
-        raise DatasetError(
-            f"{where}: key 'preprocessor': unknown preprocessor {pre!r}{closest(pre, PREPROCESSORS)}; "
-            f"known: {', '.join(sorted(PREPROCESSORS))}"
-        )
+    # Whether the preprocessor exists is checked once every plugin has registered its own.
     return DatasetEntry(**data)
 
 

@@ -93,7 +93,8 @@ class InferRecipe:
         cfg = self.cfg
         d = cfg.data
         rows = load_rows(
-            d.val_dataset, registry=self.registries.datasets, seed=d.data_seed,
+            d.val_dataset, registry=self.registries.datasets, preprocessors=self.registries.preprocessors,
+            seed=d.data_seed,
             model_name=tuple(d.model_name), model_author=tuple(d.model_author),
             use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir, require_reply=False,
         )

@@ -103,7 +103,7 @@ class SftRecipe:
 
         d = self.cfg.data
         kw = dict(
-            registry=self.registries.datasets, seed=d.data_seed, model_name=tuple(d.model_name),
+            registry=self.registries.datasets, preprocessors=self.registries.preprocessors, seed=d.data_seed, model_name=tuple(d.model_name),
             model_author=tuple(d.model_author), use_hf=self.cfg.model.use_hf,
             cache_dir=self.cfg.model.cache_dir, text_only=self.is_pt,
         )

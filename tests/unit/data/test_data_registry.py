@@ -115,10 +115,6 @@ BROKEN_CARDS = {
     "missing_name": ("datasets:\n  - hf_id: org/x\n", "datasets[0]: missing key 'name'"),
     "wrong_type": ("datasets:\n  - name: x\n    hf_id: org/x\n    tags: chat\n", "key 'tags' must be a list"),
     "no_source": ("datasets:\n  - name: x\n", "needs at least one of the keys 'path', 'ms_id', 'hf_id'"),
-    "bad_preprocessor": (
-        "datasets:\n  - name: x\n    path: a.jsonl\n    preprocessor: self_cogniton\n",
-        "key 'preprocessor': unknown preprocessor 'self_cogniton' (did you mean 'self_cognition'?)",
-    ),
     "bad_columns": ("datasets:\n  - name: x\n    path: a.jsonl\n    columns: [a, b]\n", "key 'columns' must be"),
     "no_datasets_key": ("name: x\npath: a.jsonl\n", "needs a top-level key 'datasets'"),
     "extra_top_key": ("datasets:\n  - name: x\n    path: a.jsonl\nversion: 2\n", "unknown top-level key 'version'"),
@@ -186,3 +182,44 @@ def test_registered_hub_entry_picks_the_selected_hub(registry):
     only_hf = DatasetEntry(name="h", hf_id="org/h")
     assert hub_source(only_ms, use_hf=True) == ("org/m", False)
     assert hub_source(only_hf, use_hf=False) == ("org/h", True)
+
+
+def test_unknown_preprocessor_is_caught_once_all_plugins_registered(tmp_path):
+    from swiftkit.plugins import PluginError, build_registries, get_plugin_manager
+
+    plugin = tmp_path / "cards.py"
+    plugin.write_text(
+        "import swiftkit\n"
+        "from swiftkit.data.registry import DatasetEntry\n"
+        "@swiftkit.hookimpl\n"
+        "def swiftkit_register_datasets(registry):\n"
+        "    registry.register('x', DatasetEntry(name='x', path='a.jsonl', preprocessor='self_cogniton'),\n"
+        "                      source='cards.py')\n"
+    )
+    with pytest.raises(PluginError, match=r"dataset 'x' \(cards\.py\): unknown preprocessor 'self_cogniton' "
+                                          r"\(did you mean 'self_cognition'\?\)"):
+        build_registries(get_plugin_manager([str(plugin)], entry_points=False))
+
+
+def test_plugin_preprocessor_serves_a_plugin_dataset(tmp_path):
+    from swiftkit.plugins import build_registries, get_plugin_manager
+
+    data = tmp_path / "a.jsonl"
+    data.write_text(json.dumps({"query": "HELLO", "response": "WORLD"}) + "\n")
+    plugin = tmp_path / "lower.py"
+    plugin.write_text(
+        "import swiftkit\n"
+        "from swiftkit.data.registry import DatasetEntry\n"
+        "def lowercase(rows, *, model_name=(), model_author=(), source=''):\n"
+        "    return [{**r, 'query': r['query'].lower()} for r in rows]\n"
+        "@swiftkit.hookimpl\n"
+        "def swiftkit_register_preprocessors(registry):\n"
+        "    registry.register('lowercase', lowercase, source='lower.py')\n"
+        "@swiftkit.hookimpl\n"
+        f"def swiftkit_register_datasets(registry):\n"
+        f"    registry.register('shouty', DatasetEntry(name='shouty', path={str(data)!r}, preprocessor='lowercase'),\n"
+        "                      source='lower.py')\n"
+    )
+    regs = build_registries(get_plugin_manager([str(plugin)], entry_points=False))
+    rows = load_rows(["shouty"], registry=regs.datasets, preprocessors=regs.preprocessors)
+    assert rows[0]["messages"][0]["content"] == "hello" and rows[0]["messages"][1]["content"] == "WORLD"
