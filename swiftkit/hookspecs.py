@@ -89,6 +89,28 @@ def swiftkit_register_preprocessors(registry):
 
 
 @hookspec(historic=True)
+def swiftkit_register_reward_funcs(registry):
+    """Add reward functions that RL training (GRPO) selects by name.
+
+    Historic: called once for every plugin, whenever it is registered.
+
+    :param swiftkit.registry.Registry registry: the reward registry; entries are callables
+        ``fn(prompts, completions, **columns) -> list[float]`` (the contract TRL's GRPO trainer
+        calls; see :mod:`swiftkit.train.rewards`).
+    :return: ignored.
+
+    Use in plugins::
+
+        def brevity(prompts, completions, **columns):
+            return [-len(c) / 100 for c in completions]
+
+        @swiftkit.hookimpl
+        def swiftkit_register_reward_funcs(registry):
+            registry.register("brevity", brevity, source="my_plugin")
+    """
+
+
+@hookspec(historic=True)
 def swiftkit_register_templates(registry):
     """Add chat templates for models whose tokenizer has none (or a broken one).
 

@@ -111,6 +111,7 @@ class Registries:
     datasets: Registry
     templates: Registry
     preprocessors: Registry
+    rewards: Registry
 
 
 def _registration_calls(pm: pluggy.PluginManager, regs: Registries):
@@ -119,6 +120,7 @@ def _registration_calls(pm: pluggy.PluginManager, regs: Registries):
         (pm.hook.swiftkit_register_models, regs.models),
         (pm.hook.swiftkit_register_datasets, regs.datasets),
         (pm.hook.swiftkit_register_templates, regs.templates),
+        (pm.hook.swiftkit_register_reward_funcs, regs.rewards),
     )
 
 
@@ -140,7 +142,8 @@ def build_registries(pm: pluggy.PluginManager) -> Registries:
     remembered so a plugin registered later (:func:`register_plugin`) is replayed into them, which
     is what the hooks' ``historic`` marking promises.
     """
-    regs = Registries(Registry("model"), Registry("dataset"), Registry("template"), Registry("preprocessor"))
+    regs = Registries(Registry("model"), Registry("dataset"), Registry("template"), Registry("preprocessor"),
+                      Registry("reward"))
     for hook, registry in _registration_calls(pm, regs):
         _run_registration(hook, registry, hook.get_hookimpls())
     _check_preprocessors(regs)

@@ -1,10 +1,10 @@
-"""``swiftkit list models|datasets|templates|preprocessors``: print what the registries hold."""
+"""``swiftkit list models|datasets|templates|preprocessors|rewards``: print what the registries hold."""
 
 from __future__ import annotations
 
 import argparse
 
-KINDS = ("models", "datasets", "templates", "preprocessors")
+KINDS = ("models", "datasets", "templates", "preprocessors", "rewards")
 
 
 def _rows(kind: str, registries) -> list[tuple[str, str]]:

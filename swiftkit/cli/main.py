@@ -14,7 +14,7 @@ COMMAND_HELP = {
     "sft": "Supervised fine-tuning (LoRA / full / freeze) on conversations.",
     "pt": "Continued pretraining on raw text (loss on every token).",
     "infer": "Chat with a model or trained adapters, interactively or over a dataset.",
-    "list": "List registered entries: swiftkit list models|datasets|templates|preprocessors.",
+    "list": "List registered entries: swiftkit list models|datasets|templates|preprocessors|rewards.",
     "plugins": "Inspect or create plugins: swiftkit plugins list | new NAME.",
 }
 

@@ -1,4 +1,4 @@
-"""Built-in plugin for the training stage: tuners and the default trainer, via the public hooks."""
+"""Built-in plugin for the training stage: tuners, the default trainer and reward functions."""
 
 from __future__ import annotations
 
@@ -20,3 +20,11 @@ def swiftkit_get_trainer(name, config):
     from swiftkit.train.trainer import SwiftTrainer
 
     return SwiftTrainer
+
+
+@hookimpl
+def swiftkit_register_reward_funcs(registry):
+    from swiftkit.train.rewards import BUILTIN_REWARDS
+
+    for name, fn in BUILTIN_REWARDS.items():
+        registry.register(name, fn, source="swiftkit.train.rewards")

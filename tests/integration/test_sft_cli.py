@@ -172,7 +172,7 @@ def test_padding_free_matches_padded_loss(tiny_model_dir, data_file, tmp_path):
 
 def test_list_commands(capsys):
     for kind, expected in (("models", "smollm2-135m-instruct"), ("datasets", "self-cognition"),
-                           ("templates", "chatml"), ("preprocessors", "self_cognition")):
+                           ("templates", "chatml"), ("preprocessors", "self_cognition"), ("rewards", "accuracy")):
         assert main(["list", kind]) == 0
         assert expected in capsys.readouterr().out
 
