@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from swiftkit.config import CommandConfig, ConfigError
+from swiftkit.config import CommandConfig, ConfigError, PluginArgs
 from swiftkit.config.files import load_yaml_config
 from swiftkit.registry import closest
 
@@ -73,6 +73,12 @@ def build_parser(cfg_cls: type[CommandConfig], plugin_fields: dict | None = None
     return parser
 
 
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    """``--plugins`` and ``--disable_plugins`` as PluginArgs defines them, for commands without a config."""
+    for f in dataclasses.fields(PluginArgs):
+        parser.add_argument(f"--{f.name}", nargs="+", default=[], help=f.metadata["help"])
+
+
 def _plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(--plugins files, disabled plugin names, argv without `-p no:NAME`) from the raw arguments.
 
@@ -80,8 +86,7 @@ def _plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]
     ``plugins``/``disable_plugins`` are added by the caller.
     """
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--plugins", nargs="+", default=[])
-    pre.add_argument("--disable_plugins", nargs="+", default=[])
+    add_plugin_options(pre)
     pre.add_argument("-p", action="append", default=[], dest="pytest_style")
     ns, _ = pre.parse_known_args(argv)
     disabled = list(ns.disable_plugins)

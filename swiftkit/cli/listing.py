@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from swiftkit.cli.args import add_plugin_options
+
 KINDS = ("models", "datasets", "templates", "preprocessors", "rewards")
 
 
@@ -29,8 +31,7 @@ def _rows(kind: str, registries) -> list[tuple[str, str]]:
 def list_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="swiftkit list", description="List registered entries.")
     parser.add_argument("kind", choices=KINDS, help="What to list.")
-    parser.add_argument("--plugins", nargs="+", default=[], help="Local plugin files to load.")
-    parser.add_argument("--disable_plugins", nargs="+", default=[], help="Plugins not to load.")
+    add_plugin_options(parser)
     args = parser.parse_args(argv)
 
     from swiftkit.plugins import build_registries, get_plugin_manager

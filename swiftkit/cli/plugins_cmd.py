@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from swiftkit.cli.args import add_plugin_options
+
 
 def _parser() -> argparse.ArgumentParser:
     from swiftkit.scaffold import HOOK_KINDS
@@ -16,8 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swiftkit plugins", description="Inspect or create plugins.")
     sub = parser.add_subparsers(dest="action", required=True)
     lister = sub.add_parser("list", help="Show loaded plugins, their origin and hooks.")
-    lister.add_argument("--plugins", nargs="+", default=[], help="Local plugin files to load too.")
-    lister.add_argument("--disable_plugins", nargs="+", default=[], help="Plugins not to load.")
+    add_plugin_options(lister)
     new = sub.add_parser(
         "new",
         help="Generate a plugin distribution swiftkit-NAME/ (pyproject, package, tests, README).",
