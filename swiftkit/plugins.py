@@ -41,8 +41,6 @@ def _register(pm: pluggy.PluginManager, plugin, name: str, origin: str) -> None:
         pm.register(plugin, name=name)
     except Exception as exc:  # pluggy raises PluginValidationError / ValueError
         raise PluginError(f"plugin {name!r} ({origin}) is invalid: {exc}") from exc
-    if not hasattr(pm, "swiftkit_origins"):
-        pm.swiftkit_origins = {}
     pm.swiftkit_origins[name] = origin
 
 
@@ -86,6 +84,7 @@ def get_plugin_manager(
 ) -> pluggy.PluginManager:
     """A plugin manager with built-ins, entry points and the given local plugin files loaded."""
     pm = pluggy.PluginManager("swiftkit")
+    pm.swiftkit_origins = {}  # plugin name -> where it came from, for `swiftkit plugins list`
     pm.add_hookspecs(hookspecs)
     disabled = set(disabled)
     for mod in BUILTIN_PLUGINS:
@@ -181,7 +180,7 @@ def register_plugin(pm: pluggy.PluginManager, plugin, name: str) -> None:
 
 def describe_plugins(pm: pluggy.PluginManager) -> list[tuple[str, str, list[str]]]:
     """(name, where it came from, hooks it implements) for every loaded plugin, in load order."""
-    origins = getattr(pm, "swiftkit_origins", {})
+    origins = pm.swiftkit_origins
     rows = []
     for name, origin in origins.items():
         plugin = pm.get_plugin(name)
