@@ -48,12 +48,14 @@ def _entry_rows(entry, *, use_hf: bool, cache_dir, model_name, model_author, pre
     from swiftkit.data.hub import load_hub_rows
     from swiftkit.data.registry import resolve_entry_path
 
-    if entry.path:
-        path = resolve_entry_path(entry)
-        rows = read_folder(path, entry.subset, entry.split) if path.is_dir() else read_file(path)
-    else:
-        hub_id, hf = hub_source(entry, use_hf)
-        rows = load_hub_rows(hub_id, use_hf=hf, subset=entry.subset, split=entry.split, cache_dir=cache_dir)
+    rows: list[dict] = []
+    for subset in entry.subsets or [None]:  # several subsets are read one after another
+        if entry.path:
+            path = resolve_entry_path(entry)
+            rows += read_folder(path, subset, entry.split) if path.is_dir() else read_file(path)
+        else:
+            hub_id, hf = hub_source(entry, use_hf)
+            rows += load_hub_rows(hub_id, use_hf=hf, subset=subset, split=entry.split, cache_dir=cache_dir)
     rows = [rename_columns(row, entry.columns) for row in rows]
     if entry.preprocessor:
         if preprocessors is None:

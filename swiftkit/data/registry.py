@@ -32,7 +32,7 @@ class DatasetEntry:
     path: str | None = None
     ms_id: str | None = None
     hf_id: str | None = None
-    subset: str | None = None
+    subsets: list[str] = field(default_factory=list)
     split: str = "train"
     columns: dict[str, str] = field(default_factory=dict)
     preprocessor: str | None = None
@@ -48,7 +48,7 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool, str]] = {
     "path": _OPTIONAL_STR,
     "ms_id": _OPTIONAL_STR,
     "hf_id": _OPTIONAL_STR,
-    "subset": _OPTIONAL_STR,
+    "subsets": ((list,), False, "a list of subset (config) names"),
     "split": ((str,), False, "a string"),
     "columns": ((dict,), False, "a mapping of source column -> canonical column"),
     "preprocessor": _OPTIONAL_STR,
@@ -70,6 +70,8 @@ def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
     for src, dst in data.get("columns", {}).items():
         if not isinstance(src, str) or not isinstance(dst, str):
             raise DatasetError(f"{where}: key 'columns' must map strings to strings ({src!r}: {dst!r})")
+    if not all(isinstance(t, str) and t for t in data.get("subsets", [])):
+        raise DatasetError(f"{where}: key 'subsets' must be a list of non-empty strings")
     if not all(isinstance(t, str) for t in data.get("tags", [])):
         raise DatasetError(f"{where}: key 'tags' must be a list of strings")
     # Whether the preprocessor exists is checked once every plugin has registered its own.

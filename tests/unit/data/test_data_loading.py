@@ -129,11 +129,14 @@ def test_folder_with_splits_and_subsets(tmp_path):
     (folder / ".cache").mkdir()
     (folder / ".cache" / "stale.jsonl").write_text("not json\n")
     registry = Registry("dataset")
-    registry.register("ds-en-test", DatasetEntry(name="ds-en-test", path=str(folder), subset="en", split="test"))
-    registry.register("ds-zh", DatasetEntry(name="ds-zh", path=str(folder), subset="zh"))
-    registry.register("ds-fr", DatasetEntry(name="ds-fr", path=str(folder), subset="fr"))
+    registry.register("ds-en-test", DatasetEntry(name="ds-en-test", path=str(folder), subsets=["en"], split="test"))
+    registry.register("ds-zh", DatasetEntry(name="ds-zh", path=str(folder), subsets=["zh"]))
+    registry.register("ds-fr", DatasetEntry(name="ds-fr", path=str(folder), subsets=["fr"]))
+    registry.register("ds-both", DatasetEntry(name="ds-both", path=str(folder), subsets=["zh", "en"]))
     assert queries(load_rows(["ds-en-test"], registry=registry)) == ["en-test0", "en-test1"]
     assert len(load_rows(["ds-zh"], registry=registry)) == 4
+    both = queries(load_rows(["ds-both"], registry=registry))
+    assert sorted(both) == sorted([f"zh-train{i}" for i in range(4)] + [f"en-train{i}" for i in range(3)])
     assert len(load_rows([str(folder)], registry=EMPTY)) == 3 + 4  # a folder path: its train files
     with pytest.raises(DatasetError, match="no files for subset 'fr'"):
         load_rows(["ds-fr"], registry=registry)
