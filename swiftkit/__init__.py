@@ -18,6 +18,8 @@ _LAZY = {
     "sft": "swiftkit.api",
     "pt": "swiftkit.api",
     "infer": "swiftkit.api",
+    "eval": "swiftkit.api",
+    "export": "swiftkit.api",
     "load_tokenizer": "swiftkit.models",
     "load_model": "swiftkit.models",
     "get_template": "swiftkit.templates",

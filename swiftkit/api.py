@@ -4,13 +4,15 @@
     result = swiftkit.sft(model="smollm2-135m-instruct", dataset="self-cognition#100",
                           model_name="Nova", model_author="Acme", max_steps=10)
     swiftkit.infer(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
+    swiftkit.eval(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
+    swiftkit.export(adapters=result["last_checkpoint"], output_dir="merged-model")
 """
 
 from __future__ import annotations
 
 import os
 
-from swiftkit.config import InferConfig, PtConfig, SftConfig
+from swiftkit.config import EvalConfig, ExportConfig, InferConfig, PtConfig, SftConfig
 
 
 def _runtime_env() -> None:
@@ -51,6 +53,28 @@ def infer(config: str | None = None, **fields) -> dict:
     recipe = InferRecipe(_build(InferConfig, config, fields))
     recipe.setup()
     return recipe.run()
+
+
+def eval(config: str | None = None, **fields) -> dict:  # noqa: A001 - the command's name
+    """Score a model or adapters on ``eval_dataset`` benchmarks (default ``qa`` on ``val_dataset``).
+
+    Returns ``{"output_dir": ..., "results": {benchmark: {metric: value}}}``.
+    """
+    from swiftkit.evaluate import run_eval
+
+    _runtime_env()
+    return run_eval(_build(EvalConfig, config, fields))
+
+
+def export(config: str | None = None, **fields) -> dict:
+    """Export trained ``adapters`` in ``export_format`` (default ``merged``).
+
+    Returns ``{"output_dir": ..., "export_format": ...}``.
+    """
+    from swiftkit.export import run_export
+
+    _runtime_env()
+    return run_export(_build(ExportConfig, config, fields))
 
 
 def _build(cfg_cls, config: str | None, fields: dict):

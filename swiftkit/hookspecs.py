@@ -160,6 +160,27 @@ def swiftkit_add_config_fields(command):
 # --- choice hooks (firstresult) ----------------------------------------------------------------
 
 
+@hookspec
+def swiftkit_choice_names(kind):
+    """Name the choices this plugin answers for one choice hook, so errors and listings can show them.
+
+    Called for every plugin; all answers are collected. swiftkit asks when a selected name is
+    unknown (the error lists every valid name) and for ``swiftkit plugins list``. A plugin that
+    answers a choice hook for a name should list that name here.
+
+    :param str kind: which choice: ``"tuner"``, ``"loss"``, ``"metrics"``, ``"optimizer"``,
+        ``"lr_scheduler"``, ``"callback"``, ``"trainer"``, ``"infer_engine"``,
+        ``"eval_benchmark"`` or ``"export_format"``.
+    :return: a list of names (empty or ``None`` when the plugin offers none of this kind).
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_choice_names(kind):
+            return ["focal"] if kind == "loss" else []
+    """
+
+
 @hookspec(firstresult=True)
 def swiftkit_get_tuner(name, model, config):
     """Wrap ``model`` for training with the tuner called ``name`` (``--train_type``).
@@ -327,4 +348,63 @@ def swiftkit_get_infer_engine(name, model, template, config):
         def swiftkit_get_infer_engine(name, model, template, config):
             if name == "echo":
                 return EchoEngine(template)
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_eval_benchmark(name, config, registries):
+    """Return the evaluation benchmark selected by ``--eval_dataset``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: one of the names given to ``--eval_dataset`` (``"qa"`` is built in: reference
+        answers from ``--val_dataset``, scored by exact match and containment).
+    :param config: the :class:`swiftkit.config.EvalConfig`.
+    :param registries: the loaded :class:`swiftkit.plugins.Registries` (datasets, models, ...), for
+        benchmarks that read registered datasets.
+    :return: an object with ``evaluate(engine, config) -> dict`` where ``engine`` is the inference
+        engine (``generate(conversations, **generation) -> list[str]``) and the dict holds
+        ``"metrics"`` (name -> float) and ``"samples"`` (a list of JSON-serialisable rows, one per
+        scored example), or ``None``.
+
+    Use in plugins::
+
+        class Yes:
+            def evaluate(self, engine, config):
+                replies = engine.generate([[{"role": "user", "content": "Say yes."}]])
+                ok = float("yes" in replies[0].lower())
+                return {"metrics": {"says_yes": ok}, "samples": [{"reply": replies[0]}]}
+
+        @swiftkit.hookimpl
+        def swiftkit_get_eval_benchmark(name, config, registries):
+            if name == "says-yes":
+                return Yes()
+    """
+
+
+@hookspec(firstresult=True)
+def swiftkit_get_export_format(name, config):
+    """Return the exporter selected by ``--export_format``.
+
+    Firstresult: answer ``None`` unless ``name`` is yours.
+
+    :param str name: the selected format (``"merged"`` is built in: LoRA adapters merged into the
+        base weights, saved as safetensors with the training chat template).
+    :param config: the :class:`swiftkit.config.ExportConfig`.
+    :return: a callable ``export(model, tokenizer, output_dir, config) -> None`` that writes the
+        exported files into ``output_dir`` (a fresh, empty :class:`pathlib.Path`; swiftkit moves it
+        to ``--output_dir`` only when the call returns, so a failed export leaves nothing behind),
+        or ``None``. ``model`` has the adapters applied: a ``peft.PeftModel`` for one LoRA adapter
+        unless ``--merge_lora`` (a format that needs plain weights calls ``merge_and_unload()``);
+        ``tokenizer`` carries the chat template used in training.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_get_export_format(name, config):
+            if name == "fp16":
+                def export(model, tokenizer, output_dir, config):
+                    model.half().save_pretrained(output_dir)
+                    tokenizer.save_pretrained(output_dir)
+                return export
     """

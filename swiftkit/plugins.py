@@ -29,6 +29,8 @@ BUILTIN_PLUGINS = (
     "swiftkit.templates.plugin",
     "swiftkit.train.plugin",
     "swiftkit.infer.plugin",
+    "swiftkit.evaluate.plugin",
+    "swiftkit.export.plugin",
 )
 
 

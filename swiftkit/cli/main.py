@@ -14,6 +14,8 @@ COMMAND_HELP = {
     "sft": "Supervised fine-tuning (LoRA / full / freeze) on conversations.",
     "pt": "Continued pretraining on raw text (loss on every token).",
     "infer": "Chat with a model or trained adapters, interactively or over a dataset.",
+    "eval": "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).",
+    "export": "Write trained adapters as a model other tools load (built in: merged safetensors).",
     "list": "List registered entries: swiftkit list models|datasets|templates|preprocessors|rewards.",
     "plugins": "Inspect or create plugins: swiftkit plugins list | new NAME.",
 }
@@ -39,11 +41,12 @@ def _usage() -> str:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Error classes that mean 'bad input': printed as one line, no traceback."""
+    from swiftkit.choices import ChoiceError
     from swiftkit.config import ConfigError
     from swiftkit.plugins import PluginError
     from swiftkit.registry import RegistryError
 
-    errors: list[type[BaseException]] = [ConfigError, PluginError, RegistryError]
+    errors: list[type[BaseException]] = [ChoiceError, ConfigError, PluginError, RegistryError]
     for mod, name in (
         ("swiftkit.data", "DatasetError"),
         ("swiftkit.models", "ModelNotFoundError"),
@@ -84,6 +87,14 @@ def _run_command(command: str, argv: list[str]) -> int:
         recipe = InferRecipe(cfg)
         recipe.setup()
         recipe.run()
+    elif command == "eval":
+        from swiftkit.evaluate import run_eval
+
+        run_eval(cfg)
+    elif command == "export":
+        from swiftkit.export import run_export
+
+        run_export(cfg)
     return 0
 
 

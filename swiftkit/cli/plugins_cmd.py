@@ -1,6 +1,7 @@
 """``swiftkit plugins list|new``: inspect loaded plugins, or generate a new plugin distribution.
 
-``list`` prints every loaded plugin, where it came from and the hooks it implements. ``new NAME``
+``list`` prints every loaded plugin, where it came from, the hooks it implements and the names
+it offers to choice flags (``swiftkit_choice_names``). ``new NAME``
 writes ``swiftkit-NAME/`` (see :mod:`swiftkit.scaffold`).
 """
 
@@ -35,12 +36,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(args) -> int:
+    from swiftkit.choices import names_by_plugin
     from swiftkit.plugins import describe_plugins, get_plugin_manager
 
     pm = get_plugin_manager(args.plugins, args.disable_plugins)
     rows = describe_plugins(pm)
+    provided = names_by_plugin(pm)
     for name, origin, hooks in rows:
         print(f"{name}\n    from:  {origin}\n    hooks: {', '.join(hooks) or '-'}")
+        for kind, names in provided.get(name, {}).items():
+            shown = ", ".join(names) if len(names) <= 8 else f"{', '.join(names[:8])}, ... ({len(names)})"
+            print(f"    {kind}: {shown}")
     print(f"# {len(rows)} plugins")
     return 0
 

@@ -1,9 +1,20 @@
 """Typed configs: field groups (``groups``) composed into one config per command (``commands``)."""
 
-from swiftkit.config.commands import COMMANDS, CommandConfig, InferConfig, PtConfig, SftConfig
+from swiftkit.config.commands import (
+    COMMANDS,
+    CommandConfig,
+    EvalConfig,
+    ExportConfig,
+    InferConfig,
+    PtConfig,
+    SftConfig,
+)
 from swiftkit.config.groups import (
+    AdapterArgs,
     ConfigError,
     DataArgs,
+    EvalArgs,
+    ExportArgs,
     GenerationArgs,
     ModelArgs,
     PluginArgs,
@@ -13,6 +24,7 @@ from swiftkit.config.groups import (
 )
 
 __all__ = [
-    "COMMANDS", "CommandConfig", "ConfigError", "DataArgs", "GenerationArgs", "InferConfig",
+    "COMMANDS", "AdapterArgs", "CommandConfig", "ConfigError", "DataArgs", "EvalArgs", "EvalConfig",
+    "ExportArgs", "ExportConfig", "GenerationArgs", "InferConfig",
     "ModelArgs", "PluginArgs", "PtConfig", "SftConfig", "TemplateArgs", "TrainingArgs", "TunerArgs",
 ]

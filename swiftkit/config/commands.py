@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from swiftkit.config.groups import (
+    AdapterArgs,
     ConfigError,
     DataArgs,
+    EvalArgs,
+    ExportArgs,
     GenerationArgs,
     ModelArgs,
     PluginArgs,
@@ -114,6 +117,7 @@ class InferConfig(CommandConfig):
     description: ClassVar[str] = "Chat with a model or adapters, interactively or over a dataset."
 
     model: ModelArgs = field(default_factory=ModelArgs)
+    adapter: AdapterArgs = field(default_factory=AdapterArgs)
     template: TemplateArgs = field(default_factory=TemplateArgs)
     data: DataArgs = field(default_factory=DataArgs)
     generation: GenerationArgs = field(default_factory=GenerationArgs)
@@ -121,8 +125,42 @@ class InferConfig(CommandConfig):
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
 
     def __post_init__(self):
-        if not self.model.model and not self.generation.adapters:
-            raise ConfigError("`swiftkit infer` needs --model or --adapters")
+        if not self.model.model and not self.adapter.adapters:
+            raise ConfigError(f"`swiftkit {self.command}` needs --model or --adapters")
 
 
-COMMANDS: dict[str, type[CommandConfig]] = {c.command: c for c in (SftConfig, PtConfig, InferConfig)}
+@dataclass
+class EvalConfig(InferConfig):
+    """Generate with a model or adapters and score the replies with benchmarks chosen by name."""
+
+    command: ClassVar[str] = "eval"
+    description: ClassVar[str] = "Score a model or adapters on benchmarks (built in: qa on --val_dataset)."
+
+    eval: EvalArgs = field(default_factory=EvalArgs)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if "qa" in self.eval.eval_dataset and not self.data.val_dataset:
+            raise ConfigError("--eval_dataset qa scores --val_dataset rows: pass --val_dataset FILE_OR_NAME")
+
+
+@dataclass
+class ExportConfig(CommandConfig):
+    command: ClassVar[str] = "export"
+    description: ClassVar[str] = "Write a trained model in a format other tools load (built in: merged)."
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    adapter: AdapterArgs = field(default_factory=AdapterArgs)
+    template: TemplateArgs = field(default_factory=TemplateArgs)
+    export: ExportArgs = field(default_factory=ExportArgs)
+    plugin: PluginArgs = field(default_factory=PluginArgs)
+    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+
+    def __post_init__(self):
+        if not self.adapter.adapters:
+            raise ConfigError("`swiftkit export` needs --adapters (a trained checkpoint or run directory)")
+
+
+COMMANDS: dict[str, type[CommandConfig]] = {
+    c.command: c for c in (SftConfig, PtConfig, InferConfig, EvalConfig, ExportConfig)
+}

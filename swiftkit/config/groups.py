@@ -186,11 +186,16 @@ class TrainingArgs:
 
 
 @dataclass
-class GenerationArgs:
+class AdapterArgs:
     adapters: list[str] = arg(
-        [], "LoRA checkpoint directories; the base model and template are read from their args.json."
+        [], "Trained checkpoints (LoRA adapters, or full weights first); the base model and template "
+        "are read from their args.json. A run directory means its last checkpoint."
     )
-    merge_lora: bool = arg(False, "Merge the adapters into the base weights before generating.")
+    merge_lora: bool = arg(False, "Merge the adapters into the base weights after loading.")
+
+
+@dataclass
+class GenerationArgs:
     max_new_tokens: int = arg(512, "Maximum tokens generated per reply.")
     temperature: float = arg(0.0, "Sampling temperature; 0 is greedy decoding.")
     top_p: float = arg(1.0, "Nucleus sampling threshold.")
@@ -201,7 +206,7 @@ class GenerationArgs:
         None, "Batch mode: write one JSON line per --val_dataset row (default next to the adapters)."
     )
     max_batch_size: int = arg(8, "Batch mode: prompts generated together.")
-    infer_backend: str = arg("transformers", "Inference engine: transformers (vllm comes later).")
+    infer_backend: str = arg("transformers", "Inference engine, chosen through the swiftkit_get_infer_engine hook (built in: transformers).")
 
     def __post_init__(self):
         _check(self.max_new_tokens > 0, "--max_new_tokens must be > 0")
@@ -213,3 +218,30 @@ class GenerationArgs:
 class PluginArgs:
     plugins: list[str] = arg([], "Local plugin files (.py) to load besides installed ones.")
     disable_plugins: list[str] = arg([], "Plugin names (entry-point names) not to load.")
+
+
+@dataclass
+class EvalArgs:
+    eval_dataset: list[str] = arg(
+        ["qa"], "Benchmarks to run, chosen through the swiftkit_get_eval_benchmark hook (built in: qa, "
+        "which scores the replies to --val_dataset rows against their reference answers)."
+    )
+    eval_limit: Optional[int] = arg(None, "Score at most this many examples per benchmark.")
+    eval_output_dir: str = arg(
+        "eval_output", "Where each evaluation writes its folder (metrics.json, samples.jsonl)."
+    )
+
+    def __post_init__(self):
+        _check(bool(self.eval_dataset), "--eval_dataset needs at least one benchmark name")
+        _check(self.eval_limit is None or self.eval_limit > 0, "--eval_limit must be > 0")
+
+
+@dataclass
+class ExportArgs:
+    export_format: str = arg(
+        "merged", "Output format, chosen through the swiftkit_get_export_format hook (built in: "
+        "merged: full safetensors weights with LoRA merged in, loadable by plain transformers)."
+    )
+    output_dir: Optional[str] = arg(
+        None, "Folder to create (must not exist); default: <first adapter>-<format>."
+    )

@@ -157,11 +157,11 @@ def load_for_inference(cfg: InferConfig, *, registries=None):
         registries = build_registries(get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins))
     set_num_threads(cfg.model.num_threads)
 
-    ckpts = [find_checkpoint(p) for p in cfg.generation.adapters]
+    ckpts = [find_checkpoint(p) for p in cfg.adapter.adapters]
     train_args, args_path = read_train_args(ckpts[0]) if ckpts else (None, None)
     if ckpts and train_args is None and cfg.model.model is None and not is_full_weights_dir(ckpts[0]):
         raise InferError(
-            f"--adapters {cfg.generation.adapters[0]!r}: no args.json in {str(ckpts[0])!r} or its "
+            f"--adapters {cfg.adapter.adapters[0]!r}: no args.json in {str(ckpts[0])!r} or its "
             "parent, so the base model is unknown; pass --model with the base model"
         )
     settings = effective_settings(cfg, train_args)
@@ -188,8 +188,8 @@ def load_for_inference(cfg: InferConfig, *, registries=None):
     model = load_model(resolved, torch_dtype=cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))  # tokens added in training
-    merged = bool(lora_dirs) and (cfg.generation.merge_lora or len(lora_dirs) > 1)
-    model = _apply_adapters(model, lora_dirs, cfg.generation.merge_lora)
+    merged = bool(lora_dirs) and (cfg.adapter.merge_lora or len(lora_dirs) > 1)
+    model = _apply_adapters(model, lora_dirs, cfg.adapter.merge_lora)
     if torch.cuda.is_available():
         model = model.to("cuda")
     model.eval()

@@ -12,3 +12,8 @@ def swiftkit_get_infer_engine(name, model, template, config):
     from swiftkit.infer.engine import TransformersEngine
 
     return TransformersEngine(model, template)
+
+
+@hookimpl
+def swiftkit_choice_names(kind):
+    return ["transformers"] if kind == "infer_engine" else []

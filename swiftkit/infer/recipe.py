@@ -18,9 +18,6 @@ import time
 from pathlib import Path
 
 from swiftkit.config import InferConfig
-from swiftkit.infer.errors import InferError
-
-BACKENDS = ("transformers",)
 
 
 def split_prompt(messages: list[dict]) -> tuple[list[dict], str | None]:
@@ -30,8 +27,35 @@ def split_prompt(messages: list[dict]) -> tuple[list[dict], str | None]:
     return list(messages), None
 
 
+def load_val_rows(cfg, registries, *, require_reply: bool) -> list[dict]:
+    """The ``--val_dataset`` rows of an inference-side config (messages rows)."""
+    from swiftkit.data import load_rows
+
+    d = cfg.data
+    return load_rows(
+        d.val_dataset, registry=registries.datasets, preprocessors=registries.preprocessors,
+        seed=d.data_seed, model_name=tuple(d.model_name), model_author=tuple(d.model_author),
+        use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir, require_reply=require_reply,
+    )
+
+
+def batched_replies(engine, prompts, batch_size: int, gen_kwargs: dict):
+    """Generate replies for ``prompts`` (message lists) ``batch_size`` at a time; yields each
+    batch's replies in order."""
+    for first in range(0, len(prompts), batch_size):
+        yield engine.generate(list(prompts[first:first + batch_size]), **gen_kwargs)
+
+
+def generation_kwargs(g) -> dict:
+    """The keyword arguments of ``engine.generate`` / ``engine.stream`` from :class:`GenerationArgs`."""
+    return {
+        "max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p,
+        "top_k": g.top_k, "repetition_penalty": g.repetition_penalty,
+    }
+
+
 def default_result_path(cfg: InferConfig) -> Path:
-    adapters = cfg.generation.adapters
+    adapters = cfg.adapter.adapters
     base = Path(adapters[0]) if adapters else Path.cwd()
     folder = base / "infer_result"
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -50,26 +74,19 @@ class InferRecipe:
 
     # -- setup ----------------------------------------------------------------------------------
 
-    def setup(self) -> None:
+    def setup(self, pm=None) -> None:
+        """Load model, template and engine; ``pm`` is the plugin manager when the caller has one."""
+        from swiftkit.choices import choose
         from swiftkit.infer.loading import load_for_inference
         from swiftkit.plugins import build_registries, get_plugin_manager
 
         cfg = self.cfg
-        pm = get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
+        pm = pm or get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
         self.registries = build_registries(pm)
         model, self.template, self.info = load_for_inference(cfg, registries=self.registries)
         backend = cfg.generation.infer_backend
-        self.engine = pm.hook.swiftkit_get_infer_engine(name=backend, model=model, template=self.template, config=cfg)
-        if self.engine is None:
-            raise InferError(
-                f"--infer_backend {backend!r} is not available: no plugin provides it "
-                f"(built in: {', '.join(BACKENDS)})"
-            )
-        g = cfg.generation
-        self.gen_kwargs = {
-            "max_new_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p,
-            "top_k": g.top_k, "repetition_penalty": g.repetition_penalty,
-        }
+        self.engine = choose(pm, "infer_engine", backend, model=model, template=self.template, config=cfg)
+        self.gen_kwargs = generation_kwargs(cfg.generation)
         import torch
 
         torch.manual_seed(cfg.data.data_seed)  # sampling (temperature > 0) is reproducible
@@ -88,30 +105,22 @@ class InferRecipe:
         return self.run_interactive(stdin or sys.stdin, stdout or sys.stdout)
 
     def run_batch(self) -> dict:
-        from swiftkit.data import load_rows
-
         cfg = self.cfg
-        d = cfg.data
-        rows = load_rows(
-            d.val_dataset, registry=self.registries.datasets, preprocessors=self.registries.preprocessors,
-            seed=d.data_seed,
-            model_name=tuple(d.model_name), model_author=tuple(d.model_author),
-            use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir, require_reply=False,
-        )
+        rows = load_val_rows(cfg, self.registries, require_reply=False)
         path = Path(cfg.generation.result_path) if cfg.generation.result_path else default_result_path(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        size, start = cfg.generation.max_batch_size, time.time()
+        start = time.time()
+        prompts, labels = zip(*(split_prompt(r["messages"]) for r in rows)) if rows else ((), ())
         try:
             with tmp.open("w", encoding="utf-8") as out:
-                for first in range(0, len(rows), size):
-                    batch = [split_prompt(r["messages"]) for r in rows[first:first + size]]
-                    replies = self.engine.generate([p for p, _ in batch], **self.gen_kwargs)
-                    for (prompt, label), reply in zip(batch, replies):
+                done = 0
+                for replies in batched_replies(self.engine, prompts, cfg.generation.max_batch_size, self.gen_kwargs):
+                    for prompt, label, reply in zip(prompts[done:], labels[done:], replies):
                         line = {"messages": prompt, "response": reply, "labels": label}
                         out.write(json.dumps(line, ensure_ascii=False) + "\n")
                     out.flush()
-                    done = min(first + size, len(rows))
+                    done += len(replies)
                     print(f"[swiftkit] infer: {done}/{len(rows)} rows, {time.time() - start:.1f} s",
                           file=sys.stderr)
             os.replace(tmp, path)

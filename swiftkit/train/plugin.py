@@ -1,4 +1,4 @@
-"""Built-in plugin for the training stage: tuners, the default trainer and reward functions."""
+"""Built-in plugin for the training stage: tuners, the default trainer, losses and reward functions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,32 @@ def swiftkit_get_tuner(name, model, config):
 
     tuner = BUILTIN_TUNERS.get(name)
     return None if tuner is None else tuner(model, config.tuner)
+
+
+@hookimpl
+def swiftkit_choice_names(kind):
+    if kind == "tuner":
+        from swiftkit.train.tuners import BUILTIN_TUNERS
+
+        return list(BUILTIN_TUNERS)
+    if kind == "trainer":
+        return ["default"]
+    if kind == "loss":
+        from swiftkit.train.losses import BUILTIN_LOSSES
+
+        return list(BUILTIN_LOSSES)
+    if kind == "lr_scheduler":  # transformers' own schedules, set by name in TrainingArguments
+        from transformers import SchedulerType
+
+        return [s.value for s in SchedulerType]
+    return []
+
+
+@hookimpl
+def swiftkit_get_loss(name, config):
+    from swiftkit.train.losses import BUILTIN_LOSSES
+
+    return BUILTIN_LOSSES.get(name)
 
 
 @hookimpl

@@ -10,16 +10,11 @@ import json
 import sys
 from pathlib import Path
 
+from swiftkit.choices import choose, unknown_choice
 from swiftkit.config import PtConfig, SftConfig
 from swiftkit.models import set_num_threads
 from swiftkit.train.errors import TrainError
 
-
-
-def _implementers(pm, hook_name: str) -> str:
-    """Which loaded plugins implement a hook, for error messages."""
-    names = [impl.plugin_name for impl in getattr(pm.hook, hook_name).get_hookimpls()]
-    return f"plugins implementing {hook_name}: {', '.join(names)}" if names else f"no plugin implements {hook_name}"
 
 
 def _is_transformers_scheduler(name: str) -> bool:
@@ -138,17 +133,10 @@ class SftRecipe:
         if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
-        tuned = self.pm.hook.swiftkit_get_tuner(name=t.train_type, model=model, config=self.cfg)
-        if tuned is None:
-            raise TrainError(f"unknown --train_type {t.train_type!r}: no plugin provides it (lora, full, freeze)")
-        return tuned
+        return choose(self.pm, "tuner", t.train_type, model=model, config=self.cfg)
 
     def _choose_trainer(self):
-        name = self.cfg.training.trainer
-        cls = self.pm.hook.swiftkit_get_trainer(name=name, config=self.cfg)
-        if cls is None:
-            raise TrainError(f"unknown --trainer {name!r}: no plugin provides it")
-        return cls
+        return choose(self.pm, "trainer", self.cfg.training.trainer, config=self.cfg)
 
     def _check_scheduler_name(self) -> None:
         """Fail before anything is written when no plugin nor transformers knows the schedule."""
@@ -158,9 +146,7 @@ class SftRecipe:
         import torch
 
         probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        if self.pm.hook.swiftkit_get_lr_scheduler(name=name, optimizer=probe, num_training_steps=1,
-                                                  config=self.cfg) is None:
-            raise TrainError(f"unknown --lr_scheduler_type {name!r}: neither a plugin nor transformers provides it")
+        choose(self.pm, "lr_scheduler", name, optimizer=probe, num_training_steps=1, config=self.cfg)
 
     def _new_run_dir(self) -> Path:
         from swiftkit.train.output import new_run_dir
@@ -188,30 +174,11 @@ class SftRecipe:
 
     def _plugin_parts(self):
         """Loss, metrics, optimizer and extra callbacks selected by name through the hooks."""
-        tr, hook = self.cfg.training, self.pm.hook
-        loss = metrics = optimizer = None
-        if tr.loss_type:
-            loss = hook.swiftkit_get_loss(name=tr.loss_type, config=self.cfg)
-            if loss is None:
-                raise TrainError(
-                    f"unknown --loss_type {tr.loss_type!r}: no loaded plugin provides it "
-                    f"({_implementers(self.pm, 'swiftkit_get_loss')}); without --loss_type the "
-                    "model's own cross-entropy is used"
-                )
-        if tr.metric:
-            metrics = hook.swiftkit_get_metrics(name=tr.metric, config=self.cfg)
-            if metrics is None:
-                raise TrainError(f"unknown --metric {tr.metric!r}: no plugin provides it")
-        if tr.optimizer:
-            optimizer = hook.swiftkit_get_optimizer(name=tr.optimizer, model=self.model, config=self.cfg)
-            if optimizer is None:
-                raise TrainError(f"unknown --optimizer {tr.optimizer!r}: no plugin provides it")
-        callbacks = []
-        for name in tr.callbacks:
-            cb = hook.swiftkit_get_callback(name=name, config=self.cfg)
-            if cb is None:
-                raise TrainError(f"unknown callback {name!r} in --callbacks: no plugin provides it")
-            callbacks.append(cb)
+        tr, pm, cfg = self.cfg.training, self.pm, self.cfg
+        loss = choose(pm, "loss", tr.loss_type, config=cfg) if tr.loss_type else None
+        metrics = choose(pm, "metrics", tr.metric, config=cfg) if tr.metric else None
+        optimizer = choose(pm, "optimizer", tr.optimizer, model=self.model, config=cfg) if tr.optimizer else None
+        callbacks = [choose(pm, "callback", name, config=cfg) for name in tr.callbacks]
         return loss, metrics, optimizer, callbacks
 
     def _training_arguments(self):
@@ -291,12 +258,12 @@ class SftRecipe:
             optimizers=(optimizer, None),
         )
         if hasattr(trainer, "scheduler_factory"):
-            name, cfg, hook = self.cfg.training.lr_scheduler_type, self.cfg, self.pm.hook
+            name, cfg, pm = self.cfg.training.lr_scheduler_type, self.cfg, self.pm
 
             def factory(opt, steps):
-                sched = hook.swiftkit_get_lr_scheduler(name=name, optimizer=opt, num_training_steps=steps, config=cfg)
+                sched = pm.hook.swiftkit_get_lr_scheduler(name=name, optimizer=opt, num_training_steps=steps, config=cfg)
                 if sched is None and not _is_transformers_scheduler(name):
-                    raise TrainError(f"unknown --lr_scheduler_type {name!r}: neither a plugin nor transformers provides it")
+                    raise unknown_choice(pm, "lr_scheduler", name)
                 return sched
 
             trainer.scheduler_factory = factory

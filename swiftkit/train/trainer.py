@@ -15,6 +15,8 @@ import inspect
 import torch
 from transformers import Trainer
 
+from swiftkit.train.losses import token_cross_entropy
+
 
 def _accepts_logits_to_keep(model) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -31,15 +33,7 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None):
     targets = labels[:, 1:]
     keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
     outputs = model(**inputs, logits_to_keep=keep)
-    logits = outputs.logits.float()
-    picked = targets[:, keep]
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=-100, reduction="sum"
-    )
-    denom = num_items_in_batch if num_items_in_batch is not None else (picked != -100).sum()
-    if torch.is_tensor(denom):
-        denom = denom.to(loss.device)
-    return loss / denom, outputs
+    return token_cross_entropy(outputs.logits, targets[:, keep], num_items_in_batch), outputs
 
 
 class SwiftTrainer(Trainer):

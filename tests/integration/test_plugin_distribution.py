@@ -80,6 +80,9 @@ def test_installed_plugin_loss_is_used_without_plugins_flag(focal_dist, tiny_mod
     assert focal.returncode == 0, focal.stderr[-3000:]
     default = swiftkit_sft(model_dir, data_file, tmp_path / "default")
     assert default.returncode == 0, default.stderr[-3000:]
+    typo = swiftkit_sft(model_dir, data_file, tmp_path / "typo", "--loss_type", "focl")
+    assert typo.returncode == 2 and "did you mean 'focal'" in typo.stderr
+    assert typo.stderr.rstrip().endswith("valid --loss_type values: cross_entropy, focal")
     focal_loss, ce_loss = first_step_loss(tmp_path / "focal"), first_step_loss(tmp_path / "default")
     # Same weights and batch: the focal weights (1 - p_t)**2 < 1 make the loss strictly lower; on a
     # random model p_t is small, so only slightly lower.
@@ -90,5 +93,6 @@ def test_uninstalled_plugin_loss_is_an_unknown_loss_type(focal_dist, tiny_model_
     focal_dist.uninstall()
     proc = swiftkit_sft(tiny_model_dir("llama", "chatml"), data_file, tmp_path / "out", "--loss_type", "focal")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "--loss_type 'focal'" in proc.stderr
+    assert "unknown --loss_type 'focal'" in proc.stderr
+    assert proc.stderr.rstrip().endswith("valid --loss_type values: cross_entropy")  # focal is gone
     assert "Traceback" not in proc.stderr

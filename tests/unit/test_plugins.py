@@ -173,10 +173,17 @@ def test_plugins_list_shows_origin_and_hooks(tmp_path, capsys):
         @swiftkit.hookimpl
         def swiftkit_get_loss(name, config):
             return None
+        @swiftkit.hookimpl
+        def swiftkit_choice_names(kind):
+            return ["lossy", "lossier"] if kind == "loss" else None
     """)
     assert main(["plugins", "list", "--plugins", path]) == 0
     out = capsys.readouterr().out
-    assert "swiftkit.train.plugin\n    from:  builtin\n    hooks: swiftkit_get_trainer, swiftkit_get_tuner" in out
-    assert f"file:{path}\n    from:  file {path}\n    hooks: swiftkit_get_loss" in out
+    train = out.split("swiftkit.train.plugin\n", 1)[1].splitlines()
+    assert train[0] == "    from:  builtin"
+    assert "swiftkit_get_trainer" in train[1] and "swiftkit_get_tuner" in train[1]
+    assert "    tuner: freeze, full, lora" in train[2:7]
+    expected = f"file:{path}\n    from:  file {path}\n    hooks: swiftkit_choice_names, swiftkit_get_loss\n    loss: lossier, lossy\n"
+    assert expected in out
     assert main(["plugins", "list", "--disable_plugins", "swiftkit.infer.plugin"]) == 0
     assert "swiftkit.infer.plugin" not in capsys.readouterr().out

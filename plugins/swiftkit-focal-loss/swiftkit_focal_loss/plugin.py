@@ -12,6 +12,12 @@ LOSS_NAME = "focal"
 
 
 @swiftkit.hookimpl
+def swiftkit_choice_names(kind):
+    """Declare the name, so errors and `swiftkit plugins list` show it."""
+    return [LOSS_NAME] if kind == "loss" else []
+
+
+@swiftkit.hookimpl
 def swiftkit_get_loss(name, config):
     if name != LOSS_NAME:
         return None

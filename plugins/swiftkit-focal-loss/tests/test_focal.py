@@ -101,6 +101,8 @@ def test_hook_is_valid_for_swiftkit_plugin_manager():
     pm.register(plugin, name="focal_loss")
     pm.check_pending()
     assert pm.hook.swiftkit_get_loss(name="focal", config=None) is focal_loss
+    assert pm.hook.swiftkit_choice_names(kind="loss") == [["focal"]]
+    assert pm.hook.swiftkit_choice_names(kind="callback") == [[]]
 
 
 def test_plugin_module_does_not_import_torch():

@@ -32,6 +32,12 @@ def swiftkit_add_config_fields(command):
 
 
 @swiftkit.hookimpl
+def swiftkit_choice_names(kind):
+    """Declare the name, so errors and `swiftkit plugins list` show it."""
+    return [CALLBACK_NAME] if kind == "callback" else []
+
+
+@swiftkit.hookimpl
 def swiftkit_get_callback(name, config):
     if name != CALLBACK_NAME:
         return None

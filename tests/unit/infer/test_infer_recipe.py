@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from swiftkit.config import InferConfig
+from swiftkit.choices import ChoiceError
 from swiftkit.infer import InferError, InferRecipe
 from swiftkit.infer.recipe import split_prompt
 
@@ -90,6 +91,6 @@ def test_interactive_streaming_ends_cleanly_at_end_of_input(lora_ckpt):
     assert stdout.getvalue().endswith(f"<<< {reply}\n<<< <<< \n")
 
 
-def test_unknown_backend_is_a_clear_error(lora_ckpt):
-    with pytest.raises(InferError, match="--infer_backend 'vllm'"):
+def test_unknown_backend_is_a_clear_error_listing_valid_backends(lora_ckpt):
+    with pytest.raises(ChoiceError, match=r"unknown --infer_backend 'vllm'; valid --infer_backend values: transformers$"):
         recipe(adapters=[str(lora_ckpt)], infer_backend="vllm")

@@ -1,0 +1,19 @@
+"""Built-in plugin for evaluation: the ``qa`` benchmark, through the public benchmark hook."""
+
+from __future__ import annotations
+
+from swiftkit import hookimpl
+
+
+@hookimpl
+def swiftkit_choice_names(kind):
+    return ["qa"] if kind == "eval_benchmark" else []
+
+
+@hookimpl
+def swiftkit_get_eval_benchmark(name, config, registries):
+    if name != "qa":
+        return None
+    from swiftkit.evaluate.qa import QABenchmark
+
+    return QABenchmark(registries)
