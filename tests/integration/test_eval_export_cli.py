@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from swiftkit.cli.main import main
-from test_sft_cli import ROWS, run_sft, write_jsonl
+from test_sft_cli import write_jsonl
 
 PROBE = [{"role": "user", "content": "What is 1+1?"}]
 
@@ -27,14 +27,6 @@ with torch.no_grad():
 torch.save({"ids": ids, "logits": logits, "eos": model.generation_config.eos_token_id,
             "swiftkit_loaded": any(m.startswith("swiftkit") for m in sys.modules)}, out)
 """
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_model_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export-eval")
-    data = write_jsonl(tmp / "train.jsonl", ROWS * 2)
-    run = run_sft(tiny_model_dir("llama", "chatml"), data, tmp / "out", "--max_steps", "2")
-    return run / "checkpoint-2"
 
 
 def _adapter_logits(ckpt, merged: bool):

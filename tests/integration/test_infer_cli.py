@@ -9,17 +9,9 @@ import sys
 import pytest
 
 from swiftkit.cli.main import main
-from test_sft_cli import ROWS, run_sft, write_jsonl
+from test_sft_cli import write_jsonl
 
 SWIFTKIT = [sys.executable, "-m", "swiftkit.cli.main"]
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_model_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("infer-cli")
-    data = write_jsonl(tmp / "train.jsonl", ROWS * 2)
-    run = run_sft(tiny_model_dir("llama", "chatml"), data, tmp / "out", "--max_steps", "2")
-    return run / "checkpoint-2"
 
 
 def test_batch_mode_writes_predictions(trained, tmp_path):
