@@ -14,6 +14,7 @@ from typing import Any
 
 from swiftkit.cards import check_mapping, read_yaml
 from swiftkit.data.errors import DatasetError
+from swiftkit.registry import closest
 
 
 @dataclass
@@ -40,6 +41,16 @@ class DatasetEntry:
     description: str = ""
     override: bool = False
 
+
+# Exactly one of these tags says what an entry trains: the command and row shape it is for.
+TASK_TAGS = ("sft", "pretrain", "preference", "kto", "reward", "grpo")
+# Columns the row-format detection understands (see swiftkit.data.convert); a card's ``columns``
+# maps source columns onto these.
+CANONICAL_COLUMNS = (
+    "messages", "conversations", "query", "response", "system", "history", "instruction", "input",
+    "output", "text", "prompt", "chosen", "rejected", "rejected_response", "completion", "label",
+    "tools", "solution",
+)
 
 # key -> (accepted types, required, the accepted value as error messages name it)
 _OPTIONAL_STR = ((str, type(None)), False, "a string or null")
@@ -72,8 +83,20 @@ def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
             raise DatasetError(f"{where}: key 'columns' must map strings to strings ({src!r}: {dst!r})")
     if not all(isinstance(t, str) and t for t in data.get("subsets", [])):
         raise DatasetError(f"{where}: key 'subsets' must be a list of non-empty strings")
-    if not all(isinstance(t, str) for t in data.get("tags", [])):
-        raise DatasetError(f"{where}: key 'tags' must be a list of strings")
+    for src, dst in data.get("columns", {}).items():
+        if dst not in CANONICAL_COLUMNS:
+            raise DatasetError(
+                f"{where}: columns maps {src!r} to {dst!r}, which is not a canonical column"
+                f"{closest(dst, CANONICAL_COLUMNS)}; canonical: {', '.join(CANONICAL_COLUMNS)}"
+            )
+    tags = data.get("tags", [])
+    if not all(isinstance(t, str) and t == t.strip().lower() and t for t in tags):
+        raise DatasetError(f"{where}: key 'tags' must be a list of lowercase strings")
+    tasks = [t for t in tags if t in TASK_TAGS]
+    if len(tasks) != 1:
+        raise DatasetError(
+            f"{where}: tags need exactly one task tag of {', '.join(TASK_TAGS)}; got {tasks or 'none'}"
+        )
     # Whether the preprocessor exists is checked once every plugin has registered its own.
     return DatasetEntry(**data)
 

@@ -40,8 +40,8 @@ def test_plugin_import_is_light():
 
 def test_shipped_cards_validate():
     entries = load_cards(data_dir("dataset_registry"))
-    names = [e.name for e, _ in entries]
-    assert len(names) == len(set(names)) >= 4
+    names = [e.name.lower() for e, _ in entries]
+    assert len(names) == len(set(names)) >= 200
     for entry, card in entries:
         assert entry.description and entry.tags, card
         if entry.path:
@@ -119,7 +119,14 @@ BROKEN_CARDS = {
     "no_datasets_key": ("name: x\npath: a.jsonl\n", "needs a top-level key 'datasets'"),
     "extra_top_key": ("datasets:\n  - name: x\n    path: a.jsonl\nversion: 2\n", "unknown top-level key 'version'"),
     "invalid_yaml": ("datasets:\n  - name: [x\n", "invalid YAML"),
-    "duplicate": ("datasets:\n  - {name: x, path: a.jsonl}\n  - {name: X, path: b.jsonl}\n", "appears twice"),
+    "duplicate": ("datasets:\n  - {name: x, path: a.jsonl, tags: [sft]}\n  - {name: X, path: b.jsonl, tags: [sft]}\n",
+                  "appears twice"),
+    "no_task_tag": ("datasets:\n  - {name: x, path: a.jsonl, tags: [math, en]}\n",
+                    "tags need exactly one task tag of sft, pretrain, preference, kto, reward, grpo; got none"),
+    "two_task_tags": ("datasets:\n  - {name: x, path: a.jsonl, tags: [sft, kto]}\n", "got ['sft', 'kto']"),
+    "upper_tag": ("datasets:\n  - {name: x, path: a.jsonl, tags: [SFT]}\n", "list of lowercase strings"),
+    "unknown_column": ("datasets:\n  - {name: x, path: a.jsonl, tags: [sft], columns: {q: qeury}}\n",
+                       "maps 'q' to 'qeury', which is not a canonical column (did you mean 'query'?)"),
 }
 
 
@@ -136,7 +143,7 @@ def test_broken_card_names_file_and_key(tmp_path, case):
 
 def test_card_override_flag_reaches_the_entry(tmp_path):
     card = tmp_path / "mine.yaml"
-    card.write_text("datasets:\n  - name: self-cognition\n    path: /data/mine.jsonl\n    override: true\n")
+    card.write_text("datasets:\n  - name: self-cognition\n    path: /data/mine.jsonl\n    tags: [sft]\n    override: true\n")
     (entry,) = load_card(card)
     assert entry.override is True and entry.split == "train" and entry.columns == {}
 
