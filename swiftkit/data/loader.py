@@ -1,9 +1,20 @@
 """Turn ``--dataset`` specs into canonical rows; split off validation rows; fingerprint rows.
 
-A spec is ``SOURCE`` or ``SOURCE#N``. SOURCE is tried, in order, as a local file or folder, a
-registered dataset name, then a hub id ``org/name``. ``#N`` samples N rows with the seed (N larger
-than the data repeats it: whole copies plus a seeded sample of the rest). Rows keep file order
-unless a spec is sampled or several specs are mixed; then the result is shuffled with the seed.
+A spec is ``[hf::|ms::]SOURCE[:SUBSET1/SUBSET2][#N|#R]``:
+
+* SOURCE is tried, in order, as a local file or folder, a registered dataset name, then a hub id
+  ``org/name`` (ModelScope unless ``--use_hf``). ``hf::`` / ``ms::`` force a hub (for a
+  registered name: that hub's id).
+* ``:SUBSET1/SUBSET2`` picks hub subsets (configurations) or sub-folders, replacing a registered
+  entry's own; their rows are read one after another.
+* ``#N`` (an integer) samples N rows with the seed (N larger than the data repeats it: whole
+  copies plus a seeded sample of the rest); ``#R`` (a number with a decimal point) samples that
+  share of the rows (``#0.25`` a quarter, ``#2.0`` every row twice). Mixing datasets with
+  ``#N``/``#R`` sets their sampling ratios.
+
+Rows keep file order unless a spec is sampled or several specs are mixed; then the result is
+shuffled with the seed. Every unusable row is collected (not just the first): with
+``skip_bad_rows`` they are left out and counted, otherwise :class:`BadRowsError` lists them.
 """
 
 from __future__ import annotations
@@ -13,48 +24,130 @@ import hashlib
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from swiftkit.data.convert import rename_columns, to_messages_row, to_text_row
+from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
 from swiftkit.data.errors import DatasetError
 from swiftkit.data.readers import SUPPORTED_SUFFIXES, read_file, read_folder
 
-_SAMPLED = re.compile(r"(.+)#(\d+)")
+_COUNT = re.compile(r"(.+)#(\d+)")
+_RATIO = re.compile(r"(.+)#(\d*\.\d+|\d+\.\d*)")
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+_HUB_PREFIXES = {"hf::": "hf", "ms::": "ms"}
+SHOWN_PROBLEMS = 10  # bad rows listed in a BadRowsError; `swiftkit data lint` lists all
 
 
-def parse_spec(spec: str) -> tuple[str, int | None]:
-    """``"name#N"`` -> ``("name", N)``; ``"name"`` -> ``("name", None)``."""
-    match = _SAMPLED.fullmatch(spec.strip())
-    if match:
-        count = int(match.group(2))
-        if count <= 0:
-            raise DatasetError(f"--dataset {spec!r}: the row count after '#' must be > 0")
-        return match.group(1), count
-    if "#" in spec and not Path(spec).exists():
-        raise DatasetError(f"--dataset {spec!r}: expected SOURCE or SOURCE#N with N a positive integer")
-    return spec.strip(), None
+@dataclass
+class DatasetSpec:
+    """One parsed ``--dataset`` value (see the module docstring)."""
+
+    text: str
+    source: str
+    hub: str | None = None  # "hf" / "ms" when forced by a prefix
+    subsets: list[str] = field(default_factory=list)
+    count: int | None = None
+    ratio: float | None = None
+
+    def sample_size(self, n_rows: int) -> int | None:
+        if self.count is not None:
+            return self.count
+        if self.ratio is not None:
+            return max(1, round(self.ratio * n_rows))
+        return None
 
 
-def hub_source(entry, use_hf: bool) -> tuple[str, bool]:
-    """``(hub id, is Hugging Face)`` for a hub entry: the selected hub when the entry has an id
-    there, otherwise the hub it does name."""
+def parse_spec(spec: str) -> DatasetSpec:
+    """Parse ``[hf::|ms::]SOURCE[:SUBSETS][#N|#R]``; a spec naming an existing path is a path."""
+    text = spec.strip()
+    if Path(text).expanduser().exists():
+        return DatasetSpec(text, text)
+    rest, hub = text, None
+    for prefix, name in _HUB_PREFIXES.items():
+        if rest.startswith(prefix):
+            rest, hub = rest[len(prefix):], name
+    count = ratio = None
+    if "#" in rest:
+        if (m := _COUNT.fullmatch(rest)) is not None:
+            rest, count = m.group(1), int(m.group(2))
+            if count <= 0:
+                raise DatasetError(f"--dataset {spec!r}: the row count after '#' must be > 0")
+        elif (m := _RATIO.fullmatch(rest)) is not None:
+            rest, ratio = m.group(1), float(m.group(2))
+            if ratio <= 0:
+                raise DatasetError(f"--dataset {spec!r}: the sampling ratio after '#' must be > 0")
+        else:
+            raise DatasetError(
+                f"--dataset {spec!r}: after '#' expected a positive integer (rows) or a number with a "
+                "decimal point (share of the rows), e.g. data.jsonl#500 or data.jsonl#0.5"
+            )
+    subsets: list[str] = []
+    if ":" in rest and not Path(rest).expanduser().exists():
+        rest, _, names = rest.rpartition(":")
+        subsets = [n for n in names.split("/") if n]
+        if not rest or not subsets:
+            raise DatasetError(f"--dataset {spec!r}: expected SOURCE:SUBSET[/SUBSET...] around ':'")
+    if not rest:
+        raise DatasetError(f"--dataset {spec!r}: no dataset name or path")
+    return DatasetSpec(text, rest, hub, subsets, count, ratio)
+
+
+class BadRowsError(DatasetError):
+    """Rows that cannot be used; ``problems`` holds every :class:`RowError`."""
+
+    def __init__(self, problems: list[RowError], total: int):
+        self.problems, self.total = problems, total
+        if len(problems) == 1:
+            super().__init__(str(problems[0]))
+            return
+        kinds = ", ".join(f"{k} {n}" for k, n in Counter(p.kind for p in problems).most_common())
+        shown = "\n".join(f"  {p}" for p in problems[:SHOWN_PROBLEMS])
+        more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+        super().__init__(
+            f"{len(problems)} of {total} rows are unusable ({kinds}):\n{shown}{more}\n"
+            "fix them (`swiftkit data lint` lists every one) or pass --skip_bad_rows to leave them out"
+        )
+
+
+@dataclass
+class LoadReport:
+    """What loading saw: rows read and the bad rows left out under ``skip_bad_rows``."""
+
+    rows_read: int = 0
+    skipped: list[RowError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{k} {n}" for k, n in Counter(p.kind for p in self.skipped).most_common())
+        return f"skipped {len(self.skipped)} of {self.rows_read} rows ({kinds})"
+
+
+def hub_source(entry, use_hf: bool, forced: str | None = None) -> tuple[str, bool]:
+    """``(hub id, is Hugging Face)`` for a hub entry: the forced hub (``"hf"``/``"ms"``) or the
+    selected one when the entry has an id there, otherwise the hub it does name."""
+    if forced is not None:
+        hub_id = entry.hf_id if forced == "hf" else entry.ms_id
+        if not hub_id:
+            where = "Hugging Face" if forced == "hf" else "ModelScope"
+            raise DatasetError(f"dataset {entry.name!r} has no {where} id; drop the '{forced}::' prefix")
+        return hub_id, forced == "hf"
     hf = bool(entry.hf_id) and (use_hf or not entry.ms_id)
     return (entry.hf_id if hf else entry.ms_id), hf
 
 
-def _entry_rows(entry, *, use_hf: bool, cache_dir, model_name, model_author, preprocessors) -> list[dict]:
+def _entry_rows(entry, spec: DatasetSpec, *, use_hf: bool, cache_dir, model_name, model_author,
+                preprocessors) -> list[dict]:
     from swiftkit.data.hub import load_hub_rows
     from swiftkit.data.registry import resolve_entry_path
 
     rows: list[dict] = []
-    for subset in entry.subsets or [None]:  # several subsets are read one after another
-        if entry.path:
+    for subset in spec.subsets or entry.subsets or [None]:  # several subsets: one after another
+        if entry.path and spec.hub is None:
             path = resolve_entry_path(entry)
             rows += read_folder(path, subset, entry.split) if path.is_dir() else read_file(path)
         else:
-            hub_id, hf = hub_source(entry, use_hf)
+            hub_id, hf = hub_source(entry, use_hf, spec.hub)
             rows += load_hub_rows(hub_id, use_hf=hf, subset=subset, split=entry.split, cache_dir=cache_dir)
     rows = [rename_columns(row, entry.columns) for row in rows]
     if entry.preprocessor:
@@ -70,22 +163,28 @@ def _entry_rows(entry, *, use_hf: bool, cache_dir, model_name, model_author, pre
     return rows
 
 
-def _raw_rows(source: str, *, registry, **kw) -> list[dict]:
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return read_folder(path)
-    if path.exists() or path.suffix.lower() in SUPPORTED_SUFFIXES:
-        return read_file(path)
+def _raw_rows(spec: DatasetSpec, *, registry, **kw) -> list[dict]:
+    source = spec.source
+    if spec.hub is None:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            return [row for subset in spec.subsets or [None] for row in read_folder(path, subset)]
+        if path.exists() or path.suffix.lower() in SUPPORTED_SUFFIXES:
+            if spec.subsets:
+                raise DatasetError(f"--dataset {spec.text!r}: subsets apply to folders and hub datasets, not files")
+            return read_file(path)
     if registry is None:
         from swiftkit.plugins import default_registries
 
         registry = default_registries().datasets
     if source in registry:
-        return _entry_rows(registry.get(source), **kw)
+        return _entry_rows(registry.get(source), spec, **kw)
     if _HUB_ID.fullmatch(source):
         from swiftkit.data.hub import load_hub_rows
 
-        return load_hub_rows(source, use_hf=kw["use_hf"], cache_dir=kw["cache_dir"])
+        hf = spec.hub == "hf" if spec.hub else kw["use_hf"]
+        return [row for subset in spec.subsets or [None]
+                for row in load_hub_rows(source, use_hf=hf, subset=subset, cache_dir=kw["cache_dir"])]
     from swiftkit.registry import closest
 
     raise DatasetError(
@@ -106,13 +205,18 @@ def sample_rows(rows: list[dict], count: int, seed: int) -> list[dict]:
 
 def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name: Sequence[str] = (),
               model_author: Sequence[str] = (), use_hf: bool = False, cache_dir: str | None = None,
-              text_only: bool = False, require_reply: bool = True, preprocessors=None) -> list[dict]:
+              text_only: bool = False, require_reply: bool = True, preprocessors=None,
+              columns: dict | None = None, skip_bad_rows: bool = False,
+              report: LoadReport | None = None) -> list[dict]:
     """Canonical rows of every spec, concatenated; mixed or sampled data is shuffled with ``seed``.
 
-    Rows are ``{"messages": [...], "_origin": "path:line"}``, or ``{"text": ..., "_origin": ...}``
-    with ``text_only`` (pretraining). ``require_reply=False`` accepts prompts that end on a user
-    turn (inference). ``preprocessors`` is the preprocessor registry (default: the built-in and
-    installed plugins'). Any bad input raises :class:`DatasetError` naming its place.
+    Rows are ``{"messages": [...], "_origin": "path:line"}`` (see :mod:`swiftkit.data.convert`
+    for the optional keys), or ``{"text": ..., "_origin": ...}`` with ``text_only``
+    (pretraining). ``require_reply=False`` accepts prompts that end on a user turn (inference).
+    ``preprocessors`` is the preprocessor registry (default: the built-in and installed plugins').
+    ``columns`` renames source columns for every spec (after a registered entry's own mapping).
+    Bad rows raise :class:`BadRowsError` listing them, or with ``skip_bad_rows`` are left out and
+    recorded in ``report``; any other bad input raises :class:`DatasetError` naming its place.
     """
     if isinstance(specs, str):
         specs = [specs]
@@ -123,19 +227,36 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
     else:
         def convert(row):
             return to_messages_row(row, require_reply)
+    report = report if report is not None else LoadReport()
     rows: list[dict] = []
+    problems: list[RowError] = []
     shuffle = len(specs) > 1
-    for spec in specs:
-        source, count = parse_spec(spec)
-        raw = _raw_rows(source, registry=registry, preprocessors=preprocessors, use_hf=use_hf, cache_dir=cache_dir,
+    for text in specs:
+        spec = parse_spec(text)
+        raw = _raw_rows(spec, registry=registry, preprocessors=preprocessors, use_hf=use_hf, cache_dir=cache_dir,
                         model_name=tuple(model_name), model_author=tuple(model_author))
         if not raw:
-            raise DatasetError(f"--dataset {spec!r}: the data has no rows")
-        canonical = [convert(row) for row in raw]
-        if count is not None:
-            canonical = sample_rows(canonical, count, seed)
+            raise DatasetError(f"--dataset {text!r}: the data has no rows")
+        report.rows_read += len(raw)
+        canonical = []
+        for row in raw:
+            try:
+                canonical.append(convert(rename_columns(row, columns) if columns else row))
+            except RowError as exc:
+                problems.append(exc)
+        if not canonical:
+            if problems and not skip_bad_rows:
+                break
+            raise DatasetError(f"--dataset {text!r}: none of its {len(raw)} rows is usable") from BadRowsError(
+                problems, report.rows_read)
+        size = spec.sample_size(len(canonical))
+        if size is not None:
+            canonical = sample_rows(canonical, size, seed)
             shuffle = True
         rows.extend(canonical)
+    if problems and not skip_bad_rows:
+        raise BadRowsError(problems, report.rows_read)
+    report.skipped.extend(problems)
     if shuffle:
         random.Random(seed).shuffle(rows)
     return rows

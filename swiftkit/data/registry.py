@@ -23,9 +23,9 @@ class DatasetEntry:
 
     ``path`` is a local file or folder (relative to ``dataset_registry/`` or absolute); otherwise
     the rows come from the hub: ``ms_id`` on ModelScope (the default) or ``hf_id`` on the Hugging
-    Face hub (``--use_hf``). ``columns`` renames source columns to canonical ones (``query``,
-    ``response``, ``system``, ``history``, ``messages``, ``conversations``, ``instruction``,
-    ``input``, ``output``, ``text``) before the row format is detected. ``preprocessor`` names a
+    Face hub (``--use_hf``). ``columns`` renames source columns to canonical ones
+    (:data:`CANONICAL_COLUMNS`) before the row format is detected; a column mapped to null is
+    dropped. ``preprocessor`` names a
     row transform registered through ``swiftkit_register_preprocessors`` (e.g. ``self_cognition``).
     """
 
@@ -35,7 +35,7 @@ class DatasetEntry:
     hf_id: str | None = None
     subsets: list[str] = field(default_factory=list)
     split: str = "train"
-    columns: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str | None] = field(default_factory=dict)
     preprocessor: str | None = None
     tags: list[str] = field(default_factory=list)
     description: str = ""
@@ -71,6 +71,19 @@ _MESSAGES = {"yaml": "{path}: invalid YAML{at}: {problem}", "missing": "{where}:
 assert set(_SCHEMA) == {f.name for f in fields(DatasetEntry)}
 
 
+def check_columns(columns: dict, where: str) -> None:
+    """A column mapping: source name -> canonical column, or null to drop a source column that
+    would be misread (e.g. an unrelated ``label``). ``where`` prefixes errors."""
+    for src, dst in columns.items():
+        if not isinstance(src, str) or not (dst is None or isinstance(dst, str)):
+            raise DatasetError(f"{where} must map column names to canonical names or null ({src!r}: {dst!r})")
+        if dst is not None and dst not in CANONICAL_COLUMNS:
+            raise DatasetError(
+                f"{where} maps {src!r} to {dst!r}, which is not a canonical column"
+                f"{closest(dst, CANONICAL_COLUMNS)}; canonical: {', '.join(CANONICAL_COLUMNS)}"
+            )
+
+
 def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
     """Validate one card entry (``where`` names it in errors) and build the :class:`DatasetEntry`."""
     check_mapping(data, _SCHEMA, where, DatasetError, _MESSAGES)
@@ -78,17 +91,9 @@ def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
         raise DatasetError(f"{where}: key 'name' is empty")
     if not any(data.get(k) for k in ("path", "ms_id", "hf_id")):
         raise DatasetError(f"{where}: needs at least one of the keys 'path', 'ms_id', 'hf_id'")
-    for src, dst in data.get("columns", {}).items():
-        if not isinstance(src, str) or not isinstance(dst, str):
-            raise DatasetError(f"{where}: key 'columns' must map strings to strings ({src!r}: {dst!r})")
+    check_columns(data.get("columns", {}), f"{where}: key 'columns'")
     if not all(isinstance(t, str) and t for t in data.get("subsets", [])):
         raise DatasetError(f"{where}: key 'subsets' must be a list of non-empty strings")
-    for src, dst in data.get("columns", {}).items():
-        if dst not in CANONICAL_COLUMNS:
-            raise DatasetError(
-                f"{where}: columns maps {src!r} to {dst!r}, which is not a canonical column"
-                f"{closest(dst, CANONICAL_COLUMNS)}; canonical: {', '.join(CANONICAL_COLUMNS)}"
-            )
     tags = data.get("tags", [])
     if not all(isinstance(t, str) and t == t.strip().lower() and t for t in tags):
         raise DatasetError(f"{where}: key 'tags' must be a list of lowercase strings")

@@ -74,6 +74,63 @@ BAD_ROWS = {
     ),
     "non_string_query": ({"query": 3, "response": "r"}, "'query' must be a string, got int"),
     "text_in_sft": ({"text": "raw"}, "train on it with `swiftkit pt`"),
+    "empty_reply": (
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]},
+        "messages[1] (assistant): empty content",
+    ),
+    "empty_query": ({"query": "", "response": "r"}, "messages[0] (user): empty content"),
+    "message_missing_role": ({"messages": [{"content": "Hi"}]}, "messages[0] is missing 'role'"),
+    "starts_with_assistant": (
+        {"messages": [{"role": "assistant", "content": "Hi"}, {"role": "user", "content": "Yo"},
+                      {"role": "assistant", "content": "ok"}]},
+        "messages[0] (assistant): a conversation must start with a user (or system) message",
+    ),
+    "two_users_in_a_row": (
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hello?"},
+                      {"role": "assistant", "content": "Yo"}]},
+        "messages[1] (user) follows a user message; expected assistant",
+    ),
+    "two_replies_in_a_row": (
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
+                      {"role": "assistant", "content": "Yo again"}]},
+        "messages[2] (assistant) follows an assistant message; expected user or tool",
+    ),
+    "tool_then_user": (
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "calling"},
+                      {"role": "tool", "content": "42"}, {"role": "user", "content": "and?"},
+                      {"role": "assistant", "content": "done"}]},
+        "messages[3] (user) follows a tool message; expected tool or assistant",
+    ),
+    "no_assistant_turn": ({"messages": [{"role": "user", "content": "Hi"}]}, "ends with a user message"),
+    "tool_calls_on_user": (
+        {"messages": [{"role": "user", "content": "Hi", "tool_calls": []}, {"role": "assistant", "content": "Yo"}]},
+        "messages[0] (user): 'tool_calls' must be a list on an assistant message",
+    ),
+    "tools_not_a_list": (
+        {"query": "q", "response": "r", "tools": {"name": "f"}}, "'tools' must be a list of function schemas",
+    ),
+    "messages_not_a_list": ({"messages": "Hi there"}, "'messages' must be a list of {role, content} objects, got str"),
+    "message_not_object": ({"messages": ["Hi", "Yo"]}, "messages[0] must be an object with 'role' and 'content', got str"),
+    "sharegpt_missing_value": ({"conversations": [{"from": "human"}]}, "conversations[0] needs 'from' and 'value'"),
+    "preference_prompts_differ": (
+        {"chosen": [{"role": "user", "content": "A?"}, {"role": "assistant", "content": "a"}],
+         "rejected": [{"role": "user", "content": "B?"}, {"role": "assistant", "content": "b"}]},
+        "'chosen' and 'rejected' differ before their final reply",
+    ),
+    "preference_no_prompt": ({"chosen": "good", "rejected": "bad"}, "the row has no prompt"),
+    "preference_mixed_types": (
+        {"prompt": "q", "chosen": "good", "rejected": [{"role": "assistant", "content": "bad"}]},
+        "'chosen' and 'rejected' must both be strings or both be message lists, got str and list",
+    ),
+    "preference_chosen_not_reply": (
+        {"prompt": "q", "chosen": [{"role": "user", "content": "x"}], "rejected": [{"role": "assistant", "content": "b"}]},
+        "'chosen' must end with an assistant reply",
+    ),
+    "empty_rejected_response": (
+        {"query": "q", "response": "r", "rejected_response": ""}, "'rejected_response' is empty",
+    ),
+    "bad_kto_label": ({"prompt": "q", "completion": "c", "label": "good"}, "'label' must be true or false (or 1 / 0)"),
+    "invalid_json_messages_cell": ({"messages": "[{\"role\": "}, "'messages' holds invalid JSON"),
 }
 
 
@@ -84,6 +141,41 @@ def test_bad_row_names_file_and_line(tmp_path, case):
     msg = error_of([path])
     assert msg.startswith(f"{path}:4: "), msg
     assert expected in msg
+
+
+def test_every_bad_row_is_reported_with_counts_per_kind(tmp_path):
+    rows = [GOOD, {"query": "", "response": "r"}, GOOD, {"query": "q"}, {"messages": []},
+            {"query": " ", "response": "r"}]
+    path = jsonl(tmp_path, "many.jsonl", rows)
+    msg = error_of([path])
+    lines = msg.splitlines()
+    assert lines[0] == "4 of 6 rows are unusable (empty_content 2, missing_field 1, empty_conversation 1):"
+    assert [line.split(": ")[0].strip() for line in lines[1:5]] == [f"{path}:{n}" for n in (2, 4, 5, 6)]
+    assert "--skip_bad_rows" in lines[-1]
+
+
+def test_long_problem_lists_are_cut_with_a_count(tmp_path):
+    path = jsonl(tmp_path, "bad.jsonl", [GOOD] + [{"query": "q"}] * 25)
+    msg = error_of([path])
+    assert msg.startswith("25 of 26 rows are unusable (missing_field 25):")
+    assert "... and 15 more" in msg
+
+
+def test_skip_bad_rows_leaves_them_out_and_reports(tmp_path):
+    from swiftkit.data.loader import LoadReport
+
+    path = jsonl(tmp_path, "mixed.jsonl", [GOOD, {"query": "q"}, GOOD, {"messages": [{"role": "bot", "content": "x"}]}])
+    report = LoadReport()
+    rows = load_rows([path], registry=EMPTY, skip_bad_rows=True, report=report)
+    assert [r["_origin"] for r in rows] == [f"{path}:1", f"{path}:3"]
+    assert report.rows_read == 4 and [p.kind for p in report.skipped] == ["missing_field", "invalid_role"]
+    assert report.summary() == "skipped 2 of 4 rows (missing_field 1, invalid_role 1)"
+
+
+def test_skip_bad_rows_with_nothing_left_is_an_error(tmp_path):
+    path = jsonl(tmp_path, "allbad.jsonl", [{"query": "q"}, {"query": "p"}])
+    with pytest.raises(DatasetError, match="none of its 2 rows is usable"):
+        load_rows([path], registry=EMPTY, skip_bad_rows=True)
 
 
 def test_bad_row_in_json_list_names_its_line(tmp_path):
