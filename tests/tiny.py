@@ -78,11 +78,56 @@ GEMMA_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
+# Qwen2.5-like tool calling: the tool schemas go into the system turn inside <tools></tools>, each
+# call is a JSON object inside <tool_call></tool_call>, and a run of tool results becomes one user
+# turn with every result inside <tool_response></tool_response>.
+QWEN25_TEMPLATE = (
+    "{%- set first_is_system = messages and messages[0]['role'] == 'system' %}"
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\n' }}"
+    "{{- messages[0]['content'] if first_is_system else 'You are a helpful assistant.' }}"
+    "{{- '\n\n# Tools\n\nThe functions you can call are listed in <tools></tools>:\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\n' + (tool | tojson) }}{%- endfor %}"
+    "{{- '\n</tools>\n\nTo call a function, reply with one JSON object per call inside "
+    "<tool_call></tool_call>:\n<tool_call>\n{\"name\": <name>, \"arguments\": <object>}\n"
+    "</tool_call><|im_end|>\n' }}"
+    "{%- elif first_is_system %}"
+    "{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}"
+    "{%- if not loop.first %}{{- raise_exception('a system message must come first') }}{%- endif %}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\n' + (message['content'] or '') }}"
+    "{%- for call in message['tool_calls'] or [] %}"
+    "{%- set fn = call['function'] if call['function'] is defined else call %}"
+    "{%- if message['content'] or not loop.first %}{{- '\n' }}{%- endif %}"
+    "{{- '<tool_call>\n{\"name\": \"' + fn['name'] + '\", \"arguments\": ' "
+    "+ (fn['arguments'] | tojson) + '}\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>\n' }}"
+    "{%- elif message['role'] == 'tool' %}"
+    "{%- if loop.first or loop.previtem['role'] != 'tool' %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\n<tool_response>\n' + message['content'] + '\n</tool_response>' }}"
+    "{%- if loop.last or loop.nextitem['role'] != 'tool' %}{{- '<|im_end|>\n' }}{%- endif %}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+
 TEMPLATES = {
     "chatml": CHATML_TEMPLATE,
     "chatml_default_system": CHATML_DEFAULT_SYSTEM_TEMPLATE,
     "llama3": LLAMA3_TEMPLATE,
     "gemma": GEMMA_TEMPLATE,
+    "qwen25": QWEN25_TEMPLATE,
+}
+
+# Plain-text (not special) tokens a style adds on top of the trained vocabulary.
+ADDED_TOKENS = {
+    "qwen25": ["<tool_call>", "</tool_call>"],
 }
 
 _BOS_EOS = {
@@ -90,6 +135,7 @@ _BOS_EOS = {
     "chatml_default_system": (None, "<|im_end|>"),
     "llama3": ("<|begin_of_text|>", "<|eot_id|>"),
     "gemma": ("<s>", "<end_of_turn>"),
+    "qwen25": (None, "<|im_end|>"),
     None: ("<s>", "</s>"),
 }
 
@@ -117,6 +163,7 @@ def make_tokenizer(style: str | None = "chatml"):
         pad_token="<|endoftext|>",
         unk_token=None,
     )
+    tok.add_tokens(ADDED_TOKENS.get(style, []))
     if style is not None:
         tok.chat_template = TEMPLATES[style]
     return tok

@@ -15,10 +15,10 @@ from bisect import bisect_left
 from swiftkit.templates.errors import TemplateError
 
 
-def render(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
-    """The conversation as text, rendered by the tokenizer's chat template."""
+def render(tokenizer, messages: list[dict], generation_prompt: bool = False, tools=None) -> str:
+    """The conversation as text, rendered by the tokenizer's chat template (``tools`` as its tools)."""
     return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=generation_prompt
+        messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
     )
 
 
@@ -82,20 +82,22 @@ def _end_marker(reply: str, content: str) -> str:
     return ""
 
 
-def reply_span(tokenizer, messages: list[dict], i: int, full: str, cursor: int) -> tuple[int, int]:
+def reply_span(tokenizer, messages: list[dict], i: int, full: str, cursor: int,
+               tools=None) -> tuple[int, int]:
     """Character span ``[start, end)`` of assistant message ``i``'s reply in ``full``.
 
     The span holds the reply and its end-of-turn marker, not the whitespace after it. ``cursor`` is
-    where the previous located reply ended; spans never go backwards. Errors do not name the
-    message: the caller knows its index in the row.
+    where the previous located reply ended; spans never go backwards. ``tools`` are the row's tool
+    schemas, rendered the same way for every prefix. Errors do not name the message: the caller
+    knows its index in the row.
     """
     if i == 0:
         raise TemplateError(
             "a reply with nothing before it; a conversation needs a system or user message "
             "before the first assistant reply"
         )
-    prompt = render(tokenizer, messages[:i], generation_prompt=True)
-    upto = render(tokenizer, messages[: i + 1])
+    prompt = render(tokenizer, messages[:i], generation_prompt=True, tools=tools)
+    upto = render(tokenizer, messages[: i + 1], tools=tools)
     if not upto.startswith(prompt):
         raise TemplateError(
             "the chat template's generation prompt is not how it starts this reply, so training "
@@ -111,7 +113,7 @@ def reply_span(tokenizer, messages: list[dict], i: int, full: str, cursor: int) 
         return at, _strip_trailing_space(full, at, at + len(reply))
     # 3. The reply itself is rendered differently in history (e.g. reasoning dropped): it starts
     #    after the prompt and ends at the first end-of-turn marker the template writes after it.
-    marker = _end_marker(reply, messages[i]["content"])
+    marker = _end_marker(reply, messages[i].get("content") or "")
     if marker and len(prompt) >= cursor and full.startswith(prompt):
         end = full.find(marker, len(prompt))
         if end >= 0:

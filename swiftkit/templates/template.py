@@ -4,6 +4,8 @@
 once, so its ``input_ids`` equal ``tokenizer.apply_chat_template(messages, tokenize=True)``. The
 labels come from reply spans that the template itself reveals (see :mod:`swiftkit.templates.spans`),
 never from per-model rules. ``encode_prompt`` is ``apply_chat_template`` with the generation prompt.
+A row's ``tools`` and its messages' ``tool_calls`` reach the template as in ``apply_chat_template``
+(see :mod:`swiftkit.templates.tools`); a template that drops them is an error.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from contextlib import contextmanager
 
 from swiftkit.templates.errors import SequenceTooLong, TemplateError
 from swiftkit.templates.spans import TokenizedText, input_ids_of, render, reply_span
+from swiftkit.templates.tools import (
+    arguments_form,
+    check_template_uses_tools,
+    check_tools,
+    decode_tool_calls,
+    with_arguments_form,
+)
 
 IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant", "tool")
@@ -53,6 +62,7 @@ class Template:
         self.truncation_strategy = truncation_strategy
         self.loss_scale = loss_scale
         self.stop_words = list(stop_words)
+        self._arguments_form: str | None = None  # found on the first tool call, see _calls_for_template
         self.fingerprint = self._fingerprint()
         self.stop_token_ids = self._stop_token_ids()
 
@@ -62,12 +72,13 @@ class Template:
     # -- public ----------------------------------------------------------------------------------
 
     def encode(self, row: dict) -> dict:
-        """``{"input_ids", "labels"}`` for a ``{"messages": [...]}`` or ``{"text": ...}`` row."""
+        """``{"input_ids", "labels"}`` for a ``{"messages": [...], "tools"?: [...]}`` or ``{"text": ...}`` row."""
         where = _where(row)
         if not isinstance(row, dict):
             raise TemplateError(f"a row must be a dict with 'messages' or 'text', got {type(row).__name__}")
         if "messages" in row:
-            ids, labels = self._encode_messages(row["messages"], where)
+            tools = check_tools(row.get("tools"), where)
+            ids, labels = self._encode_messages(row["messages"], where, tools)
         elif "text" in row:
             ids, labels = self._encode_text(row["text"], where)
         else:
@@ -75,16 +86,24 @@ class Template:
             raise TemplateError(f"{where}row has neither 'messages' nor 'text' (its keys: {keys})")
         return self._truncate(ids, labels, where)
 
-    def encode_prompt(self, messages: list[dict]) -> list[int]:
-        """Prompt ids for generating the next assistant reply (``add_generation_prompt=True``)."""
+    def encode_prompt(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        """Prompt ids for generating the next assistant reply (``add_generation_prompt=True``),
+        with ``tools`` (function schemas) offered to the model."""
+        tools = check_tools(tools, "")
         msgs, _ = self._prepare(messages, "")
         if msgs[-1]["role"] not in ("user", "tool"):
             raise TemplateError(
                 f"message {len(messages) - 1}: a generation prompt must end with a user or tool "
                 f"message, not {msgs[-1]['role']!r}"
             )
+        tok = self.tokenizer
         with _template_errors(""):
-            out = self.tokenizer.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True)
+            if tools is not None or _has_tool_calls(msgs):
+                check_template_uses_tools(
+                    lambda m, t: render(tok, m, True, t), msgs, tools, render(tok, msgs, True, tools),
+                    "", len(msgs) - len(messages),
+                )
+            out = tok.apply_chat_template(msgs, tools=tools, tokenize=True, add_generation_prompt=True)
         return input_ids_of(out)
 
     def decode(self, ids) -> str:
@@ -95,7 +114,11 @@ class Template:
     # -- conversations ---------------------------------------------------------------------------
 
     def _prepare(self, messages, where: str) -> tuple[list[dict], list[bool | None]]:
-        """Validated messages without the ``loss`` key (system prompt inserted) and their loss flags."""
+        """Validated messages without the ``loss`` key (system prompt inserted) and their loss flags.
+
+        Keys set to None are dropped (as ``apply_chat_template`` does); the content of an assistant
+        message with ``tool_calls`` may be None or "" and becomes "".
+        """
         if not isinstance(messages, list) or not messages:
             raise TemplateError(f"{where}'messages' must be a non-empty list of messages")
         msgs, flags = [], []
@@ -105,10 +128,26 @@ class Template:
             role, content, loss = message.get("role"), message.get("content"), message.get("loss")
             if not isinstance(role, str) or role not in ROLES:
                 raise TemplateError(f"{where}message {k}: role {role!r} is not one of {', '.join(ROLES)}")
+            calls = message.get("tool_calls")
+            if calls is not None:
+                if role != "assistant":
+                    raise TemplateError(
+                        f"{where}message {k} ({role}): 'tool_calls' belong on assistant messages"
+                    )
+                calls = decode_tool_calls(calls, f"{where}message {k} ({role})")
+            if content is None and calls:
+                content = ""
             if not isinstance(content, str):
                 raise TemplateError(
                     f"{where}message {k} ({role}): content must be a string, got {type(content).__name__}"
+                    + (" (null only on an assistant message with tool_calls)" if content is None else "")
                 )
+            for key in ("tool_call_id", "name"):
+                if message.get(key) is not None and not isinstance(message[key], str):
+                    raise TemplateError(
+                        f"{where}message {k} ({role}): {key!r} must be a string, "
+                        f"got {type(message[key]).__name__}"
+                    )
             if loss is not None and not isinstance(loss, bool):
                 raise TemplateError(
                     f"{where}message {k} ({role}): 'loss' must be true or false, got {loss!r}"
@@ -117,12 +156,24 @@ class Template:
                 raise TemplateError(
                     f"{where}message {k} ({role}): 'loss': true applies only to assistant messages"
                 )
-            msgs.append({key: value for key, value in message.items() if key != "loss"})
+            msg = {key: value for key, value in message.items()
+                   if key not in ("loss", "tool_calls") and value is not None}
+            msg["content"] = content
+            if calls:
+                msg["tool_calls"] = self._calls_for_template(calls)
+            msgs.append(msg)
             flags.append(loss)
         if self.system is not None and msgs[0]["role"] != "system":
             msgs.insert(0, {"role": "system", "content": self.system})
             flags.insert(0, None)
         return msgs, flags
+
+    def _calls_for_template(self, calls: list[dict]) -> list[dict]:
+        """Decoded ``calls`` with arguments in the form this chat template renders correctly."""
+        if self._arguments_form is None:
+            tok = self.tokenizer
+            self._arguments_form = arguments_form(lambda m: render(tok, m))
+        return with_arguments_form(calls, self._arguments_form)
 
     @staticmethod
     def _trained_turns(msgs: list[dict], flags: list, loss_scale: str) -> tuple[list[int], list[int]]:
@@ -137,13 +188,18 @@ class Template:
             return sorted(chosen), []
         return [i for i in replies if flags[i] is not False], []
 
-    def _labelled(self, msgs: list[dict], flags: list, where: str, shift: int, loss_scale: str):
+    def _labelled(self, msgs: list[dict], flags: list, where: str, shift: int, loss_scale: str,
+                  tools: list[dict] | None = None):
         """Token ids of the conversation and its labels (before truncation)."""
         tok = self.tokenizer
         with _template_errors(where):
-            full = render(tok, msgs)
+            full = render(tok, msgs, tools=tools)
+            if tools is not None or _has_tool_calls(msgs):
+                check_template_uses_tools(
+                    lambda m, t: render(tok, m, tools=t), msgs, tools, full, where, shift
+                )
             text = TokenizedText(tok, full)
-            reference = input_ids_of(tok.apply_chat_template(msgs, tokenize=True))
+            reference = input_ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True))
         if text.ids != reference:
             raise TemplateError(
                 f"{where}tokenizing the rendered conversation gives other ids than "
@@ -155,7 +211,7 @@ class Template:
         for i in sorted(trained + excluded):
             try:
                 with _template_errors(""):
-                    start, end = reply_span(tok, msgs, i, full, cursor)
+                    start, end = reply_span(tok, msgs, i, full, cursor, tools)
             except TemplateError as exc:
                 raise TemplateError(f"{where}message {i - shift} (assistant): {exc}") from exc
             cursor = end
@@ -164,10 +220,10 @@ class Template:
                 labels[t] = text.ids[t] if i in trained else IGNORE_INDEX
         return text.ids, labels
 
-    def _encode_messages(self, messages, where: str) -> tuple[list[int], list[int]]:
+    def _encode_messages(self, messages, where: str, tools=None) -> tuple[list[int], list[int]]:
         msgs, flags = self._prepare(messages, where)
         shift = len(msgs) - len(messages)  # 1 when the system prompt was inserted
-        ids, labels = self._labelled(msgs, flags, where, shift, self.loss_scale)
+        ids, labels = self._labelled(msgs, flags, where, shift, self.loss_scale, tools)
         if all(label == IGNORE_INDEX for label in labels):
             raise TemplateError(
                 f"{where}nothing to train on: the conversation has no assistant reply that gets "
@@ -239,6 +295,10 @@ class Template:
         tok = self.tokenizer
         special = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}))
         return last if last in special else None
+
+
+def _has_tool_calls(msgs: list[dict]) -> bool:
+    return any(m.get("tool_calls") for m in msgs)
 
 
 @contextmanager
