@@ -1,45 +1,69 @@
-"""``swiftkit list models|datasets|templates|preprocessors|rewards``: print what the registries hold."""
+"""``swiftkit list models|datasets|templates|preprocessors|rewards [--tag T] [--json]``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from swiftkit.cli.args import add_plugin_options
 
 KINDS = ("models", "datasets", "templates", "preprocessors", "rewards")
 
 
-def _rows(kind: str, registries) -> list[tuple[str, str]]:
-    registry = getattr(registries, kind)
-    rows = []
-    for name, entry in registry.items():
-        if kind == "models":
-            hub = entry.ms_id or entry.hf_id or ""
-            extra = "embedded" if getattr(entry, "embedded", None) else hub
-            rows.append((name, f"{entry.family:<10} {extra}"))
-        elif kind == "datasets":
-            where = entry.path or entry.ms_id or entry.hf_id or ""
-            rows.append((name, where))
-        elif kind == "templates":
-            rows.append((name, entry.description))
-        else:
-            doc = (getattr(entry, "__doc__", None) or "").strip().splitlines()
-            rows.append((name, f"{registry.source(name)}: {doc[0] if doc else ''}".rstrip(": ")))
-    return rows
+def _detail(kind: str, registry, name: str, entry) -> str:
+    if kind == "models":
+        hub = entry.ms_id or entry.hf_id or ""
+        return f"{entry.family:<10} {'embedded' if getattr(entry, 'embedded', None) else hub}"
+    if kind == "datasets":
+        where = entry.path or entry.ms_id or entry.hf_id or ""
+        return f"{where}  [{', '.join(entry.tags)}]" if entry.tags else where
+    if kind == "templates":
+        return entry.description
+    doc = (getattr(entry, "__doc__", None) or "").strip().splitlines()
+    return f"{registry.source(name)}: {doc[0] if doc else ''}".rstrip(": ")
+
+
+def _as_json(kind: str, registry, name: str, entry) -> dict:
+    import dataclasses
+
+    if dataclasses.is_dataclass(entry):
+        data = dataclasses.asdict(entry)
+    else:
+        doc = (getattr(entry, "__doc__", None) or "").strip()
+        data = {"name": name, "doc": doc.splitlines()[0] if doc else ""}
+    return {**data, "name": name, "source": registry.source(name)}
+
+
+def _tags(entry) -> list[str]:
+    return list(getattr(entry, "tags", None) or [])
 
 
 def list_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="swiftkit list", description="List registered entries.")
     parser.add_argument("kind", choices=KINDS, help="What to list.")
+    parser.add_argument("--tag", action="append", default=[], metavar="TAG",
+                        help="Only entries carrying this tag (repeat for entries with every tag given), "
+                        "e.g. --tag preference --tag zh. (datasets and models)")
+    parser.add_argument("--json", action="store_true", help="Print a JSON list instead of a table.")
     add_plugin_options(parser)
     args = parser.parse_args(argv)
 
     from swiftkit.plugins import build_registries, get_plugin_manager
 
     pm = get_plugin_manager(args.plugins, args.disable_plugins)
-    rows = _rows(args.kind, build_registries(pm))
+    registry = getattr(build_registries(pm), args.kind)
+    wanted = {t.lower() for t in args.tag}
+    items = [(name, entry) for name, entry in registry.items() if wanted <= set(_tags(entry))]
+    if args.json:
+        print(json.dumps([_as_json(args.kind, registry, n, e) for n, e in items], ensure_ascii=False, indent=1))
+        return 0
+    rows = [(name, _detail(args.kind, registry, name, entry)) for name, entry in items]
     width = max((len(name) for name, _ in rows), default=0)
     for name, detail in rows:
         print(f"{name:<{width}}  {detail}".rstrip())
-    print(f"# {len(rows)} {args.kind}")
+    tagged = f" tagged {', '.join(sorted(wanted))}" if wanted else ""
+    print(f"# {len(rows)} {args.kind}{tagged}")
+    if wanted and not rows:
+        known = sorted({t for _, e in registry.items() for t in _tags(e)})
+        print(f"# known tags: {', '.join(known) or 'none'}")
     return 0

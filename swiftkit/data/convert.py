@@ -16,7 +16,7 @@ Row formats, detected per row by their keys (first match wins):
   JSON ``{"name", "arguments"}`` become tool calls; ``observation`` turns are tool results);
 * ``instruction`` + ``output`` (+ ``input``, ``system``, ``history``): Alpaca;
 * ``query`` + ``response`` (+ ``system``, ``history`` as ``[[query, response], ...]``);
-* ``prompt`` + ``completion`` (+ ``label`` for KTO);
+* ``prompt`` + ``completion`` (or ``response``; a string or assistant messages) (+ ``label`` for KTO);
 * ``text`` (or ``content``): raw text, for pretraining only.
 
 Every problem is a :class:`RowError` carrying the row's origin (``file:line``), the problem and a
@@ -268,6 +268,16 @@ def _strip_system(messages: list[dict]) -> list[dict]:
     return [m for m in messages if m["role"] != "system"]
 
 
+def _completion(row: dict, require_reply: bool) -> list[dict]:
+    """The reply of a prompt/completion row (``completion`` or ``response``: a string or messages)."""
+    key = "completion" if "completion" in row else "response"
+    value = _json_field(row, key)
+    if isinstance(value, list):
+        return _message_list(row, value, key)
+    text = _string(row, key, required=require_reply)
+    return [] if text is None else [{"role": "assistant", "content": text}]
+
+
 def _label(row: dict) -> bool:
     value = row["label"]
     if isinstance(value, bool):
@@ -354,11 +364,8 @@ def to_messages_row(row: dict, require_reply: bool = True) -> dict:
         messages = _from_alpaca(row, require_reply)
     elif "query" in row:
         messages = _from_query_response(row, require_reply)
-    elif "prompt" in row and ("completion" in row or not require_reply):
-        messages = _prompt_messages(row)
-        completion = _string(row, "completion", required=require_reply)
-        if completion is not None:
-            messages = messages + [{"role": "assistant", "content": completion}]
+    elif "prompt" in row and ("completion" in row or "response" in row or not require_reply):
+        messages = _prompt_messages(row) + _completion(row, require_reply)
     elif "text" in row:
         raise _fail(row, "a raw 'text' row is pretraining data: train on it with `swiftkit pt`, not sft",
                     "text_in_sft")

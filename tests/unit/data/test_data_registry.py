@@ -230,3 +230,30 @@ def test_plugin_preprocessor_serves_a_plugin_dataset(tmp_path):
     regs = build_registries(get_plugin_manager([str(plugin)], entry_points=False))
     rows = load_rows(["shouty"], registry=regs.datasets, preprocessors=regs.preprocessors)
     assert rows[0]["messages"][0]["content"] == "hello" and rows[0]["messages"][1]["content"] == "WORLD"
+
+
+def test_supported_datasets_page_is_fresh():
+    from pathlib import Path
+
+    from swiftkit.data import docgen
+
+    page = Path(__file__).resolve().parents[3] / "docs" / "supported-datasets.md"
+    assert page.read_text(encoding="utf-8") == docgen.render(), (
+        "docs/supported-datasets.md is stale: run `python -m swiftkit.data.docgen > docs/supported-datasets.md`"
+    )
+    assert docgen.render().count("\n| `") == len(load_cards(data_dir("dataset_registry")))
+
+
+def test_list_datasets_filters_by_tag_and_prints_json(capsys):
+    from swiftkit.cli.main import main
+
+    assert main(["list", "datasets", "--tag", "kto", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed) >= 5 and all("kto" in d["tags"] for d in listed)
+    assert {"name", "ms_id", "hf_id", "subsets", "split", "columns", "source"} <= set(listed[0])
+    assert main(["list", "datasets", "--tag", "preference", "--tag", "zh"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("# ") and out[-1].endswith("datasets tagged preference, zh")
+    assert all("preference" in line and "zh" in line for line in out[:-1])
+    assert main(["list", "datasets", "--tag", "no-such-tag"]) == 0
+    assert "# known tags:" in capsys.readouterr().out

@@ -47,8 +47,11 @@ def test_kto_rows_carry_a_boolean_label(tmp_path):
         {"prompt": "2+2?", "completion": "4", "label": True},
         {"prompt": [USER_Q], "completion": "5", "label": 0},
         {"messages": [USER_Q, GOOD_A], "label": 1},
+        {"prompt": [USER_Q], "completion": [GOOD_A], "label": False},  # message lists
+        {"prompt": "2+2?", "response": "4", "label": True},
     ])
-    assert [r["label"] for r in rows] == [True, False, True]
+    assert [r["label"] for r in rows] == [True, False, True, False, True]
+    assert rows[3]["messages"] == rows[4]["messages"] == [USER_Q, GOOD_A]
     assert rows[1]["messages"] == [USER_Q, {"role": "assistant", "content": "5"}]
 
 
