@@ -16,6 +16,7 @@ COMMAND_HELP = {
     "infer": "Chat with a model or trained adapters, interactively or over a dataset.",
     "eval": "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).",
     "export": "Write trained adapters as a model other tools load (built in: merged safetensors).",
+    "data": "Check a dataset (data lint) or show an encoded row with its trained tokens (data preview).",
     "list": "List registered entries: swiftkit list models|datasets|templates|preprocessors|rewards.",
     "plugins": "Inspect or create plugins: swiftkit plugins list | new NAME.",
 }
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "list":
             return _run_list(rest)
+        if command == "data":
+            from swiftkit.cli.data_cmd import data_command
+
+            return data_command(rest)
         if command == "plugins":
             from swiftkit.cli.plugins_cmd import plugins_command
 
@@ -126,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if isinstance(exc, _user_errors()):
-            print(f"swiftkit {command}: error: {exc}", file=sys.stderr)
+            name = f"{command} {rest[0]}" if command == "data" and rest else command
+            print(f"swiftkit {name}: error: {exc}", file=sys.stderr)
             return 2
         raise
 

@@ -3,6 +3,8 @@
 from swiftkit.config.commands import (
     COMMANDS,
     CommandConfig,
+    DataLintConfig,
+    DataPreviewConfig,
     EvalConfig,
     ExportConfig,
     InferConfig,
@@ -24,7 +26,7 @@ from swiftkit.config.groups import (
 )
 
 __all__ = [
-    "COMMANDS", "AdapterArgs", "CommandConfig", "ConfigError", "DataArgs", "EvalArgs", "EvalConfig",
+    "COMMANDS", "AdapterArgs", "CommandConfig", "ConfigError", "DataLintConfig", "DataPreviewConfig", "DataArgs", "EvalArgs", "EvalConfig",
     "ExportArgs", "ExportConfig", "GenerationArgs", "InferConfig",
     "ModelArgs", "PluginArgs", "PtConfig", "SftConfig", "TemplateArgs", "TrainingArgs", "TunerArgs",
 ]

@@ -11,6 +11,7 @@ from swiftkit.config.groups import (
     AdapterArgs,
     ConfigError,
     DataArgs,
+    DataToolArgs,
     EvalArgs,
     ExportArgs,
     GenerationArgs,
@@ -161,6 +162,42 @@ class ExportConfig(CommandConfig):
             raise ConfigError("`swiftkit export` needs --adapters (a trained checkpoint or run directory)")
 
 
+@dataclass
+class DataLintConfig(CommandConfig):
+    """Check --dataset rows (and, with --model, their tokenized length) without loading weights."""
+
+    command: ClassVar[str] = "data lint"
+    description: ClassVar[str] = (
+        "Report every problem in --dataset: file, row/line, field and what is wrong; exit 1 on errors. "
+        "With --model (only its tokenizer is loaded) rows are also encoded with the chat template."
+    )
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    template: TemplateArgs = field(default_factory=TemplateArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    tool: DataToolArgs = field(default_factory=DataToolArgs)
+    plugin: PluginArgs = field(default_factory=PluginArgs)
+    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+
+    def __post_init__(self):
+        if not self.data.dataset:
+            raise ConfigError(f"`swiftkit {self.command}` needs --dataset")
+
+
+@dataclass
+class DataPreviewConfig(DataLintConfig):
+    command: ClassVar[str] = "data preview"
+    description: ClassVar[str] = (
+        "Print one encoded --dataset row as the model sees it, with the tokens that get loss marked."
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.model.model:
+            raise ConfigError("`swiftkit data preview` needs --model (its tokenizer and chat template)")
+
+
 COMMANDS: dict[str, type[CommandConfig]] = {
-    c.command: c for c in (SftConfig, PtConfig, InferConfig, EvalConfig, ExportConfig)
+    c.command: c for c in (SftConfig, PtConfig, InferConfig, EvalConfig, ExportConfig, DataLintConfig,
+                           DataPreviewConfig)
 }

@@ -7,6 +7,7 @@ across groups, so each is one flat ``--flag`` and one key in ``args.json``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -102,9 +103,45 @@ class DataArgs:
     model_author: list[str] = arg(
         [], "Author named in the self-cognition data: one name, or a Chinese and an English name."
     )
+    columns: Optional[str] = arg(
+        None, "JSON object renaming source columns to canonical ones for every dataset, e.g. "
+        '\'{"q": "query", "a": "response"}\'; null drops a column.'
+    )
+    skip_bad_rows: bool = arg(
+        False, "Leave out rows that cannot be used (and report how many) instead of refusing to start."
+    )
+    streaming: bool = arg(
+        False, "Read --dataset lazily while training (large corpora); needs --max_steps. No lint pass, "
+        "no packing; bad rows stop the run unless --skip_bad_rows."
+    )
+    dataset_num_proc: int = arg(1, "Processes that tokenize the dataset.")
+    lazy_tokenize: bool = arg(False, "Tokenize each row when the trainer first asks for it, not up front.")
+    load_from_cache_file: bool = arg(
+        True, "Reuse tokenized data cached under ~/.cache/swiftkit/encoded (keyed by the data, template, "
+        "tokenizer and max length)."
+    )
+
+    @property
+    def column_map(self) -> dict:
+        """--columns parsed (validated in __post_init__)."""
+        return json.loads(self.columns) if self.columns else {}
 
     def __post_init__(self):
         _check(0.0 <= self.split_dataset_ratio < 1.0, "--split_dataset_ratio must be in [0, 1)")
+        _check(self.dataset_num_proc >= 1, "--dataset_num_proc must be >= 1")
+        _check(not (self.streaming and self.lazy_tokenize), "--streaming already tokenizes lazily; drop --lazy_tokenize")
+        if self.columns:
+            from swiftkit.data.registry import check_columns
+
+            try:
+                mapping = json.loads(self.columns)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--columns is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+            _check(isinstance(mapping, dict), "--columns must be a JSON object such as '{\"q\": \"query\"}'")
+            try:
+                check_columns(mapping, "--columns")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
         _check(len(self.model_name) <= 2, "--model_name takes one or two values (Chinese, English)")
         _check(len(self.model_author) <= 2, "--model_author takes one or two values")
 
@@ -154,6 +191,10 @@ class TrainingArgs:
         True,
         "Pack each batch into one row with position_ids instead of padding (same loss, no compute "
         "on pad tokens; measured ~2x faster on CPU).",
+    )
+    packing: bool = arg(
+        False, "Bin-pack tokenized samples into rows of up to --max_length tokens before batching "
+        "(fewer, fuller rows; samples never attend to each other)."
     )
     save_steps: int = arg(500, "Save a checkpoint every N steps (and at the end).")
     save_total_limit: Optional[int] = arg(None, "Keep at most N checkpoints (oldest deleted).")
@@ -245,3 +286,15 @@ class ExportArgs:
     output_dir: Optional[str] = arg(
         None, "Folder to create (must not exist); default: <first adapter>-<format>."
     )
+
+
+@dataclass
+class DataToolArgs:
+    max_problems: int = arg(50, "`data lint`: problems printed (all are counted).")
+    index: int = arg(0, "`data preview`: which usable row (after loading and sampling) to show.")
+    show_tokens: bool = arg(False, "`data preview`: also print one line per token (id, text, trained or not).")
+    pretrain: bool = arg(False, "Treat --dataset as pretraining text (rows with 'text'), as `swiftkit pt` does.")
+
+    def __post_init__(self):
+        _check(self.max_problems >= 0, "--max_problems must be >= 0")
+        _check(self.index >= 0, "--index must be >= 0")

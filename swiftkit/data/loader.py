@@ -207,7 +207,7 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
               model_author: Sequence[str] = (), use_hf: bool = False, cache_dir: str | None = None,
               text_only: bool = False, require_reply: bool = True, preprocessors=None,
               columns: dict | None = None, skip_bad_rows: bool = False,
-              report: LoadReport | None = None) -> list[dict]:
+              report: LoadReport | None = None, sample: bool = True, allow_empty: bool = False) -> list[dict]:
     """Canonical rows of every spec, concatenated; mixed or sampled data is shuffled with ``seed``.
 
     Rows are ``{"messages": [...], "_origin": "path:line"}`` (see :mod:`swiftkit.data.convert`
@@ -217,6 +217,8 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
     ``columns`` renames source columns for every spec (after a registered entry's own mapping).
     Bad rows raise :class:`BadRowsError` listing them, or with ``skip_bad_rows`` are left out and
     recorded in ``report``; any other bad input raises :class:`DatasetError` naming its place.
+    ``sample=False`` ignores ``#N``/``#R`` (lint checks the data itself); ``allow_empty`` returns
+    an empty list rather than failing when no row is usable.
     """
     if isinstance(specs, str):
         specs = [specs]
@@ -244,12 +246,12 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
                 canonical.append(convert(rename_columns(row, columns) if columns else row))
             except RowError as exc:
                 problems.append(exc)
-        if not canonical:
+        if not canonical and not allow_empty:
             if problems and not skip_bad_rows:
                 break
             raise DatasetError(f"--dataset {text!r}: none of its {len(raw)} rows is usable") from BadRowsError(
                 problems, report.rows_read)
-        size = spec.sample_size(len(canonical))
+        size = spec.sample_size(len(canonical)) if sample and canonical else None
         if size is not None:
             canonical = sample_rows(canonical, size, seed)
             shuffle = True

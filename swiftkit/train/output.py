@@ -89,7 +89,10 @@ def library_versions() -> dict[str, str]:
 
 
 def build_manifest(*, seed: int, data_fingerprint: str, template_fingerprint: str, template_name: str,
-                   num_train_rows: int, num_val_rows: int, skipped_rows: int, model_path: str) -> dict:
+                   num_train_rows: int, num_val_rows: int, skipped_rows: int, model_path: str,
+                   bad_rows_skipped: int = 0) -> dict:
+    """``skipped_rows``: rows over --max_length; ``bad_rows_skipped``: unusable rows left out by
+    --skip_bad_rows."""
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": library_versions(),
@@ -101,4 +104,5 @@ def build_manifest(*, seed: int, data_fingerprint: str, template_fingerprint: st
         "num_train_rows": num_train_rows,
         "num_val_rows": num_val_rows,
         "skipped_rows": skipped_rows,
+        "bad_rows_skipped": bad_rows_skipped,
     }

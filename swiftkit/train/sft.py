@@ -36,14 +36,16 @@ class SftRecipe:
     def setup(self) -> None:
         cfg = self.cfg
         from swiftkit.plugins import build_registries, get_plugin_manager
+        from swiftkit.templates.selection import load_tokenizer_and_template
 
         self.pm = get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
         self.registries = build_registries(self.pm)
         self.resume = self._resume_checkpoint()
         set_num_threads(cfg.model.num_threads)
 
-        self.resolved, self.tokenizer = self._load_tokenizer()
-        self.template = self._build_template()
+        self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
+            cfg.model, cfg.template, self.registries, pretrain=self.is_pt
+        )
         train_rows, val_rows = self._load_rows()
         self.train_data, self.val_data, skipped = self._encode(train_rows, val_rows)
         self.model = self._load_model()
@@ -68,46 +70,27 @@ class SftRecipe:
             self.cfg.model.model = json.loads(args_file.read_text())["model"]
         return ckpt
 
-    def _load_tokenizer(self):
-        from swiftkit.models import load_tokenizer, resolve_model
-
-        m = self.cfg.model
-        resolved = resolve_model(
-            m.model, model_type=m.model_type, use_hf=m.use_hf, revision=m.model_revision,
-            cache_dir=m.cache_dir, registry=self.registries.models,
-        )
-        return resolved, load_tokenizer(resolved)
-
-    def _build_template(self):
-        from swiftkit.templates import get_template
-
-        t = self.cfg.template
-        name = t.template
-        if name is None and not getattr(self.tokenizer, "chat_template", None):
-            entry = self.resolved.entry
-            name = entry.template if entry and entry.template else ("default" if self.is_pt else None)
-        return get_template(
-            self.tokenizer, name, system=t.system, max_length=t.max_length,
-            truncation_strategy=t.truncation_strategy,
-            loss_scale="all" if self.is_pt else t.loss_scale,
-            registry=self.registries.templates,
-        )
-
     def _load_rows(self):
         from swiftkit.data import load_rows, split_rows
+        from swiftkit.data.loader import LoadReport
 
         d = self.cfg.data
         kw = dict(
-            registry=self.registries.datasets, preprocessors=self.registries.preprocessors, seed=d.data_seed, model_name=tuple(d.model_name),
-            model_author=tuple(d.model_author), use_hf=self.cfg.model.use_hf,
-            cache_dir=self.cfg.model.cache_dir, text_only=self.is_pt,
+            registry=self.registries.datasets, preprocessors=self.registries.preprocessors, seed=d.data_seed,
+            model_name=tuple(d.model_name), model_author=tuple(d.model_author), use_hf=self.cfg.model.use_hf,
+            cache_dir=self.cfg.model.cache_dir, text_only=self.is_pt, columns=d.column_map,
+            skip_bad_rows=d.skip_bad_rows,
         )
-        train = load_rows(d.dataset, **kw)
-        if d.val_dataset:
-            return train, load_rows(d.val_dataset, **kw)
-        if d.split_dataset_ratio > 0:
+        report, val_report = LoadReport(), LoadReport()
+        train = load_rows(d.dataset, report=report, **kw)
+        val = load_rows(d.val_dataset, report=val_report, **kw) if d.val_dataset else []
+        for what, rep in (("--dataset", report), ("--val_dataset", val_report)):
+            if rep.skipped:
+                print(f"[swiftkit] --skip_bad_rows: {what}: {rep.summary()}", file=sys.stderr)
+        self.bad_rows_skipped = len(report.skipped) + len(val_report.skipped)
+        if not d.val_dataset and d.split_dataset_ratio > 0:
             return split_rows(train, d.split_dataset_ratio, seed=d.data_seed)
-        return train, []
+        return train, val
 
     def _encode(self, train_rows, val_rows):
         from swiftkit.train.encode import encode_rows
@@ -168,6 +151,7 @@ class SftRecipe:
             num_train_rows=len(self.train_data),
             num_val_rows=len(self.val_data),
             skipped_rows=skipped,
+            bad_rows_skipped=self.bad_rows_skipped,
             model_path=self.resolved.path,
         )
         write_json(self.run_dir / "manifest.json", manifest)

@@ -225,3 +225,26 @@ def test_unknown_loss_type_leaves_no_run_dir(tiny_model_dir, data_file, tmp_path
     err = capsys.readouterr().err
     assert "unknown --loss_type 'focal'" in err and "valid --loss_type values: cross_entropy" in err
     assert not out.exists()
+
+
+def test_bad_rows_stop_training_before_weights_load_unless_skipped(tiny_model_dir, tmp_path, capsys):
+    bad = [{"query": "q", "response": ""}, {"messages": [{"role": "user", "content": "Hi"}]}]
+    data = write_jsonl(tmp_path / "mixed.jsonl", ROWS * 2 + bad)
+    model = str(tiny_model_dir("llama", "chatml"))
+    out = tmp_path / "out"
+    assert main(["sft", "--model", model, "--dataset", str(data), "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 10 rows are unusable (empty_content 1, missing_reply 1)" in err
+    assert f"{data}:9: messages[1] (assistant): empty content" in err and "--skip_bad_rows" in err
+    assert not out.exists()
+    run = run_sft(model, data, out, "--max_steps", "1", "--skip_bad_rows", "true")
+    assert "--skip_bad_rows: --dataset: skipped 2 of 10 rows (empty_content 1, missing_reply 1)" in capsys.readouterr().err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["bad_rows_skipped"] == 2 and manifest["num_train_rows"] == 8
+
+
+def test_columns_flag_maps_a_custom_format(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "custom.jsonl", [{"question": f"q{i}", "answer": f"a{i}"} for i in range(4)])
+    run = run_sft(tiny_model_dir("llama", "chatml"), data, tmp_path / "out", "--max_steps", "1",
+                  "--columns", '{"question": "query", "answer": "response"}')
+    assert json.loads((run / "manifest.json").read_text())["num_train_rows"] == 4

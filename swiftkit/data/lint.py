@@ -1,0 +1,133 @@
+"""Data lint: every problem in a dataset, with its place, before any model weights are loaded.
+
+Errors are rows that cannot be trained on (see :mod:`swiftkit.data.convert` for the checks:
+missing or invalid role, empty or non-string content, wrong turn order, no assistant reply, ...);
+training refuses them unless ``--skip_bad_rows``. Warnings are rows that train but probably should
+not: exact duplicates, and (with a tokenizer) rows over ``--max_length`` that the ``delete``
+strategy will skip. Template errors found while encoding (e.g. tools the chat template cannot
+show) are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Problem:
+    origin: str  # file:line (or hub id and row)
+    kind: str  # short category, counted in the summary
+    message: str
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.severity}: {self.message} [{self.kind}]"
+
+
+@dataclass
+class LintReport:
+    rows: int = 0
+    usable: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def counts(self) -> list[tuple[str, str, int]]:
+        """``(severity, kind, count)``, errors first, most frequent first."""
+        counted = Counter((p.severity, p.kind) for p in self.problems)
+        return sorted(((s, k, n) for (s, k), n in counted.items()), key=lambda t: (t[0] != "error", -t[2], t[1]))
+
+    def summary(self) -> str:
+        return (f"{_plural(len(self.errors), 'error')}, {_plural(len(self.warnings), 'warning')} in "
+                f"{_plural(self.rows, 'row')} ({self.usable} usable)")
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "usable": self.usable, "errors": len(self.errors),
+                "warnings": len(self.warnings),
+                "counts": [{"severity": s, "kind": k, "count": n} for s, k, n in self.counts()],
+                "problems": [vars(p) for p in self.problems]}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _place(problem: Problem) -> tuple[str, int]:
+    """Sort key: the source, then the line / row number at the end of the origin."""
+    head, _, tail = problem.origin.rpartition(":")
+    digits = "".join(ch for ch in tail if ch.isdigit())
+    return (head, int(digits)) if head and digits else (problem.origin, 0)
+
+
+def _content_key(row: dict) -> str:
+    content = {k: v for k, v in row.items() if k != "_origin"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def duplicate_problems(rows: list[dict]) -> list[Problem]:
+    """A warning for every row whose content equals an earlier row's."""
+    first: dict[str, str] = {}
+    out = []
+    for row in rows:
+        key = _content_key(row)
+        if key in first:
+            out.append(Problem(row["_origin"], "duplicate", f"same content as {first[key]}", "warning"))
+        else:
+            first[key] = row["_origin"]
+    return out
+
+
+def encoding_problems(rows: list[dict], template) -> list[Problem]:
+    """Encode every row: over-long rows (warnings under ``delete``) and template errors."""
+    from swiftkit.templates import SequenceTooLong, TemplateError
+
+    out = []
+    for row in rows:
+        try:
+            template.encode(row)
+        except SequenceTooLong as exc:
+            out.append(Problem(row["_origin"], "too_long", f"{_strip_origin(exc, row)}; the row will be skipped",
+                               "warning"))
+        except TemplateError as exc:
+            out.append(Problem(row["_origin"], "template", _strip_origin(exc, row)))
+    return out
+
+
+def _strip_origin(exc: Exception, row: dict) -> str:
+    text = str(exc)
+    prefix = f"{row['_origin']}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def lint_dataset(specs, *, registries=None, template=None, text_only: bool = False, columns=None,
+                 seed: int = 42, model_name=(), model_author=(), use_hf: bool = False,
+                 cache_dir: str | None = None) -> LintReport:
+    """Lint ``--dataset`` specs: row errors, duplicates and (with ``template``) encoding problems.
+
+    File-level problems (a missing file, an unknown dataset) still raise ``DatasetError``.
+    """
+    from swiftkit.data.loader import LoadReport, load_rows
+
+    loaded = LoadReport()
+    rows = load_rows(
+        specs, registry=registries.datasets if registries else None,
+        preprocessors=registries.preprocessors if registries else None, seed=seed,
+        model_name=tuple(model_name), model_author=tuple(model_author), use_hf=use_hf, cache_dir=cache_dir,
+        text_only=text_only, columns=columns, skip_bad_rows=True, report=loaded, sample=False, allow_empty=True,
+    )
+    report = LintReport(rows=loaded.rows_read, usable=len(rows))
+    report.problems += [Problem(e.origin, e.kind, e.problem) for e in loaded.skipped]
+    report.problems += duplicate_problems(rows)
+    if template is not None:
+        report.problems += encoding_problems(rows, template)
+    report.problems.sort(key=_place)  # file order; the sort is stable for several per row
+    return report
