@@ -29,6 +29,8 @@ ROLES = ("system", "user", "assistant", "tool")
 LOSS_SCALES = ("default", "last_round", "all")
 TRUNCATION_STRATEGIES = ("delete", "left", "right")
 OWN_TEMPLATE = "model"  # Template.name when the tokenizer's own chat template is used
+# Rows encoded with a full apply_chat_template parity check before only rows that can differ are.
+PARITY_CHECKED_ROWS = 64
 
 
 def _where(row) -> str:
@@ -63,6 +65,8 @@ class Template:
         self.loss_scale = loss_scale
         self.stop_words = list(stop_words)
         self._arguments_form: str | None = None  # found on the first tool call, see _calls_for_template
+        self._parity_checks = 0
+        self._control_texts: list[str] | None = None
         self.fingerprint = self._fingerprint()
         self.stop_token_ids = self._stop_token_ids()
 
@@ -199,7 +203,9 @@ class Template:
                     lambda m, t: render(tok, m, tools=t), msgs, tools, full, where, shift
                 )
             text = TokenizedText(tok, full)
-            reference = input_ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True))
+            reference = text.ids
+            if self._needs_parity_check(msgs, tools):
+                reference = input_ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True))
         if text.ids != reference:
             raise TemplateError(
                 f"{where}tokenizing the rendered conversation gives other ids than "
@@ -219,6 +225,25 @@ class Template:
             for t in range(a, b):
                 labels[t] = text.ids[t] if i in trained else IGNORE_INDEX
         return text.ids, labels
+
+    def _needs_parity_check(self, msgs: list[dict], tools) -> bool:
+        """Whether this row's ids must be compared with ``apply_chat_template(tokenize=True)``.
+
+        Both sides render with the same chat template and tokenize the text with the same call, so
+        they can differ only through the template itself (checked on the first
+        ``PARITY_CHECKED_ROWS`` rows) or through row text that spells a special or added token,
+        which ``apply_chat_template`` sanitises (checked on every such row). Skipping the rest
+        removes a render and a tokenization per row (measured ~25% of encoding time).
+        """
+        if self._parity_checks < PARITY_CHECKED_ROWS:
+            self._parity_checks += 1
+            return True
+        if self._control_texts is None:
+            tok = self.tokenizer
+            added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values()]
+            self._control_texts = sorted({t for t in [*tok.all_special_tokens, *added] if t})
+        text = json.dumps([msgs, tools], ensure_ascii=False)
+        return any(t in text for t in self._control_texts)
 
     def _encode_messages(self, messages, where: str, tools=None) -> tuple[list[int], list[int]]:
         msgs, flags = self._prepare(messages, where)
