@@ -59,3 +59,17 @@ def unreachable_reason(endpoints: list[str], timeout: float = PROBE_TIMEOUT_S) -
         f"{h}:{p}: {errors.get((h, p), f'no answer within {timeout:g} s')}" for h, p in addresses
     ]
     return "cannot connect (" + "; ".join(parts) + ")"
+
+
+def modelscope_endpoints() -> list[str]:
+    """The endpoints a ModelScope download uses: the configured one and, with the default, the
+    international site the library falls back to."""
+    try:
+        from modelscope_hub.config import get_default_config
+        from modelscope_hub.constants import DEFAULT_ENDPOINT, DEFAULT_INTL_ENDPOINT
+    except ImportError:  # modelscope releases before the modelscope_hub split
+        from modelscope.hub.utils.utils import get_endpoint
+
+        return [get_endpoint()]
+    endpoint = get_default_config().endpoint
+    return [endpoint, DEFAULT_INTL_ENDPOINT] if endpoint == DEFAULT_ENDPOINT else [endpoint]

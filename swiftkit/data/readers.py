@@ -1,5 +1,8 @@
 """Read raw rows from local files (jsonl, json, csv, parquet, txt) and dataset folders.
 
+``iter_file``/``iter_folder`` yield rows lazily (flat memory for jsonl, txt, csv and parquet, so
+large corpora can be streamed); ``read_file``/``read_folder`` collect the same rows in a list.
+
 Every row comes back as a dict with an ``_origin`` key, ``"path:line"`` (1-based; parquet rows
 are ``"path:row N"``), so later errors can point at the exact place. Nothing here interprets the
 row's keys; :mod:`swiftkit.data.convert` does that.
@@ -7,8 +10,10 @@ row's keys; :mod:`swiftkit.data.convert` does that.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from swiftkit.data.errors import DatasetError
@@ -18,8 +23,10 @@ _SPLIT_WORDS = {"train", "test", "validation", "valid", "val", "dev", "eval"}
 _NOT_DATA = {"dataset_info", "dataset_infos", "dataset_dict", "state", "readme", "config"}
 
 
-def read_file(path: str | Path) -> list[dict]:
-    """All rows of one file, by its extension; a missing file or other extension is an error."""
+def iter_file(path: str | Path) -> Iterator[dict]:
+    """The rows of one file, by its extension, read lazily (a missing file or other extension is an
+    error at once). jsonl, txt, csv and parquet stream with flat memory; a ``.json`` list is parsed
+    whole (one JSON document cannot be read piecewise with the standard library)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
@@ -28,9 +35,35 @@ def read_file(path: str | Path) -> list[dict]:
         raise DatasetError(
             f"{path}: unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}"
         )
-    reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv,
-              ".parquet": _read_parquet, ".txt": _read_txt}[suffix]
+    reader = {".jsonl": _iter_jsonl, ".json": _iter_json, ".csv": _iter_csv,
+              ".parquet": _iter_parquet, ".txt": _iter_txt}[suffix]
     return reader(path)
+
+
+def read_file(path: str | Path) -> list[dict]:
+    """All rows of one file (:func:`iter_file`, collected)."""
+    return list(iter_file(path))
+
+
+def _lines(path: Path, keepends: bool = False) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 file, one line at a time; a byte-order mark is dropped.
+
+    Lines end at ``\\n`` only (as JSON lines and CSV define them); each is decoded on its own, so
+    bytes that are not UTF-8 are reported with their exact line.
+    """
+    try:
+        file = open(path, "rb")  # closed by the with below (also when the reader is abandoned)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+    with file:
+        for n, raw in enumerate(file, 1):
+            if n == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{path}:{n}: not valid UTF-8 ({exc.reason})") from exc
+            yield n, (line if keepends else line.rstrip("\r\n"))
 
 
 def _text(path: Path) -> str:
@@ -54,23 +87,25 @@ def _invalid(path: Path, line: int, exc: json.JSONDecodeError) -> DatasetError:
     return DatasetError(f"{path}:{line}: invalid JSON: {exc.msg} (column {exc.colno})")
 
 
-def _read_jsonl(path: Path, text: str | None = None) -> list[dict]:
-    rows = []
-    for n, line in enumerate((_text(path) if text is None else text).splitlines(), 1):
+def _json_lines(path: Path, lines: Iterable[tuple[int, str]]) -> Iterator[dict]:
+    for n, line in lines:
         if not line.strip():
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise _invalid(path, n, exc) from exc
-        rows.append(_object(value, path, n))
-    return rows
+        yield _object(value, path, n)
+
+
+def _iter_jsonl(path: Path) -> Iterator[dict]:
+    return _json_lines(path, _lines(path))
 
 
 _WS = re.compile(r"\s*")
 
 
-def _read_json(path: Path) -> list[dict]:
+def _iter_json(path: Path) -> Iterator[dict]:
     """A JSON list of objects; each row's line is where its object starts. JSON lines also work."""
     text = _text(path)
     pos = _WS.match(text).end()
@@ -78,7 +113,8 @@ def _read_json(path: Path) -> list[dict]:
         try:
             whole = json.loads(text)
         except json.JSONDecodeError:
-            return _read_jsonl(path, text)  # a .json file holding JSON lines
+            yield from _json_lines(path, enumerate(text.split("\n"), 1))  # a .json file holding JSON lines
+            return
         if isinstance(whole, dict):
             raise DatasetError(
                 f"{path}:1: expected a list of objects (or one object per line), got one object "
@@ -86,44 +122,57 @@ def _read_json(path: Path) -> list[dict]:
             )
         raise DatasetError(f"{path}:1: expected a list of objects, got {type(whole).__name__}")
     decoder = json.JSONDecoder()
-    rows, pos = [], pos + 1
+    line, counted = 1, 0  # line number of text[counted]; counted forward only (linear time)
+
+    def line_at(at: int) -> int:
+        nonlocal line, counted
+        line += text.count("\n", counted, at)
+        counted = at
+        return line
+
+    pos, first = pos + 1, True
     while True:
         pos = _WS.match(text, pos).end()
-        if text.startswith("]", pos) and not rows:
+        if first and text.startswith("]", pos):
             break
+        first = False
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise _invalid(path, exc.lineno, exc) from exc
-        rows.append(_object(value, path, text.count("\n", 0, pos) + 1))
+        yield _object(value, path, line_at(pos))
         pos = _WS.match(text, end).end()
         if text.startswith(",", pos):
             pos += 1
         elif text.startswith("]", pos):
             break
         else:
-            line = text.count("\n", 0, pos) + 1
-            raise DatasetError(f"{path}:{line}: invalid JSON: expected ',' or ']' after a list item")
+            raise DatasetError(f"{path}:{line_at(pos)}: invalid JSON: expected ',' or ']' after a list item")
     tail = _WS.match(text, pos + 1).end()
     if tail < len(text):
-        raise DatasetError(f"{path}:{text.count(chr(10), 0, tail) + 1}: invalid JSON: extra data after the list")
-    return rows
+        raise DatasetError(f"{path}:{line_at(tail)}: invalid JSON: extra data after the list")
 
 
-def _read_csv(path: Path) -> list[dict]:
+def _iter_csv(path: Path) -> Iterator[dict]:
     import csv
     import io
+    import itertools
 
-    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+    lines = (line for _, line in _lines(path, keepends=True))
+    first = next(lines, None)
+    if first is not None and "\r" in first.rstrip("\r\n"):
+        source = io.StringIO(_text(path), newline="")  # old Mac line ends (CR only): read it whole
+    else:
+        source = itertools.chain([] if first is None else [first], lines)
+    reader = csv.DictReader(source)
     if reader.fieldnames is None:
         raise DatasetError(f"{path}: empty CSV file (a header row is needed)")
-    rows = []
     while True:
         start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
             raise DatasetError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from exc
         if None in row:
@@ -134,30 +183,38 @@ def _read_csv(path: Path) -> list[dict]:
         # Empty cells mean "absent" (CSV cannot say null).
         row = {k: v for k, v in row.items() if v not in ("", None)}
         row["_origin"] = f"{path}:{start}"
-        rows.append(row)
-    return rows
+        yield row
 
 
-def _read_parquet(path: Path) -> list[dict]:
+PARQUET_BATCH_ROWS = 1024
+
+
+def _iter_parquet(path: Path) -> Iterator[dict]:
+    """Record batches of :data:`PARQUET_BATCH_ROWS` rows, one after another."""
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a broken file
+    n = 0
+    try:  # pyarrow raises ArrowInvalid / OSError for a broken file, at open or at a later batch
+        batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        batch = next(batches, None)
+    except Exception as exc:
         raise DatasetError(f"{path}: cannot read parquet: {exc}") from exc
-    rows = table.to_pylist()
-    for i, row in enumerate(rows, 1):
-        row["_origin"] = f"{path}:row {i}"
-    return rows
+    while batch is not None:
+        for row in batch.to_pylist():
+            n += 1
+            row["_origin"] = f"{path}:row {n}"
+            yield row
+        try:
+            batch = next(batches, None)
+        except Exception as exc:
+            raise DatasetError(f"{path}: cannot read parquet after row {n}: {exc}") from exc
 
 
-def _read_txt(path: Path) -> list[dict]:
+def _iter_txt(path: Path) -> Iterator[dict]:
     """Raw text: one row per non-empty line."""
-    return [
-        {"text": line, "_origin": f"{path}:{n}"}
-        for n, line in enumerate(_text(path).splitlines(), 1)
-        if line.strip()
-    ]
+    for n, line in _lines(path):
+        if line.strip():
+            yield {"text": line, "_origin": f"{path}:{n}"}
 
 
 def _tokens(rel: Path) -> set[str]:
@@ -198,6 +255,13 @@ def data_files(folder: str | Path, subset: str | None = None, split: str = "trai
     raise DatasetError(f"{folder}: no files for split {split!r}; files: {[str(rel[f]) for f in files]}")
 
 
+def iter_folder(folder: str | Path, subset: str | None = None, split: str = "train") -> Iterator[dict]:
+    """Rows of every data file :func:`data_files` selects, in file-name order, read lazily (the file
+    selection, and its errors, happen at once)."""
+    files = data_files(folder, subset, split)
+    return (row for f in files for row in iter_file(f))
+
+
 def read_folder(folder: str | Path, subset: str | None = None, split: str = "train") -> list[dict]:
-    """Rows of every data file :func:`data_files` selects, in file-name order."""
-    return [row for f in data_files(folder, subset, split) for row in read_file(f)]
+    """All rows of :func:`iter_folder`, collected."""
+    return list(iter_folder(folder, subset, split))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swiftkit.hub import PROBE_TIMEOUT_S, unreachable_reason
+from swiftkit.hub import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
 from swiftkit.models.errors import ModelNotFoundError
 
 HUB_NAMES = {"modelscope": "ModelScope", "hf": "the Hugging Face hub"}
@@ -39,16 +39,7 @@ def _hub_endpoints(hub: str) -> tuple[list[str], bool]:
         from huggingface_hub import constants
 
         return [constants.ENDPOINT], bool(constants.HF_HUB_OFFLINE)
-    try:
-        from modelscope_hub.config import get_default_config
-        from modelscope_hub.constants import DEFAULT_ENDPOINT, DEFAULT_INTL_ENDPOINT
-
-        endpoint = get_default_config().endpoint
-        # With the default endpoint the library falls back to the international site.
-        extra = [DEFAULT_INTL_ENDPOINT] if endpoint == DEFAULT_ENDPOINT else []
-        return [endpoint, *extra], False
-    except ImportError:  # modelscope releases before the modelscope_hub split
-        return ["https://www.modelscope.cn"], False
+    return modelscope_endpoints(), False
 
 
 def _snapshot(

@@ -1,0 +1,88 @@
+"""Rows of large corpora one at a time (``--streaming``): lazy sources and the ways to combine them.
+
+Sources, each an iterator of raw rows with ``_origin`` (the same rows the list readers return):
+:func:`iter_file` and :func:`iter_folder` (local files, from :mod:`swiftkit.data.readers`) and
+:func:`iter_hub_rows` (hub datasets, from :mod:`swiftkit.data.hub`). Combinators: :func:`take`
+(the first N rows), :func:`interleave` (mix several streams with probabilities, seeded) and
+:func:`shuffle_buffer` (an approximate shuffle in bounded memory, seeded).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Iterable, Iterator, Sequence
+
+from swiftkit.data.errors import DatasetError
+from swiftkit.data.hub import iter_hub_rows
+from swiftkit.data.readers import iter_file, iter_folder
+
+__all__ = ["interleave", "iter_file", "iter_folder", "iter_hub_rows", "shuffle_buffer", "take"]
+
+STOP_RULES = ("first", "all")
+
+
+def take(rows: Iterable[dict], n: int) -> Iterator[dict]:
+    """The first ``n`` rows of ``rows``, lazily; no row after the n-th is read."""
+    if n < 0:
+        raise DatasetError(f"take: the row count must be >= 0, got {n}")
+    return itertools.islice(rows, n)
+
+
+def interleave(streams: Sequence[Iterable[dict]], probs: Sequence[float] | None = None, seed: int = 42, *,
+               stop: str = "first") -> Iterator[dict]:
+    """Rows drawn from ``streams``: each next row comes from stream i with probability ``probs[i]``.
+
+    ``probs`` are weights (normalised; default equal); a stream with weight 0 is never read. The
+    sequence of choices depends only on ``seed`` and the weights, so the same inputs give the same
+    mix. ``stop="first"`` ends the mix when a chosen stream runs out (the proportions hold up to
+    the end); ``stop="all"`` drops a finished stream and goes on with the others, with their
+    weights renormalised, until every stream has run out (each row is yielded exactly once).
+    """
+    if stop not in STOP_RULES:
+        raise DatasetError(f"interleave: stop must be one of {STOP_RULES}, got {stop!r}")
+    if not streams:
+        raise DatasetError("interleave: no streams given")
+    weights = [1.0] * len(streams) if probs is None else [float(p) for p in probs]
+    if len(weights) != len(streams):
+        raise DatasetError(f"interleave: {len(streams)} streams but {len(weights)} probabilities")
+    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        raise DatasetError(f"interleave: probabilities must be finite, >= 0 and not all 0, got {list(probs)}")
+    return _interleave([iter(s) for s in streams], weights, random.Random(seed), stop)
+
+
+def _interleave(iterators: list[Iterator[dict]], weights: list[float], rng: random.Random, stop: str):
+    live = [i for i, w in enumerate(weights) if w > 0]
+    while live:
+        (k,) = rng.choices(live, weights=[weights[i] for i in live])
+        try:
+            row = next(iterators[k])
+        except StopIteration:
+            if stop == "first":
+                return
+            live.remove(k)
+            continue
+        yield row
+
+
+def shuffle_buffer(rows: Iterable[dict], buffer_size: int, seed: int = 42) -> Iterator[dict]:
+    """``rows`` in a seeded random order, holding at most ``buffer_size`` rows at a time.
+
+    Each incoming row takes the place of a randomly chosen buffered row, which is yielded; the rest
+    of the buffer is yielded shuffled at the end. A row moves at most about ``buffer_size``
+    places early, so a stream sorted by source needs a buffer larger than one source's run.
+    """
+    if buffer_size < 1:
+        raise DatasetError(f"shuffle_buffer: buffer_size must be >= 1, got {buffer_size}")
+    return _shuffled(iter(rows), buffer_size, random.Random(seed))
+
+
+def _shuffled(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
+    buffer = list(itertools.islice(rows, size))
+    for row in rows:
+        i = rng.randrange(len(buffer))
+        buffer[i], row = row, buffer[i]
+        yield row
+    rng.shuffle(buffer)
+    yield from buffer
