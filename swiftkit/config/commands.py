@@ -102,6 +102,16 @@ class SftConfig(CommandConfig):
             raise ConfigError(f"`swiftkit {self.command}` needs --dataset")
         if not self.model.model and not self.training.resume_from_checkpoint:
             raise ConfigError(f"`swiftkit {self.command}` needs --model")
+        d, tr = self.data, self.training
+        if d.streaming:
+            if tr.max_steps <= 0:
+                raise ConfigError("--streaming needs --max_steps: a stream's length is not known in advance")
+            if tr.packing:
+                raise ConfigError("--packing needs every row encoded up front; it does not work with --streaming")
+            if d.split_dataset_ratio > 0:
+                raise ConfigError("--split_dataset_ratio needs the whole dataset; with --streaming pass --val_dataset")
+        if tr.packing and d.lazy_tokenize:
+            raise ConfigError("--packing needs every row encoded up front; drop --lazy_tokenize")
 
 
 @dataclass

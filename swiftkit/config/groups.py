@@ -117,8 +117,8 @@ class DataArgs:
     dataset_num_proc: int = arg(1, "Processes that tokenize the dataset.")
     lazy_tokenize: bool = arg(False, "Tokenize each row when the trainer first asks for it, not up front.")
     load_from_cache_file: bool = arg(
-        True, "Reuse tokenized data cached under ~/.cache/swiftkit/encoded (keyed by the data, template, "
-        "tokenizer and max length)."
+        True, "Reuse tokenized data cached under ~/.cache/swiftkit/encoded (or <--cache_dir>/encoded), "
+        "keyed by the data, template, tokenizer and max length."
     )
 
     @property

@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import random
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
 from swiftkit.data.errors import DatasetError
-from swiftkit.data.readers import SUPPORTED_SUFFIXES, read_file, read_folder
+from swiftkit.data.readers import SUPPORTED_SUFFIXES, iter_file, iter_folder
 
 _COUNT = re.compile(r"(.+)#(\d+)")
 _RATIO = re.compile(r"(.+)#(\d*\.\d+|\d+\.\d*)")
@@ -136,55 +137,75 @@ def hub_source(entry, use_hf: bool, forced: str | None = None) -> tuple[str, boo
     return (entry.hf_id if hf else entry.ms_id), hf
 
 
-def _entry_rows(entry, spec: DatasetSpec, *, use_hf: bool, cache_dir, model_name, model_author,
-                preprocessors) -> list[dict]:
-    from swiftkit.data.hub import load_hub_rows
+PREPROCESS_CHUNK = 1000  # rows handed to a preprocessor at a time when streaming
+
+
+def _preprocessor(entry, preprocessors):
+    if preprocessors is None:
+        from swiftkit.plugins import default_registries
+
+        preprocessors = default_registries().preprocessors
+    if entry.preprocessor not in preprocessors:
+        raise DatasetError(f"dataset {entry.name!r}: unknown preprocessor {entry.preprocessor!r}")
+    return preprocessors.get(entry.preprocessor)
+
+
+def _entry_iter(entry, spec: DatasetSpec, *, use_hf: bool, cache_dir, model_name, model_author,
+                preprocessors, streaming: bool = False) -> Iterator[dict]:
+    from swiftkit.data.hub import iter_hub_rows, load_hub_rows
     from swiftkit.data.registry import resolve_entry_path
 
-    rows: list[dict] = []
-    for subset in spec.subsets or entry.subsets or [None]:  # several subsets: one after another
-        if entry.path and spec.hub is None:
-            path = resolve_entry_path(entry)
-            rows += read_folder(path, subset, entry.split) if path.is_dir() else read_file(path)
-        else:
-            hub_id, hf = hub_source(entry, use_hf, spec.hub)
-            rows += load_hub_rows(hub_id, use_hf=hf, subset=subset, split=entry.split, cache_dir=cache_dir)
-    rows = [rename_columns(row, entry.columns) for row in rows]
-    if entry.preprocessor:
-        if preprocessors is None:
-            from swiftkit.plugins import default_registries
-
-            preprocessors = default_registries().preprocessors
-        if entry.preprocessor not in preprocessors:
-            raise DatasetError(f"dataset {entry.name!r}: unknown preprocessor {entry.preprocessor!r}")
-        rows = preprocessors.get(entry.preprocessor)(
-            rows, model_name=model_name, model_author=model_author, source=entry.name
-        )
-    return rows
+    subsets = spec.subsets or entry.subsets or [None]  # several subsets: one after another
+    if entry.path and spec.hub is None:
+        path = resolve_entry_path(entry)
+        sources = [iter_folder(path, s, entry.split) if path.is_dir() else iter_file(path) for s in subsets]
+    else:
+        hub_id, hf = hub_source(entry, use_hf, spec.hub)
+        load = iter_hub_rows if streaming else load_hub_rows
+        sources = [load(hub_id, use_hf=hf, subset=s, split=entry.split, cache_dir=cache_dir) for s in subsets]
+    rows = (rename_columns(row, entry.columns) for row in itertools.chain.from_iterable(sources))
+    if not entry.preprocessor:
+        return rows
+    fn = _preprocessor(entry, preprocessors)
+    chunk = PREPROCESS_CHUNK if streaming else None  # a list preprocessor sees all rows at once
+    return (row for part in _chunks(rows, chunk)
+            for row in fn(part, model_name=model_name, model_author=model_author, source=entry.name))
 
 
-def _raw_rows(spec: DatasetSpec, *, registry, **kw) -> list[dict]:
+def _chunks(rows: Iterator[dict], size: int | None) -> Iterator[list[dict]]:
+    if size is None:
+        yield list(rows)
+        return
+    while part := list(itertools.islice(rows, size)):
+        yield part
+
+
+def raw_iter(spec: DatasetSpec, *, registry, streaming: bool = False, **kw) -> Iterator[dict]:
+    """The raw rows (``_origin`` set, columns renamed) of one spec; the source is resolved now,
+    rows are read as the iterator is consumed (hub rows too, with ``streaming``)."""
     source = spec.source
     if spec.hub is None:
         path = Path(source).expanduser()
         if path.is_dir():
-            return [row for subset in spec.subsets or [None] for row in read_folder(path, subset)]
+            return itertools.chain.from_iterable(iter_folder(path, s) for s in spec.subsets or [None])
         if path.exists() or path.suffix.lower() in SUPPORTED_SUFFIXES:
             if spec.subsets:
                 raise DatasetError(f"--dataset {spec.text!r}: subsets apply to folders and hub datasets, not files")
-            return read_file(path)
+            return iter_file(path)
     if registry is None:
         from swiftkit.plugins import default_registries
 
         registry = default_registries().datasets
     if source in registry:
-        return _entry_rows(registry.get(source), spec, **kw)
+        return _entry_iter(registry.get(source), spec, streaming=streaming, **kw)
     if _HUB_ID.fullmatch(source):
-        from swiftkit.data.hub import load_hub_rows
+        from swiftkit.data.hub import iter_hub_rows, load_hub_rows
 
         hf = spec.hub == "hf" if spec.hub else kw["use_hf"]
-        return [row for subset in spec.subsets or [None]
-                for row in load_hub_rows(source, use_hf=hf, subset=subset, cache_dir=kw["cache_dir"])]
+        load = iter_hub_rows if streaming else load_hub_rows
+        return itertools.chain.from_iterable(
+            load(source, use_hf=hf, subset=s, cache_dir=kw["cache_dir"]) for s in spec.subsets or [None]
+        )
     from swiftkit.registry import closest
 
     raise DatasetError(
@@ -235,8 +256,8 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
     shuffle = len(specs) > 1
     for text in specs:
         spec = parse_spec(text)
-        raw = _raw_rows(spec, registry=registry, preprocessors=preprocessors, use_hf=use_hf, cache_dir=cache_dir,
-                        model_name=tuple(model_name), model_author=tuple(model_author))
+        raw = list(raw_iter(spec, registry=registry, preprocessors=preprocessors, use_hf=use_hf,
+                            cache_dir=cache_dir, model_name=tuple(model_name), model_author=tuple(model_author)))
         if not raw:
             raise DatasetError(f"--dataset {text!r}: the data has no rows")
         report.rows_read += len(raw)

@@ -86,3 +86,49 @@ def _shuffled(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[d
         yield row
     rng.shuffle(buffer)
     yield from buffer
+
+
+def stream_rows(specs: Sequence[str], *, registry=None, preprocessors=None, seed: int = 42,
+                model_name: Sequence[str] = (), model_author: Sequence[str] = (), use_hf: bool = False,
+                cache_dir: str | None = None, text_only: bool = False, columns: dict | None = None,
+                skip_bad_rows: bool = False, report=None, buffer_size: int = 1000) -> Iterator[dict]:
+    """Canonical rows of ``--dataset`` specs, read lazily (``--streaming``).
+
+    Sources are resolved now (an unknown name fails at once); rows are read, converted and mixed as
+    the iterator is consumed. ``#N`` takes the first N rows of a spec; ``#R`` is its weight when
+    several specs are mixed (each next row comes from spec i with probability proportional to its
+    weight, until all are used up). The mix passes through a seeded shuffle buffer of
+    ``buffer_size`` rows. A bad row raises its :class:`~swiftkit.data.convert.RowError` when the
+    stream reaches it, or with ``skip_bad_rows`` is left out and recorded in ``report``
+    (a :class:`~swiftkit.data.loader.LoadReport`).
+    """
+    from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
+    from swiftkit.data.loader import LoadReport, parse_spec, raw_iter
+
+    if isinstance(specs, str):
+        specs = [specs]
+    if not specs:
+        raise DatasetError("no dataset given: pass --dataset FILE|NAME|ORG/NAME[#N]")
+    report = report if report is not None else LoadReport()
+    convert = to_text_row if text_only else to_messages_row
+
+    def converted(raw: Iterator[dict]) -> Iterator[dict]:
+        for row in raw:
+            report.rows_read += 1
+            try:
+                yield convert(rename_columns(row, columns) if columns else row)
+            except RowError as exc:
+                if not skip_bad_rows:
+                    raise
+                report.skipped.append(exc)
+
+    streams, weights = [], []
+    for text in specs:
+        spec = parse_spec(text)
+        rows = converted(raw_iter(spec, registry=registry, streaming=True, preprocessors=preprocessors,
+                                  use_hf=use_hf, cache_dir=cache_dir, model_name=tuple(model_name),
+                                  model_author=tuple(model_author)))
+        streams.append(take(rows, spec.count) if spec.count is not None else rows)
+        weights.append(spec.ratio if spec.ratio is not None else 1.0)
+    mixed = streams[0] if len(streams) == 1 else interleave(streams, weights, seed, stop="all")
+    return shuffle_buffer(mixed, buffer_size, seed) if buffer_size > 1 else mixed

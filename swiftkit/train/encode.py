@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from swiftkit.train.cache import (
     EncodedDataset,
@@ -165,6 +165,36 @@ class LazyEncodedDataset(Dataset):
                 continue
             return {"input_ids": enc["input_ids"], "labels": enc["labels"]}
         raise _all_too_long(self.what, n, self.template)
+
+
+class StreamingEncodedDataset(IterableDataset):
+    """Encodes rows as ``rows()`` yields them (``--streaming``); over-long rows are skipped.
+
+    ``rows`` is called for every pass over the data (the trainer starts a new pass when a stream
+    ends before ``--max_steps``); ``skipped`` counts over-long rows met so far in this process.
+    """
+
+    def __init__(self, rows, template, what: str = "--dataset"):
+        self.rows = rows
+        self.template = template
+        self.what = what
+        self.skipped = 0
+
+    def __iter__(self):
+        from swiftkit.templates import SequenceTooLong
+
+        produced = 0
+        for row in self.rows():
+            try:
+                enc = self.template.encode(row)
+            except SequenceTooLong:
+                self.skipped += 1
+                continue
+            produced += 1
+            yield {"input_ids": enc["input_ids"], "labels": enc["labels"]}
+        if not produced:
+            raise _all_too_long(self.what, self.skipped, self.template) if self.skipped else TrainError(
+                f"{self.what}: the stream has no rows")
 
 
 def make_collator(tokenizer, padding_free: bool, packed: bool = False):

@@ -49,6 +49,8 @@ class SftRecipe:
         train_rows, val_rows = self._load_rows()
         self.train_data, self.val_data, skipped = self._encode(train_rows, val_rows)
         self.model = self._load_model()
+        self.num_train_rows = None if train_rows is None else len(self.train_data)  # encoded, before packing
+        self.train_data = self._pack()
         self.trainer_cls = self._choose_trainer()
         self.parts = self._plugin_parts()
         self._check_scheduler_name()
@@ -70,33 +72,52 @@ class SftRecipe:
             self.cfg.model.model = json.loads(args_file.read_text())["model"]
         return ckpt
 
-    def _load_rows(self):
-        from swiftkit.data import load_rows, split_rows
-        from swiftkit.data.loader import LoadReport
-
+    def _data_kwargs(self) -> dict:
         d = self.cfg.data
-        kw = dict(
+        return dict(
             registry=self.registries.datasets, preprocessors=self.registries.preprocessors, seed=d.data_seed,
             model_name=tuple(d.model_name), model_author=tuple(d.model_author), use_hf=self.cfg.model.use_hf,
             cache_dir=self.cfg.model.cache_dir, text_only=self.is_pt, columns=d.column_map,
             skip_bad_rows=d.skip_bad_rows,
         )
+
+    def _load_rows(self):
+        """``(train rows, validation rows)``; train rows are None with --streaming (read while training)."""
+        from swiftkit.data import load_rows, split_rows
+        from swiftkit.data.loader import LoadReport
+
+        d = self.cfg.data
         report, val_report = LoadReport(), LoadReport()
-        train = load_rows(d.dataset, report=report, **kw)
-        val = load_rows(d.val_dataset, report=val_report, **kw) if d.val_dataset else []
+        train = None if d.streaming else load_rows(d.dataset, report=report, **self._data_kwargs())
+        val = load_rows(d.val_dataset, report=val_report, **self._data_kwargs()) if d.val_dataset else []
         for what, rep in (("--dataset", report), ("--val_dataset", val_report)):
             if rep.skipped:
                 print(f"[swiftkit] --skip_bad_rows: {what}: {rep.summary()}", file=sys.stderr)
         self.bad_rows_skipped = len(report.skipped) + len(val_report.skipped)
-        if not d.val_dataset and d.split_dataset_ratio > 0:
+        if train is not None and not d.val_dataset and d.split_dataset_ratio > 0:
             return split_rows(train, d.split_dataset_ratio, seed=d.data_seed)
         return train, val
 
-    def _encode(self, train_rows, val_rows):
-        from swiftkit.train.encode import encode_rows
+    def _stream(self):
+        """A fresh iterator over the streamed --dataset rows (one per pass over the data)."""
+        from swiftkit.data.loader import LoadReport
+        from swiftkit.data.streaming import stream_rows
 
-        train, skipped = encode_rows(train_rows, self.template, "--dataset")
-        val, val_skipped = encode_rows(val_rows, self.template, "--val_dataset")
+        self.stream_report = LoadReport()
+        return stream_rows(self.cfg.data.dataset, report=self.stream_report, **self._data_kwargs())
+
+    def _encode(self, train_rows, val_rows):
+        from swiftkit.train.encode import StreamingEncodedDataset, encode_dataset
+
+        d = self.cfg.data
+        cache_dir = Path(self.cfg.model.cache_dir).expanduser() / "encoded" if self.cfg.model.cache_dir else None
+        kw = dict(num_proc=d.dataset_num_proc, use_cache=d.load_from_cache_file, cache_dir=cache_dir)
+        if train_rows is None:
+            self._stream()  # resolves every source now: an unknown dataset fails before weights load
+            train, skipped = StreamingEncodedDataset(self._stream, self.template), 0
+        else:
+            train, skipped = encode_dataset(train_rows, self.template, what="--dataset", lazy=d.lazy_tokenize, **kw)
+        val, val_skipped = encode_dataset(val_rows, self.template, what="--val_dataset", **kw) if val_rows else ([], 0)
         if skipped or val_skipped:
             print(
                 f"[swiftkit] skipped {skipped} training and {val_skipped} validation rows longer than "
@@ -104,6 +125,22 @@ class SftRecipe:
                 file=sys.stderr,
             )
         return train, val, skipped + val_skipped
+
+    def _pack(self):
+        """--packing: bin-pack the encoded rows, when the model keeps packed samples apart."""
+        from swiftkit.train.packing import pack_rows, packing_is_exact
+
+        if not self.cfg.training.packing:
+            return self.train_data
+        if not packing_is_exact(self.model):
+            print("[swiftkit] this model's attention does not keep packed samples apart (checked with a "
+                  "probe); training without --packing", file=sys.stderr)
+            self.cfg.training.packing = False
+            return self.train_data
+        packed = pack_rows(self.train_data, self.template.max_length)
+        print(f"[swiftkit] --packing: {len(self.train_data)} rows in {len(packed)} rows of up to "
+              f"{self.template.max_length} tokens", file=sys.stderr)
+        return packed
 
     def _load_model(self):
         from transformers import set_seed
@@ -145,10 +182,13 @@ class SftRecipe:
         write_json(self.run_dir / "args.json", args)
         manifest = build_manifest(
             seed=self.cfg.training.seed,
-            data_fingerprint=data_fingerprint(train_rows + val_rows),
+            # a stream is not read ahead: its fingerprint covers the specs that name it
+            data_fingerprint=data_fingerprint(
+                (train_rows if train_rows is not None else [{"streaming": list(self.cfg.data.dataset)}]) + val_rows
+            ),
             template_fingerprint=self.template.fingerprint,
             template_name=self.template.name,
-            num_train_rows=len(self.train_data),
+            num_train_rows=self.num_train_rows,
             num_val_rows=len(self.val_data),
             skipped_rows=skipped,
             bad_rows_skipped=self.bad_rows_skipped,
@@ -223,7 +263,11 @@ class SftRecipe:
 
         loss, metrics, optimizer, callbacks = self.parts
         self.counter = TokenCounter()
-        collator = CountingCollator(make_collator(self.tokenizer, self._padding_free()), self.counter)
+        packed = self.cfg.training.packing
+        # Packed rows are already full: one row per bin (a flattened batch would make attention
+        # quadratic in the whole batch's tokens on backends without variable-length kernels).
+        padding_free = False if packed else self._padding_free()
+        collator = CountingCollator(make_collator(self.tokenizer, padding_free, packed=packed), self.counter)
         callbacks = [
             JsonlLoggingCallback(self.run_dir / "logging.jsonl", self.counter),
             RunFilesCallback(self.run_dir),
