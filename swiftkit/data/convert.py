@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 
 from swiftkit.data.errors import DatasetError
+from swiftkit.data.readers import UNREADABLE
 
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {
@@ -348,11 +349,18 @@ def _check_order(row: dict, messages: list[dict], i: int) -> None:
                     f"{' or '.join(_NEXT[before])}", "role_order")
 
 
+def _check_readable(row: dict) -> None:
+    if UNREADABLE in row:
+        problem = row[UNREADABLE]
+        raise _fail(row, problem, "invalid_json" if "JSON" in problem else "unreadable")
+
+
 def to_messages_row(row: dict, require_reply: bool = True) -> dict:
     """A supervised row in any supported format -> the canonical row (see the module docstring).
 
     With ``require_reply=False`` (inference prompts) a row may end on a user turn, and a
     query/instruction row may have no response/output."""
+    _check_readable(row)
     extra: dict = {}
     if "chosen" in row and "rejected" in row:
         messages, extra["rejected_response"] = _from_preference(row)
@@ -388,6 +396,7 @@ def to_messages_row(row: dict, require_reply: bool = True) -> dict:
 
 def to_text_row(row: dict) -> dict:
     """A pretraining row with a ``text`` (or ``content``) string column -> ``{"text", "_origin"}``."""
+    _check_readable(row)
     key = "text" if "text" in row else "content" if "content" in row else None
     if key is None:
         raise _fail(

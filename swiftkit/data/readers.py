@@ -76,9 +76,18 @@ def _text(path: Path) -> str:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
 
 
+def unreadable(origin: str, problem: str) -> dict:
+    """A row that could not be read: it stands in its place so the converter reports it (with
+    every other bad row) as a row error, and ``--skip_bad_rows`` can leave it out."""
+    return {UNREADABLE: problem, "_origin": origin}
+
+
+UNREADABLE = "_unreadable"
+
+
 def _object(value, path: Path, line) -> dict:
     if not isinstance(value, dict):
-        raise DatasetError(f"{path}:{line}: expected a JSON object per row, got {type(value).__name__}")
+        return unreadable(f"{path}:{line}", f"expected a JSON object per row, got {type(value).__name__}")
     value["_origin"] = f"{path}:{line}"
     return value
 
@@ -94,7 +103,8 @@ def _json_lines(path: Path, lines: Iterable[tuple[int, str]]) -> Iterator[dict]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise _invalid(path, n, exc) from exc
+            yield unreadable(f"{path}:{n}", f"invalid JSON: {exc.msg} (column {exc.colno})")
+            continue
         yield _object(value, path, n)
 
 
@@ -176,10 +186,9 @@ def _iter_csv(path: Path) -> Iterator[dict]:
         except csv.Error as exc:
             raise DatasetError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from exc
         if None in row:
-            raise DatasetError(
-                f"{path}:{start}: {len(reader.fieldnames) + len(row[None])} fields but the header "
-                f"has {len(reader.fieldnames)}"
-            )
+            yield unreadable(f"{path}:{start}", f"{len(reader.fieldnames) + len(row[None])} fields but "
+                             f"the header has {len(reader.fieldnames)}")
+            continue
         # Empty cells mean "absent" (CSV cannot say null).
         row = {k: v for k, v in row.items() if v not in ("", None)}
         row["_origin"] = f"{path}:{start}"

@@ -275,3 +275,23 @@ def test_unknown_source_suggests_registered_name():
 
 def test_no_specs():
     assert "no dataset given" in error_of([])
+
+
+def test_unreadable_lines_are_collected_with_the_other_bad_rows(tmp_path):
+    from swiftkit.data.loader import LoadReport
+
+    path = jsonl(tmp_path, "broken.jsonl", [GOOD, '{"messages": [', GOOD, "[1, 2]", {"query": "q"}])
+    msg = error_of([path])
+    assert msg.startswith("3 of 5 rows are unusable (invalid_json 2, missing_field 1):")
+    assert f"{path}:2: invalid JSON: Expecting value" in msg
+    assert f"{path}:4: expected a JSON object per row, got list" in msg
+    report = LoadReport()
+    rows = load_rows([path], registry=EMPTY, skip_bad_rows=True, report=report)
+    assert [r["_origin"] for r in rows] == [f"{path}:1", f"{path}:3"]
+
+
+def test_csv_row_with_too_many_fields_is_skippable(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text("query,response\nq1,r1\nq2,r2,extra\nq3,r3\n", encoding="utf-8")
+    rows = load_rows([str(path)], registry=EMPTY, skip_bad_rows=True)
+    assert [r["messages"][0]["content"] for r in rows] == ["q1", "q3"]
