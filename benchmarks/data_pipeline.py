@@ -73,7 +73,9 @@ def _timed(fn):
 
 
 def baseline_encode(rows: list[dict], tokenizer, num_proc: int):
-    from datasets import Dataset
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()  # one line of output per measurement
 
     def tokenize(batch):
         out = tokenizer.apply_chat_template(batch["messages"], tokenize=True, return_dict=True)
