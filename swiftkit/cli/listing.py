@@ -13,7 +13,7 @@ KINDS = ("models", "datasets", "templates", "preprocessors", "rewards")
 def _detail(kind: str, registry, name: str, entry) -> str:
     if kind == "models":
         hub = entry.ms_id or entry.hf_id or ""
-        return f"{entry.family:<10} {'embedded' if getattr(entry, 'embedded', None) else hub}"
+        return f"{entry.type or entry.model_type:<24} {'embedded' if getattr(entry, 'embedded', None) else hub}"
     if kind == "datasets":
         where = entry.path or entry.ms_id or entry.hf_id or ""
         return f"{where}  [{', '.join(entry.tags)}]" if entry.tags else where
@@ -44,6 +44,8 @@ def list_command(argv: list[str]) -> int:
     parser.add_argument("--tag", action="append", default=[], metavar="TAG",
                         help="Only entries carrying this tag (repeat for entries with every tag given), "
                         "e.g. --tag preference --tag zh. (datasets and models)")
+    parser.add_argument("--family", default=None, metavar="F",
+                        help="models: only this family (card), model type or config.json model_type.")
     parser.add_argument("--json", action="store_true", help="Print a JSON list instead of a table.")
     add_plugin_options(parser)
     args = parser.parse_args(argv)
@@ -54,6 +56,10 @@ def list_command(argv: list[str]) -> int:
     registry = getattr(build_registries(pm), args.kind)
     wanted = {t.lower() for t in args.tag}
     items = [(name, entry) for name, entry in registry.items() if wanted <= set(_tags(entry))]
+    if args.family:
+        family = args.family.lower()
+        items = [(n, e) for n, e in items
+                 if family in {getattr(e, k, None) for k in ("family", "type", "model_type")}]
     if args.json:
         print(json.dumps([_as_json(args.kind, registry, n, e) for n, e in items], ensure_ascii=False, indent=1))
         return 0
@@ -62,7 +68,9 @@ def list_command(argv: list[str]) -> int:
     for name, detail in rows:
         print(f"{name:<{width}}  {detail}".rstrip())
     tagged = f" tagged {', '.join(sorted(wanted))}" if wanted else ""
-    print(f"# {len(rows)} {args.kind}{tagged}")
+    types = {getattr(e, "type", "") for _, e in items} - {""}
+    in_types = f" in {len(types)} model types" if args.kind == "models" else ""
+    print(f"# {len(rows)} {args.kind}{in_types}{tagged}")
     if wanted and not rows:
         known = sorted({t for _, e in registry.items() for t in _tags(e)})
         print(f"# known tags: {', '.join(known) or 'none'}")

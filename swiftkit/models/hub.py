@@ -42,6 +42,31 @@ def _hub_endpoints(hub: str) -> tuple[list[str], bool]:
     return modelscope_endpoints(), False
 
 
+RETRIES = 3  # attempts for a reachable hub that drops the connection mid-download
+TRANSIENT = (ConnectionError, TimeoutError)
+
+
+def with_retries(fn, attempts: int = RETRIES, backoff_s: float = 2.0, sleep=None):
+    """``fn()``, retried on connection errors and timeouts (``requests``' and ``httpx``' derive
+    from the built-in ones or are matched by name) with exponential back-off; other errors and
+    the last failure propagate."""
+    import time
+
+    sleep = time.sleep if sleep is None else sleep
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            transient = isinstance(exc, TRANSIENT) or type(exc).__name__ in (
+                "ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "ChunkedEncodingError",
+                "RemoteDisconnected", "IncompleteRead",
+            )
+            if not transient or attempt == attempts:
+                raise
+            sleep(backoff_s * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
 def _snapshot(
     hub: str, model_id: str, revision: str | None, cache_dir: Path, local_only: bool
 ) -> str:
@@ -67,7 +92,9 @@ def download(
     endpoints, offline = _hub_endpoints(hub)
     reason = "the library is set to offline mode" if offline else unreachable_reason(endpoints)
     try:
-        path = _snapshot(hub, model_id, revision, cache_dir, local_only=reason is not None)
+        local_only = reason is not None
+        path = with_retries(lambda: _snapshot(hub, model_id, revision, cache_dir, local_only=local_only),
+                            attempts=1 if local_only else RETRIES)
     except Exception as exc:  # each library has its own error classes; all mean "not available"
         if reason is None:
             reason = _one_line(exc)

@@ -24,6 +24,8 @@ from swiftkit.models.registry import (
     ModelEntry,
     infer_model_type,
     known_families,
+    model_types,
+    type_candidates,
 )
 from swiftkit.registry import RegistryError, closest
 
@@ -33,10 +35,11 @@ class ResolvedModel:
     """A model found on disk, ready for ``from_pretrained``."""
 
     path: str  # local directory with config.json, weights and tokenizer files
-    model_type: str | None  # the family (config.json model_type), when known
-    entry: ModelEntry | None  # the registry entry, when --model was a registered name
+    model_type: str | None  # config.json model_type, when known
+    entry: ModelEntry | None  # the registry entry: the registered model, or its model type's
     source: str  # "local" | "embedded" | "modelscope" | "hf"
     name: str  # what the user passed
+    candidates: tuple[str, ...] = ()  # registry types that fit config.json when none was chosen
 
 
 def default_cache_dir() -> Path:
@@ -107,20 +110,35 @@ def _read_config(path: Path) -> dict:
     return config
 
 
-def _model_type(
-    explicit: str | None, entry: ModelEntry | None, config: dict, registry
-) -> str | None:
+def _type_of(explicit: str | None, entry: ModelEntry | None, config: dict, registry):
+    """``(config model_type, the entry whose type fields apply, candidate types when ambiguous)``."""
     if explicit:
+        types = model_types(registry)
+        if explicit in types:
+            chosen = types[explicit]
+            return chosen.model_type, entry if entry is not None else chosen, ()
         families = known_families(registry)
-        if explicit.lower() not in families:
-            raise RegistryError(
-                f"unknown --model_type {explicit!r}{closest(explicit.lower(), families)}; "
-                f"known families: {', '.join(sorted(families))}"
-            )
-        return explicit.lower()
-    if entry is not None and entry.family:
-        return entry.family
-    return infer_model_type(config, registry)
+        if explicit.lower() in families:
+            return explicit.lower(), entry, ()
+        raise RegistryError(
+            f"unknown --model_type {explicit!r}{closest(explicit, list(types))}; "
+            "`swiftkit list models --json` lists the registered types"
+        )
+    if entry is not None and entry.type:
+        return entry.model_type, entry, ()
+    candidates = type_candidates(config, registry)
+    model_type = infer_model_type(config, registry)
+    if len(candidates) == 1:
+        return model_type, entry or candidates[0], ()
+    return model_type, entry, tuple(sorted(c.type for c in candidates))
+
+
+def _registered_by_hub_id(model: str, use_hf: bool, registry) -> ModelEntry | None:
+    """The registered entry whose id on the selected hub is ``model``."""
+    for _name, entry in registry.items():
+        if model == (entry.hf_id if use_hf else entry.ms_id):
+            return entry
+    return None
 
 
 def resolve_model(
@@ -160,6 +178,7 @@ def resolve_model(
             raise ModelNotFoundError(
                 f"{model!r} is neither a local directory nor a hub id (owner/name)"
             )
+        entry = _registered_by_hub_id(model, use_hf, registry)
         source = "hf" if use_hf else "modelscope"
         path = hub.download(
             model,
@@ -175,10 +194,7 @@ def resolve_model(
         )
     folder = _check_model_dir(Path(path), model)
     config = _read_config(folder)
+    family, entry, candidates = _type_of(model_type, entry, config, registry)
     return ResolvedModel(
-        path=str(folder),
-        model_type=_model_type(model_type, entry, config, registry),
-        entry=entry,
-        source=source,
-        name=model,
+        path=str(folder), model_type=family, entry=entry, source=source, name=model, candidates=candidates,
     )

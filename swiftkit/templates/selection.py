@@ -7,14 +7,42 @@ training will see. Only the tokenizer is loaded, never the weights.
 from __future__ import annotations
 
 
-def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool) -> str | None:
+def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool, candidates=(),
+                  registry=None) -> str | None:
     """``--template`` when given; else None (the tokenizer's own chat template) when it has one;
-    else the registered model's template, or ``default`` for pretraining."""
+    else the registered model type's template, or ``default`` for pretraining.
+
+    ``candidates`` are the registered model types that fit an unregistered model's config.json;
+    when they disagree on the template, the choice is the user's (an error lists them).
+    """
     if requested is not None or getattr(tokenizer, "chat_template", None):
         return requested
     if model_entry is not None and model_entry.template:
         return model_entry.template
-    return "default" if pretrain else None
+    if pretrain:
+        return "default"  # raw text: the template only adds the tokenizer's bos/eos
+    if candidates and registry is not None:
+        from swiftkit.models.registry import model_types
+        from swiftkit.templates import TemplateError
+
+        types = model_types(registry)
+        options = {name: types[name].template for name in candidates if name in types}
+        templates = {t for t in options.values() if t}
+        if len(templates) == 1:
+            return templates.pop()
+        if len(templates) > 1:
+            groups: dict[str, list[str]] = {}
+            for name, tpl in sorted(options.items()):
+                groups.setdefault(tpl or "own chat template", []).append(name)
+            listed = "; ".join(
+                f"{tpl}: {', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}"
+                for tpl, names in sorted(groups.items())
+            )
+            raise TemplateError(
+                f"the tokenizer has no chat template and config.json fits {len(options)} registered model "
+                f"types with different templates ({listed}); pass --model_type TYPE or --template NAME"
+            )
+    return None
 
 
 def load_tokenizer_and_template(model_args, template_args, registries, *, pretrain: bool = False):
@@ -29,7 +57,9 @@ def load_tokenizer_and_template(model_args, template_args, registries, *, pretra
     )
     tokenizer = load_tokenizer(resolved, trust_remote_code=m.trust_remote_code)
     template = get_template(
-        tokenizer, template_name(tokenizer, t.template, resolved.entry, pretrain), system=t.system,
+        tokenizer,
+        template_name(tokenizer, t.template, resolved.entry, pretrain, resolved.candidates, registries.models),
+        system=t.system,
         max_length=t.max_length, truncation_strategy=t.truncation_strategy,
         loss_scale="all" if pretrain else t.loss_scale, registry=registries.templates,
     )

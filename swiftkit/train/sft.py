@@ -148,6 +148,10 @@ class SftRecipe:
         from swiftkit.models import load_model
 
         m, t = self.cfg.model, self.cfg.tuner
+        entry = self.resolved.entry
+        if t.target_modules == ["all-linear"] and entry is not None and entry.lora_target_modules:
+            t.target_modules = list(entry.lora_target_modules)  # the model type needs these
+            print(f"[swiftkit] model type {entry.type}: LoRA on {', '.join(t.target_modules)}", file=sys.stderr)
         set_seed(self.cfg.training.seed)  # before the tuner initialises adapter weights
         model = load_model(self.resolved, torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code)
         if self.cfg.training.gradient_checkpointing:

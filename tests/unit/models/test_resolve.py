@@ -29,13 +29,13 @@ def test_local_dir_resolves_with_inferred_type(tiny_model_dir, model_registry):
 
 def test_explicit_model_type_overrides_and_is_checked(tiny_model_dir, model_registry):
     folder = str(tiny_model_dir("llama"))
-    assert (
-        resolve_model(folder, model_type="Mistral", registry=model_registry).model_type == "mistral"
-    )
+    resolved = resolve_model(folder, model_type="qwen2_5", registry=model_registry)
+    assert (resolved.model_type, resolved.entry.type) == ("qwen2", "qwen2_5")  # a registry type
+    assert resolve_model(folder, model_type="Mistral", registry=model_registry).model_type == "mistral"
     with pytest.raises(
-        RegistryError, match=r"unknown --model_type 'qwen25' \(did you mean 'qwen2'\?\)"
+        RegistryError, match=r"unknown --model_type 'qwen2_55' \(did you mean 'qwen2_5'\?\)"
     ):
-        resolve_model(folder, model_type="qwen25", registry=model_registry)
+        resolve_model(folder, model_type="qwen2_55", registry=model_registry)
 
 
 def test_local_dir_without_config_json(tiny_model_dir, tmp_path, model_registry):
@@ -132,3 +132,63 @@ def test_offline_hub_id_uses_the_local_hub_cache(tiny_model_dir, tmp_path, model
     )
     assert resolved.path == str(repo / "snapshots" / commit)
     assert (resolved.source, resolved.model_type) == ("hf", "qwen3")
+
+
+def test_offline_hub_id_uses_the_modelscope_cache(tiny_model_dir, tmp_path, model_registry):
+    from swiftkit.hub import modelscope_endpoints
+
+    if unreachable_reason(modelscope_endpoints(), timeout=2) is None:
+        pytest.skip("ModelScope is reachable: this test covers the offline path")
+    # The layout modelscope writes: models/<owner>--<name>/snapshots/<revision>.
+    folder = tmp_path / "modelscope" / "models" / "swiftkit-tests--tiny-qwen2" / "snapshots" / "master"
+    shutil.copytree(tiny_model_dir("qwen2"), folder)
+    resolved = resolve_model("swiftkit-tests/tiny-qwen2", cache_dir=str(tmp_path), registry=model_registry)
+    assert (resolved.path, resolved.source, resolved.model_type) == (str(folder), "modelscope", "qwen2")
+
+
+def test_revision_pins_the_cached_snapshot(tiny_model_dir, tmp_path, model_registry):
+    from huggingface_hub import constants
+
+    if unreachable_reason([constants.ENDPOINT], timeout=2) is None:
+        pytest.skip("the Hugging Face hub is reachable: this test covers the offline path")
+    repo = tmp_path / "huggingface" / "models--swiftkit-tests--pinned"
+    old, new = "1" * 40, "2" * 40
+    shutil.copytree(tiny_model_dir("llama"), repo / "snapshots" / old)
+    shutil.copytree(tiny_model_dir("qwen3"), repo / "snapshots" / new)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(new)
+    (repo / "refs" / "v1.0").write_text(old)
+    latest = resolve_model("swiftkit-tests/pinned", use_hf=True, cache_dir=str(tmp_path), registry=model_registry)
+    pinned = resolve_model("swiftkit-tests/pinned", use_hf=True, revision="v1.0", cache_dir=str(tmp_path),
+                           registry=model_registry)
+    assert (latest.model_type, pinned.model_type) == ("qwen3", "llama")
+    assert pinned.path == str(repo / "snapshots" / old)
+
+
+def test_downloads_retry_transient_errors_only():
+    from swiftkit.models.hub import with_retries
+
+    calls, waits = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("reset by peer")
+        return "done"
+
+    assert with_retries(flaky, attempts=3, backoff_s=0.5, sleep=waits.append) == "done"
+    assert waits == [0.5, 1.0]
+
+    def broken():
+        raise ValueError("repository not found")
+
+    with pytest.raises(ValueError):
+        with_retries(broken, attempts=3, sleep=waits.append)
+    assert waits == [0.5, 1.0]  # not retried
+
+    def down():
+        raise ConnectionError("network is unreachable")
+
+    with pytest.raises(ConnectionError):
+        with_retries(down, attempts=2, backoff_s=0.5, sleep=waits.append)
+    assert waits == [0.5, 1.0, 0.5]  # one wait between the two attempts, then the error
