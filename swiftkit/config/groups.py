@@ -37,7 +37,8 @@ class ModelArgs:
         "or a registered short name such as smollm2-135m-instruct (`swiftkit list models`).",
     )
     model_type: Optional[str] = arg(
-        None, "Registered model family to use; inferred from config.json architectures when unset."
+        None, "Registry model type (e.g. qwen2_5; `swiftkit list models --json`) deciding the fallback "
+        "template and LoRA targets; inferred from the registry or config.json when unset."
     )
     model_revision: Optional[str] = arg(None, "Hub revision (branch, tag or commit) to download.")
     use_hf: bool = arg(False, "Download from the Hugging Face hub instead of ModelScope.")
