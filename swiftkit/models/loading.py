@@ -74,17 +74,24 @@ def load_tokenizer(model, **resolve_kwargs):
 
 
 def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, **resolve_kwargs):
-    """The causal LM for ``model`` loaded with ``AutoModelForCausalLM`` in ``torch_dtype``.
+    """The causal LM for ``model`` loaded with ``AutoModelForCausalLM`` in ``torch_dtype`` (for a
+    multimodal checkpoint without a causal-LM class, its ``AutoModelForImageTextToText`` class).
 
     The model stays on the CPU; moving it to a device is the caller's choice.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     dtype = resolve_dtype(torch_dtype)
     resolved = _resolved(model, resolve_kwargs)
+    kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            resolved.path, dtype=dtype, trust_remote_code=trust_remote_code
-        )
+        try:
+            return AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+        except ValueError as exc:
+            # Multimodal checkpoints (e.g. Mistral 3) have no causal-LM mapping; their
+            # image-text-to-text class trains and generates on text alone.
+            if "Unrecognized configuration class" not in str(exc):
+                raise
+            return AutoModelForImageTextToText.from_pretrained(resolved.path, **kwargs)
     except OSError as exc:
         raise ModelNotFoundError(f"cannot load the model in {resolved.path}: {exc}") from exc

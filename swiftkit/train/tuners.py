@@ -6,7 +6,17 @@ its own (e.g. a different peft method) without touching this file.
 
 from __future__ import annotations
 
+import sys
+
 from swiftkit.train.errors import TrainError
+
+
+def _has_fused_experts(model) -> bool:
+    """Whether some module named ``experts`` holds a 3-D parameter (fused expert weights)."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "experts" and any(p.dim() == 3 for p in module.parameters(recurse=False)):
+            return True
+    return False
 
 
 def apply_lora(model, tuner):
@@ -14,10 +24,17 @@ def apply_lora(model, tuner):
 
     targets = list(tuner.target_modules)
     target = "all-linear" if targets == ["all-linear"] else targets
+    dropout = tuner.lora_dropout
+    if dropout > 0 and _has_fused_experts(model):
+        # transformers 5 keeps MoE experts as fused 3-D parameters; peft adapts those as parameters,
+        # which cannot take dropout.
+        print(f"[swiftkit] this model's MoE experts are fused parameters: --lora_dropout {dropout} -> 0.0",
+              file=sys.stderr)
+        dropout = 0.0
     config = LoraConfig(
         r=tuner.lora_rank,
         lora_alpha=tuner.lora_alpha,
-        lora_dropout=tuner.lora_dropout,
+        lora_dropout=dropout,
         target_modules=target,
         task_type="CAUSAL_LM",
     )
