@@ -36,18 +36,28 @@ def _all_too_long(what: str, n: int, template) -> TrainError:
     )
 
 
-def encode_rows(rows: list[dict], template, what: str = "--dataset") -> tuple[list[dict], int]:
-    """Encode every row; rows over --max_length (strategy delete) are skipped and counted."""
+def encode_each(rows, template):
+    """``{"input_ids", "labels"}`` for each row, or None for a row over --max_length (strategy
+    delete): the one loop every encoder here shares."""
     from swiftkit.templates import SequenceTooLong
 
-    encoded, skipped = [], 0
     for row in rows:
         try:
             enc = template.encode(row)
         except SequenceTooLong:
+            yield None
+            continue
+        yield {"input_ids": enc["input_ids"], "labels": enc["labels"]}
+
+
+def encode_rows(rows: list[dict], template, what: str = "--dataset") -> tuple[list[dict], int]:
+    """Encode every row; rows over --max_length (strategy delete) are skipped and counted."""
+    encoded, skipped = [], 0
+    for enc in encode_each(rows, template):
+        if enc is None:
             skipped += 1
             continue
-        encoded.append({"input_ids": enc["input_ids"], "labels": enc["labels"]})
+        encoded.append(enc)
     if rows and not encoded:
         raise _all_too_long(what, len(rows), template)
     return encoded, skipped
@@ -89,14 +99,10 @@ def encode_dataset(rows: list[dict], template, *, what: str = "--dataset", num_p
 
 def _encode_chunk(rows: list[dict], template=None):
     """Encode ``rows`` into flat int32 ids/labels, int64 lengths and the skipped count."""
-    from swiftkit.templates import SequenceTooLong
-
     template = template if template is not None else _WORKER_TEMPLATE
     ids, labels, lengths, skipped = [], [], [], 0
-    for row in rows:
-        try:
-            enc = template.encode(row)
-        except SequenceTooLong:
+    for enc in encode_each(rows, template):
+        if enc is None:
             skipped += 1
             continue
         ids.extend(enc["input_ids"])
@@ -181,17 +187,13 @@ class StreamingEncodedDataset(IterableDataset):
         self.skipped = 0
 
     def __iter__(self):
-        from swiftkit.templates import SequenceTooLong
-
         produced = 0
-        for row in self.rows():
-            try:
-                enc = self.template.encode(row)
-            except SequenceTooLong:
+        for enc in encode_each(self.rows(), self.template):
+            if enc is None:
                 self.skipped += 1
                 continue
             produced += 1
-            yield {"input_ids": enc["input_ids"], "labels": enc["labels"]}
+            yield enc
         if not produced:
             raise _all_too_long(self.what, self.skipped, self.template) if self.skipped else TrainError(
                 f"{self.what}: the stream has no rows")

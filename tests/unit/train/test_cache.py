@@ -7,23 +7,12 @@ import random
 import numpy as np
 import pytest
 
-from swiftkit.templates import Template
 from swiftkit.train.cache import cache_key, tokenizer_fingerprint
+from encode_helpers import CountingTemplate
+
 from swiftkit.train.encode import encode_dataset
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "how", "can", "I", "help", "you", "today"]
-
-
-class CountingTemplate(Template):
-    """A real template that counts how often it encodes a row."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls = 0
-
-    def encode(self, row):
-        self.calls += 1
-        return super().encode(row)
 
 
 def make_rows(n=30, seed=0):

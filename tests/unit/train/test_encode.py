@@ -5,7 +5,9 @@ import random
 import numpy as np
 import pytest
 
-from swiftkit.templates import Template, TemplateError
+from swiftkit.templates import TemplateError
+from encode_helpers import CountingTemplate
+
 from swiftkit.train.encode import (
     LazyEncodedDataset,
     encode_dataset,
@@ -15,18 +17,6 @@ from swiftkit.train.encode import (
 from swiftkit.train.errors import TrainError
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "how", "can", "I", "help", "you", "today", "capital", "of", "France"]
-
-
-class CountingTemplate(Template):
-    """A real template that counts how often it encodes a row."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls = 0
-
-    def encode(self, row):
-        self.calls += 1
-        return super().encode(row)
 
 
 def make_rows(n, seed=0, long_every=7):
