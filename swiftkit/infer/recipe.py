@@ -5,8 +5,11 @@ assistant reply, which becomes ``labels``; replies are written as JSON lines to
 ``--result_path`` (default ``<first adapter dir or cwd>/infer_result/<timestamp>.jsonl``). The
 file appears under its final name only once every row is written.
 
-Interactive mode (otherwise): a ``<<< `` prompt on stdout, one user message per line, multi-turn
-history; ``clear`` forgets the history, ``exit`` / ``quit`` / end of input stops.
+Interactive mode (otherwise): a ``<<< `` prompt on stdout, multi-turn history; a message is one
+line, lines continued with a trailing backslash, or a block between two lines of three double
+quotes. ``clear``
+forgets the history, ``reset-system TEXT`` sets a new system prompt (and clears the history),
+``exit`` / ``quit`` / end of input stops.
 """
 
 from __future__ import annotations
@@ -37,6 +40,36 @@ def load_val_rows(cfg, registries, *, require_reply: bool) -> list[dict]:
         seed=d.data_seed, model_name=tuple(d.model_name), model_author=tuple(d.model_author),
         use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir, require_reply=require_reply,
     )
+
+
+INTERACTIVE_HELP = (
+    "Type a message. A line ending with \\ continues on the next line; a line of three double quotes\n"
+    "starts and ends a multi-line block. Commands: clear (forget the conversation), reset-system TEXT\n"
+    "(new system prompt, history cleared; without TEXT: back to the default), exit or quit.\n"
+)
+
+
+def _read_message(stdin, stdout) -> str | None:
+    """One message from ``stdin``: a line, backslash-continued lines, or a block between two lines
+    of three double quotes; None at end of input."""
+    stdout.write("<<< ")
+    stdout.flush()
+    line = stdin.readline()
+    if not line:
+        return None
+    if line.strip() == '"""':
+        lines = []
+        while (more := stdin.readline()) and more.strip() != '"""':
+            lines.append(more.rstrip("\n"))
+        return "\n".join(lines)
+    lines = [line.rstrip("\n")]
+    while lines[-1].endswith("\\"):
+        lines[-1] = lines[-1][:-1]
+        more = stdin.readline()
+        if not more:
+            break
+        lines.append(more.rstrip("\n"))
+    return "\n".join(lines)
 
 
 def batched_replies(engine, prompts, batch_size: int, gen_kwargs: dict):
@@ -113,7 +146,10 @@ class InferRecipe:
         start = time.time()
         prompts, labels = zip(*(split_prompt(r["messages"]) for r in rows)) if rows else ((), ())
         try:
-            with tmp.open("w", encoding="utf-8") as out:
+            from tqdm import tqdm
+
+            with tmp.open("w", encoding="utf-8") as out, tqdm(total=len(rows), unit="row", file=sys.stderr,
+                                                              desc="infer", mininterval=1.0) as bar:
                 done = 0
                 for replies in batched_replies(self.engine, prompts, cfg.generation.max_batch_size, self.gen_kwargs):
                     for prompt, label, reply in zip(prompts[done:], labels[done:], replies):
@@ -121,36 +157,40 @@ class InferRecipe:
                         out.write(json.dumps(line, ensure_ascii=False) + "\n")
                     out.flush()
                     done += len(replies)
-                    print(f"[swiftkit] infer: {done}/{len(rows)} rows, {time.time() - start:.1f} s",
-                          file=sys.stderr)
+                    bar.update(len(replies))
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
-        print(f"[swiftkit] infer: results written to {path}", file=sys.stderr)
+        print(f"[swiftkit] infer: {len(rows)} rows in {time.time() - start:.1f} s; results written to {path}",
+              file=sys.stderr)
         return {"result_path": str(path), "num_rows": len(rows)}
 
     def run_interactive(self, stdin, stdout) -> dict:
         history: list[dict] = []
+        system: list[dict] = []  # set by reset-system; else the template's --system applies
         turns = 0
-        stdout.write("Type a message; 'clear' forgets the conversation, 'exit' or 'quit' ends.\n")
+        stdout.write(INTERACTIVE_HELP)
         while True:
-            stdout.write("<<< ")
-            stdout.flush()
-            line = stdin.readline()
-            if not line:  # end of input
+            query = _read_message(stdin, stdout)
+            if query is None:  # end of input
                 stdout.write("\n")
                 break
-            query = line.strip()
-            if not query:
+            if not query.strip():
                 continue
-            if query in ("exit", "quit"):
+            command, _, rest = query.strip().partition(" ")
+            if command in ("exit", "quit"):
                 break
-            if query == "clear":
+            if command == "clear":
                 history = []
                 stdout.write("(history cleared)\n")
                 continue
+            if command == "reset-system":
+                system = [{"role": "system", "content": rest.strip()}] if rest.strip() else []
+                history = []
+                stdout.write(f"(system prompt {'set' if system else 'reset to the default'}; history cleared)\n")
+                continue
             history.append({"role": "user", "content": query})
-            reply = self._reply(history, stdout)
+            reply = self._reply(system + history, stdout)
             history.append({"role": "assistant", "content": reply})
             turns += 1
         stdout.flush()

@@ -59,7 +59,7 @@ def test_batch_mode_writes_one_json_line_per_row(lora_ckpt, val_file, tmp_path, 
     assert [line["response"] for line in lines] == alone
     assert sorted(p.name for p in out.parent.iterdir()) == ["out.jsonl"]  # no temp file left behind
     err = capsys.readouterr().err
-    assert "2/5 rows" in err and "5/5 rows" in err
+    assert "5/5" in err and "infer: 5 rows in" in err
 
 
 def test_batch_mode_default_path_is_next_to_the_adapters(make_lora_run, val_file):
@@ -81,6 +81,27 @@ def test_interactive_chat_keeps_history_and_clears_it(lora_ckpt):
     second = r.engine.generate([[{"role": "user", "content": "hello"}, {"role": "assistant", "content": first},
                                  {"role": "user", "content": "how are you"}]], max_new_tokens=6)[0]
     assert f"<<< {first}\n<<< {second}\n<<< (history cleared)\n<<< {first}\n<<< " in text
+
+
+def test_interactive_multi_line_messages_and_reset_system(lora_ckpt):
+    r = recipe(adapters=[str(lora_ckpt)])
+    stdout = io.StringIO()
+    script = ('first line \\\nsecond line\n'
+              '"""\nblock one\n\nblock three\n"""\n'
+              'reset-system Be brief.\nhello\nreset-system\nhello\n')
+    assert r.run(stdin=io.StringIO(script), stdout=stdout) == {"turns": 4}
+    text = stdout.getvalue()
+
+    def reply(*messages):
+        return r.engine.generate([list(messages)], max_new_tokens=6)[0]
+
+    first = reply({"role": "user", "content": "first line \nsecond line"})
+    second = reply({"role": "user", "content": "first line \nsecond line"}, {"role": "assistant", "content": first},
+                   {"role": "user", "content": "block one\n\nblock three"})
+    system = reply({"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"})
+    plain = reply({"role": "user", "content": "hello"})
+    assert (f"<<< {first}\n<<< {second}\n<<< (system prompt set; history cleared)\n<<< {system}\n"
+            f"<<< (system prompt reset to the default; history cleared)\n<<< {plain}\n") in text
 
 
 def test_interactive_streaming_ends_cleanly_at_end_of_input(lora_ckpt):
