@@ -16,6 +16,7 @@ COMMAND_HELP = {
     "infer": "Chat with a model or trained adapters, interactively or over a dataset.",
     "eval": "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).",
     "export": "Write trained adapters as a model other tools load (built in: merged safetensors).",
+    "deploy": "Serve a model and its adapters over an OpenAI-compatible HTTP API (/v1/chat/completions).",
     "data": "Check a dataset (data lint) or show an encoded row with its trained tokens (data preview).",
     "list": "List registered entries: swiftkit list models|datasets|templates|preprocessors|rewards.",
     "plugins": "Inspect or create plugins: swiftkit plugins list | new NAME.",
@@ -96,6 +97,10 @@ def _run_command(command: str, argv: list[str]) -> int:
         from swiftkit.export import run_export
 
         run_export(cfg)
+    elif command == "deploy":
+        from swiftkit.deploy import run_deploy
+
+        run_deploy(cfg)
     return 0
 
 

@@ -5,6 +5,7 @@ from swiftkit.config.commands import (
     CommandConfig,
     DataLintConfig,
     DataPreviewConfig,
+    DeployConfig,
     EvalConfig,
     ExportConfig,
     InferConfig,
@@ -15,6 +16,7 @@ from swiftkit.config.groups import (
     AdapterArgs,
     ConfigError,
     DataArgs,
+    DeployArgs,
     EvalArgs,
     ExportArgs,
     GenerationArgs,
@@ -26,7 +28,7 @@ from swiftkit.config.groups import (
 )
 
 __all__ = [
-    "COMMANDS", "AdapterArgs", "CommandConfig", "ConfigError", "DataLintConfig", "DataPreviewConfig", "DataArgs", "EvalArgs", "EvalConfig",
+    "COMMANDS", "AdapterArgs", "CommandConfig", "ConfigError", "DataLintConfig", "DataPreviewConfig", "DeployArgs", "DeployConfig", "DataArgs", "EvalArgs", "EvalConfig",
     "ExportArgs", "ExportConfig", "GenerationArgs", "InferConfig",
     "ModelArgs", "PluginArgs", "PtConfig", "SftConfig", "TemplateArgs", "TrainingArgs", "TunerArgs",
 ]

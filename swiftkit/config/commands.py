@@ -12,6 +12,7 @@ from swiftkit.config.groups import (
     ConfigError,
     DataArgs,
     DataToolArgs,
+    DeployArgs,
     EvalArgs,
     ExportArgs,
     GenerationArgs,
@@ -173,6 +174,33 @@ class ExportConfig(CommandConfig):
 
 
 @dataclass
+class DeployConfig(CommandConfig):
+    """Serve a model and its adapters over an OpenAI-compatible HTTP API."""
+
+    command: ClassVar[str] = "deploy"
+    description: ClassVar[str] = (
+        "Serve a model and LoRA adapters (--adapters NAME=PATH ...) over an OpenAI-compatible API: "
+        "/v1/models, /v1/chat/completions, /v1/completions. --max_batch_size caps the rows generated "
+        "together; request fields left out take the generation flags' values."
+    )
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    adapter: AdapterArgs = field(default_factory=AdapterArgs)
+    template: TemplateArgs = field(default_factory=TemplateArgs)
+    generation: GenerationArgs = field(default_factory=GenerationArgs)
+    deploy: DeployArgs = field(default_factory=DeployArgs)
+    plugin: PluginArgs = field(default_factory=PluginArgs)
+    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+
+    def __post_init__(self):
+        if not self.model.model and not self.adapter.adapters:
+            raise ConfigError("`swiftkit deploy` needs --model or --adapters")
+        if self.adapter.merge_lora and len(self.adapter.adapters) > 1:
+            raise ConfigError("--merge_lora serves one merged model: pass one --adapters entry, or drop "
+                              "--merge_lora to serve each adapter under its own name")
+
+
+@dataclass
 class DataLintConfig(CommandConfig):
     """Check --dataset rows (and, with --model, their tokenized length) without loading weights."""
 
@@ -208,6 +236,6 @@ class DataPreviewConfig(DataLintConfig):
 
 
 COMMANDS: dict[str, type[CommandConfig]] = {
-    c.command: c for c in (SftConfig, PtConfig, InferConfig, EvalConfig, ExportConfig, DataLintConfig,
-                           DataPreviewConfig)
+    c.command: c for c in (SftConfig, PtConfig, InferConfig, EvalConfig, ExportConfig, DeployConfig,
+                           DataLintConfig, DataPreviewConfig)
 }

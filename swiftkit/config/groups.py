@@ -257,6 +257,32 @@ class GenerationArgs:
 
 
 @dataclass
+class DeployArgs:
+    host: str = arg("127.0.0.1", "Address the server listens on (0.0.0.0 for every interface).")
+    port: int = arg(8000, "TCP port of the server.")
+    api_key: Optional[str] = arg(
+        None, "When set, every /v1 request needs the header `Authorization: Bearer <api_key>`."
+    )
+    served_model_name: Optional[str] = arg(
+        None, "Model id of the base model in the API (default: the last part of --model's name or path)."
+    )
+    max_model_len: Optional[int] = arg(
+        None, "Most tokens a request may use, prompt plus reply (default: the model's max_position_embeddings)."
+    )
+    max_body_bytes: int = arg(4 * 1024 * 1024, "Largest request body accepted; larger ones get 413.")
+    batch_wait_ms: float = arg(
+        5.0, "How long the scheduler waits for more requests to fill a batch (up to --max_batch_size rows)."
+    )
+
+    def __post_init__(self):
+        _check(0 < self.port < 65536, f"--port must be between 1 and 65535, got {self.port}")
+        _check(self.max_model_len is None or self.max_model_len > 0, "--max_model_len must be > 0")
+        _check(self.max_body_bytes > 0, "--max_body_bytes must be > 0")
+        _check(self.batch_wait_ms >= 0, "--batch_wait_ms must be >= 0")
+        _check(self.api_key is None or bool(self.api_key), "--api_key must not be empty")
+
+
+@dataclass
 class PluginArgs:
     plugins: list[str] = arg([], "Local plugin files (.py) to load besides installed ones.")
     disable_plugins: list[str] = arg([], "Plugin names (entry-point names) not to load.")

@@ -1,16 +1,44 @@
-"""Generation with plain transformers: batched replies and a token stream for chat.
+"""Generation with plain transformers: batched replies, token streams and OpenAI-style requests.
 
-The prompt ids are exactly ``template.encode_prompt(messages)`` (what the model's chat template
-gives with ``add_generation_prompt=True``); a batch is left-padded by hand with an attention mask,
-so padding never changes the prompt. Generation stops at any of ``template.stop_token_ids``, and
-only the new tokens before the stop token are decoded.
+The prompt ids are exactly ``template.encode_prompt(messages, tools=...)`` (what the model's chat
+template gives with ``add_generation_prompt=True``, as in training); a batch is left-padded by hand
+with an attention mask, so padding never changes the prompt. Generation stops at any of
+``template.stop_token_ids`` or at a request's stop strings, and only the new tokens before the
+stop are decoded. One base model can serve several LoRA adapters, each under its own model name,
+chosen per call (peft ``set_adapter``; the base model runs with the adapters disabled). Calls from
+several threads are serialised by a lock; the deploy scheduler batches them before they get here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import queue
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+from swiftkit.infer.protocol import (
+    ChatRequest,
+    CompletionRequest,
+    ProtocolError,
+    SamplingParams,
+    Usage,
+    chat_chunk,
+    chat_response,
+    completion_chunk,
+    completion_response,
+    new_id,
+)
+
+
+@dataclass
+class Generated:
+    """One finished reply: its text, how many tokens it took and why it ended."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str  # "stop" (stop token or string) or "length" (max_tokens reached)
 
 
 class _TokenQueue:
@@ -32,8 +60,45 @@ class _TokenQueue:
         self.items.put(self.DONE)
 
 
+def _stopping_criteria(width: int, stops: tuple[str, ...], decode, cancel: threading.Event | None):
+    """A StoppingCriteria ending rows whose new text contains a stop string (all rows on cancel);
+    ``stopped_at[row]`` is the sequence length at which a row was stopped."""
+    import torch
+    from transformers import StoppingCriteria
+
+    window = max((len(s) for s in stops), default=0) + 8  # tokens: each decodes to >= 1 char mostly
+
+    class StopStrings(StoppingCriteria):
+        def __init__(self):
+            self.stopped_at: dict[int, int] = {}
+
+        def __call__(self, input_ids, scores, **kwargs):
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            if cancel is not None and cancel.is_set():
+                return done | True
+            if stops:
+                length = input_ids.shape[1]
+                for row, ids in enumerate(input_ids[:, max(width, length - window):].tolist()):
+                    if row not in self.stopped_at and any(s in decode(ids) for s in stops):
+                        self.stopped_at[row] = length
+                    done[row] = row in self.stopped_at
+            return done
+
+    return StopStrings()
+
+
+def _cut_at_stop_string(text: str, stops) -> tuple[str, bool]:
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[:min(found)], True) if found else (text, False)
+
+
+def _held_back(text: str, stops) -> int:
+    """How many trailing characters of ``text`` could be the start of a stop string."""
+    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+
+
 class TransformersEngine:
-    """Chat replies from a causal LM and a template (``encode_prompt``, ``decode``, stop ids)."""
+    """Replies from a causal LM and a template (``encode_prompt``, ``decode``, stop ids)."""
 
     def __init__(self, model, template):
         self.model = model
@@ -42,11 +107,71 @@ class TransformersEngine:
         tok = template.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.pad_token_id: int = pad if pad is not None else (self.stop_token_ids or [0])[0]
+        self.max_model_len: int | None = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.served: dict[str, str | None] = {}  # model name -> peft adapter name (None: base model)
+        self._model_lock = threading.Lock()
+        self._tok_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
+
+    # -- served models ---------------------------------------------------------------------------
+
+    def add_model(self, name: str, adapter: str | None = None) -> None:
+        """Serve the base model (``adapter`` None) or an already loaded peft adapter as ``name``."""
+        if name in self.served:
+            raise ValueError(f"model name {name!r} is served twice; give each adapter its own name")
+        self.served[name] = adapter
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Load the LoRA adapter at ``path`` beside the others and serve it as ``name``."""
+        from peft import PeftModel
+
+        internal = f"adapter{len(self.served)}"  # peft names become module keys: keep them plain
+        with self._model_lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=internal, is_trainable=False)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=internal, is_trainable=False)
+            self.model.eval()
+        self.add_model(name, internal)
+
+    def model_names(self) -> list[str]:
+        return list(self.served)
+
+    def check_model(self, name: str) -> None:
+        if self.served and name not in self.served:
+            raise ProtocolError(
+                f"the model {name!r} does not exist; served models: {', '.join(self.served)}",
+                "model", status=404, code="model_not_found",
+            )
+
+    @contextlib.contextmanager
+    def _using(self, name: str | None):
+        """Run with the adapter served as ``name`` active (None: the model as loaded)."""
+        if name is None or not self.served:
+            yield
+            return
+        self.check_model(name)
+        adapter = self.served[name]
+        if adapter is None:
+            disable = getattr(self.model, "disable_adapter", None)
+            with disable() if disable is not None and hasattr(self.model, "peft_config") else contextlib.nullcontext():
+                yield
+        else:
+            self.model.set_adapter(adapter)
+            yield
 
     # -- building blocks -------------------------------------------------------------------------
 
-    def prompt_ids(self, messages: list[dict]) -> list[int]:
-        return list(self.template.encode_prompt(messages))
+    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        with self._tok_lock:
+            return list(self.template.encode_prompt(messages, tools=tools))
+
+    def text_ids(self, text: str) -> list[int]:
+        with self._tok_lock:
+            return list(self.template.tokenizer(text)["input_ids"])
+
+    def _decode(self, ids) -> str:
+        with self._tok_lock:
+            return self.template.decode(ids)
 
     def _batch(self, prompts: list[list[int]]):
         """Left-padded ``input_ids`` and ``attention_mask`` tensors on the model's device."""
@@ -58,19 +183,20 @@ class TransformersEngine:
         device = self.model.device
         return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
-    def _generation_config(self, max_new_tokens, temperature, top_p, top_k, repetition_penalty):
+    def _generation_config(self, params: SamplingParams):
         from transformers import GenerationConfig
 
         kw = {
-            "max_new_tokens": max_new_tokens,
+            "max_new_tokens": params.max_tokens,
             "eos_token_id": self.stop_token_ids or None,
             "pad_token_id": self.pad_token_id,
-            "do_sample": temperature > 0,
+            "do_sample": params.temperature > 0,
         }
-        if temperature > 0:
-            kw.update(temperature=temperature, top_p=top_p, top_k=top_k)
-        if repetition_penalty != 1.0:
-            kw["repetition_penalty"] = repetition_penalty
+        if params.temperature > 0:
+            kw.update(temperature=params.temperature, top_p=params.top_p,
+                      top_k=params.top_k if params.top_k > 0 else None)
+        if params.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = params.repetition_penalty
         return GenerationConfig(**kw)
 
     def _until_stop(self, ids: list[int]) -> list[int]:
@@ -80,74 +206,208 @@ class TransformersEngine:
                 return ids[:i]
         return ids
 
-    # -- public API ------------------------------------------------------------------------------
+    def _finish(self, ids: list[int], params: SamplingParams) -> Generated:
+        kept = self._until_stop(ids)
+        hit_token = len(kept) < len(ids)
+        text, hit_string = _cut_at_stop_string(self._decode(kept), params.stop)
+        reason = "length" if not (hit_token or hit_string) and len(kept) >= params.max_tokens else "stop"
+        return Generated(text, len(kept) + int(hit_token), reason)
 
-    def generate(
-        self,
-        conversations: list[list[dict]],
-        *,
-        max_new_tokens: int = 512,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 50,
-        repetition_penalty: float = 1.0,
-    ) -> list[str]:
-        """One reply per conversation, generated as one left-padded batch."""
-        if not conversations:
-            return []
+    def fit(self, prompt_len: int, params: SamplingParams, given: bool = True) -> SamplingParams:
+        """``params`` checked against ``max_model_len``: a server default is lowered to fit."""
+        limit = self.max_model_len
+        if limit is None:
+            return params
+        room = limit - prompt_len
+        if room <= 0:
+            raise ProtocolError(f"the prompt has {prompt_len} tokens, but this model's context is {limit} tokens "
+                                "(max_model_len)", "messages", code="context_length_exceeded")
+        if params.max_tokens > room:
+            if given:
+                raise ProtocolError(
+                    f"the prompt ({prompt_len} tokens) plus max_tokens ({params.max_tokens}) exceeds this model's "
+                    f"context of {limit} tokens (max_model_len)", "max_tokens", code="context_length_exceeded")
+            params = dataclasses.replace(params, max_tokens=room)
+        return params
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
+                     cancel: threading.Event | None = None) -> list[Generated]:
+        """One reply per prompt (token ids), generated as one left-padded batch with ``model``'s adapter."""
         import torch
 
-        input_ids, mask = self._batch([self.prompt_ids(m) for m in conversations])
-        config = self._generation_config(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
-        new = out[:, input_ids.shape[1]:].tolist()
-        return [self.template.decode(self._until_stop(ids)) for ids in new]
+        input_ids, mask = self._batch(prompts)
+        width = input_ids.shape[1]
+        stopper = _stopping_criteria(width, params.stop, self._decode, cancel)
+        with self._model_lock, self._using(model), torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=[stopper],
+                                      generation_config=self._generation_config(params))
+        rows = out[:, width:].tolist()
+        return [self._finish(ids[:stopper.stopped_at[i] - width] if i in stopper.stopped_at else ids, params)
+                for i, ids in enumerate(rows)]
 
-    def stream(self, messages: list[dict], **gen) -> Iterator[str]:
-        """Yield the reply to ``messages`` in text pieces as tokens arrive (same text as generate)."""
+    def stream_ids(self, prompt: list[int], params: SamplingParams, model: str | None = None,
+                   cancel: threading.Event | None = None) -> Iterator[str | Generated]:
+        """Yield text pieces as tokens arrive, then the :class:`Generated` reply (same text as generate)."""
         import torch
 
-        input_ids, mask = self._batch([self.prompt_ids(messages)])
-        config = self._generation_config(
-            gen.get("max_new_tokens", 512), gen.get("temperature", 0.0), gen.get("top_p", 1.0),
-            gen.get("top_k", 50), gen.get("repetition_penalty", 1.0),
-        )
+        input_ids, mask = self._batch([prompt])
+        cancel = cancel or threading.Event()
+        stopper = _stopping_criteria(input_ids.shape[1], params.stop, self._decode, cancel)
         streamer = _TokenQueue()
         failure: list[BaseException] = []
 
         def work():
             try:
-                with torch.inference_mode():
-                    self.model.generate(
-                        input_ids=input_ids, attention_mask=mask, generation_config=config, streamer=streamer
-                    )
+                with self._using(model), torch.inference_mode():
+                    if params.seed is not None:
+                        torch.manual_seed(params.seed)
+                    self.model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer,
+                                        stopping_criteria=[stopper], generation_config=self._generation_config(params))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 failure.append(exc)
                 streamer.end()
 
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
+        with self._model_lock:
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            try:
+                yield from self._pieces(streamer, params, cancel)
+            finally:
+                cancel.set()  # a consumer that stops early ends generation too
+                thread.join()
+        if failure:
+            raise failure[0]
+
+    def _pieces(self, streamer: _TokenQueue, params: SamplingParams, cancel: threading.Event):
         ids: list[int] = []
-        emitted = ""
-        stopped = False
+        emitted, hit_token, hit_string = "", False, False
         while True:
             item = streamer.items.get()
             if item is _TokenQueue.DONE:
                 break
-            if stopped:
+            if hit_token or hit_string:
                 continue  # drain until generate ends
             kept = self._until_stop(item)
-            stopped = len(kept) < len(item)
+            hit_token = len(kept) < len(item)
             ids.extend(kept)
-            text = self.template.decode(ids)
-            # Hold back a piece that ends in half a multi-byte character or rewrites earlier text.
-            if text.startswith(emitted) and not text.endswith("\ufffd") and len(text) > len(emitted):
-                yield text[len(emitted):]
-                emitted = text
-        thread.join()
-        if failure:
-            raise failure[0]
-        text = self.template.decode(ids)
+            text, hit_string = _cut_at_stop_string(self._decode(ids), params.stop)
+            if hit_string:
+                cancel.set()
+            # Hold back half a multi-byte character, text that rewrites earlier text, and text that
+            # may be the start of a stop string.
+            end = len(text) if hit_string else len(text) - _held_back(text, params.stop)
+            if text.startswith(emitted) and not text[:end].endswith("\ufffd") and end > len(emitted):
+                yield text[len(emitted):end]
+                emitted = text[:end]
+        text, hit_string = _cut_at_stop_string(self._decode(ids), params.stop)
         if text.startswith(emitted) and len(text) > len(emitted):
             yield text[len(emitted):]
+        done = hit_token or hit_string or len(ids) < params.max_tokens
+        yield Generated(text, len(ids) + int(hit_token), "stop" if done else "length")
+
+    # -- chat and completion requests (OpenAI shapes) --------------------------------------------
+
+    def prepare_chat(self, request: ChatRequest) -> tuple[list[int], SamplingParams]:
+        """Prompt ids (the training encoding) and the fitted sampling params of a chat request."""
+        self.check_model(request.model)
+        try:
+            prompt = self.prompt_ids(request.messages, tools=request.tools)
+        except ValueError as exc:
+            raise ProtocolError(str(exc), "messages") from exc
+        return prompt, self.fit(len(prompt), request.params, request.max_tokens_given)
+
+    def prepare_completion(self, request: CompletionRequest) -> list[tuple[list[int], SamplingParams]]:
+        self.check_model(request.model)
+        out = []
+        for text in request.prompts:
+            prompt = self.text_ids(text)
+            if not prompt:
+                raise ProtocolError("'prompt' encodes to no tokens", "prompt")
+            out.append((prompt, self.fit(len(prompt), request.params, request.max_tokens_given)))
+        return out
+
+    def chat(self, request: ChatRequest) -> dict:
+        """A ``chat.completion`` body for ``request`` (its ``n`` choices in one batch)."""
+        prompt, params = self.prepare_chat(request)
+        replies = self.generate_ids([prompt] * request.n, params, model=request.model)
+        return chat_body(request, len(prompt), replies)
+
+    def chat_stream(self, request: ChatRequest) -> Iterator[dict]:
+        """``chat.completion.chunk`` bodies for ``request`` as tokens arrive."""
+        prompt, params = self.prepare_chat(request)
+        yield from chat_chunks(request, len(prompt), self.stream_ids(prompt, params, model=request.model))
+
+    def complete(self, request: CompletionRequest) -> dict:
+        """A ``text_completion`` body for a raw-prompt request."""
+        prepared = self.prepare_completion(request)
+        replies = [r for prompt, params in prepared
+                   for r in self.generate_ids([prompt] * request.n, params, model=request.model)]
+        return completion_body(request, sum(len(p) for p, _ in prepared), replies)
+
+    # -- the simple API of `swiftkit infer` / `swiftkit eval` ------------------------------------
+
+    def generate(self, conversations: list[list[dict]], *, max_new_tokens: int = 512, temperature: float = 0.0,
+                 top_p: float = 1.0, top_k: int = 50, repetition_penalty: float = 1.0) -> list[str]:
+        """One reply per conversation, generated as one left-padded batch."""
+        if not conversations:
+            return []
+        params = SamplingParams(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+        return [g.text for g in self.generate_ids([self.prompt_ids(m) for m in conversations], params)]
+
+    def stream(self, messages: list[dict], **gen) -> Iterator[str]:
+        """Yield the reply to ``messages`` in text pieces as tokens arrive (same text as generate)."""
+        params = SamplingParams(
+            gen.get("max_new_tokens", 512), gen.get("temperature", 0.0), gen.get("top_p", 1.0),
+            gen.get("top_k", 50), gen.get("repetition_penalty", 1.0),
+        )
+        for item in self.stream_ids(self.prompt_ids(messages), params):
+            if isinstance(item, str):
+                yield item
+
+
+# -- response bodies from generated replies (shared with the deploy server) ----------------------
+
+def chat_body(request: ChatRequest, prompt_tokens: int, replies: list[Generated]) -> dict:
+    usage = Usage(prompt_tokens, sum(g.completion_tokens for g in replies))
+    return chat_response(new_id("chatcmpl"), request.model, [(g.text, g.finish_reason) for g in replies], usage)
+
+
+def completion_body(request: CompletionRequest, prompt_tokens: int, replies: list[Generated]) -> dict:
+    usage = Usage(prompt_tokens, sum(g.completion_tokens for g in replies))
+    results = [((p if request.echo else "") + g.text, g.finish_reason)
+               for p, group in zip(request.prompts, _chunks(replies, request.n)) for g in group]
+    return completion_response(new_id("cmpl"), request.model, results, usage)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def chat_chunks(request: ChatRequest, prompt_tokens: int, events) -> Iterator[dict]:
+    """Chunk bodies from ``events`` (text pieces, then a :class:`Generated`)."""
+    rid, model = new_id("chatcmpl"), request.model
+    yield chat_chunk(rid, model, {"role": "assistant", "content": ""})
+    for event in events:
+        if isinstance(event, str):
+            yield chat_chunk(rid, model, {"content": event})
+        else:
+            yield chat_chunk(rid, model, {}, event.finish_reason)
+            if request.include_usage:
+                yield chat_chunk(rid, model, {}, usage=Usage(prompt_tokens, event.completion_tokens))
+
+
+def completion_chunks(request: CompletionRequest, prompt_tokens: int, events) -> Iterator[dict]:
+    rid, model = new_id("cmpl"), request.model
+    if request.echo:
+        yield completion_chunk(rid, model, request.prompts[0])
+    for event in events:
+        if isinstance(event, str):
+            yield completion_chunk(rid, model, event)
+        else:
+            yield completion_chunk(rid, model, "", event.finish_reason)
+            if request.include_usage:
+                yield completion_chunk(rid, model, "", usage=Usage(prompt_tokens, event.completion_tokens))

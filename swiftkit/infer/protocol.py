@@ -1,0 +1,283 @@
+"""OpenAI-compatible request and response shapes, checked by hand (no web framework needed).
+
+``ChatRequest.from_dict`` / ``CompletionRequest.from_dict`` take the parsed JSON body of
+``/v1/chat/completions`` / ``/v1/completions`` and raise :class:`ProtocolError` (a ``ValueError``
+carrying the offending field in ``param``) for anything malformed or unsupported. Fields the
+client leaves out take the server's defaults (``SamplingDefaults``, from ``GenerationArgs``);
+``top_k`` and ``repetition_penalty`` are extensions to the OpenAI schema. Unknown fields are
+ignored, as OpenAI-compatible servers commonly do. The ``*_response`` / ``*_chunk`` functions
+build the JSON bodies (``chat.completion``, ``chat.completion.chunk``, ``text_completion``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+ROLES = ("system", "user", "assistant", "tool", "developer")
+FINISH_REASONS = ("stop", "length")
+
+
+class ProtocolError(ValueError):
+    """A request body is malformed or asks for something unsupported; ``param`` names the field."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400, code: str | None = None):
+        super().__init__(message)
+        self.param = param
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """Server-side values for the generation fields a request leaves out."""
+
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to generate; requests with equal params (and model) may share a batch.
+
+    ``max_tokens`` is the client's value or the server default; the engine lowers a default that
+    does not fit the context, while a client's value that does not fit is an error.
+    """
+
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+# -- field checks --------------------------------------------------------------------------------
+
+def _number(body: dict, name: str, default, *, lo=None, hi=None, integer=False, lo_open=False):
+    value = body.get(name)
+    if value is None:
+        return default
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ProtocolError(f"'{name}' must be {kind}, got {value!r}", name)
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ProtocolError(f"'{name}' must be {'>' if lo_open else '>='} {lo}, got {value!r}", name)
+    if hi is not None and value > hi:
+        raise ProtocolError(f"'{name}' must be <= {hi}, got {value!r}", name)
+    return value
+
+
+def _stop(body: dict) -> tuple[str, ...]:
+    stop = body.get("stop")
+    if stop is None:
+        return ()
+    items = [stop] if isinstance(stop, str) else stop
+    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
+        raise ProtocolError(f"'stop' must be a non-empty string or a list of them, got {stop!r}", "stop")
+    return tuple(dict.fromkeys(items))
+
+
+def _reject_unsupported(body: dict) -> None:
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise ProtocolError("'logprobs' is not supported by this server", "logprobs")
+    if body.get("logit_bias"):
+        raise ProtocolError("'logit_bias' is not supported by this server", "logit_bias")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if body.get(name):
+            raise ProtocolError(f"'{name}' is not supported; use 'repetition_penalty' (extension)", name)
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
+        raise ProtocolError("only 'response_format' {\"type\": \"text\"} is supported", "response_format")
+
+
+def _common(body, defaults: SamplingDefaults, max_tokens_field: str = "max_tokens"):
+    """Model name, SamplingParams, n, stream and include_usage shared by both request kinds."""
+    if not isinstance(body, dict):
+        raise ProtocolError(f"the request body must be a JSON object, got {type(body).__name__}")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ProtocolError("'model' is required: the name of a served model (GET /v1/models)", "model")
+    _reject_unsupported(body)
+    max_tokens = _number(body, max_tokens_field, None, lo=1, integer=True)
+    if max_tokens is None and max_tokens_field != "max_tokens":
+        max_tokens = _number(body, "max_tokens", None, lo=1, integer=True)
+    params = SamplingParams(
+        max_tokens=max_tokens if max_tokens is not None else defaults.max_tokens,
+        temperature=float(_number(body, "temperature", defaults.temperature, lo=0, hi=2)),
+        top_p=float(_number(body, "top_p", defaults.top_p, lo=0, hi=1, lo_open=True)),
+        top_k=int(_number(body, "top_k", defaults.top_k, lo=-1, integer=True)),
+        repetition_penalty=float(_number(body, "repetition_penalty", defaults.repetition_penalty, lo=0, lo_open=True)),
+        stop=_stop(body),
+        seed=_number(body, "seed", None, integer=True),
+    )
+    n = _number(body, "n", 1, lo=1, hi=16, integer=True)
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise ProtocolError(f"'stream' must be true or false, got {stream!r}", "stream")
+    if stream and n > 1:
+        raise ProtocolError("'n' > 1 is not supported with 'stream': true", "n")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict):
+        raise ProtocolError("'stream_options' must be an object", "stream_options")
+    return model, params, n, stream, bool(options.get("include_usage", False)), max_tokens is not None
+
+
+def _content_text(content, where: str):
+    """A message's content as text: a string, None, or a list of ``{"type": "text"}`` parts."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for k, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ProtocolError(f"{where}.content[{k}]: only text parts ({{\"type\": \"text\", \"text\": ...}}) "
+                                    f"are supported, got {part!r}", f"{where}.content")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise ProtocolError(f"{where}.content must be a string or a list of text parts", f"{where}.content")
+
+
+def _messages(body: dict) -> list[dict]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ProtocolError("'messages' is required: a non-empty list of {role, content} objects", "messages")
+    out = []
+    for k, message in enumerate(messages):
+        where = f"messages[{k}]"
+        if not isinstance(message, dict):
+            raise ProtocolError(f"{where} must be an object with 'role' and 'content'", where)
+        role = message.get("role")
+        if role not in ROLES:
+            raise ProtocolError(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}", f"{where}.role")
+        msg = {key: value for key, value in message.items() if value is not None}
+        msg["role"] = "system" if role == "developer" else role
+        content = _content_text(message.get("content"), where)
+        if content is None and not message.get("tool_calls"):
+            raise ProtocolError(f"{where}.content is required", f"{where}.content")
+        msg["content"] = content if content is not None else ""
+        out.append(msg)
+    return out
+
+
+def _tools(body: dict) -> list[dict] | None:
+    tools = body.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise ProtocolError("'tools' must be a list of tool objects", "tools")
+    if body.get("tool_choice") == "none":
+        return None
+    return tools or None
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    tools: list[dict] | None = None
+    n: int = 1
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens_given: bool = False  # the client set max_tokens / max_completion_tokens
+
+    @classmethod
+    def from_dict(cls, body, defaults: SamplingDefaults = SamplingDefaults()) -> ChatRequest:
+        model, params, n, stream, usage, given = _common(body, defaults, "max_completion_tokens")
+        return cls(model, _messages(body), params, _tools(body), n, stream, usage, given)
+
+
+@dataclass
+class CompletionRequest:
+    model: str
+    prompts: list[str]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    n: int = 1
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens_given: bool = False
+    echo: bool = False
+
+    @classmethod
+    def from_dict(cls, body, defaults: SamplingDefaults = SamplingDefaults()) -> CompletionRequest:
+        model, params, n, stream, usage, given = _common(body, defaults)
+        prompt = body.get("prompt")
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ProtocolError("'prompt' is required: a string or a non-empty list of strings", "prompt")
+        if stream and len(prompts) > 1:
+            raise ProtocolError("several prompts are not supported with 'stream': true", "prompt")
+        if body.get("suffix"):
+            raise ProtocolError("'suffix' is not supported by this server", "suffix")
+        echo = body.get("echo", False)
+        if not isinstance(echo, bool):
+            raise ProtocolError(f"'echo' must be true or false, got {echo!r}", "echo")
+        return cls(model, prompts, params, n, stream, usage, given, echo)
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def chat_response(request_id: str, model: str, results, usage: Usage) -> dict:
+    """``results``: one ``(text, finish_reason)`` per choice."""
+    choices = [
+        {"index": i, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": reason}
+        for i, (text, reason) in enumerate(results)
+    ]
+    return {"id": request_id, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": choices, "usage": usage.to_dict()}
+
+
+def chat_chunk(request_id: str, model: str, delta: dict, finish_reason: str | None = None,
+               usage: Usage | None = None, created: int | None = None) -> dict:
+    """One stream event; with ``usage`` and empty ``delta`` it is the final usage-only chunk."""
+    choices = [] if usage is not None and not delta and finish_reason is None else [
+        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    ]
+    return {"id": request_id, "object": "chat.completion.chunk", "created": created or int(time.time()),
+            "model": model, "choices": choices, "usage": usage.to_dict() if usage is not None else None}
+
+
+def completion_response(request_id: str, model: str, results, usage: Usage) -> dict:
+    choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}
+               for i, (text, reason) in enumerate(results)]
+    return {"id": request_id, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": choices, "usage": usage.to_dict()}
+
+
+def completion_chunk(request_id: str, model: str, text: str, finish_reason: str | None = None,
+                     usage: Usage | None = None) -> dict:
+    choices = [] if usage is not None and not text and finish_reason is None else [
+        {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    ]
+    return {"id": request_id, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": choices, "usage": usage.to_dict() if usage is not None else None}
+
+
+def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    """The OpenAI error shape."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
