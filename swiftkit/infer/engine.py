@@ -29,7 +29,9 @@ from swiftkit.infer.protocol import (
     completion_chunk,
     completion_response,
     new_id,
+    tool_call_deltas,
 )
+from swiftkit.infer.toolcalls import parse_tool_calls
 
 
 @dataclass
@@ -371,9 +373,19 @@ class TransformersEngine:
 
 # -- response bodies from generated replies (shared with the deploy server) ----------------------
 
+def chat_result(request: ChatRequest, reply: Generated) -> tuple:
+    """``(text, finish_reason)`` of a reply, or ``(content, "tool_calls", calls)`` when the request
+    offers ``tools`` and the reply calls some of them (see :mod:`swiftkit.infer.toolcalls`)."""
+    if request.tools:
+        content, calls = parse_tool_calls(reply.text, request.tools)
+        if calls:
+            return content, "tool_calls", calls
+    return reply.text, reply.finish_reason
+
+
 def chat_body(request: ChatRequest, prompt_tokens: int, replies: list[Generated]) -> dict:
     usage = Usage(prompt_tokens, sum(g.completion_tokens for g in replies))
-    return chat_response(new_id("chatcmpl"), request.model, [(g.text, g.finish_reason) for g in replies], usage)
+    return chat_response(new_id("chatcmpl"), request.model, [chat_result(request, g) for g in replies], usage)
 
 
 def completion_body(request: CompletionRequest, prompt_tokens: int, replies: list[Generated]) -> dict:
@@ -388,16 +400,28 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 def chat_chunks(request: ChatRequest, prompt_tokens: int, events) -> Iterator[dict]:
-    """Chunk bodies from ``events`` (text pieces, then a :class:`Generated`)."""
+    """Chunk bodies from ``events`` (text pieces, then a :class:`Generated`).
+
+    When the request offers ``tools`` the reply is held back until it is complete: then its text
+    outside any calls comes as one content delta and its tool calls as one ``tool_calls`` delta.
+    """
     rid, model = new_id("chatcmpl"), request.model
     yield chat_chunk(rid, model, {"role": "assistant", "content": ""})
     for event in events:
         if isinstance(event, str):
-            yield chat_chunk(rid, model, {"content": event})
-        else:
-            yield chat_chunk(rid, model, {}, event.finish_reason)
-            if request.include_usage:
-                yield chat_chunk(rid, model, {}, usage=Usage(prompt_tokens, event.completion_tokens))
+            if not request.tools:
+                yield chat_chunk(rid, model, {"content": event})
+            continue
+        finish = event.finish_reason
+        if request.tools:
+            content, finish, *calls = chat_result(request, event)
+            if content:
+                yield chat_chunk(rid, model, {"content": content})
+            if calls:
+                yield chat_chunk(rid, model, {"tool_calls": tool_call_deltas(calls[0])})
+        yield chat_chunk(rid, model, {}, finish)
+        if request.include_usage:
+            yield chat_chunk(rid, model, {}, usage=Usage(prompt_tokens, event.completion_tokens))
 
 
 def completion_chunks(request: CompletionRequest, prompt_tokens: int, events) -> Iterator[dict]:

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
-FINISH_REASONS = ("stop", "length")
+FINISH_REASONS = ("stop", "length", "tool_calls")
 
 
 class ProtocolError(ValueError):
@@ -241,11 +241,19 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
+def chat_message(content: str | None, tool_calls: list[dict] | None = None) -> dict:
+    """An assistant message; with ``tool_calls`` its content may be None (nothing outside the calls)."""
+    message = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return message
+
+
 def chat_response(request_id: str, model: str, results, usage: Usage) -> dict:
-    """``results``: one ``(text, finish_reason)`` per choice."""
+    """``results``: one ``(text, finish_reason)`` or ``(content, finish_reason, tool_calls)`` per choice."""
     choices = [
-        {"index": i, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": reason}
-        for i, (text, reason) in enumerate(results)
+        {"index": i, "message": chat_message(*result[:1], *result[2:]), "logprobs": None, "finish_reason": result[1]}
+        for i, result in enumerate(results)
     ]
     return {"id": request_id, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": usage.to_dict()}
@@ -259,6 +267,11 @@ def chat_chunk(request_id: str, model: str, delta: dict, finish_reason: str | No
     ]
     return {"id": request_id, "object": "chat.completion.chunk", "created": created or int(time.time()),
             "model": model, "choices": choices, "usage": usage.to_dict() if usage is not None else None}
+
+
+def tool_call_deltas(calls: list[dict]) -> list[dict]:
+    """``calls`` as stream deltas: each whole, with its ``index`` among the reply's calls."""
+    return [{"index": i, **call} for i, call in enumerate(calls)]
 
 
 def completion_response(request_id: str, model: str, results, usage: Usage) -> dict:

@@ -242,3 +242,81 @@ def test_cli_serves_and_shuts_down_cleanly_on_sigint(trained):
             proc.kill()
     assert proc.returncode == 130, err  # the shell's code for SIGINT, after a clean shutdown
     assert "serving" in err and "stopped" in err and "Traceback" not in err
+
+
+# -- tool calls: a tiny Qwen2.5-style model taught to answer one question with a call ---------------
+
+WEATHER_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+WEATHER = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+@pytest.fixture(scope="module")
+def tool_server(tiny_model_dir, tmp_path_factory):
+    """A server for a tiny model overfit (plain torch) on one reply that calls get_weather."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swiftkit.config.commands import DeployConfig
+    from swiftkit.deploy import DeployRecipe
+    from swiftkit.templates import get_template
+
+    src = tiny_model_dir("llama", "qwen25")
+    tok, model = AutoTokenizer.from_pretrained(src), AutoModelForCausalLM.from_pretrained(src)
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    row = get_template(tok).encode(
+        {"messages": [*WEATHER, {"role": "assistant", "content": "", "tool_calls": [call]}],
+         "tools": WEATHER_TOOLS})
+    ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(150):
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dest = tmp_path_factory.mktemp("toolmodel")
+    model.save_pretrained(dest)
+    tok.save_pretrained(dest)
+
+    port = free_port()
+    recipe = DeployRecipe(DeployConfig.from_flat({"model": str(dest), "served_model_name": "tools", "port": port,
+                                                  "max_new_tokens": 80}))
+    recipe.setup()
+    server = recipe.server()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    prompt = tok.apply_chat_template(WEATHER, tools=WEATHER_TOOLS, add_generation_prompt=True, tokenize=False)
+    yield openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=60), prompt
+    server.should_exit = True
+    thread.join(30)
+
+
+def test_a_generated_tool_call_comes_back_as_tool_calls(tool_server):
+    tool_server, prompt = tool_server
+    raw = tool_server.completions.create(model="tools", prompt=prompt, max_tokens=80).choices[0].text
+    assert raw.strip().startswith("<tool_call>") and '"get_weather"' in raw  # what the model really generates
+
+    out = tool_server.chat.completions.create(model="tools", messages=WEATHER, tools=WEATHER_TOOLS)
+    choice = out.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+
+    chunks = list(tool_server.chat.completions.create(model="tools", messages=WEATHER, tools=WEATHER_TOOLS,
+                                                      stream=True))
+    streamed = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert [(tc.index, tc.function.name, json.loads(tc.function.arguments)) for tc in streamed] == [
+        (0, "get_weather", {"city": "Paris"})]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ""
+
+    plain = tool_server.chat.completions.create(model="tools", messages=WEATHER, tools=WEATHER_TOOLS,
+                                                tool_choice="none", max_tokens=5)
+    assert plain.choices[0].message.tool_calls is None and plain.choices[0].finish_reason != "tool_calls"
