@@ -68,3 +68,14 @@ def choose(pm, kind: str, name: str, **kwargs):
     if result is None:
         raise unknown_choice(pm, kind, name)
     return result
+
+
+def check_backend_installed(backend: str) -> None:
+    """Fail before any weights load when ``--infer_backend`` names an optional engine whose package
+    is missing (looked up without importing it)."""
+    import importlib.util
+
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        from swiftkit.config.groups import VLLM_MISSING
+
+        raise ChoiceError(VLLM_MISSING)

@@ -21,6 +21,7 @@ from swiftkit.config.groups import (
     TemplateArgs,
     TrainingArgs,
     TunerArgs,
+    VllmArgs,
 )
 from swiftkit.registry import closest
 
@@ -133,6 +134,7 @@ class InferConfig(CommandConfig):
     template: TemplateArgs = field(default_factory=TemplateArgs)
     data: DataArgs = field(default_factory=DataArgs)
     generation: GenerationArgs = field(default_factory=GenerationArgs)
+    vllm: VllmArgs = field(default_factory=VllmArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
 
@@ -189,6 +191,7 @@ class DeployConfig(CommandConfig):
     template: TemplateArgs = field(default_factory=TemplateArgs)
     generation: GenerationArgs = field(default_factory=GenerationArgs)
     deploy: DeployArgs = field(default_factory=DeployArgs)
+    vllm: VllmArgs = field(default_factory=VllmArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
 

@@ -248,7 +248,7 @@ class GenerationArgs:
         None, "Batch mode: write one JSON line per --val_dataset row (default next to the adapters)."
     )
     max_batch_size: int = arg(8, "Batch mode: prompts generated together.")
-    infer_backend: str = arg("transformers", "Inference engine, chosen through the swiftkit_get_infer_engine hook (built in: transformers).")
+    infer_backend: str = arg("transformers", "Inference engine, chosen through the swiftkit_get_infer_engine hook (built in: transformers, vllm).")
 
     def __post_init__(self):
         _check(self.max_new_tokens > 0, "--max_new_tokens must be > 0")
@@ -325,3 +325,27 @@ class DataToolArgs:
     def __post_init__(self):
         _check(self.max_problems >= 0, "--max_problems must be >= 0")
         _check(self.index >= 0, "--index must be >= 0")
+
+
+VLLM_MISSING = "--infer_backend vllm needs the vllm package: pip install 'swiftkit[vllm]' (GPU machines only)"
+
+
+@dataclass
+class VllmArgs:
+    """Settings of the vLLM engine (``--infer_backend vllm``); the transformers engine ignores them."""
+
+    tensor_parallel_size: int = arg(1, "--infer_backend vllm: GPUs the model is split across (tensor parallel).")
+    gpu_memory_utilization: float = arg(
+        0.9, "--infer_backend vllm: fraction of each GPU's memory vLLM may take (weights plus KV cache)."
+    )
+    vllm_max_model_len: Optional[int] = arg(
+        None, "--infer_backend vllm: context length (prompt plus reply) vLLM plans its KV cache for "
+        "(default: the model's own)."
+    )
+    vllm_max_lora_rank: int = arg(64, "--infer_backend vllm: the largest LoRA rank an adapter may have.")
+
+    def __post_init__(self):
+        _check(self.tensor_parallel_size >= 1, "--tensor_parallel_size must be >= 1")
+        _check(0 < self.gpu_memory_utilization <= 1, "--gpu_memory_utilization must be in (0, 1]")
+        _check(self.vllm_max_model_len is None or self.vllm_max_model_len > 0, "--vllm_max_model_len must be > 0")
+        _check(self.vllm_max_lora_rank >= 1, "--vllm_max_lora_rank must be >= 1")

@@ -45,13 +45,14 @@ class DeployRecipe:
         self.info: dict = {}
 
     def setup(self, pm=None) -> None:
-        from swiftkit.choices import choose
+        from swiftkit.choices import check_backend_installed, choose
         from swiftkit.infer.loading import find_checkpoint, load_for_inference
         from swiftkit.infer.protocol import SamplingDefaults
         from swiftkit.infer.scheduler import Scheduler
         from swiftkit.plugins import build_registries, get_plugin_manager
 
         cfg = self.cfg
+        check_backend_installed(cfg.generation.infer_backend)
         named = parse_adapters(cfg.adapter.adapters)
         pm = pm or get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
         registries = build_registries(pm)

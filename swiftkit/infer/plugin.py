@@ -1,4 +1,4 @@
-"""Built-in plugin for inference: the transformers engine, through the public engine hook."""
+"""Built-in plugin for inference: the transformers and vLLM engines, through the public engine hook."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from swiftkit import hookimpl
 
 @hookimpl
 def swiftkit_get_infer_engine(name, model, template, config):
-    if name != "transformers":
-        return None
-    from swiftkit.infer.engine import TransformersEngine
+    if name == "transformers":
+        from swiftkit.infer.engine import TransformersEngine
 
-    return TransformersEngine(model, template)
+        return TransformersEngine(model, template)
+    if name == "vllm":
+        from swiftkit.infer.vllm_engine import engine_from_config
+
+        return engine_from_config(model, template, config)
+    return None
 
 
 @hookimpl
 def swiftkit_choice_names(kind):
-    return ["transformers"] if kind == "infer_engine" else []
+    return ["transformers", "vllm"] if kind == "infer_engine" else []

@@ -109,11 +109,12 @@ class InferRecipe:
 
     def setup(self, pm=None) -> None:
         """Load model, template and engine; ``pm`` is the plugin manager when the caller has one."""
-        from swiftkit.choices import choose
+        from swiftkit.choices import check_backend_installed, choose
         from swiftkit.infer.loading import load_for_inference
         from swiftkit.plugins import build_registries, get_plugin_manager
 
         cfg = self.cfg
+        check_backend_installed(cfg.generation.infer_backend)
         pm = pm or get_plugin_manager(cfg.plugin.plugins, cfg.plugin.disable_plugins)
         self.registries = build_registries(pm)
         model, self.template, self.info = load_for_inference(cfg, registries=self.registries)

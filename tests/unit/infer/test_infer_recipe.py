@@ -113,5 +113,5 @@ def test_interactive_streaming_ends_cleanly_at_end_of_input(lora_ckpt):
 
 
 def test_unknown_backend_is_a_clear_error_listing_valid_backends(lora_ckpt):
-    with pytest.raises(ChoiceError, match=r"unknown --infer_backend 'vllm'; valid --infer_backend values: transformers$"):
-        recipe(adapters=[str(lora_ckpt)], infer_backend="vllm")
+    with pytest.raises(ChoiceError, match=r"unknown --infer_backend 'vlm' \(did you mean 'vllm'\?\); valid --infer_backend values: transformers, vllm$"):
+        recipe(adapters=[str(lora_ckpt)], infer_backend="vlm")
