@@ -44,7 +44,7 @@ def test_builtin_parts_declare_their_names():
     assert choice_names(pm, "tuner") == ["freeze", "full", "lora"]
     assert choice_names(pm, "trainer") == ["default"]
     assert choice_names(pm, "loss") == ["cross_entropy"]
-    assert choice_names(pm, "infer_engine") == ["transformers"]
+    assert choice_names(pm, "infer_engine") == ["transformers", "vllm"]
     assert choice_names(pm, "eval_benchmark") == ["qa"]
     assert choice_names(pm, "export_format") == ["merged"]
     assert {"linear", "cosine", "constant"} <= set(choice_names(pm, "lr_scheduler"))
