@@ -7,6 +7,12 @@ with an attention mask, so padding never changes the prompt. Generation stops at
 stop are decoded. One base model can serve several LoRA adapters, each under its own model name,
 chosen per call (peft ``set_adapter``; the base model runs with the adapters disabled). Calls from
 several threads are serialised by a lock; the deploy scheduler batches them before they get here.
+
+With ``SamplingParams.logprobs`` a reply also carries each kept token's log-probability (and its
+``top_logprobs`` likeliest alternatives): ``log_softmax`` of the model's *raw* logits at that step
+(``output_logits=True``), i.e. before repetition penalty, temperature, top-k and top-p. For greedy
+decoding without a repetition penalty the chosen token is then the top alternative; for sampling
+the numbers describe the model, not the warped distribution it was sampled from.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from swiftkit.infer.protocol import (
     completion_chunk,
     completion_response,
     new_id,
+    token_logprob,
     tool_call_deltas,
 )
 from swiftkit.infer.toolcalls import parse_tool_calls
@@ -41,6 +48,7 @@ class Generated:
     text: str
     completion_tokens: int
     finish_reason: str  # "stop" (stop token or string) or "length" (max_tokens reached)
+    logprobs: list[dict] | None = None  # OpenAI ``logprobs.content`` entries, when asked for
 
 
 class _TokenQueue:
@@ -87,6 +95,31 @@ def _stopping_criteria(width: int, stops: tuple[str, ...], decode, cancel: threa
             return done
 
     return StopStrings()
+
+
+def _byte_level_chars() -> dict[str, int]:
+    """The byte-level BPE alphabet: printable bytes stand for themselves, the rest are shifted past 255."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_LEVEL = _byte_level_chars()
+
+
+def _piece_bytes(piece: str) -> bytes | None:
+    """The bytes a vocabulary piece stands for (``<0xHH>`` byte fallback or byte-level BPE), else None."""
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        return bytes([int(piece[3:5], 16)])
+    if piece and all(c in _BYTE_LEVEL for c in piece):
+        return bytes(_BYTE_LEVEL[c] for c in piece)
+    return None
 
 
 def _cut_at_stop_string(text: str, stops) -> tuple[str, bool]:
@@ -199,6 +232,8 @@ class TransformersEngine:
                       top_k=params.top_k if params.top_k > 0 else None)
         if params.repetition_penalty != 1.0:
             kw["repetition_penalty"] = params.repetition_penalty
+        if params.logprobs:
+            kw.update(output_logits=True, return_dict_in_generate=True)
         return GenerationConfig(**kw)
 
     def _until_stop(self, ids: list[int]) -> list[int]:
@@ -208,12 +243,45 @@ class TransformersEngine:
                 return ids[:i]
         return ids
 
-    def _finish(self, ids: list[int], params: SamplingParams) -> Generated:
+    def _finish(self, ids: list[int], params: SamplingParams, steps=None, row: int = 0) -> Generated:
+        """The reply of generated ``ids``; ``steps`` (raw logits per step, batch-first) add logprobs."""
         kept = self._until_stop(ids)
         hit_token = len(kept) < len(ids)
         text, hit_string = _cut_at_stop_string(self._decode(kept), params.stop)
         reason = "length" if not (hit_token or hit_string) and len(kept) >= params.max_tokens else "stop"
-        return Generated(text, len(kept) + int(hit_token), reason)
+        reply = Generated(text, len(kept) + int(hit_token), reason)
+        if steps is not None:
+            if hit_string:  # only the tokens that make up the returned text
+                kept = kept[:next(m for m in range(len(kept) + 1) if len(self._decode(kept[:m])) >= len(text))]
+            reply.logprobs = self._token_logprobs(kept, steps, row, params.top_logprobs)
+        return reply
+
+    def _token_text(self, token_id: int) -> tuple[str, bytes]:
+        """A token's text and its UTF-8 bytes; a token holding part of a character gets its own
+        bytes (byte-level BPE or ``<0xHH>`` pieces) and the text ``bytes:\\xHH...`` as OpenAI writes it."""
+        with self._tok_lock:
+            tok = self.template.tokenizer
+            text = tok.decode([token_id], skip_special_tokens=False)
+            if "\ufffd" not in text:
+                return text, text.encode("utf-8")
+            piece = tok.convert_ids_to_tokens(token_id)
+        raw = _piece_bytes(piece) if isinstance(piece, str) else None
+        if raw is None:
+            return text, text.encode("utf-8")
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in raw), raw
+
+    def _token_logprobs(self, ids: list[int], steps, row: int, top: int) -> list[dict]:
+        import torch
+
+        entries = []
+        for step, token_id in enumerate(ids):
+            logprobs = torch.log_softmax(steps[step][row].float(), dim=-1)
+            alternatives = []
+            if top:
+                values, indices = logprobs.topk(top)
+                alternatives = [(*self._token_text(i), v) for i, v in zip(indices.tolist(), values.tolist())]
+            entries.append(token_logprob(*self._token_text(token_id), logprobs[token_id].item(), alternatives))
+        return entries
 
     def fit(self, prompt_len: int, params: SamplingParams, given: bool = True) -> SamplingParams:
         """``params`` checked against ``max_model_len``: a server default is lowered to fit."""
@@ -247,8 +315,10 @@ class TransformersEngine:
                 torch.manual_seed(params.seed)
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=[stopper],
                                       generation_config=self._generation_config(params))
-        rows = out[:, width:].tolist()
-        return [self._finish(ids[:stopper.stopped_at[i] - width] if i in stopper.stopped_at else ids, params)
+        steps = out.logits if params.logprobs else None
+        rows = (out.sequences if params.logprobs else out)[:, width:].tolist()
+        return [self._finish(ids[:stopper.stopped_at[i] - width] if i in stopper.stopped_at else ids, params,
+                             steps, i)
                 for i, ids in enumerate(rows)]
 
     def stream_ids(self, prompt: list[int], params: SamplingParams, model: str | None = None,
@@ -385,14 +455,17 @@ def chat_result(request: ChatRequest, reply: Generated) -> tuple:
 
 def chat_body(request: ChatRequest, prompt_tokens: int, replies: list[Generated]) -> dict:
     usage = Usage(prompt_tokens, sum(g.completion_tokens for g in replies))
-    return chat_response(new_id("chatcmpl"), request.model, [chat_result(request, g) for g in replies], usage)
+    logprobs = [g.logprobs or [] for g in replies] if request.params.logprobs else None
+    return chat_response(new_id("chatcmpl"), request.model, [chat_result(request, g) for g in replies], usage,
+                         logprobs)
 
 
 def completion_body(request: CompletionRequest, prompt_tokens: int, replies: list[Generated]) -> dict:
     usage = Usage(prompt_tokens, sum(g.completion_tokens for g in replies))
     results = [((p if request.echo else "") + g.text, g.finish_reason)
                for p, group in zip(request.prompts, _chunks(replies, request.n)) for g in group]
-    return completion_response(new_id("cmpl"), request.model, results, usage)
+    logprobs = [g.logprobs or [] for g in replies] if request.params.logprobs else None
+    return completion_response(new_id("cmpl"), request.model, results, usage, logprobs)
 
 
 def _chunks(items: list, size: int) -> list[list]:

@@ -5,7 +5,8 @@
 carrying the offending field in ``param``) for anything malformed or unsupported. Fields the
 client leaves out take the server's defaults (``SamplingDefaults``, from ``GenerationArgs``);
 ``top_k`` and ``repetition_penalty`` are extensions to the OpenAI schema. Unknown fields are
-ignored, as OpenAI-compatible servers commonly do. The ``*_response`` / ``*_chunk`` functions
+ignored, as OpenAI-compatible servers commonly do. Chat requests may ask for ``logprobs`` (with
+``top_logprobs`` 0-20) when they do not stream; completions take ``logprobs`` as an integer 0-5 (not with ``echo``). The ``*_response`` / ``*_chunk`` functions
 build the JSON bodies (``chat.completion``, ``chat.completion.chunk``, ``text_completion``).
 """
 
@@ -55,6 +56,8 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: bool = False  # report each generated token's log-probability (chat only)
+    top_logprobs: int = 0  # and this many most likely alternatives per position (0-20)
 
 
 @dataclass
@@ -93,9 +96,33 @@ def _stop(body: dict) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+MAX_TOP_LOGPROBS = 20
+MAX_COMPLETION_LOGPROBS = 5
+
+
+def _logprobs(body: dict, chat: bool) -> tuple[bool, int]:
+    """``(logprobs, top_logprobs)``: chat asks with a bool plus a count, completions with one integer."""
+    if not chat:
+        top = _number(body, "logprobs", None, lo=0, hi=MAX_COMPLETION_LOGPROBS, integer=True)
+        if top is not None and body.get("stream"):
+            raise ProtocolError("'logprobs' is not supported with 'stream': true; ask without streaming", "logprobs")
+        if top is not None and body.get("echo"):
+            raise ProtocolError("'logprobs' is not supported with 'echo': true (no prompt logprobs)", "logprobs")
+        return top is not None, top or 0
+    want = body.get("logprobs")
+    if want is None:
+        want = False
+    if not isinstance(want, bool):
+        raise ProtocolError(f"'logprobs' must be true or false, got {want!r}", "logprobs")
+    top = _number(body, "top_logprobs", None, lo=0, hi=MAX_TOP_LOGPROBS, integer=True)
+    if top is not None and not want:
+        raise ProtocolError("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+    if want and body.get("stream"):
+        raise ProtocolError("'logprobs' is not supported with 'stream': true; ask without streaming", "logprobs")
+    return want, top or 0
+
+
 def _reject_unsupported(body: dict) -> None:
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise ProtocolError("'logprobs' is not supported by this server", "logprobs")
     if body.get("logit_bias"):
         raise ProtocolError("'logit_bias' is not supported by this server", "logit_bias")
     for name in ("presence_penalty", "frequency_penalty"):
@@ -106,7 +133,7 @@ def _reject_unsupported(body: dict) -> None:
         raise ProtocolError("only 'response_format' {\"type\": \"text\"} is supported", "response_format")
 
 
-def _common(body, defaults: SamplingDefaults, max_tokens_field: str = "max_tokens"):
+def _common(body, defaults: SamplingDefaults, max_tokens_field: str = "max_tokens", chat: bool = False):
     """Model name, SamplingParams, n, stream and include_usage shared by both request kinds."""
     if not isinstance(body, dict):
         raise ProtocolError(f"the request body must be a JSON object, got {type(body).__name__}")
@@ -114,6 +141,7 @@ def _common(body, defaults: SamplingDefaults, max_tokens_field: str = "max_token
     if not isinstance(model, str) or not model:
         raise ProtocolError("'model' is required: the name of a served model (GET /v1/models)", "model")
     _reject_unsupported(body)
+    logprobs, top_logprobs = _logprobs(body, chat)
     max_tokens = _number(body, max_tokens_field, None, lo=1, integer=True)
     if max_tokens is None and max_tokens_field != "max_tokens":
         max_tokens = _number(body, "max_tokens", None, lo=1, integer=True)
@@ -125,6 +153,8 @@ def _common(body, defaults: SamplingDefaults, max_tokens_field: str = "max_token
         repetition_penalty=float(_number(body, "repetition_penalty", defaults.repetition_penalty, lo=0, lo_open=True)),
         stop=_stop(body),
         seed=_number(body, "seed", None, integer=True),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
     n = _number(body, "n", 1, lo=1, hi=16, integer=True)
     stream = body.get("stream", False)
@@ -203,7 +233,7 @@ class ChatRequest:
 
     @classmethod
     def from_dict(cls, body, defaults: SamplingDefaults = SamplingDefaults()) -> ChatRequest:
-        model, params, n, stream, usage, given = _common(body, defaults, "max_completion_tokens")
+        model, params, n, stream, usage, given = _common(body, defaults, "max_completion_tokens", chat=True)
         return cls(model, _messages(body), params, _tools(body), n, stream, usage, given)
 
 
@@ -249,14 +279,25 @@ def chat_message(content: str | None, tool_calls: list[dict] | None = None) -> d
     return message
 
 
-def chat_response(request_id: str, model: str, results, usage: Usage) -> dict:
-    """``results``: one ``(text, finish_reason)`` or ``(content, finish_reason, tool_calls)`` per choice."""
+def chat_response(request_id: str, model: str, results, usage: Usage, logprobs: list | None = None) -> dict:
+    """``results``: one ``(text, finish_reason)`` or ``(content, finish_reason, tool_calls)`` per choice;
+    ``logprobs``: per choice, its list of token entries (see :func:`token_logprob`) or None."""
+    logprobs = logprobs or [None] * len(results)
     choices = [
-        {"index": i, "message": chat_message(*result[:1], *result[2:]), "logprobs": None, "finish_reason": result[1]}
-        for i, result in enumerate(results)
+        {"index": i, "message": chat_message(*result[:1], *result[2:]),
+         "logprobs": {"content": lp} if lp is not None else None, "finish_reason": result[1]}
+        for i, (result, lp) in enumerate(zip(results, logprobs))
     ]
     return {"id": request_id, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": usage.to_dict()}
+
+
+def token_logprob(token: str, raw: bytes, logprob: float, top: list[tuple[str, bytes, float]] | None = None) -> dict:
+    """One entry of ``choices[i].logprobs.content``; ``top`` (alternatives) only on outer entries."""
+    entry = {"token": token, "logprob": logprob, "bytes": list(raw)}
+    if top is not None:
+        entry["top_logprobs"] = [token_logprob(*alternative) for alternative in top]
+    return entry
 
 
 def chat_chunk(request_id: str, model: str, delta: dict, finish_reason: str | None = None,
@@ -274,9 +315,30 @@ def tool_call_deltas(calls: list[dict]) -> list[dict]:
     return [{"index": i, **call} for i, call in enumerate(calls)]
 
 
-def completion_response(request_id: str, model: str, results, usage: Usage) -> dict:
-    choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": reason}
-               for i, (text, reason) in enumerate(results)]
+def completion_logprobs(entries: list[dict]) -> dict:
+    """Chat-style token entries (see :func:`token_logprob`) in the legacy completions shape."""
+    offsets, seen = [], b""
+    for entry in entries:  # characters before each token, partial characters read as U+FFFD
+        offsets.append(len(seen.decode("utf-8", errors="replace")))
+        seen += bytes(entry["bytes"])
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [_first_per_token(e["top_logprobs"]) for e in entries],
+            "text_offset": offsets}
+
+
+def _first_per_token(alternatives: list[dict]) -> dict:
+    out: dict = {}
+    for alternative in alternatives:  # likeliest first: keep it where two tokens read the same
+        out.setdefault(alternative["token"], alternative["logprob"])
+    return out
+
+
+def completion_response(request_id: str, model: str, results, usage: Usage, logprobs: list | None = None) -> dict:
+    """``results``: ``(text, finish_reason)`` per choice; ``logprobs``: per choice, token entries or None."""
+    logprobs = logprobs or [None] * len(results)
+    choices = [{"index": i, "text": text, "logprobs": completion_logprobs(lp) if lp is not None else None,
+                "finish_reason": reason}
+               for i, ((text, reason), lp) in enumerate(zip(results, logprobs))]
     return {"id": request_id, "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": usage.to_dict()}
 

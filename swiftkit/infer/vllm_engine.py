@@ -20,7 +20,7 @@ from pathlib import Path
 
 from swiftkit.config.groups import VLLM_MISSING, ConfigError
 from swiftkit.infer.engine import Generated, TransformersEngine, _cut_at_stop_string
-from swiftkit.infer.protocol import SamplingParams
+from swiftkit.infer.protocol import ProtocolError, SamplingParams
 
 
 def require_vllm() -> None:
@@ -125,8 +125,16 @@ class VllmEngine:
     _decode = TransformersEngine._decode
     _until_stop = TransformersEngine._until_stop
     fit = TransformersEngine.fit
-    prepare_chat = TransformersEngine.prepare_chat
-    prepare_completion = TransformersEngine.prepare_completion
+
+    def prepare_chat(self, request):
+        """As the transformers engine's, but ``logprobs`` is refused: this engine does not report them."""
+        _refuse_logprobs(request)
+        return TransformersEngine.prepare_chat(self, request)
+
+    def prepare_completion(self, request):
+        _refuse_logprobs(request)
+        return TransformersEngine.prepare_completion(self, request)
+
     chat = TransformersEngine.chat
     chat_stream = TransformersEngine.chat_stream
     complete = TransformersEngine.complete
@@ -174,6 +182,12 @@ class VllmEngine:
         if reply.text:
             yield reply.text
         yield reply
+
+
+def _refuse_logprobs(request) -> None:
+    if request.params.logprobs:
+        raise ProtocolError("'logprobs' is not supported by the vllm backend; use --infer_backend transformers",
+                            "logprobs")
 
 
 def _engine_max_len(llm) -> int | None:

@@ -185,7 +185,8 @@ def test_malformed_bodies_get_4xx_in_the_openai_shape_and_the_server_stays_up(se
         (json.dumps({"messages": HI}).encode(), 400, "model"),
         (json.dumps({**ok, "temperature": "hot"}).encode(), 400, "temperature"),
         (json.dumps({**ok, "messages": [{"role": "robot", "content": "x"}]}).encode(), 400, "messages[0].role"),
-        (json.dumps({**ok, "logprobs": True}).encode(), 400, "logprobs"),
+        (json.dumps({**ok, "top_logprobs": 2}).encode(), 400, "top_logprobs"),
+        (json.dumps({**ok, "logprobs": True, "stream": True}).encode(), 400, "logprobs"),
         (json.dumps({**ok, "max_tokens": 10**6}).encode(), 400, "max_tokens"),
         (json.dumps({**ok, "messages": [{"role": "user", "content": "x" * 100_000}]}).encode(), 413, None),
     ]
@@ -320,3 +321,11 @@ def test_a_generated_tool_call_comes_back_as_tool_calls(tool_server):
     plain = tool_server.chat.completions.create(model="tools", messages=WEATHER, tools=WEATHER_TOOLS,
                                                 tool_choice="none", max_tokens=5)
     assert plain.choices[0].message.tool_calls is None and plain.choices[0].finish_reason != "tool_calls"
+
+
+def test_logprobs_through_the_openai_client(client):
+    reply = client.chat.completions.create(model="base", messages=HI, max_tokens=4, logprobs=True, top_logprobs=2)
+    content = reply.choices[0].logprobs.content
+    assert len(content) == reply.usage.completion_tokens or reply.choices[0].finish_reason == "stop"
+    assert content and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in content)
+    assert all(t.top_logprobs[0].logprob == t.logprob for t in content)  # greedy picks the top token

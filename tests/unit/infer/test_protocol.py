@@ -35,7 +35,7 @@ def chat(**body):
     ({"model": "m", "messages": HI, "stop": ["", "x"]}, "stop", "non-empty string"),
     ({"model": "m", "messages": HI, "stream": "yes"}, "stream", "true or false"),
     ({"model": "m", "messages": HI, "n": 2, "stream": True}, "n", "stream"),
-    ({"model": "m", "messages": HI, "logprobs": True}, "logprobs", "not supported"),
+    ({"model": "m", "messages": HI, "top_logprobs": 3}, "top_logprobs", "needs .logprobs.: true"),
     ({"model": "m", "messages": HI, "tools": {"type": "function"}}, "tools", "list"),
 ])
 def test_chat_request_errors_name_the_field(body, param, text):
