@@ -32,6 +32,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(cfg):
+    """``(recipe, uvicorn server, thread)``: the deploy server for ``cfg`` running in a thread."""
+    from swiftkit.deploy import DeployRecipe
+
+    recipe = DeployRecipe(cfg)
+    recipe.setup()
+    server = recipe.server()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    return recipe, server, thread
+
+
 def perturbed_copy(ckpt, dest):
     """A copy of the LoRA checkpoint ``ckpt`` with large random lora_B weights."""
     import torch
@@ -51,7 +67,6 @@ def perturbed_copy(ckpt, dest):
 @pytest.fixture(scope="module")
 def served(trained, tmp_path_factory):
     from swiftkit.config.commands import DeployConfig
-    from swiftkit.deploy import DeployRecipe
 
     loud = perturbed_copy(trained, tmp_path_factory.mktemp("loud") / "checkpoint-2")
     port = free_port()
@@ -60,15 +75,7 @@ def served(trained, tmp_path_factory):
         "port": port, "max_new_tokens": 12, "max_batch_size": 16, "batch_wait_ms": 20,
         "max_body_bytes": 64 * 1024,
     })
-    recipe = DeployRecipe(cfg)
-    recipe.setup()
-    server = recipe.server()
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
+    recipe, server, thread = start_server(cfg)
     yield {"url": f"http://127.0.0.1:{port}", "recipe": recipe, "loud": loud}
     server.should_exit = True
     thread.join(30)
@@ -259,7 +266,6 @@ def tool_server(tiny_model_dir, tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from swiftkit.config.commands import DeployConfig
-    from swiftkit.deploy import DeployRecipe
     from swiftkit.templates import get_template
 
     src = tiny_model_dir("llama", "qwen25")
@@ -282,16 +288,8 @@ def tool_server(tiny_model_dir, tmp_path_factory):
     tok.save_pretrained(dest)
 
     port = free_port()
-    recipe = DeployRecipe(DeployConfig.from_flat({"model": str(dest), "served_model_name": "tools", "port": port,
-                                                  "max_new_tokens": 80}))
-    recipe.setup()
-    server = recipe.server()
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
+    _, server, thread = start_server(DeployConfig.from_flat(
+        {"model": str(dest), "served_model_name": "tools", "port": port, "max_new_tokens": 80}))
     prompt = tok.apply_chat_template(WEATHER, tools=WEATHER_TOOLS, add_generation_prompt=True, tokenize=False)
     yield openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=60), prompt
     server.should_exit = True
