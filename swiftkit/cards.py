@@ -110,3 +110,8 @@ def check_mapping(
                 got=type(value).__name__, value=value,
             )
             raise error_cls(text)
+
+
+def markdown_cell(text: Any) -> str:
+    """``text`` safe inside a Markdown table cell (generated registry pages)."""
+    return str(text or "").replace("|", "\\|").replace("\n", " ")

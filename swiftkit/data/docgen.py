@@ -8,6 +8,7 @@ A test regenerates the page and compares it with the committed one, so the list 
 from __future__ import annotations
 
 from swiftkit.data.registry import TASK_TAGS, load_cards
+from swiftkit.cards import markdown_cell
 from swiftkit.resources import data_dir
 
 HEADER = """# Supported datasets
@@ -29,9 +30,6 @@ TASK_TITLES = {
 assert set(TASK_TITLES) == set(TASK_TAGS)
 
 
-def _cell(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("\n", " ")
-
 
 def render() -> str:
     entries = [entry for entry, _ in load_cards(data_dir("dataset_registry"))]
@@ -49,7 +47,7 @@ def render() -> str:
             hub_ms = f"`{e.ms_id}`" if e.ms_id else ("local" if e.path else "")
             hub_hf = f"`{e.hf_id}`" if e.hf_id else ""
             tags = ", ".join(t for t in e.tags if t != task)
-            parts.append(f"| `{e.name}` | {hub_ms} | {hub_hf} | {_cell(split)} | {tags} | {_cell(e.description)} |")
+            parts.append(f"| `{e.name}` | {hub_ms} | {hub_hf} | {markdown_cell(split)} | {tags} | {markdown_cell(e.description)} |")
     return "\n".join(parts).rstrip() + "\n"
 
 

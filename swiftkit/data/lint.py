@@ -11,7 +11,6 @@ show) are errors.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -69,8 +68,9 @@ def _place(problem: Problem) -> tuple[str, int]:
 
 
 def _content_key(row: dict) -> str:
-    content = {k: v for k, v in row.items() if k != "_origin"}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    from swiftkit.data.loader import row_content
+
+    return hashlib.sha256(row_content(row).encode()).hexdigest()
 
 
 def duplicate_problems(rows: list[dict]) -> list[Problem]:

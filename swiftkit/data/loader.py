@@ -299,11 +299,16 @@ def split_rows(rows: list[dict], ratio: float, seed: int = 42) -> tuple[list[dic
     return train, val
 
 
+def row_content(row: dict) -> str:
+    """A row's content as canonical JSON (``_origin`` left out): equal rows, equal text."""
+    content = {k: v for k, v in row.items() if k != "_origin"}
+    return json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def data_fingerprint(rows: list[dict]) -> str:
     """sha256 hex of the rows' content in order (``_origin`` ignored)."""
     digest = hashlib.sha256()
     for row in rows:
-        content = {k: v for k, v in row.items() if k != "_origin"}
-        digest.update(json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
+        digest.update(row_content(row).encode())
         digest.update(b"\n")
     return digest.hexdigest()

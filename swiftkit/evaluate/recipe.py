@@ -9,8 +9,6 @@ timestamp folder holds every benchmark's metrics.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,17 +26,13 @@ def _new_run_dir(root: Path) -> Path:
 
 
 def _write_result(folder: Path, result: dict) -> None:
-    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    from swiftkit.train.output import staged_dir
+
+    with staged_dir(folder) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(result["metrics"], indent=2) + "\n", encoding="utf-8")
         with (tmp / "samples.jsonl").open("w", encoding="utf-8") as out:
             for row in result.get("samples", []):
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class EvalRecipe:

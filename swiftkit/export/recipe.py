@@ -10,8 +10,6 @@ weights came from.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -58,13 +56,11 @@ class ExportRecipe:
 
     def run(self) -> dict:
         from swiftkit import __version__
+        from swiftkit.train.output import staged_dir
 
         cfg, out = self.cfg, self.output_dir
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        with staged_dir(out) as tmp:
             self.exporter(self.model, self.template.tokenizer, tmp, cfg)
             info = {
                 "export_format": cfg.export.export_format,
@@ -74,9 +70,6 @@ class ExportRecipe:
                 "swiftkit_version": __version__,
             }
             (tmp / "export_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         print(f"[swiftkit] export: {cfg.export.export_format} model written to {out}", file=sys.stderr)
         return {"output_dir": str(out), "export_format": cfg.export.export_format}
 

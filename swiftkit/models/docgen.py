@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from swiftkit.models.registry import load_model_card
+from swiftkit.cards import markdown_cell
 from swiftkit.resources import data_dir
 
 HEADER = """# Supported models
@@ -21,9 +22,6 @@ same entries, with those added by installed plugins. Template `own` means the to
 template is used; LoRA `all-linear` means no special target modules are needed.
 """
 
-
-def _cell(text) -> str:
-    return str(text or "").replace("|", "\\|").replace("\n", " ")
 
 
 def render() -> str:
@@ -45,7 +43,7 @@ def render() -> str:
         for t, e in seen.items():
             lora = ", ".join(e.lora_target_modules) if e.lora_target_modules else "all-linear"
             parts.append(f"| `{t}` | {', '.join(e.architectures)} (`{e.model_type}`) | {e.template or 'own'} | "
-                         f"{e.context_length or ''} | {lora} | {_cell(', '.join(e.requires))} | {', '.join(e.tags)} |")
+                         f"{e.context_length or ''} | {lora} | {markdown_cell(', '.join(e.requires))} | {', '.join(e.tags)} |")
         parts += ["", "| name | type | ModelScope | Hugging Face |", "|---|---|---|---|"]
         for e in items:
             ms = f"`{e.ms_id}`" if e.ms_id else ""
