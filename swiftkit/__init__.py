@@ -17,6 +17,7 @@ hookimpl = pluggy.HookimplMarker("swiftkit")
 _LAZY = {
     "sft": "swiftkit.api",
     "pt": "swiftkit.api",
+    "rlhf": "swiftkit.api",
     "infer": "swiftkit.api",
     "eval": "swiftkit.api",
     "export": "swiftkit.api",

@@ -3,6 +3,7 @@
     import swiftkit
     result = swiftkit.sft(model="smollm2-135m-instruct", dataset="self-cognition#100",
                           model_name="Nova", model_author="Acme", max_steps=10)
+    swiftkit.rlhf(rlhf_type="dpo", model="smollm2-135m-instruct", dataset="pairs.jsonl", max_steps=10)
     swiftkit.infer(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
     swiftkit.eval(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
     swiftkit.export(adapters=result["last_checkpoint"], output_dir="merged-model")
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from swiftkit.config import EvalConfig, ExportConfig, InferConfig, PtConfig, SftConfig
+from swiftkit.config import EvalConfig, ExportConfig, InferConfig, PtConfig, RlhfConfig, SftConfig
 
 
 def _runtime_env() -> None:
@@ -40,6 +41,15 @@ def pt(config: str | None = None, **fields) -> dict:
 
     _runtime_env()
     return run_training(_build(PtConfig, config, fields))
+
+
+def rlhf(config: str | None = None, **fields) -> dict:
+    """Alignment training (``rlhf_type`` dpo, orpo, simpo, cpo, kto, rm, ppo or grpo); same result
+    as :func:`sft` plus ``rlhf_type`` and ``signals`` (the method's logged metrics, first and last)."""
+    from swiftkit.train.rlhf import run_rlhf
+
+    _runtime_env()
+    return run_rlhf(_build(RlhfConfig, config, fields))
 
 
 def infer(config: str | None = None, **fields) -> dict:

@@ -13,6 +13,7 @@ from swiftkit import __version__
 COMMAND_HELP = {
     "sft": "Supervised fine-tuning (LoRA / full / freeze) on conversations.",
     "pt": "Continued pretraining on raw text (loss on every token).",
+    "rlhf": "Alignment: --rlhf_type dpo|orpo|simpo|cpo|kto|rm|ppo|grpo on preference, labelled or prompt data.",
     "infer": "Chat with a model or trained adapters, interactively or over a dataset.",
     "eval": "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).",
     "export": "Write trained adapters as a model other tools load (built in: merged safetensors).",
@@ -83,6 +84,10 @@ def _run_command(command: str, argv: list[str]) -> int:
         from swiftkit.train.sft import run_training
 
         run_training(cfg)
+    elif command == "rlhf":
+        from swiftkit.train.rlhf import run_rlhf
+
+        run_rlhf(cfg)
     elif command == "infer":
         from swiftkit.infer import InferRecipe
 

@@ -10,6 +10,7 @@ from swiftkit.config.commands import (
     ExportConfig,
     InferConfig,
     PtConfig,
+    RlhfConfig,
     SftConfig,
 )
 from swiftkit.config.groups import (
@@ -22,6 +23,7 @@ from swiftkit.config.groups import (
     GenerationArgs,
     ModelArgs,
     PluginArgs,
+    RlhfArgs,
     TemplateArgs,
     TrainingArgs,
     TunerArgs,
@@ -30,5 +32,5 @@ from swiftkit.config.groups import (
 __all__ = [
     "COMMANDS", "AdapterArgs", "CommandConfig", "ConfigError", "DataLintConfig", "DataPreviewConfig", "DeployArgs", "DeployConfig", "DataArgs", "EvalArgs", "EvalConfig",
     "ExportArgs", "ExportConfig", "GenerationArgs", "InferConfig",
-    "ModelArgs", "PluginArgs", "PtConfig", "SftConfig", "TemplateArgs", "TrainingArgs", "TunerArgs",
+    "ModelArgs", "PluginArgs", "PtConfig", "RlhfArgs", "RlhfConfig", "SftConfig", "TemplateArgs", "TrainingArgs", "TunerArgs",
 ]

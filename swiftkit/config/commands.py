@@ -18,6 +18,7 @@ from swiftkit.config.groups import (
     GenerationArgs,
     ModelArgs,
     PluginArgs,
+    RlhfArgs,
     TemplateArgs,
     TrainingArgs,
     TunerArgs,
@@ -122,6 +123,55 @@ class PtConfig(SftConfig):
 
     command: ClassVar[str] = "pt"
     description: ClassVar[str] = "Continued pretraining on raw text; every token gets loss."
+
+
+@dataclass
+class RlhfConfig(SftConfig):
+    """Alignment after (or instead of) SFT: preference, labelled or online (generated) training."""
+
+    command: ClassVar[str] = "rlhf"
+    description: ClassVar[str] = (
+        "Alignment training through TRL: dpo, orpo, simpo, cpo, kto, rm (reward model), ppo, grpo."
+    )
+
+    rlhf: RlhfArgs = field(default_factory=RlhfArgs)
+
+    def __post_init__(self):
+        super().__post_init__()
+        r, kind = self.rlhf, self.rlhf.rlhf_type
+        if self.data.streaming:
+            raise ConfigError("`swiftkit rlhf` reads the whole dataset up front; drop --streaming")
+        if self.training.packing:
+            raise ConfigError("`swiftkit rlhf` keeps each pair (or prompt) in its own row; drop --packing")
+        if kind == "ppo" and not r.reward_model:
+            raise ConfigError("--rlhf_type ppo needs --reward_model (e.g. the run of `swiftkit rlhf --rlhf_type rm`)")
+        if kind == "grpo":
+            if not r.reward_funcs and not r.reward_model:
+                raise ConfigError("--rlhf_type grpo needs --reward_funcs (`swiftkit list rewards`) and/or --reward_model")
+            n_rewards = len(r.reward_funcs) + (1 if r.reward_model else 0)
+            if r.reward_weights and len(r.reward_weights) != n_rewards:
+                raise ConfigError(f"--reward_weights has {len(r.reward_weights)} values for {n_rewards} rewards "
+                                  "(--reward_funcs, then --reward_model)")
+            rows = self.training.per_device_train_batch_size * self.training.gradient_accumulation_steps
+            if rows % r.num_generations:
+                raise ConfigError(
+                    f"grpo samples --num_generations {r.num_generations} replies per prompt, so "
+                    f"--per_device_train_batch_size x --gradient_accumulation_steps ({rows}) must be a multiple of it"
+                )
+        elif kind == "kto" and self.training.per_device_train_batch_size < 2:
+            raise ConfigError("--rlhf_type kto estimates its KL term from the other replies of a batch: "
+                              "--per_device_train_batch_size must be >= 2")
+        if kind != "grpo" and (r.reward_weights or r.reward_funcs):
+            raise ConfigError(f"--reward_funcs/--reward_weights are for --rlhf_type grpo, not {kind}")
+        if r.ref_model and kind in ("orpo", "simpo", "cpo", "rm"):
+            raise ConfigError(f"--rlhf_type {kind} uses no reference model; drop --ref_model")
+        if self.is_online and self.model.model is None and not self.training.resume_from_checkpoint:
+            raise ConfigError(f"--rlhf_type {kind} needs --model")
+
+    @property
+    def is_online(self) -> bool:
+        """Whether the method generates replies while training (grpo, ppo)."""
+        return self.rlhf.rlhf_type in ("grpo", "ppo")
 
 
 @dataclass
@@ -239,6 +289,6 @@ class DataPreviewConfig(DataLintConfig):
 
 
 COMMANDS: dict[str, type[CommandConfig]] = {
-    c.command: c for c in (SftConfig, PtConfig, InferConfig, EvalConfig, ExportConfig, DeployConfig,
+    c.command: c for c in (SftConfig, PtConfig, RlhfConfig, InferConfig, EvalConfig, ExportConfig, DeployConfig,
                            DataLintConfig, DataPreviewConfig)
 }

@@ -349,3 +349,111 @@ class VllmArgs:
         _check(0 < self.gpu_memory_utilization <= 1, "--gpu_memory_utilization must be in (0, 1]")
         _check(self.vllm_max_model_len is None or self.vllm_max_model_len > 0, "--vllm_max_model_len must be > 0")
         _check(self.vllm_max_lora_rank >= 1, "--vllm_max_lora_rank must be >= 1")
+
+
+RLHF_TYPES = ("dpo", "orpo", "simpo", "cpo", "kto", "rm", "ppo", "grpo")
+# --beta when it is not given: the value each method's paper (and TRL) starts from.
+DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "simpo": 2.0, "cpo": 0.1, "kto": 0.1, "grpo": 0.04, "ppo": 0.05}
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+@dataclass
+class RlhfArgs:
+    """Settings of `swiftkit rlhf`; each names the methods it applies to."""
+
+    rlhf_type: str = arg(
+        "dpo", "Alignment method: dpo, orpo, simpo, cpo, kto (preference or labelled data), rm (a reward "
+        "model from preference pairs), ppo (online, needs --reward_model) or grpo (online, needs "
+        "--reward_funcs and/or --reward_model)."
+    )
+    beta: Optional[float] = arg(
+        None, "dpo/cpo/kto: inverse temperature of the implicit reward; simpo: reward scale; orpo: weight "
+        "of the odds-ratio term; grpo/ppo: KL coefficient. Default per method: dpo 0.1, orpo 0.1, "
+        "simpo 2.0, cpo 0.1, kto 0.1, grpo 0.04, ppo 0.05."
+    )
+    ref_model: Optional[str] = arg(
+        None, "dpo/kto/grpo/ppo: reference model (path, hub id or registered name). Default: the "
+        "trained model's starting point, i.e. the base with adapters disabled under LoRA (no second "
+        "copy in memory), a frozen copy under full/freeze."
+    )
+    dpo_loss_type: list[str] = arg(
+        ["sigmoid"], "dpo: loss variants (TRL's: sigmoid, hinge, ipo, robust, bco_pair, sppo_hard, "
+        "apo_zero, apo_down, discopop, sft, ...); several are summed with --dpo_loss_weights."
+    )
+    dpo_loss_weights: list[float] = arg([], "dpo: weight of each --dpo_loss_type (default 1 each).")
+    label_smoothing: float = arg(0.0, "dpo/cpo: probability that a preference label is flipped (robust/cDPO).")
+    rpo_alpha: Optional[float] = arg(
+        None, "dpo: add this weight of NLL on the chosen reply (RPO); same as adding the sft loss type."
+    )
+    simpo_gamma: float = arg(0.5, "simpo: target reward margin gamma.")
+    cpo_alpha: Optional[float] = arg(
+        None, "cpo/simpo: weight of the NLL term on chosen replies (default: cpo 1.0, simpo 0.0)."
+    )
+    desirable_weight: float = arg(1.0, "kto: loss weight of desirable (label true) rows.")
+    undesirable_weight: float = arg(1.0, "kto: loss weight of undesirable (label false) rows.")
+    center_rewards_coefficient: Optional[float] = arg(
+        None, "rm: weight of a penalty on the mean reward's square, keeping rewards centred at 0."
+    )
+    reward_model: Optional[str] = arg(
+        None, "ppo (required) / grpo: a reward model (an `rlhf --rlhf_type rm` run or checkpoint, or a "
+        "sequence-classification model directory) that scores prompt + reply."
+    )
+    value_model: Optional[str] = arg(
+        None, "ppo: model the value head starts from (default: --reward_model)."
+    )
+    reward_funcs: list[str] = arg(
+        [], "grpo: reward functions by name (`swiftkit list rewards`; plugins add more through "
+        "swiftkit_register_reward_funcs). Built in: accuracy, format, length."
+    )
+    reward_weights: list[float] = arg(
+        [], "grpo: weight of each reward (--reward_funcs, then --reward_model); default 1 each."
+    )
+    format_pattern: str = arg(
+        r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$",
+        "grpo `format` reward: the regular expression a well-formed reply matches (DOTALL).",
+    )
+    num_generations: int = arg(4, "grpo: replies sampled per prompt (the group whose rewards are compared).")
+    max_completion_length: int = arg(256, "grpo/ppo: most tokens generated per reply.")
+    temperature: float = arg(1.0, "grpo/ppo: sampling temperature of the replies.")
+    num_ppo_epochs: int = arg(4, "ppo: optimisation passes over each batch of rollouts.")
+    cliprange: float = arg(0.2, "ppo/grpo: clip range of the policy ratio (grpo: epsilon).")
+    cliprange_value: float = arg(0.2, "ppo: clip range of the value update.")
+    vf_coef: float = arg(0.1, "ppo: weight of the value loss.")
+    gamma: float = arg(1.0, "ppo: discount factor.")
+    lam: float = arg(0.95, "ppo: GAE lambda.")
+    missing_eos_penalty: Optional[float] = arg(
+        None, "ppo: subtracted from the score of a reply that ends without an end-of-turn token."
+    )
+
+    def __post_init__(self):
+        from swiftkit.registry import closest
+
+        _check(self.rlhf_type in RLHF_TYPES,
+               f"unknown --rlhf_type {self.rlhf_type!r}{closest(self.rlhf_type, RLHF_TYPES)}; valid: "
+               f"{', '.join(RLHF_TYPES)}")
+        for name in self.dpo_loss_type:
+            _check(name in DPO_LOSS_TYPES,
+                   f"unknown --dpo_loss_type {name!r}{closest(name, DPO_LOSS_TYPES)}; valid: {', '.join(DPO_LOSS_TYPES)}")
+        _check(not self.dpo_loss_weights or len(self.dpo_loss_weights) == len(self.dpo_loss_type),
+               f"--dpo_loss_weights has {len(self.dpo_loss_weights)} values for {len(self.dpo_loss_type)} "
+               "--dpo_loss_type values")
+        _check(self.beta is None or self.beta >= 0, "--beta must be >= 0")
+        _check(0.0 <= self.label_smoothing < 0.5, "--label_smoothing must be in [0, 0.5)")
+        _check(self.num_generations >= 2, "--num_generations must be >= 2 (GRPO compares replies within a group)")
+        _check(self.max_completion_length > 0, "--max_completion_length must be > 0")
+        _check(self.temperature > 0, "--temperature must be > 0 (replies are sampled)")
+        _check(self.num_ppo_epochs >= 1, "--num_ppo_epochs must be >= 1")
+        _check(self.desirable_weight > 0 and self.undesirable_weight > 0,
+               "--desirable_weight and --undesirable_weight must be > 0")
+        import re
+
+        try:
+            re.compile(self.format_pattern)
+        except re.error as exc:
+            raise ConfigError(f"--format_pattern is not a valid regular expression: {exc}") from exc
+
+    @property
+    def beta_value(self) -> float:
+        """--beta, or the method's default."""
+        return DEFAULT_BETA.get(self.rlhf_type, 0.1) if self.beta is None else self.beta

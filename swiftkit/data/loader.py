@@ -26,7 +26,7 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,7 +228,8 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
               model_author: Sequence[str] = (), use_hf: bool = False, cache_dir: str | None = None,
               text_only: bool = False, require_reply: bool = True, preprocessors=None,
               columns: dict | None = None, skip_bad_rows: bool = False,
-              report: LoadReport | None = None, sample: bool = True, allow_empty: bool = False) -> list[dict]:
+              report: LoadReport | None = None, sample: bool = True, allow_empty: bool = False,
+              convert: Callable[[dict], dict | list[dict]] | None = None) -> list[dict]:
     """Canonical rows of every spec, concatenated; mixed or sampled data is shuffled with ``seed``.
 
     Rows are ``{"messages": [...], "_origin": "path:line"}`` (see :mod:`swiftkit.data.convert`
@@ -239,15 +240,16 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
     Bad rows raise :class:`BadRowsError` listing them, or with ``skip_bad_rows`` are left out and
     recorded in ``report``; any other bad input raises :class:`DatasetError` naming its place.
     ``sample=False`` ignores ``#N``/``#R`` (lint checks the data itself); ``allow_empty`` returns
-    an empty list rather than failing when no row is usable.
+    an empty list rather than failing when no row is usable. ``convert`` replaces the row
+    conversion (e.g. :mod:`swiftkit.data.alignment`'s); it may return several rows per source row.
     """
     if isinstance(specs, str):
         specs = [specs]
     if not specs:
         raise DatasetError("no dataset given: pass --dataset FILE|NAME|ORG/NAME[#N]")
-    if text_only:
+    if convert is None and text_only:
         convert = to_text_row
-    else:
+    elif convert is None:
         def convert(row):
             return to_messages_row(row, require_reply)
     report = report if report is not None else LoadReport()
@@ -264,7 +266,8 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
         canonical = []
         for row in raw:
             try:
-                canonical.append(convert(rename_columns(row, columns) if columns else row))
+                out = convert(rename_columns(row, columns) if columns else row)
+                canonical.extend(out if isinstance(out, list) else [out])
             except RowError as exc:
                 problems.append(exc)
         if not canonical and not allow_empty:

@@ -73,18 +73,23 @@ def load_tokenizer(model, **resolve_kwargs):
     return tokenizer
 
 
-def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, **resolve_kwargs):
+def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, scalar_head: bool = False,
+               **resolve_kwargs):
     """The causal LM for ``model`` loaded with ``AutoModelForCausalLM`` in ``torch_dtype`` (for a
     multimodal checkpoint without a causal-LM class, its ``AutoModelForImageTextToText`` class).
 
+    ``scalar_head`` loads ``AutoModelForSequenceClassification`` with one output instead: a reward
+    or value model (a new head is initialised when the checkpoint has none).
     The model stays on the CPU; moving it to a device is the caller's choice.
     """
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoModelForSequenceClassification
 
     dtype = resolve_dtype(torch_dtype)
     resolved = _resolved(model, resolve_kwargs)
     kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
     try:
+        if scalar_head:
+            return AutoModelForSequenceClassification.from_pretrained(resolved.path, num_labels=1, **kwargs)
         try:
             return AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
         except ValueError as exc:

@@ -110,6 +110,37 @@ class Template:
             out = tok.apply_chat_template(msgs, tools=tools, tokenize=True, add_generation_prompt=True)
         return input_ids_of(out)
 
+    def encode_completion(self, row: dict) -> tuple[list[int], list[int]]:
+        """``(prompt ids, reply ids)`` of a conversation whose last message is the reply being scored
+        (preference and KTO training).
+
+        The conversation is rendered and tokenized once, as :meth:`encode` does; the reply is the
+        span of the final assistant message up to its end-of-turn token, and the prompt is every
+        token before it, so the prompt ids are what :meth:`encode_prompt` gives at serving time.
+        ``max_length`` applies to prompt + reply: ``delete`` raises, ``left`` cuts the prompt's
+        start, ``right`` the reply's end.
+        """
+        where = _where(row)
+        messages = row["messages"]
+        tools = check_tools(row.get("tools"), where)
+        msgs, _ = self._prepare(messages, where)
+        if msgs[-1]["role"] != "assistant":
+            raise TemplateError(f"{where}the conversation must end with the assistant reply being scored")
+        shift = len(msgs) - len(messages)
+        ids, labels = self._labelled(msgs, [None] * len(msgs), where, shift, "last_round", tools)
+        marked = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+        prompt, reply = ids[:marked[0]], ids[marked[0]:marked[-1] + 1]
+        limit = self.max_length
+        if limit is not None and len(prompt) + len(reply) > limit:
+            if self.truncation_strategy == "delete":
+                raise SequenceTooLong(f"{where}{len(prompt) + len(reply)} tokens is over max_length {limit}")
+            if self.truncation_strategy == "left" and len(reply) < limit:
+                prompt = prompt[len(prompt) + len(reply) - limit:]
+            else:
+                reply = reply[:max(1, limit - len(prompt))]
+                prompt = prompt[len(prompt) + len(reply) - limit:] if len(prompt) + len(reply) > limit else prompt
+        return list(prompt), list(reply)
+
     def decode(self, ids) -> str:
         """Text of ``ids`` without special tokens (negative ids such as -100 are dropped)."""
         ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]

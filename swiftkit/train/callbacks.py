@@ -26,15 +26,21 @@ class TokenCounter:
         self.tokens = 0
 
 
-class CountingCollator:
-    """Wraps a collator and counts real tokens per batch (input_ids that are not padding)."""
+def _input_tokens(features) -> int:
+    return sum(len(f["input_ids"]) for f in features)
 
-    def __init__(self, collator, counter: TokenCounter):
+
+class CountingCollator:
+    """Wraps a collator and counts real tokens per batch (by default the unpadded ``input_ids``;
+    ``count(features)`` counts other layouts, e.g. preference pairs)."""
+
+    def __init__(self, collator, counter: TokenCounter, count=_input_tokens):
         self.collator = collator
         self.counter = counter
+        self.count = count
 
     def __call__(self, features):
-        self.counter.tokens += sum(len(f["input_ids"]) for f in features)
+        self.counter.tokens += self.count(features)
         return self.collator(features)
 
 
@@ -69,9 +75,19 @@ class JsonlLoggingCallback(TrainerCallback):
 
 def plot_loss(log_history: list[dict], path: Path) -> Path | None:
     """Draw training (and eval) loss against step into a PNG; None when nothing was logged."""
-    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
-    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
-    if not train and not evals:
+    return plot_metrics(log_history, ("loss",), path, ylabel="loss")
+
+
+def plot_metrics(log_history: list[dict], keys, path: Path, ylabel: str = "value") -> Path | None:
+    """Draw each logged ``key`` (and its ``eval_`` twin) against step into one PNG; None when none
+    of them was logged."""
+    series = []
+    for key in keys:
+        for name, label in ((key, f"train {key}" if key == "loss" else key), (f"eval_{key}", f"eval {key}")):
+            points = [(h["step"], h[name]) for h in log_history if name in h and "step" in h]
+            if points:
+                series.append((label, points))
+    if not series:
         return None
     import matplotlib
 
@@ -79,12 +95,10 @@ def plot_loss(log_history: list[dict], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    if train:
-        ax.plot(*zip(*train), label="train loss", marker="." if len(train) < 50 else None)
-    if evals:
-        ax.plot(*zip(*evals), label="eval loss", marker="o")
+    for label, points in series:
+        ax.plot(*zip(*points), label=label, marker="." if len(points) < 50 else None)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -96,16 +110,23 @@ def plot_loss(log_history: list[dict], path: Path) -> Path | None:
 
 
 class RunFilesCallback(TrainerCallback):
-    """After each checkpoint save: copy args.json into it and refresh the loss plot."""
+    """After each checkpoint save: copy args.json into it and refresh the plots: loss.png, plus one
+    PNG per entry of ``plots`` (file name -> logged keys drawn together)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, plots: dict[str, tuple[str, ...]] | None = None):
         self.run_dir = run_dir
+        self.plots = plots or {}
+
+    def _draw(self, state) -> None:
+        plot_loss(state.log_history, self.run_dir / "loss.png")
+        for name, keys in self.plots.items():
+            plot_metrics(state.log_history, keys, self.run_dir / name, ylabel=Path(name).stem)
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = self.run_dir / f"checkpoint-{state.global_step}"
         if ckpt.is_dir():
             shutil.copy2(self.run_dir / "args.json", ckpt / "args.json")
-        plot_loss(state.log_history, self.run_dir / "loss.png")
+        self._draw(state)
 
     def on_train_end(self, args, state, control, **kwargs):
-        plot_loss(state.log_history, self.run_dir / "loss.png")
+        self._draw(state)

@@ -48,6 +48,7 @@ class SftRecipe:
         )
         train_rows, val_rows = self._load_rows()
         self.train_data, self.val_data, skipped = self._encode(train_rows, val_rows)
+        self._check_parts()
         self.model = self._load_model()
         self.num_train_rows = None if train_rows is None else len(self.train_data)  # encoded, before packing
         self.train_data = self._pack()
@@ -125,6 +126,9 @@ class SftRecipe:
                 file=sys.stderr,
             )
         return train, val, skipped + val_skipped
+
+    def _check_parts(self) -> None:
+        """Resolve what a recipe selects by name before weights load (none for sft/pt)."""
 
     def _pack(self):
         """--packing: bin-pack the encoded rows, when the model keeps packed samples apart."""
@@ -212,9 +216,13 @@ class SftRecipe:
     def _training_arguments(self):
         from transformers import TrainingArguments
 
+        return TrainingArguments(**self._training_kwargs())
+
+    def _training_kwargs(self) -> dict:
+        """The TrainingArguments fields every recipe shares (TRL's configs extend the same class)."""
         tr = self.cfg.training
         has_val = bool(self.val_data)
-        return TrainingArguments(
+        return dict(
             output_dir=str(self.run_dir),
             num_train_epochs=tr.num_train_epochs,
             max_steps=tr.max_steps,

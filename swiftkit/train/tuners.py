@@ -36,7 +36,8 @@ def apply_lora(model, tuner):
         lora_alpha=tuner.lora_alpha,
         lora_dropout=dropout,
         target_modules=target,
-        task_type="CAUSAL_LM",
+        # A reward/value model's score head is new: SEQ_CLS trains it fully and saves it with the adapter.
+        task_type="SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM",
     )
     try:
         return get_peft_model(model, config)

@@ -1,0 +1,274 @@
+"""The ``rlhf`` recipe: DPO, ORPO, SimPO, CPO, KTO, reward modelling, PPO and GRPO.
+
+It is the SFT recipe with four steps replaced: rows are read as pairs / labelled replies / prompts
+(:mod:`swiftkit.data.alignment`), encoded into the columns the method's trainer takes
+(:mod:`swiftkit.train.rlhf_data`), the model is loaded with the extra models the method needs, and
+the trainer is TRL's for the method (:mod:`swiftkit.train.rlhf_trainers`) or swiftkit's PPO. Model
+resolution, tuners, run directory, args.json, manifest, logging.jsonl, checkpoints and resume are
+the SFT recipe's. Nothing is written until data, rewards and models have been checked.
+
+Reference models: with LoRA the reference is the base with the adapters switched off (TRL's
+trainers and swiftkit's PPO do that themselves, so no second copy is loaded); with full or freeze
+training it is a frozen copy of the starting weights, or ``--ref_model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+from swiftkit.config import ConfigError, RlhfConfig
+from swiftkit.train.errors import TrainError
+from swiftkit.train.sft import SftRecipe
+
+REFERENCE_METHODS = ("dpo", "kto", "grpo", "ppo")
+# What each method logs that says whether it learns; drawn into PNGs next to loss.png.
+PLOTS = {
+    "rewards.png": ("rewards/chosen", "rewards/rejected", "reward", "objective/scores", "objective/rlhf_reward"),
+    "margins.png": ("rewards/margins", "rewards/accuracies", "accuracy", "margin"),
+    "kl.png": ("kl", "objective/kl"),
+}
+# Logged values reported in train_result.json: the method's own signal at the first and last log.
+SIGNALS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "kl", "reward",
+           "accuracy", "margin", "objective/scores", "objective/kl", "objective/rlhf_reward", "loss")
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+def _freeze(model):
+    model.eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+class RlhfRecipe(SftRecipe):
+    """``swiftkit rlhf --rlhf_type dpo|orpo|simpo|cpo|kto|rm|ppo|grpo``."""
+
+    def __init__(self, cfg: RlhfConfig):
+        super().__init__(cfg)
+        self.method = cfg.rlhf.rlhf_type
+        self.ref_model = self.reward_model = self.value_model = None
+        self.reward_funcs: list = []
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def _data_kwargs(self) -> dict:
+        from swiftkit.data.alignment import CONVERTERS
+
+        return {**super()._data_kwargs(), "convert": CONVERTERS[self.method]}
+
+    def _encode(self, train_rows, val_rows):
+        from datasets import Dataset
+
+        from swiftkit.train.rlhf_data import encode_for
+
+        if self.method == "kto":
+            # TRL reads KTO data in order (each batch's KL term pairs its own rows); one seeded shuffle
+            # keeps desirable and undesirable rows from arriving in separate batches.
+            import random
+
+            train_rows = list(train_rows)
+            random.Random(self.cfg.data.data_seed).shuffle(train_rows)
+        train, skipped = encode_for(self.method, train_rows, self.template, "--dataset")
+        val, val_skipped = encode_for(self.method, val_rows, self.template, "--val_dataset") if val_rows else ([], 0)
+        if skipped or val_skipped:
+            print(f"[swiftkit] skipped {skipped} training and {val_skipped} validation rows longer than "
+                  f"--max_length {self.template.max_length}", file=sys.stderr)
+        return Dataset.from_list(train), Dataset.from_list(val) if val else [], skipped + val_skipped
+
+    def _check_parts(self) -> None:
+        """Reward functions resolve by name before any weights load (a typo costs nothing)."""
+        if self.method != "grpo" or not self.cfg.rlhf.reward_funcs:
+            return
+        from swiftkit.train.rewards import resolve_reward_funcs
+
+        self.reward_funcs = resolve_reward_funcs(self.registries.rewards, self.cfg.rlhf.reward_funcs, self.cfg)
+
+    # -- models ---------------------------------------------------------------------------------
+
+    def _load_model(self):
+        from transformers import set_seed
+
+        from swiftkit.choices import choose
+        from swiftkit.models import load_model
+
+        m, t, r = self.cfg.model, self.cfg.tuner, self.cfg.rlhf
+        entry = self.resolved.entry
+        if t.target_modules == ["all-linear"] and entry is not None and entry.lora_target_modules:
+            t.target_modules = list(entry.lora_target_modules)
+            print(f"[swiftkit] model type {entry.type}: LoRA on {', '.join(t.target_modules)}", file=sys.stderr)
+        set_seed(self.cfg.training.seed)
+        scalar = self.method == "rm"
+        try:
+            model = load_model(self.resolved, torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code,
+                               scalar_head=scalar)
+        except ValueError as exc:
+            if scalar and "Unrecognized configuration class" in str(exc):
+                raise TrainError(f"--rlhf_type rm: transformers has no sequence-classification class for "
+                                 f"{self.resolved.path}: {exc}") from exc
+            raise
+        if scalar:
+            model.config.pad_token_id = self.tokenizer.pad_token_id
+        if self.method in ("grpo", "ppo"):
+            # Generation stops at the template's end of turn, not only at the tokenizer's EOS.
+            model.generation_config.eos_token_id = list(self.template.stop_token_ids)
+            model.generation_config.pad_token_id = self.tokenizer.pad_token_id
+        if r.ref_model:
+            self.ref_model = self._load_reference(r.ref_model)
+        elif self.method in REFERENCE_METHODS and t.train_type != "lora":
+            self.ref_model = _freeze(copy.deepcopy(model))
+        if self.cfg.training.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        model = choose(self.pm, "tuner", t.train_type, model=model, config=self.cfg)
+        if self.ref_model is None and self.method in REFERENCE_METHODS and not _is_peft(model):
+            raise TrainError(f"--train_type {t.train_type} gives no adapters to switch off for the reference "
+                             "model; pass --ref_model")
+        if _is_peft(model) and self.ref_model is not None and not r.ref_model:
+            self.ref_model = None  # a plugin tuner made adapters after all: switching them off is the reference
+        if self.method == "ppo":
+            self.reward_model = _freeze(self._load_scalar(r.reward_model, "--reward_model"))
+            value = self._load_scalar(r.value_model or r.reward_model, "--value_model")
+            for param in value.parameters():
+                param.requires_grad_(True)
+            self.value_model = value
+        elif self.method == "grpo" and r.reward_model:
+            self.reward_model = _freeze(self._load_scalar(r.reward_model, "--reward_model"))
+        return model
+
+    def _load_reference(self, name: str):
+        from swiftkit.models import load_model, resolve_model
+
+        m = self.cfg.model
+        resolved = resolve_model(name, use_hf=m.use_hf, cache_dir=m.cache_dir, registry=self.registries.models)
+        return _freeze(load_model(resolved, torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code))
+
+    def _load_scalar(self, spec: str, flag: str):
+        """A reward / value model: an `rlhf --rlhf_type rm` run or checkpoint (LoRA merged into its base),
+        a sequence-classification model directory, or a name or hub id."""
+        from swiftkit.models import load_model, resolve_model
+        from swiftkit.train.output import checkpoints
+
+        m = self.cfg.model
+        kw = dict(torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code, scalar_head=True)
+        folder = Path(spec).expanduser()
+        if folder.is_dir() and not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+            found = checkpoints(folder)
+            if not found:
+                raise TrainError(f"{flag} {spec!r} holds no model (config.json), adapter (adapter_config.json) "
+                                 "or checkpoint-N directory")
+            folder = found[-1]
+        if (folder / "adapter_config.json").is_file():
+            from peft import PeftModel
+
+            args_file = next((p for p in (folder / "args.json", folder.parent / "args.json") if p.is_file()), None)
+            if args_file is None:
+                raise TrainError(f"{flag} {spec!r}: a LoRA adapter without args.json; pass the merged model instead")
+            args = json.loads(args_file.read_text(encoding="utf-8"))
+            base = resolve_model(args.get("model_path") or args["model"], registry=self.registries.models,
+                                 cache_dir=m.cache_dir)
+            model = PeftModel.from_pretrained(load_model(base, **kw), str(folder)).merge_and_unload()
+        elif folder.is_dir():
+            model = load_model(str(folder), registry=self.registries.models, **kw)
+        else:
+            model = load_model(resolve_model(spec, use_hf=m.use_hf, cache_dir=m.cache_dir,
+                                             registry=self.registries.models), **kw)
+        vocab = len(self.tokenizer)
+        if model.get_input_embeddings().num_embeddings < vocab:
+            raise TrainError(f"{flag} {spec!r} has {model.get_input_embeddings().num_embeddings} token embeddings "
+                             f"but the policy's tokenizer has {vocab} tokens: it must share the policy's tokenizer")
+        model.config.pad_token_id = self.tokenizer.pad_token_id
+        return model
+
+    # -- trainer --------------------------------------------------------------------------------
+
+    def _choose_trainer(self):
+        from swiftkit.train.rlhf_trainers import trainer_class
+
+        if self.cfg.training.trainer != "default":
+            raise ConfigError("--trainer chooses the sft/pt trainer; `swiftkit rlhf` uses the trainer of --rlhf_type")
+        return trainer_class(self.method)
+
+    def _plugin_parts(self):
+        if self.cfg.training.loss_type or self.cfg.training.metric:
+            raise ConfigError("--loss_type/--metric apply to sft/pt; each --rlhf_type has its own loss "
+                              "(dpo variants: --dpo_loss_type)")
+        return super()._plugin_parts()
+
+    def _precision(self) -> dict:
+        import torch
+
+        dtype = next(self.model.parameters()).dtype
+        return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+
+    def _build_trainer(self):
+        from swiftkit.train.callbacks import CountingCollator, JsonlLoggingCallback, RunFilesCallback, TokenCounter
+        from swiftkit.train.rlhf_data import real_tokens
+        from swiftkit.train.rlhf_trainers import method_config
+
+        _, _, optimizer, callbacks = self.parts
+        self.counter = TokenCounter()
+        args = method_config(self.method, self._training_kwargs(), self.cfg, max_length=self.template.max_length,
+                             precision=self._precision())
+        callbacks = [JsonlLoggingCallback(self.run_dir / "logging.jsonl", self.counter),
+                     RunFilesCallback(self.run_dir, PLOTS), *callbacks]
+        kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
+                  processing_class=self.tokenizer, callbacks=callbacks, optimizers=(optimizer, None))
+        if self.method in ("dpo", "kto"):
+            kw["ref_model"] = self.ref_model
+        elif self.method == "grpo":
+            if self.tokenizer.chat_template != self.template.chat_template:
+                self.tokenizer.chat_template = self.template.chat_template  # TRL renders prompts with it
+            kw["reward_funcs"] = [*self.reward_funcs, *([self.reward_model] if self.reward_model is not None else [])]
+            if self.reward_model is not None:
+                kw["reward_processing_classes"] = [None] * len(self.reward_funcs) + [self.tokenizer]
+        elif self.method == "ppo":
+            kw.update(ref_model=self.ref_model, reward_model=self.reward_model, value_model=self.value_model,
+                      settings=self._ppo_settings())
+        trainer = self.trainer_cls(**kw)
+        method = self.method
+        trainer.data_collator = CountingCollator(trainer.data_collator, self.counter,
+                                                 count=lambda features: real_tokens(method, features))
+        return trainer
+
+    def _ppo_settings(self):
+        from swiftkit.train.ppo import PPOSettings
+
+        r = self.cfg.rlhf
+        return PPOSettings(
+            kl_coef=r.beta_value, num_ppo_epochs=r.num_ppo_epochs, cliprange=r.cliprange,
+            cliprange_value=r.cliprange_value, vf_coef=r.vf_coef, gamma=r.gamma, lam=r.lam,
+            max_completion_length=r.max_completion_length, temperature=r.temperature,
+            missing_eos_penalty=r.missing_eos_penalty, stop_token_ids=list(self.template.stop_token_ids),
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        from swiftkit.train.output import write_json
+
+        result = super().run()
+        history = self.trainer.state.log_history
+        signals = {}
+        for key in SIGNALS:
+            values = [h[key] for h in history if key in h and "train_runtime" not in h]
+            if values:
+                signals[key] = {"first": values[0], "last": values[-1]}
+        result.update(rlhf_type=self.method, signals=signals)
+        if not result.get("train_tokens"):
+            result["train_tokens"] = result["train_tokens_per_s"] = None  # online methods: see logging.jsonl
+        write_json(self.run_dir / "train_result.json", result)
+        return result
+
+
+def run_rlhf(cfg: RlhfConfig) -> dict:
+    """Build and run the recipe for an ``rlhf`` config."""
+    recipe = RlhfRecipe(cfg)
+    recipe.setup()
+    return recipe.run()

@@ -1,0 +1,177 @@
+"""TRL's alignment trainers fed with swiftkit's encoded data, and their configs built from swiftkit flags.
+
+TRL tokenizes preference / KTO data itself with ``apply_chat_template`` pieces; swiftkit encodes it
+before (see :mod:`swiftkit.train.rlhf_data`) so the prompt ids are exactly the serving prompt, and a
+registered template (a model without its own chat template) works the same way. Each subclass only
+replaces the step that would tokenize again: ``_prepare_dataset`` (DPO, KTO) or ``tokenize_row``
+(TRL's CPO and ORPO, which keep their older per-row tokenizer). ``RewardTrainer`` and
+``GRPOTrainer`` are used as they are (the first accepts token ids, the second generates from the
+conversations with the same chat template). PPO is swiftkit's own (:mod:`swiftkit.train.ppo`):
+TRL 1.16 no longer ships one.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from swiftkit.train.errors import TrainError
+
+
+def _dpo_trainer():
+    from trl import DPOTrainer
+
+    class EncodedDPOTrainer(DPOTrainer):
+        """DPO on ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` encoded by swiftkit."""
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            return dataset
+
+    return EncodedDPOTrainer
+
+
+def _kto_trainer():
+    from trl import KTOTrainer
+
+    class EncodedKTOTrainer(KTOTrainer):
+        """KTO on ``prompt_ids`` / ``completion_ids`` / ``label`` encoded by swiftkit.
+
+        KTO's KL term compares each prompt with a reply written for another prompt: within every
+        batch (read in order) the replies are rotated by one, so each batch's mismatched replies are
+        its own replies.
+        """
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            if not self.calculate_KL:
+                return dataset
+
+            def mismatched(batch):
+                replies = batch["completion_ids"]
+                return {"KL_completion_ids": replies[-1:] + replies[:-1]}
+
+            return dataset.map(mismatched, batched=True, batch_size=args.per_device_train_batch_size)
+
+    return EncodedKTOTrainer
+
+
+def _pair_row(feature) -> dict:
+    """TRL CPO/ORPO's per-row layout from swiftkit's ids: prompt, and prompt + reply with the
+    prompt masked out of the labels."""
+    prompt, out = list(feature["prompt_ids"]), {}
+    for side in ("chosen", "rejected"):
+        ids = prompt + list(feature[f"{side}_ids"])
+        out[f"{side}_input_ids"] = ids
+        out[f"{side}_attention_mask"] = [1] * len(ids)
+        out[f"{side}_labels"] = [-100] * len(prompt) + list(feature[f"{side}_ids"])
+    out["prompt_input_ids"] = prompt
+    out["prompt_attention_mask"] = [1] * len(prompt)
+    return out
+
+
+def _experimental(module: str, name: str):
+    with warnings.catch_warnings():  # TRL warns that its experimental package may change
+        warnings.simplefilter("ignore")
+        mod = __import__(f"trl.experimental.{module}", fromlist=[name])
+    return getattr(mod, name)
+
+
+def _cpo_trainer():
+    base = _experimental("cpo", "CPOTrainer")
+
+    class EncodedCPOTrainer(base):
+        """CPO / SimPO on ids encoded by swiftkit (the text columns are only carried along)."""
+
+        def tokenize_row(self, feature, model=None) -> dict:
+            return _pair_row(feature)
+
+    return EncodedCPOTrainer
+
+
+def _orpo_trainer():
+    base = _experimental("orpo", "ORPOTrainer")
+
+    class EncodedORPOTrainer(base):
+        """ORPO on ids encoded by swiftkit (the text columns are only carried along)."""
+
+        def tokenize_row(self, feature, model=None) -> dict:
+            return _pair_row(feature)
+
+    return EncodedORPOTrainer
+
+
+def _reward_trainer():
+    from trl import RewardTrainer
+
+    return RewardTrainer
+
+
+def _grpo_trainer():
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
+
+
+def _ppo_trainer():
+    from swiftkit.train.ppo import PPOTrainer
+
+    return PPOTrainer
+
+
+TRAINERS = {
+    "dpo": _dpo_trainer, "orpo": _orpo_trainer, "simpo": _cpo_trainer, "cpo": _cpo_trainer, "kto": _kto_trainer,
+    "rm": _reward_trainer, "grpo": _grpo_trainer, "ppo": _ppo_trainer,
+}
+
+
+def trainer_class(method: str):
+    return TRAINERS[method]()
+
+
+def method_config(method: str, base: dict, cfg, *, max_length: int | None, precision: dict):
+    """The TRL config of ``method``: ``base`` (swiftkit's shared TrainingArguments fields) plus the
+    method's own settings from ``--beta`` and friends.
+
+    TRL turns gradient checkpointing and bf16 on by default; swiftkit decides both itself (the
+    recipe enables checkpointing when asked, the dtype follows --torch_dtype)."""
+    r = cfg.rlhf
+    common = dict(base, gradient_checkpointing=False, **precision)
+    beta = r.beta_value
+    if method == "dpo":
+        from trl import DPOConfig
+
+        loss_type = list(r.dpo_loss_type)
+        weights = list(r.dpo_loss_weights) or None
+        if r.rpo_alpha is not None:
+            loss_type.append("sft")
+            weights = (weights or [1.0] * (len(loss_type) - 1)) + [r.rpo_alpha]
+        return DPOConfig(**common, beta=beta, loss_type=loss_type, loss_weights=weights,
+                         label_smoothing=r.label_smoothing, max_length=None)
+    if method in ("cpo", "simpo"):
+        config_cls = _experimental("cpo", "CPOConfig")
+        alpha = r.cpo_alpha if r.cpo_alpha is not None else (1.0 if method == "cpo" else 0.0)
+        return config_cls(**common, beta=beta, loss_type="simpo" if method == "simpo" else "sigmoid",
+                          simpo_gamma=r.simpo_gamma, cpo_alpha=alpha, label_smoothing=r.label_smoothing,
+                          max_length=max_length, max_completion_length=max_length)
+    if method == "orpo":
+        config_cls = _experimental("orpo", "ORPOConfig")
+        return config_cls(**common, beta=beta, max_length=max_length, max_completion_length=max_length)
+    if method == "kto":
+        from trl import KTOConfig
+
+        return KTOConfig(**common, beta=beta, desirable_weight=r.desirable_weight,
+                         undesirable_weight=r.undesirable_weight, max_length=None)
+    if method == "rm":
+        from trl import RewardConfig
+
+        return RewardConfig(**common, max_length=None, center_rewards_coefficient=r.center_rewards_coefficient)
+    if method == "grpo":
+        from trl import GRPOConfig
+
+        return GRPOConfig(**common, beta=beta, num_generations=r.num_generations,
+                          max_completion_length=r.max_completion_length, temperature=r.temperature,
+                          epsilon=r.cliprange, reward_weights=list(r.reward_weights) or None,
+                          log_completions=False)
+    if method == "ppo":
+        from transformers import TrainingArguments
+
+        return TrainingArguments(**base, **precision)
+    raise TrainError(f"unknown rlhf method {method!r}")

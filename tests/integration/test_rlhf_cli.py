@@ -1,0 +1,255 @@
+"""`swiftkit rlhf` end to end on tiny random models: each method moves its own signal the right way.
+
+The signal is checked twice where it can be: in what the trainer logged (train_result.json
+``signals``), and independently, by loading the written checkpoint with plain transformers + peft
+and scoring the training pairs without swiftkit or TRL.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from swiftkit.cli.main import main
+
+PROMPTS = ["Say something nice", "Greet me", "How are you today?", "Tell me about the sea", "Any advice?",
+           "What do you think of me?", "Describe the weather", "Give me a compliment"]
+GOOD = ["Thank you, you are great and kind!", "Hello friend, welcome!", "I am well, thank you kindly.",
+        "The sea is calm and lovely.", "Be kind and patient.", "You are thoughtful and kind.",
+        "Sunny and warm, a lovely day.", "You are wonderful!"]
+BAD = ["Go away.", "No.", "Bad, leave me alone.", "Whatever, it is wet.", "Stop asking.", "Not much.",
+       "Bad weather, go away.", "No way."]
+
+
+def pair_rows() -> list[dict]:
+    """Preference pairs in the three common shapes."""
+    rows = []
+    for i, (p, good, bad) in enumerate(zip(PROMPTS, GOOD, BAD)):
+        if i % 3 == 0:
+            rows.append({"prompt": p, "chosen": good, "rejected": bad})
+        elif i % 3 == 1:
+            rows.append({"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": good}],
+                         "rejected_response": bad})
+        else:
+            user = {"role": "user", "content": p}
+            rows.append({"chosen": [user, {"role": "assistant", "content": good}],
+                         "rejected": [user, {"role": "assistant", "content": bad}]})
+    return rows
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+def run_rlhf(model_dir, data, out, method, *extra) -> Path:
+    argv = ["rlhf", "--rlhf_type", method, "--model", str(model_dir), "--dataset", str(data),
+            "--output_dir", str(out), "--per_device_train_batch_size", "4", "--learning_rate", "5e-3",
+            "--report_to", "none", "--logging_steps", "1", "--lora_dropout", "0", *extra]
+    assert main(argv) == 0
+    return sorted(Path(out).glob("v*-*"))[-1]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def sequence_logp(model, tok, prompt: str, reply: str) -> float:
+    """Summed log-prob of the reply (through its end-of-turn token) after the chat prompt, with
+    the tokenizer's own chat template: no swiftkit code involved."""
+    msgs = [{"role": "user", "content": prompt}]
+    prompt_ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)["input_ids"]
+    full = tok.apply_chat_template(msgs + [{"role": "assistant", "content": reply}], tokenize=True)["input_ids"]
+    assert full[:len(prompt_ids)] == prompt_ids
+    end = full.index(tok.convert_tokens_to_ids("<|im_end|>"), len(prompt_ids)) + 1
+    ids = torch.tensor([full[:end]])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1].float()
+    logps = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0]
+    return float(logps[len(prompt_ids) - 1:].sum())
+
+
+def mean_margin(model, tok) -> float:
+    return sum(sequence_logp(model, tok, p, g) - sequence_logp(model, tok, p, b)
+               for p, g, b in zip(PROMPTS, GOOD, BAD)) / len(PROMPTS)
+
+
+def load_policy(model_dir, ckpt=None):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    if ckpt is not None:
+        model = PeftModel.from_pretrained(model, str(ckpt)).eval()
+    return model, AutoTokenizer.from_pretrained(str(model_dir))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir("llama", "chatml")
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return write_jsonl(tmp_path_factory.mktemp("pairs") / "pairs.jsonl", pair_rows())
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo", "simpo", "cpo"])
+def test_pair_methods_widen_the_chosen_over_rejected_margin(method, model_dir, pairs, tmp_path):
+    # One batch holds every pair, so the logged values of successive steps are comparable.
+    run = run_rlhf(model_dir, pairs, tmp_path / "out", method, "--max_steps", "8", "--save_steps", "8",
+                   "--per_device_train_batch_size", "8")
+    result = json.loads((run / "train_result.json").read_text())
+    margins = result["signals"]["rewards/margins"]
+    assert margins["last"] > margins["first"], margins
+    if method == "dpo":  # the policy starts as its reference: the implicit reward margin starts at 0
+        assert abs(margins["first"]) < 1e-4
+    assert result["rlhf_type"] == method and result["global_step"] == 8 and result["train_tokens_per_s"] > 0
+    # Independent of swiftkit and TRL: the checkpoint, loaded with peft, prefers the chosen replies more.
+    base, tok = load_policy(model_dir)
+    before = mean_margin(base, tok)
+    after = mean_margin(load_policy(model_dir, run / "checkpoint-8")[0], tok)
+    assert after > before + 0.5, (before, after)
+    # Outputs like sft: args.json (command rlhf), manifest, logs, plots, adapter checkpoint with args.json.
+    args = json.loads((run / "args.json").read_text())
+    assert args["command"] == "rlhf" and args["rlhf_type"] == method
+    assert json.loads((run / "manifest.json").read_text())["num_train_rows"] == len(PROMPTS)
+    logs = read_jsonl(run / "logging.jsonl")
+    assert [r["step"] for r in logs if "rewards/margins" in r] == list(range(1, 9))
+    for png in ("loss.png", "rewards.png", "margins.png"):
+        assert (run / png).read_bytes()[:4] == b"\x89PNG", png
+    assert json.loads((run / "checkpoint-8" / "args.json").read_text()) == args
+
+
+def test_kto_separates_desirable_from_undesirable(model_dir, tmp_path):
+    rows = [{"prompt": p, "completion": g, "label": True} for p, g in zip(PROMPTS, GOOD)]
+    rows += [{"prompt": p, "completion": b, "label": 0} for p, b in zip(PROMPTS, BAD)]
+    data = write_jsonl(tmp_path / "kto.jsonl", rows)
+    run = run_rlhf(model_dir, data, tmp_path / "out", "kto", "--max_steps", "8", "--save_steps", "8",
+                   "--per_device_train_batch_size", "8")
+    signals = json.loads((run / "train_result.json").read_text())["signals"]
+    assert signals["rewards/margins"]["last"] > signals["rewards/margins"]["first"] + 0.1, signals
+    assert signals["rewards/chosen"]["last"] > 0 > signals["rewards/rejected"]["last"]
+    base, tok = load_policy(model_dir)
+    assert mean_margin(load_policy(model_dir, run / "checkpoint-8")[0], tok) > mean_margin(base, tok) + 0.5
+
+
+def test_kto_reads_preference_pairs_as_two_labelled_rows(model_dir, pairs, tmp_path):
+    run = run_rlhf(model_dir, pairs, tmp_path / "out", "kto", "--max_steps", "2")
+    assert json.loads((run / "manifest.json").read_text())["num_train_rows"] == 2 * len(PROMPTS)
+
+
+def score_pairs(model, tok) -> list[float]:
+    """chosen minus rejected reward-model score per pair, through the tokenizer's chat template."""
+    out = []
+    for p, good, bad in zip(PROMPTS, GOOD, BAD):
+        scores = []
+        for reply in (good, bad):
+            msgs = [{"role": "user", "content": p}, {"role": "assistant", "content": reply}]
+            ids = tok.apply_chat_template(msgs, tokenize=True)["input_ids"]
+            with torch.no_grad():
+                scores.append(float(model(torch.tensor([ids])).logits[0, 0]))
+        out.append(scores[0] - scores[1])
+    return out
+
+
+def test_reward_model_learns_to_rank_pairs_and_loads_in_plain_transformers(model_dir, pairs, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run = run_rlhf(model_dir, pairs, tmp_path / "out", "rm", "--max_steps", "10", "--save_steps", "10")
+    signals = json.loads((run / "train_result.json").read_text())["signals"]
+    assert signals["margin"]["last"] > signals["margin"]["first"]
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+
+    def load(ckpt=None):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), num_labels=1).eval()
+        model.config.pad_token_id = tok.pad_token_id
+        return model if ckpt is None else PeftModel.from_pretrained(model, str(ckpt)).eval()
+
+    before, after = score_pairs(load(), tok), score_pairs(load(run / "checkpoint-10"), tok)
+    acc_before = sum(m > 0 for m in before) / len(before)
+    acc_after = sum(m > 0 for m in after) / len(after)
+    assert acc_after == 1.0 and acc_after >= acc_before
+    assert sum(after) / len(after) > sum(before) / len(before) + 0.5
+    assert (run / "margins.png").is_file()
+
+
+def test_full_fine_tuning_dpo_uses_a_frozen_copy_as_reference(model_dir, pairs, tmp_path):
+    run = run_rlhf(model_dir, pairs, tmp_path / "out", "dpo", "--train_type", "full", "--max_steps", "3",
+                   "--learning_rate", "1e-3", "--save_steps", "3")
+    margins = json.loads((run / "train_result.json").read_text())["signals"]["rewards/margins"]
+    assert abs(margins["first"]) < 1e-4 and margins["last"] > margins["first"]
+    assert (run / "checkpoint-3" / "model.safetensors").is_file()
+
+
+def test_dpo_resumes_from_its_checkpoint(model_dir, pairs, tmp_path):
+    run = run_rlhf(model_dir, pairs, tmp_path / "out", "dpo", "--max_steps", "4", "--save_steps", "2")
+    main(["rlhf", "--rlhf_type", "dpo", "--dataset", str(pairs), "--max_steps", "6", "--save_steps", "2",
+          "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--report_to", "none",
+          "--logging_steps", "1", "--lora_dropout", "0", "--resume_from_checkpoint", str(run / "checkpoint-4")])
+    steps = [r["step"] for r in read_jsonl(run / "logging.jsonl") if "rewards/margins" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert (run / "checkpoint-6" / "adapter_model.safetensors").is_file()
+
+
+def test_dpo_prompt_ids_are_the_serving_prompt(model_dir, pairs, tmp_path, capsys):
+    """What the trainer sees as the prompt is what `apply_chat_template(add_generation_prompt=True)`
+    (the server's prompt) gives, for every row shape."""
+    from transformers import AutoTokenizer
+
+    from swiftkit.data import load_rows
+    from swiftkit.data.alignment import to_preference_row
+    from swiftkit.templates import get_template
+    from swiftkit.train.rlhf_data import encode_pair
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    template = get_template(tok, system="Be kind.")
+    for row in load_rows([str(pairs)], convert=to_preference_row):
+        enc = encode_pair(template, row)
+        prompt = [{"role": "system", "content": "Be kind."}, *row["messages"][:-1]]
+        assert enc["prompt_ids"] == tok.apply_chat_template(prompt, add_generation_prompt=True,
+                                                            tokenize=True)["input_ids"]
+        end = tok.convert_tokens_to_ids("<|im_end|>")
+        assert enc["chosen_ids"][-1] == end and enc["rejected_ids"][-1] == end
+        assert tok.decode(enc["rejected_ids"][:-1]) == row["rejected_response"]
+
+
+@pytest.mark.parametrize("method,rows,message", [
+    ("dpo", [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}],
+     "not a preference pair"),
+    ("kto", [{"prompt": "hi", "completion": "yo"}], "KTO rows need a 'label'"),
+    ("kto", [{"prompt": "hi", "completion": "yo", "label": "yes"}], "'label' must be true or false"),
+    ("dpo", [{"prompt": "hi", "chosen": "same", "rejected": "same"}], "identical"),
+])
+def test_bad_rows_stop_before_anything_is_written(method, rows, message, model_dir, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "bad.jsonl", pair_rows()[:2] + rows)
+    rc = main(["rlhf", "--rlhf_type", method, "--model", str(model_dir), "--dataset", str(data),
+               "--output_dir", str(tmp_path / "out"), "--per_device_train_batch_size", "2"])
+    err = capsys.readouterr().err
+    assert rc != 0 and message in err and "bad.jsonl:3" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--rlhf_type", "dpoo"], "did you mean 'dpo'"),
+    (["--rlhf_type", "ppo"], "--rlhf_type ppo needs --reward_model"),
+    (["--rlhf_type", "grpo"], "--rlhf_type grpo needs --reward_funcs"),
+    (["--rlhf_type", "kto", "--per_device_train_batch_size", "1"], "must be >= 2"),
+    (["--rlhf_type", "grpo", "--reward_funcs", "format", "--num_generations", "3",
+      "--per_device_train_batch_size", "4"], "must be a multiple of it"),
+    (["--rlhf_type", "dpo", "--reward_funcs", "format"], "are for --rlhf_type grpo"),
+    (["--rlhf_type", "orpo", "--ref_model", "x"], "uses no reference model"),
+    (["--rlhf_type", "dpo", "--dpo_loss_type", "sigmod"], "did you mean 'sigmoid'"),
+    (["--rlhf_type", "dpo", "--packing", "true"], "drop --packing"),
+])
+def test_bad_flags_are_one_clear_error(flags, message, model_dir, pairs, tmp_path, capsys):
+    rc = main(["rlhf", "--model", str(model_dir), "--dataset", str(pairs), "--output_dir", str(tmp_path / "out"),
+               *flags])
+    err = capsys.readouterr().err
+    assert rc != 0 and message in err, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
