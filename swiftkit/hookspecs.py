@@ -90,23 +90,44 @@ def swiftkit_register_preprocessors(registry):
 
 @hookspec(historic=True)
 def swiftkit_register_reward_funcs(registry):
-    """Add reward functions that RL training (GRPO) selects by name.
+    """Add reward functions that GRPO selects by name with ``--reward_funcs``.
 
-    Historic: called once for every plugin, whenever it is registered.
+    Historic: called once for every plugin, whenever it is registered. ``swiftkit list rewards``
+    shows each entry with the first line of its docstring.
 
-    :param swiftkit.registry.Registry registry: the reward registry; entries are callables
-        ``fn(prompts, completions, **columns) -> list[float]`` (the contract TRL's GRPO trainer
-        calls; see :mod:`swiftkit.train.rewards`).
+    :param swiftkit.registry.Registry registry: the reward registry. An entry is either
+
+        * a function ``fn(prompts, completions, **columns) -> list[float | None]``, called as TRL's
+          GRPO trainer calls rewards: keyword arguments ``prompts``, ``completions`` (strings, or
+          lists of messages for conversational data: :func:`swiftkit.train.rewards.completion_text`
+          gives the reply), ``completion_ids``, ``trainer_state``, ``log_extra``, ``log_metric``
+          and every other dataset column (e.g. ``solution``) as a list with one value per
+          completion. It returns one finite float per completion, or ``None`` where it does not
+          apply; anything else stops training with an error naming the reward;
+        * or a class: a factory built once per run as ``cls(config)`` with the
+          :class:`swiftkit.config.RlhfConfig` (flags such as ``config.rlhf.format_pattern``, or
+          ``config.plugin_options`` for the plugin's own), whose instances are such functions.
+
+        The trainer sees each reward under its registered name (metrics ``rewards/NAME/mean``).
     :return: ignored.
 
     Use in plugins::
 
         def brevity(prompts, completions, **columns):
+            '''Shorter replies score higher.'''
             return [-len(c) / 100 for c in completions]
+
+        class Keyword:
+            '''1.0 when the reply contains --keyword.'''
+            def __init__(self, config):
+                self.word = config.plugin_options["keyword"]
+            def __call__(self, prompts, completions, **columns):
+                return [float(self.word in c) for c in completions]
 
         @swiftkit.hookimpl
         def swiftkit_register_reward_funcs(registry):
             registry.register("brevity", brevity, source="my_plugin")
+            registry.register("keyword", Keyword, source="my_plugin")
     """
 
 

@@ -253,3 +253,75 @@ def test_bad_flags_are_one_clear_error(flags, message, model_dir, pairs, tmp_pat
     err = capsys.readouterr().err
     assert rc != 0 and message in err, err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+REWARD_PLUGIN = '''
+from swiftkit import hookimpl
+
+
+def low_ids(prompts, completions, completion_ids=None, **columns):
+    """Share of reply tokens whose id is below 128 (a quarter of the tiny vocabulary)."""
+    return [sum(i < 128 for i in ids) / max(len(ids), 1) for ids in completion_ids]
+
+
+def saw_columns(prompts, completions, solution=None, level=None, **columns):
+    """Checks that every extra dataset column reaches the reward, per completion."""
+    assert len(solution) == len(level) == len(completions)
+    assert all(str(lv) == s for lv, s in zip(level, solution))
+    return [0.0] * len(completions)
+
+
+@hookimpl
+def swiftkit_register_reward_funcs(registry):
+    registry.register("low_ids", low_ids, source="test")
+    registry.register("saw_columns", saw_columns, source="test")
+'''
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grpo")
+    (folder / "rewards.py").write_text(REWARD_PLUGIN)
+    rows = [{"query": f"Question number {i}: what next?", "solution": str(i), "level": i} for i in range(16)]
+    return write_jsonl(folder / "prompts.jsonl", rows), folder / "rewards.py"
+
+
+def test_grpo_raises_a_verifiable_reward(model_dir, prompts, tmp_path):
+    data, plugin = prompts
+    run = run_rlhf(model_dir, data, tmp_path / "out", "grpo", "--plugins", str(plugin), "--reward_funcs", "low_ids",
+                   "--train_type", "full", "--max_steps", "40", "--per_device_train_batch_size", "8",
+                   "--num_generations", "4", "--max_completion_length", "8", "--save_steps", "40")
+    logs = [r for r in read_jsonl(run / "logging.jsonl") if "reward" in r]
+    rewards = [r["reward"] for r in logs]
+    assert len(rewards) == 40 and all(0 <= x <= 1 for x in rewards)
+    first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
+    assert last > first + 0.04, (first, last)
+    assert logs[0]["kl"] == 0 and all(r["kl"] >= 0 for r in logs) and logs[-1]["kl"] > 0
+    assert all(r["rewards/low_ids/mean"] == r["reward"] for r in logs)
+    for png in ("loss.png", "rewards.png", "kl.png"):
+        assert (run / png).is_file(), png
+
+
+def test_grpo_builtin_rewards_weights_and_extra_columns(model_dir, prompts, tmp_path):
+    data, plugin = prompts
+    run = run_rlhf(model_dir, data, tmp_path / "out", "grpo", "--plugins", str(plugin), "--reward_funcs",
+                   "accuracy", "format", "length", "saw_columns", "--reward_weights", "1", "0.5", "0.2", "1",
+                   "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "2",
+                   "--max_completion_length", "8")
+    logs = [r for r in read_jsonl(run / "logging.jsonl") if "reward" in r]
+    for name in ("accuracy", "format", "length", "saw_columns"):
+        assert f"rewards/{name}/mean" in logs[0], logs[0]
+    first = logs[0]
+    # A random tiny model is neither accurate nor well formed; length 8 is at the limit: penalty -1.
+    assert first["rewards/accuracy/mean"] == 0 and first["rewards/format/mean"] == 0
+    assert first["rewards/length/mean"] < 0
+    assert first["reward"] == pytest.approx(0.2 * first["rewards/length/mean"], abs=1e-6)
+
+
+def test_an_unknown_reward_fails_before_weights_load(model_dir, prompts, tmp_path, capsys):
+    data, _ = prompts
+    rc = main(["rlhf", "--rlhf_type", "grpo", "--model", str(model_dir), "--dataset", str(data),
+               "--reward_funcs", "acuracy", "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "did you mean 'accuracy'" in err and "Loading weights" not in err, err
+    assert not (tmp_path / "out").exists()
