@@ -143,6 +143,9 @@ class RlhfConfig(SftConfig):
             raise ConfigError("`swiftkit rlhf` reads the whole dataset up front; drop --streaming")
         if self.training.packing:
             raise ConfigError("`swiftkit rlhf` keeps each pair (or prompt) in its own row; drop --packing")
+        if kind == "ppo" and (self.data.val_dataset or self.data.split_dataset_ratio > 0):
+            raise ConfigError("--rlhf_type ppo does not evaluate: drop --val_dataset/--split_dataset_ratio "
+                              "(score a trained policy with `swiftkit eval`)")
         if kind == "ppo" and not r.reward_model:
             raise ConfigError("--rlhf_type ppo needs --reward_model (e.g. the run of `swiftkit rlhf --rlhf_type rm`)")
         if kind == "grpo":

@@ -8,6 +8,7 @@ and scoring the training pairs without swiftkit or TRL.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -246,6 +247,8 @@ def test_bad_rows_stop_before_anything_is_written(method, rows, message, model_d
     (["--rlhf_type", "orpo", "--ref_model", "x"], "uses no reference model"),
     (["--rlhf_type", "dpo", "--dpo_loss_type", "sigmod"], "did you mean 'sigmoid'"),
     (["--rlhf_type", "dpo", "--packing", "true"], "drop --packing"),
+    (["--rlhf_type", "ppo", "--reward_model", "rm", "--split_dataset_ratio", "0.1"], "does not evaluate"),
+    (["--rlhf_type", "dpo", "--loss_type", "focal"], "each --rlhf_type has its own loss"),
 ])
 def test_bad_flags_are_one_clear_error(flags, message, model_dir, pairs, tmp_path, capsys):
     rc = main(["rlhf", "--model", str(model_dir), "--dataset", str(pairs), "--output_dir", str(tmp_path / "out"),
@@ -325,3 +328,22 @@ def test_an_unknown_reward_fails_before_weights_load(model_dir, prompts, tmp_pat
     err = capsys.readouterr().err
     assert rc != 0 and "did you mean 'accuracy'" in err and "Loading weights" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_ppo_with_the_reward_model_of_an_rm_run(model_dir, pairs, prompts, tmp_path):
+    rm_run = run_rlhf(model_dir, pairs, tmp_path / "rm", "rm", "--max_steps", "4")
+    data, _ = prompts
+    run = run_rlhf(model_dir, data, tmp_path / "ppo", "ppo", "--reward_model", str(rm_run), "--max_steps", "8",
+                   "--max_completion_length", "8", "--learning_rate", "1e-3", "--save_steps", "4")
+    logs = [r for r in read_jsonl(run / "logging.jsonl") if "objective/kl" in r]
+    assert [r["step"] for r in logs] == list(range(1, 9))
+    names = ("objective/scores", "objective/kl", "objective/rlhf_reward", "loss/policy", "loss/value",
+             "policy/clipfrac", "policy/entropy", "val/ratio")
+    assert all(all(math.isfinite(r[n]) for n in names) for r in logs)
+    assert abs(logs[0]["objective/kl"]) < 1e-4  # the first rollout's policy is its reference
+    ckpt = run / "checkpoint-8"
+    assert (ckpt / "adapter_model.safetensors").is_file() and (ckpt / "value_model" / "config.json").is_file()
+    for png in ("rewards.png", "kl.png"):
+        assert (run / png).is_file()
+    signals = json.loads((run / "train_result.json").read_text())["signals"]
+    assert set(signals) >= {"objective/scores", "objective/kl", "objective/rlhf_reward"}
