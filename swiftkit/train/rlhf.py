@@ -222,6 +222,7 @@ class RlhfRecipe(SftRecipe):
         if self.method in ("dpo", "kto"):
             kw["ref_model"] = self.ref_model
         elif self.method == "grpo":
+            kw["ref_model"] = self.ref_model
             if self.tokenizer.chat_template != self.template.chat_template:
                 self.tokenizer.chat_template = self.template.chat_template  # TRL renders prompts with it
             kw["reward_funcs"] = [*self.reward_funcs, *([self.reward_model] if self.reward_model is not None else [])]

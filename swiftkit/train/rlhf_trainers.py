@@ -4,9 +4,9 @@ TRL tokenizes preference / KTO data itself with ``apply_chat_template`` pieces; 
 before (see :mod:`swiftkit.train.rlhf_data`) so the prompt ids are exactly the serving prompt, and a
 registered template (a model without its own chat template) works the same way. Each subclass only
 replaces the step that would tokenize again: ``_prepare_dataset`` (DPO, KTO) or ``tokenize_row``
-(TRL's CPO and ORPO, which keep their older per-row tokenizer). ``RewardTrainer`` and
-``GRPOTrainer`` are used as they are (the first accepts token ids, the second generates from the
-conversations with the same chat template). PPO is swiftkit's own (:mod:`swiftkit.train.ppo`):
+(TRL's CPO and ORPO, which keep their older per-row tokenizer). ``RewardTrainer`` is used as it
+is (it accepts token ids); ``GRPOTrainer`` generates from the conversations with the same chat
+template and only gains a ``ref_model`` argument. PPO is swiftkit's own (:mod:`swiftkit.train.ppo`):
 TRL 1.16 no longer ships one.
 """
 
@@ -107,7 +107,30 @@ def _reward_trainer():
 def _grpo_trainer():
     from trl import GRPOTrainer
 
-    return GRPOTrainer
+    class GRPOTrainerWithReference(GRPOTrainer):
+        """GRPO taking ``ref_model`` like the other trainers.
+
+        TRL 1.16's GRPOTrainer has no ``ref_model`` argument: without adapters it loads a second copy
+        of the policy from the path in its config, which ignores ``--ref_model``, reloads weights
+        swiftkit already holds and fails for models that path cannot load (GGUF). While its
+        ``__init__`` runs, that loader hands back swiftkit's reference instead. Remove once TRL
+        accepts a reference model.
+        """
+
+        def __init__(self, *args, ref_model=None, **kwargs):
+            if ref_model is None:
+                super().__init__(*args, **kwargs)
+                return
+            import trl.trainer.grpo_trainer as grpo_module
+
+            loader = grpo_module.create_model_from_path
+            grpo_module.create_model_from_path = lambda *_args, **_kwargs: ref_model
+            try:
+                super().__init__(*args, **kwargs)
+            finally:
+                grpo_module.create_model_from_path = loader
+
+    return GRPOTrainerWithReference
 
 
 def _ppo_trainer():

@@ -347,3 +347,38 @@ def test_ppo_with_the_reward_model_of_an_rm_run(model_dir, pairs, prompts, tmp_p
         assert (run / png).is_file()
     signals = json.loads((run / "train_result.json").read_text())["signals"]
     assert set(signals) >= {"objective/scores", "objective/kl", "objective/rlhf_reward"}
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto", "grpo"])
+def test_lora_reference_is_the_base_with_adapters_off_not_a_copy(method, model_dir, pairs, prompts, tmp_path):
+    """Under LoRA no reference model is loaded: the trainer switches the adapters off, and what it
+    computes then equals the freshly loaded base model. Under full training the reference is a
+    frozen copy that stays equal to the starting weights."""
+    import swiftkit
+    from swiftkit.api import _build
+    from swiftkit.config import RlhfConfig
+    from swiftkit.train.rlhf import RlhfRecipe
+
+    assert callable(swiftkit.rlhf)
+    data = prompts[0] if method == "grpo" else pairs
+    extra = {"reward_funcs": ["length"], "num_generations": 2} if method == "grpo" else {}
+    cfg = _build(RlhfConfig, None, dict(rlhf_type=method, model=str(model_dir), dataset=[str(data)],
+                                        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4,
+                                        max_steps=1, report_to=["none"], lora_dropout=0.0, **extra))
+    recipe = RlhfRecipe(cfg)
+    recipe.setup()
+    trainer = recipe.trainer
+    assert recipe.ref_model is None and getattr(trainer, "ref_model", None) is None
+    base, _ = load_policy(model_dir)
+    ids = torch.tensor([[1, 20, 30, 40, 50]])
+    with torch.no_grad(), trainer.model.disable_adapter():
+        assert torch.allclose(trainer.model(ids).logits, base(ids).logits, atol=1e-5)
+
+    cfg.tuner.train_type = "full"
+    full = RlhfRecipe(cfg)
+    full.setup()
+    ref = full.trainer.ref_model
+    assert ref is not None and ref is not full.trainer.model
+    assert not any(p.requires_grad for p in ref.parameters())
+    with torch.no_grad():
+        assert torch.allclose(ref(ids).logits, base(ids).logits, atol=1e-5)
