@@ -20,10 +20,25 @@ def peak_rss_mb() -> float:
 
 
 class TokenCounter:
-    """Counts the real (non-padding) tokens the collator hands to the model."""
+    """Counts the real (non-padding) tokens of the batches the trainer has used.
+
+    The collator records every batch it builds; the data loader builds one ahead, so only the
+    first ``consumed`` batches (advanced by :class:`JsonlLoggingCallback` at the end of each
+    micro-step) count: a run stopped by --max_steps mid-epoch does not count the batch it never used.
+    Evaluation batches go through the same collator between steps; they are dropped again when the
+    evaluation ends.
+    """
 
     def __init__(self):
-        self.tokens = 0
+        self.batches: list[int] = []
+        self.consumed = 0
+
+    def add(self, tokens: int) -> None:
+        self.batches.append(tokens)
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.batches[:self.consumed])
 
 
 def _input_tokens(features) -> int:
@@ -40,7 +55,7 @@ class CountingCollator:
         self.count = count
 
     def __call__(self, features):
-        self.counter.tokens += self.count(features)
+        self.counter.add(self.count(features))
         return self.collator(features)
 
 
@@ -56,6 +71,16 @@ class JsonlLoggingCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
         self.start_tokens = self.counter.tokens
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        self.counter.consumed += 1  # a micro-batch inside gradient accumulation
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.counter.consumed += 1  # the step's last micro-batch
+        self.built_before_eval = len(self.counter.batches)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        del self.counter.batches[getattr(self, "built_before_eval", len(self.counter.batches)):]
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         elapsed = time.perf_counter() - (self.start or time.perf_counter())

@@ -17,10 +17,27 @@ import warnings
 from swiftkit.train.errors import TrainError
 
 
+class _AdaptersOffReference:
+    """For TRL's DPO, KTO and GRPO trainers given a peft model and no reference model.
+
+    TRL then adds a frozen "ref" adapter copied from the model's adapter (meant for re-training a
+    pretrained adapter). swiftkit's adapters are fresh, so the copy equals the base: removing it
+    makes TRL compute reference log-probs with the adapters switched off (measured ~10% faster
+    per reference forward) and keeps a second adapter out of every checkpoint.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        model = self.accelerator.unwrap_model(self.model)
+        if kwargs.get("ref_model") is None and "ref" in getattr(model, "peft_config", {}):
+            model.delete_adapter("ref")
+            model.set_adapter("default")
+
+
 def _dpo_trainer():
     from trl import DPOTrainer
 
-    class EncodedDPOTrainer(DPOTrainer):
+    class EncodedDPOTrainer(_AdaptersOffReference, DPOTrainer):
         """DPO on ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` encoded by swiftkit."""
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -32,7 +49,7 @@ def _dpo_trainer():
 def _kto_trainer():
     from trl import KTOTrainer
 
-    class EncodedKTOTrainer(KTOTrainer):
+    class EncodedKTOTrainer(_AdaptersOffReference, KTOTrainer):
         """KTO on ``prompt_ids`` / ``completion_ids`` / ``label`` encoded by swiftkit.
 
         KTO's KL term compares each prompt with a reply written for another prompt: within every
@@ -74,28 +91,17 @@ def _experimental(module: str, name: str):
     return getattr(mod, name)
 
 
-def _cpo_trainer():
-    base = _experimental("cpo", "CPOTrainer")
+def _encoded_pair_trainer(module: str, name: str):
+    """TRL's experimental CPO (also SimPO) or ORPO trainer on ids encoded by swiftkit (the text
+    columns are only carried along)."""
+    base = _experimental(module, name)
 
-    class EncodedCPOTrainer(base):
-        """CPO / SimPO on ids encoded by swiftkit (the text columns are only carried along)."""
-
+    class EncodedPairTrainer(base):
         def tokenize_row(self, feature, model=None) -> dict:
             return _pair_row(feature)
 
-    return EncodedCPOTrainer
-
-
-def _orpo_trainer():
-    base = _experimental("orpo", "ORPOTrainer")
-
-    class EncodedORPOTrainer(base):
-        """ORPO on ids encoded by swiftkit (the text columns are only carried along)."""
-
-        def tokenize_row(self, feature, model=None) -> dict:
-            return _pair_row(feature)
-
-    return EncodedORPOTrainer
+    EncodedPairTrainer.__name__ = EncodedPairTrainer.__qualname__ = f"Encoded{name}"
+    return EncodedPairTrainer
 
 
 def _reward_trainer():
@@ -107,7 +113,7 @@ def _reward_trainer():
 def _grpo_trainer():
     from trl import GRPOTrainer
 
-    class GRPOTrainerWithReference(GRPOTrainer):
+    class GRPOTrainerWithReference(_AdaptersOffReference, GRPOTrainer):
         """GRPO taking ``ref_model`` like the other trainers.
 
         TRL 1.16's GRPOTrainer has no ``ref_model`` argument: without adapters it loads a second copy
@@ -140,7 +146,9 @@ def _ppo_trainer():
 
 
 TRAINERS = {
-    "dpo": _dpo_trainer, "orpo": _orpo_trainer, "simpo": _cpo_trainer, "cpo": _cpo_trainer, "kto": _kto_trainer,
+    "dpo": _dpo_trainer, "orpo": lambda: _encoded_pair_trainer("orpo", "ORPOTrainer"),
+    "simpo": lambda: _encoded_pair_trainer("cpo", "CPOTrainer"),
+    "cpo": lambda: _encoded_pair_trainer("cpo", "CPOTrainer"), "kto": _kto_trainer,
     "rm": _reward_trainer, "grpo": _grpo_trainer, "ppo": _ppo_trainer,
 }
 

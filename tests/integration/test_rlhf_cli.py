@@ -123,6 +123,7 @@ def test_pair_methods_widen_the_chosen_over_rejected_margin(method, model_dir, p
     for png in ("loss.png", "rewards.png", "margins.png"):
         assert (run / png).read_bytes()[:4] == b"\x89PNG", png
     assert json.loads((run / "checkpoint-8" / "args.json").read_text()) == args
+    assert not (run / "checkpoint-8" / "ref").exists()
 
 
 def test_kto_separates_desirable_from_undesirable(model_dir, tmp_path):
@@ -369,6 +370,7 @@ def test_lora_reference_is_the_base_with_adapters_off_not_a_copy(method, model_d
     recipe.setup()
     trainer = recipe.trainer
     assert recipe.ref_model is None and getattr(trainer, "ref_model", None) is None
+    assert list(trainer.model.peft_config) == ["default"]  # no reference adapter copy either
     base, _ = load_policy(model_dir)
     ids = torch.tensor([[1, 20, 30, 40, 50]])
     with torch.no_grad(), trainer.model.disable_adapter():
@@ -382,3 +384,26 @@ def test_lora_reference_is_the_base_with_adapters_off_not_a_copy(method, model_d
     assert not any(p.requires_grad for p in ref.parameters())
     with torch.no_grad():
         assert torch.allclose(ref(ids).logits, base(ids).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("val", [False, True])
+def test_token_counts_cover_exactly_the_batches_trained_on(val, model_dir, tmp_path):
+    """8 identical pairs, batches of 2, 3 steps: 6 pairs were trained on, although the data loader
+    builds a 4th batch ahead (and evaluation batches pass through the same collator)."""
+    from transformers import AutoTokenizer
+
+    from swiftkit.data.alignment import to_preference_row
+    from swiftkit.templates import get_template
+    from swiftkit.train.rlhf_data import encode_pair, real_tokens
+
+    row = {"prompt": PROMPTS[0], "chosen": GOOD[0], "rejected": BAD[0]}
+    data = write_jsonl(tmp_path / "same.jsonl", [row] * 8)
+    per_pair = real_tokens("dpo", [encode_pair(get_template(AutoTokenizer.from_pretrained(str(model_dir))),
+                                               to_preference_row(row))])
+    extra = ["--val_dataset", str(data), "--eval_steps", "1"] if val else []
+    run = run_rlhf(model_dir, data, tmp_path / "out", "dpo", "--max_steps", "3", "--per_device_train_batch_size",
+                   "2", *extra)
+    result = json.loads((run / "train_result.json").read_text())
+    assert result["train_tokens"] == 6 * per_pair
+    logged = [r["train_tokens"] for r in read_jsonl(run / "logging.jsonl") if "loss" in r]
+    assert logged == [2 * per_pair, 4 * per_pair, 6 * per_pair]
