@@ -54,3 +54,22 @@ def test_demo_teaches_the_model_its_new_name(tmp_path):
     )
     assert "new name used:    before=False after=True" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.returncode == 0
+
+
+def test_dpo_on_smollm2_widens_the_margin_on_the_shipped_pairs(tmp_path):
+    """A short real DPO run (LoRA) on the example preference pairs: the implicit reward margin starts
+    at 0 (policy == reference), ends positive, and the adapter loads with plain peft."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "out"
+    assert main(["rlhf", str(ROOT / "examples" / "rlhf_dpo.yaml"), "--dataset",
+                 f"{ROOT / 'examples' / 'data' / 'preference_pairs.jsonl'}#8", "--max_steps", "4",
+                 "--per_device_train_batch_size", "4", "--learning_rate", "5e-4", "--output_dir", str(out),
+                 "--logging_steps", "1", "--report_to", "none"]) == 0
+    run = next(out.glob("v0-*"))
+    margins = json.loads((run / "train_result.json").read_text())["signals"]["rewards/margins"]
+    assert abs(margins["first"]) < 1e-4 and margins["last"] > margins["first"], margins
+    args = json.loads((run / "args.json").read_text())
+    base = AutoModelForCausalLM.from_pretrained(args["model_path"])
+    PeftModel.from_pretrained(base, run / "checkpoint-4")
