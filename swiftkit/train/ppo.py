@@ -7,8 +7,9 @@ value model's per-token values into GAE advantages and returns, then minimise th
 loss plus ``vf_coef`` times the clipped value loss.
 
 One Trainer step is one optimizer update. A rollout is made from the step's prompt batch every
-``num_ppo_epochs`` steps and reused (cached) by the steps in between, so the prompt batches of those
-steps go unused. Keeping the Trainer loop means checkpoints, resume, the LR schedule, logging and
+``num_ppo_epochs`` steps and reused (cached) by the steps in between; the sampler
+(:class:`RepeatedBlocks`) hands those steps the same prompts again, so every prompt is rolled out
+once per pass over the data. Keeping the Trainer loop means checkpoints, resume, the LR schedule, logging and
 callbacks work unchanged; the value model rides along in the optimizer, in gradient clipping, and
 in ``checkpoint-N/value_model/`` (with the cached rollout in ``checkpoint-N/ppo_rollout.pt`` so a
 resume mid-rollout continues exactly). Single process only: the value model is not wrapped for
@@ -231,6 +232,31 @@ class Rollout:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+class RepeatedBlocks(torch.utils.data.Sampler):
+    """Yield the ``base`` sampler's indices in blocks of ``block`` (the rows of one optimizer step),
+    each block ``repeats`` times in a row.
+
+    The step that starts a block rolls its prompts out; the ``repeats - 1`` steps after it update on
+    that cached rollout and receive the same prompts, which they do not need. So every prompt is
+    rolled out once per pass over the data, and each rollout gets ``repeats`` updates. A last block
+    shorter than ``block`` is left out of the pass (the next pass reshuffles), so every step has
+    its full set of micro-batches.
+    """
+
+    def __init__(self, base, block: int, repeats: int):
+        self.base, self.block, self.repeats = base, block, repeats
+
+    def __len__(self) -> int:
+        return (len(self.base) // self.block) * self.block * self.repeats
+
+    def __iter__(self):
+        order = list(self.base)
+        for start in range(0, len(order) - self.block + 1, self.block):
+            chunk = order[start:start + self.block]
+            for _ in range(self.repeats):
+                yield from chunk
+
+
 class PPOTrainer(Trainer):
     """``transformers.Trainer`` running PPO: one optimizer step per call, a new rollout every
     ``settings.num_ppo_epochs`` steps.
@@ -265,7 +291,16 @@ class PPOTrainer(Trainer):
         self._step_seen, self._micro = -1, 0
         self._stats: dict[str, list[float]] = {}
 
-    # -- optimizer, clipping, checkpoints ---------------------------------------------------------
+    # -- data, optimizer, clipping, checkpoints ---------------------------------------------------
+
+    def _get_train_sampler(self, train_dataset=None):
+        base = super()._get_train_sampler(train_dataset)
+        block = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        rows = len(self.train_dataset if train_dataset is None else train_dataset)
+        if rows < block:
+            raise TrainError(f"PPO needs at least --per_device_train_batch_size x --gradient_accumulation_steps "
+                             f"({block}) prompts for one rollout; the dataset has {rows}")
+        return RepeatedBlocks(base, block, self.settings.num_ppo_epochs)
 
     def create_optimizer(self, model=None):
         """One optimizer over the policy's trainable parameters and the value model."""

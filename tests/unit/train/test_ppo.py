@@ -330,3 +330,33 @@ def test_full_finetuning_with_frozen_reference_copy(tok, tmp_path):
 def test_full_finetuning_without_reference_is_refused(tok, tmp_path):
     with pytest.raises(TrainError, match="reference model"):
         _trainer(tok, tmp_path, policy=_policy(tok, lora=False))
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_one_pass_rolls_out_every_prompt_once(tok, tmp_path, accumulation):
+    """8 distinct prompts, 2 rows per micro-batch, 2 updates per rollout: one epoch rolls each prompt
+    out exactly once (the steps between rollouts get the same prompts again and reuse the cache)."""
+    questions = [f"Question {i}?" for i in range(8)]
+    data = [{"input_ids": tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                                  tokenize=True, return_dict=False)} for q in questions]
+    trainer = _trainer(tok, tmp_path, max_steps=-1, num_train_epochs=1, per_device_train_batch_size=2,
+                       gradient_accumulation_steps=accumulation)
+    trainer.train_dataset = data
+    seen = []
+    original = trainer.rollout
+
+    def recording(batch):
+        for row in batch["input_ids"]:
+            seen.append(tok.decode(row[row != tok.pad_token_id]))
+        return original(batch)
+
+    trainer.rollout = recording
+    trainer.train()
+    assert trainer.state.global_step == 8 // (2 * accumulation) * 2  # rollouts x updates per rollout
+    assert sorted(seen) == sorted(tok.decode(d["input_ids"]) for d in data)
+
+
+def test_fewer_prompts_than_one_step_needs_is_refused(tok, tmp_path):
+    trainer = _trainer(tok, tmp_path, n=2, per_device_train_batch_size=4)
+    with pytest.raises(TrainError, match="needs at least"):
+        trainer.train()
