@@ -38,7 +38,8 @@ def lint(cfg, out=None) -> int:
     from swiftkit.data.lint import lint_dataset
 
     registries, template = _setup(cfg)
-    report = lint_dataset(cfg.data.dataset, registries=registries, template=template, **_data_kwargs(cfg))
+    report = lint_dataset(cfg.data.dataset, registries=registries, template=template, rlhf_type=cfg.tool.rlhf_type,
+                          **_data_kwargs(cfg))
     limit = cfg.tool.max_problems
     for problem in report.problems[:limit]:
         print(problem, file=out)

@@ -321,10 +321,20 @@ class DataToolArgs:
     index: int = arg(0, "`data preview`: which usable row (after loading and sampling) to show.")
     show_tokens: bool = arg(False, "`data preview`: also print one line per token (id, text, trained or not).")
     pretrain: bool = arg(False, "Treat --dataset as pretraining text (rows with 'text'), as `swiftkit pt` does.")
+    rlhf_type: Optional[str] = arg(
+        None, "`data lint`: check --dataset as `swiftkit rlhf --rlhf_type X` reads it (pairs for dpo/orpo/simpo/"
+        "cpo/rm, labelled replies for kto, prompts for ppo/grpo); with --model, both replies of a pair are encoded."
+    )
 
     def __post_init__(self):
+        from swiftkit.registry import closest
+
         _check(self.max_problems >= 0, "--max_problems must be >= 0")
         _check(self.index >= 0, "--index must be >= 0")
+        _check(self.rlhf_type is None or self.rlhf_type in RLHF_TYPES,
+               f"unknown --rlhf_type {self.rlhf_type!r}{closest(str(self.rlhf_type), RLHF_TYPES)}; valid: "
+               f"{', '.join(RLHF_TYPES)}")
+        _check(not (self.pretrain and self.rlhf_type), "--pretrain and --rlhf_type exclude each other")
 
 
 VLLM_MISSING = "--infer_backend vllm needs the vllm package: pip install 'swiftkit[vllm]' (GPU machines only)"

@@ -86,14 +86,22 @@ def duplicate_problems(rows: list[dict]) -> list[Problem]:
     return out
 
 
-def encoding_problems(rows: list[dict], template) -> list[Problem]:
-    """Encode every row: over-long rows (warnings under ``delete``) and template errors."""
+def encoding_problems(rows: list[dict], template, rlhf_type: str | None = None) -> list[Problem]:
+    """Encode every row: over-long rows (warnings under ``delete``) and template errors. With
+    ``rlhf_type`` rows are encoded as that method's trainer gets them (both replies of a pair)."""
     from swiftkit.templates import SequenceTooLong, TemplateError
+
+    encode = template.encode
+    if rlhf_type is not None:
+        from swiftkit.train.rlhf_data import encode_row
+
+        def encode(row):
+            return encode_row(rlhf_type, template, row)
 
     out = []
     for row in rows:
         try:
-            template.encode(row)
+            encode(row)
         except SequenceTooLong as exc:
             out.append(Problem(row["_origin"], "too_long", f"{_strip_origin(exc, row)}; the row will be skipped",
                                "warning"))
@@ -110,11 +118,13 @@ def _strip_origin(exc: Exception, row: dict) -> str:
 
 def lint_dataset(specs, *, registries=None, template=None, text_only: bool = False, columns=None,
                  seed: int = 42, model_name=(), model_author=(), use_hf: bool = False,
-                 cache_dir: str | None = None) -> LintReport:
+                 cache_dir: str | None = None, rlhf_type: str | None = None) -> LintReport:
     """Lint ``--dataset`` specs: row errors, duplicates and (with ``template``) encoding problems.
 
+    ``rlhf_type`` checks rows as that alignment method reads them (:mod:`swiftkit.data.alignment`).
     File-level problems (a missing file, an unknown dataset) still raise ``DatasetError``.
     """
+    from swiftkit.data.alignment import CONVERTERS
     from swiftkit.data.loader import LoadReport, load_rows
 
     loaded = LoadReport()
@@ -123,11 +133,13 @@ def lint_dataset(specs, *, registries=None, template=None, text_only: bool = Fal
         preprocessors=registries.preprocessors if registries else None, seed=seed,
         model_name=tuple(model_name), model_author=tuple(model_author), use_hf=use_hf, cache_dir=cache_dir,
         text_only=text_only, columns=columns, skip_bad_rows=True, report=loaded, sample=False, allow_empty=True,
+        convert=CONVERTERS[rlhf_type] if rlhf_type else None,
     )
-    report = LintReport(rows=loaded.rows_read, usable=len(rows))
+    # usable source rows: a KTO pair becomes two training rows but is one row of the file
+    report = LintReport(rows=loaded.rows_read, usable=loaded.rows_read - len(loaded.skipped))
     report.problems += [Problem(e.origin, e.kind, e.problem) for e in loaded.skipped]
     report.problems += duplicate_problems(rows)
     if template is not None:
-        report.problems += encoding_problems(rows, template)
+        report.problems += encoding_problems(rows, template, rlhf_type)
     report.problems.sort(key=_place)  # file order; the sort is stable for several per row
     return report

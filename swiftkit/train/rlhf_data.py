@@ -81,26 +81,31 @@ ENCODERS = {
 }
 
 
+def encode_row(method: str, template, row: dict) -> dict:
+    """One row encoded for ``method``; raises ``SequenceTooLong`` when it does not fit --max_length
+    (a PPO prompt must leave room for the reply) and ``TemplateError`` when it cannot be rendered."""
+    from swiftkit.templates import SequenceTooLong
+
+    if method == "grpo":
+        template.encode_prompt(row["messages"], row.get("tools"))  # generation starts from this prompt
+        return grpo_prompt(template, row)
+    enc = ENCODERS[method](template, row)
+    if method == "ppo" and template.max_length is not None and len(enc["input_ids"]) >= template.max_length:
+        raise SequenceTooLong(f"{row.get('_origin', '?')}: a prompt of {len(enc['input_ids'])} tokens leaves no "
+                              f"room for a reply within max_length {template.max_length}")
+    return enc
+
+
 def encode_for(method: str, rows: list[dict], template, what: str = "--dataset") -> tuple[list[dict], int]:
     """Encoded rows for ``method`` and how many were skipped as longer than --max_length."""
     from swiftkit.templates import SequenceTooLong
 
-    if method == "grpo":
-        for row in rows:  # the prompt must render; generation starts from it
-            template.encode_prompt(row["messages"], row.get("tools"))
-        return [grpo_prompt(template, row) for row in rows], 0
-    encode = ENCODERS[method]
     out, skipped = [], 0
     for row in rows:
         try:
-            enc = encode(template, row)
+            out.append(encode_row(method, template, row))
         except SequenceTooLong:
             skipped += 1
-            continue
-        if method == "ppo" and template.max_length is not None and len(enc["input_ids"]) >= template.max_length:
-            skipped += 1
-            continue
-        out.append(enc)
     if rows and not out:
         raise TrainError(f"every row of {what} ({len(rows)}) is longer than --max_length {template.max_length}; "
                          "raise --max_length or use --truncation_strategy left/right")

@@ -97,3 +97,26 @@ def test_preview_index_past_the_end_and_unknown_action(data, tiny_model_dir, cap
     assert "did you mean 'lint'" in capsys.readouterr().err
     assert main(["data", "preview", "--dataset", str(data)]) == 2
     assert "needs --model" in capsys.readouterr().err
+
+
+def test_lint_checks_rows_as_an_alignment_method_reads_them(tmp_path, capsys, tiny_model_dir):
+    rows = [
+        {"prompt": "Hi", "chosen": "Hello there!", "rejected": "Go away."},
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+        {"prompt": "Hi", "chosen": "Same", "rejected": "Same"},
+        {"prompt": "Long", "chosen": "ok", "rejected": "word " * 60},
+    ]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["data", "lint", "--dataset", str(data)]) == 0  # as SFT data every row is usable
+    capsys.readouterr()
+    assert main(["data", "lint", "--dataset", str(data), "--rlhf_type", "dpo", "--model",
+                 str(tiny_model_dir("llama", "chatml")), "--max_length", "40"]) == 1
+    out = capsys.readouterr().out
+    assert f"{data}:2: error: not a preference pair" in out
+    assert f"{data}:3: error: the chosen and rejected replies are identical" in out
+    # the rejected reply is what makes row 4 too long: both replies are encoded
+    assert f"{data}:4: warning:" in out and "over max_length 40" in out
+    assert "2 errors, 1 warning in 4 rows (2 usable)" in out
+    assert main(["data", "lint", "--dataset", str(data), "--rlhf_type", "kto"]) == 1
+    assert "in 4 rows (3 usable)" in capsys.readouterr().out
