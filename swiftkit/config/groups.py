@@ -364,6 +364,7 @@ class VllmArgs:
 RLHF_TYPES = ("dpo", "orpo", "simpo", "cpo", "kto", "rm", "ppo", "grpo")
 # --beta when it is not given: the value each method's paper (and TRL) starts from.
 DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "simpo": 2.0, "cpo": 0.1, "kto": 0.1, "grpo": 0.04, "ppo": 0.05}
+GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
                   "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 
@@ -426,6 +427,14 @@ class RlhfArgs:
     num_generations: int = arg(4, "grpo: replies sampled per prompt (the group whose rewards are compared).")
     max_completion_length: int = arg(256, "grpo/ppo: most tokens generated per reply.")
     temperature: float = arg(1.0, "grpo/ppo: sampling temperature of the replies.")
+    grpo_loss_type: str = arg(
+        "dapo", "grpo: how token losses are averaged (TRL's): grpo (per sequence, length-biased), dapo (over "
+        "the batch's tokens), dr_grpo (by a constant), bnpo, cispo, sapo, luspo, vespo."
+    )
+    scale_rewards: str = arg(
+        "group", "grpo: divide advantages by the reward std of each group (group), of the batch (batch), or not (none)."
+    )
+    num_iterations: int = arg(1, "grpo: optimisation passes over each batch of generations (mu).")
     num_ppo_epochs: int = arg(4, "ppo: optimisation passes over each batch of rollouts.")
     cliprange: float = arg(0.2, "ppo/grpo: clip range of the policy ratio (grpo: epsilon).")
     cliprange_value: float = arg(0.2, "ppo: clip range of the value update.")
@@ -454,6 +463,11 @@ class RlhfArgs:
         _check(self.max_completion_length > 0, "--max_completion_length must be > 0")
         _check(self.temperature > 0, "--temperature must be > 0 (replies are sampled)")
         _check(self.num_ppo_epochs >= 1, "--num_ppo_epochs must be >= 1")
+        _check(self.num_iterations >= 1, "--num_iterations must be >= 1")
+        _check(self.grpo_loss_type in GRPO_LOSS_TYPES,
+               f"unknown --grpo_loss_type {self.grpo_loss_type!r}{closest(self.grpo_loss_type, GRPO_LOSS_TYPES)}; "
+               f"valid: {', '.join(GRPO_LOSS_TYPES)}")
+        _check(self.scale_rewards in ("group", "batch", "none"), "--scale_rewards must be group, batch or none")
         _check(self.desirable_weight > 0 and self.undesirable_weight > 0,
                "--desirable_weight and --undesirable_weight must be > 0")
         import re

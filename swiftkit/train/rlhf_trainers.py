@@ -200,7 +200,8 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
         return GRPOConfig(**common, beta=beta, num_generations=r.num_generations,
                           max_completion_length=r.max_completion_length, temperature=r.temperature,
                           epsilon=r.cliprange, reward_weights=list(r.reward_weights) or None,
-                          log_completions=False)
+                          loss_type=r.grpo_loss_type, scale_rewards=r.scale_rewards,
+                          num_iterations=r.num_iterations, log_completions=False)
     if method == "ppo":
         from transformers import TrainingArguments
 

@@ -247,6 +247,7 @@ def test_bad_rows_stop_before_anything_is_written(method, rows, message, model_d
     (["--rlhf_type", "dpo", "--reward_funcs", "format"], "are for --rlhf_type grpo"),
     (["--rlhf_type", "orpo", "--ref_model", "x"], "uses no reference model"),
     (["--rlhf_type", "dpo", "--dpo_loss_type", "sigmod"], "did you mean 'sigmoid'"),
+    (["--rlhf_type", "grpo", "--reward_funcs", "length", "--grpo_loss_type", "dr_grp"], "did you mean 'dr_grpo'"),
     (["--rlhf_type", "dpo", "--packing", "true"], "drop --packing"),
     (["--rlhf_type", "ppo", "--reward_model", "rm", "--split_dataset_ratio", "0.1"], "does not evaluate"),
     (["--rlhf_type", "dpo", "--loss_type", "focal"], "each --rlhf_type has its own loss"),
