@@ -25,21 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from child import peak_rss_mb, run_child, time_sides
 
 MODEL = "smollm2-135m-instruct"
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "examples" / "data" / "preference_pairs.jsonl"
 SIGNAL_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "loss")
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _read_pairs(path: Path) -> list[dict]:
@@ -76,7 +69,7 @@ def run_swiftkit(args, out: Path) -> dict:
         output_dir=str(out), save_steps=10_000, logging_steps=args.logging_steps, report_to=["none"],
         num_threads=args.num_threads, gradient_checkpointing=False,
     )
-    rss = _peak_rss_mb()  # before the parity encoding below
+    rss = peak_rss_mb()  # before the parity encoding below
     return {"tokens": result["train_tokens"], "seconds": result["train_runtime_s"],
             "tokens_per_s_reported": result["train_tokens_per_s"], "peak_rss_mb": rss,
             "signals": result["signals"], "adapter": result["last_checkpoint"],
@@ -130,28 +123,21 @@ def run_trl(args, out: Path) -> dict:
                              task_type="CAUSAL_LM")
     trainer = DPOTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
                          peft_config=peft_config)
-    counted = _CountPairs(trainer.data_collator)
-    trainer.data_collator = counted
+    # The same instrument as swiftkit's side: 2 * prompt + chosen + rejected ids of the batches
+    # trained on (not the one the data loader builds ahead).
+    from swiftkit.train.callbacks import CountingCollator, JsonlLoggingCallback, TokenCounter
+    from swiftkit.train.rlhf_data import real_tokens
+
+    counted = TokenCounter()
+    trainer.data_collator = CountingCollator(trainer.data_collator, counted, count=lambda f: real_tokens("dpo", f))
+    trainer.add_callback(JsonlLoggingCallback(out / "logging.jsonl", counted))
     output = trainer.train()
-    rss = _peak_rss_mb()
+    rss = peak_rss_mb()
     adapter = out / "adapter"
     trainer.model.save_pretrained(str(adapter))
     return {"tokens": counted.tokens, "seconds": output.metrics["train_runtime"], "peak_rss_mb": rss,
             "signals": _signals(trainer.state.log_history), "adapter": str(adapter),
             "prompt_ids": [list(ids) for ids in trainer.train_dataset["prompt_ids"]]}
-
-
-class _CountPairs:
-    """Counts 2 * prompt + chosen + rejected ids of every batch TRL's collator pads."""
-
-    def __init__(self, collator):
-        self.collator = collator
-        self.tokens = 0
-
-    def __call__(self, features):
-        self.tokens += sum(2 * len(f["prompt_ids"]) + len(f["chosen_ids"]) + len(f["rejected_ids"])
-                           for f in features)
-        return self.collator(features)
 
 
 # -- independent scoring -----------------------------------------------------------------------------
@@ -203,16 +189,10 @@ def run_score(args, out: Path) -> dict:
 
 
 def _child(which: str, args, extra: list[str] = ()) -> dict:
-    cmd = [sys.executable, __file__, "--child", which, "--data", args.data, "--max_steps", str(args.max_steps),
-           "--batch_size", str(args.batch_size), "--num_threads", str(args.num_threads), "--learning_rate",
-           str(args.learning_rate), "--beta", str(args.beta), "--seed", str(args.seed), "--logging_steps",
-           str(args.logging_steps), *extra]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{which} run failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, which, [
+        "--data", args.data, "--max_steps", str(args.max_steps), "--batch_size", str(args.batch_size),
+        "--num_threads", str(args.num_threads), "--learning_rate", str(args.learning_rate), "--beta",
+        str(args.beta), "--seed", str(args.seed), "--logging_steps", str(args.logging_steps), *extra])
 
 
 def _last(signals: dict, key: str) -> float:
@@ -243,12 +223,7 @@ def main() -> None:
         return
 
     _model_path()  # converts the embedded model once, outside the timings
-    results = {}
-    for which in ("trl", "swiftkit"):
-        start = time.perf_counter()
-        results[which] = r = _child(which, args)
-        r["tokens_per_s"] = r["tokens"] / r["seconds"]
-        r["wall_s"] = time.perf_counter() - start
+    results = time_sides(lambda which: _child(which, args))
     scores = _child("score", args, ["--names", *results, "--adapters", *(r["adapter"] for r in results.values())])
 
     s, t = results["swiftkit"], results["trl"]

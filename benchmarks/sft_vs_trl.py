@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from child import peak_rss_mb, run_child, time_sides
 
 
 def run_swiftkit(args, data: Path, out: Path) -> dict:
@@ -35,7 +28,7 @@ def run_swiftkit(args, data: Path, out: Path) -> dict:
         padding_free=args.padding_free,
     )
     return {"tokens": result["train_tokens"], "seconds": result["train_runtime_s"],
-            "loss": result["train_loss"], "peak_rss_mb": _peak_rss_mb()}
+            "loss": result["train_loss"], "peak_rss_mb": peak_rss_mb()}
 
 
 def run_trl(args, data: Path, out: Path) -> dict:
@@ -45,7 +38,9 @@ def run_trl(args, data: Path, out: Path) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from swiftkit.models import resolve_model  # only to find the same converted model directory
+    from swiftkit.models import (
+        resolve_model,  # only to find the same converted model directory
+    )
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
@@ -67,19 +62,13 @@ def run_trl(args, data: Path, out: Path) -> dict:
                          peft_config=peft_config)
     output = trainer.train()
     return {"tokens": trainer.state.num_input_tokens_seen, "seconds": output.metrics["train_runtime"],
-            "loss": output.training_loss, "peak_rss_mb": _peak_rss_mb()}
+            "loss": output.training_loss, "peak_rss_mb": peak_rss_mb()}
 
 
 def _child(which: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", which, "--data", args.data, "--max_steps",
-           str(args.max_steps), "--batch_size", str(args.batch_size), "--num_threads",
-           str(args.num_threads), "--padding_free", str(args.padding_free)]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{which} run failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, which, [
+        "--data", args.data, "--max_steps", str(args.max_steps), "--batch_size", str(args.batch_size),
+        "--num_threads", str(args.num_threads), "--padding_free", str(args.padding_free)])
 
 
 def main() -> None:
@@ -108,12 +97,7 @@ def main() -> None:
     args.data = str(data)
     _child("swiftkit", args)  # warm-up: converts the embedded model once, outside the timings
 
-    results = {}
-    for which in ("trl", "swiftkit"):
-        start = time.perf_counter()
-        results[which] = r = _child(which, args)
-        r["tokens_per_s"] = r["tokens"] / r["seconds"]
-        r["wall_s"] = time.perf_counter() - start
+    results = time_sides(lambda which: _child(which, args))
     print(f"SmolLM2-135M LoRA r8 all-linear, {args.max_steps} steps x batch {args.batch_size}, "
           f"{args.num_threads} thread(s), swiftkit padding_free={args.padding_free}")
     print(f"{'':10} {'tokens/s':>10} {'train s':>9} {'tokens':>8} {'peak RSS MiB':>13} {'loss':>7}")

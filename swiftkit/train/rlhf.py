@@ -207,7 +207,12 @@ class RlhfRecipe(SftRecipe):
         return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
 
     def _build_trainer(self):
-        from swiftkit.train.callbacks import CountingCollator, JsonlLoggingCallback, RunFilesCallback, TokenCounter
+        from swiftkit.train.callbacks import (
+            CountingCollator,
+            JsonlLoggingCallback,
+            RunFilesCallback,
+            TokenCounter,
+        )
         from swiftkit.train.rlhf_data import real_tokens
         from swiftkit.train.rlhf_trainers import method_config
 
