@@ -388,6 +388,10 @@ class RlhfArgs:
         "trained model's starting point, i.e. the base with adapters disabled under LoRA (no second "
         "copy in memory), a frozen copy under full/freeze."
     )
+    precompute_ref_log_probs: bool = arg(
+        False, "dpo/kto: compute the reference log-probs of every row once before training; full/freeze "
+        "training then keeps no reference copy in memory."
+    )
     dpo_loss_type: list[str] = arg(
         ["sigmoid"], "dpo: loss variants (TRL's: sigmoid, hinge, ipo, robust, bco_pair, sppo_hard, "
         "apo_zero, apo_down, discopop, sft, ...); several are summed with --dpo_loss_weights."

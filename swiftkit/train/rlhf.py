@@ -120,13 +120,14 @@ class RlhfRecipe(SftRecipe):
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
         if r.ref_model:
             self.ref_model = self._load_reference(r.ref_model)
-        elif self.method in REFERENCE_METHODS and t.train_type != "lora":
+        elif self.method in REFERENCE_METHODS and t.train_type != "lora" and not self._precomputed_reference():
             self.ref_model = _freeze(copy.deepcopy(model))
         if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
         model = choose(self.pm, "tuner", t.train_type, model=model, config=self.cfg)
-        if self.ref_model is None and self.method in REFERENCE_METHODS and not _is_peft(model):
+        if self.ref_model is None and self.method in REFERENCE_METHODS and not _is_peft(model) \
+                and not self._precomputed_reference():
             raise TrainError(f"--train_type {t.train_type} gives no adapters to switch off for the reference "
                              "model; pass --ref_model")
         if _is_peft(model) and self.ref_model is not None and not r.ref_model:
@@ -140,6 +141,11 @@ class RlhfRecipe(SftRecipe):
         elif self.method == "grpo" and r.reward_model:
             self.reward_model = _freeze(self._load_scalar(r.reward_model, "--reward_model"))
         return model
+
+    def _precomputed_reference(self) -> bool:
+        """dpo/kto with --precompute_ref_log_probs: the starting weights score every row once before
+        the first step, so no reference copy is kept."""
+        return self.method in ("dpo", "kto") and self.cfg.rlhf.precompute_ref_log_probs
 
     def _load_reference(self, name: str):
         from swiftkit.models import load_model, resolve_model

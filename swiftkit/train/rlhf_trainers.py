@@ -175,7 +175,8 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
             loss_type.append("sft")
             weights = (weights or [1.0] * (len(loss_type) - 1)) + [r.rpo_alpha]
         return DPOConfig(**common, beta=beta, loss_type=loss_type, loss_weights=weights,
-                         label_smoothing=r.label_smoothing, max_length=None)
+                         label_smoothing=r.label_smoothing, max_length=None,
+                         precompute_ref_log_probs=r.precompute_ref_log_probs)
     if method in ("cpo", "simpo"):
         config_cls = _experimental("cpo", "CPOConfig")
         alpha = r.cpo_alpha if r.cpo_alpha is not None else (1.0 if method == "cpo" else 0.0)
@@ -189,7 +190,8 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
         from trl import KTOConfig
 
         return KTOConfig(**common, beta=beta, desirable_weight=r.desirable_weight,
-                         undesirable_weight=r.undesirable_weight, max_length=None)
+                         undesirable_weight=r.undesirable_weight, max_length=None,
+                         precompute_ref_log_probs=r.precompute_ref_log_probs)
     if method == "rm":
         from trl import RewardConfig
 

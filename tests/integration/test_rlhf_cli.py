@@ -181,12 +181,30 @@ def test_reward_model_learns_to_rank_pairs_and_loads_in_plain_transformers(model
     assert (run / "margins.png").is_file()
 
 
-def test_full_fine_tuning_dpo_uses_a_frozen_copy_as_reference(model_dir, pairs, tmp_path):
+@pytest.mark.parametrize("precompute", [False, True])
+def test_full_fine_tuning_dpo_against_the_starting_weights(precompute, model_dir, pairs, tmp_path):
+    """Full training: the reference is a frozen copy, or (--precompute_ref_log_probs) the starting
+    weights score every row once and no copy is kept; either way the margin starts at 0 and grows."""
     run = run_rlhf(model_dir, pairs, tmp_path / "out", "dpo", "--train_type", "full", "--max_steps", "3",
-                   "--learning_rate", "1e-3", "--save_steps", "3")
+                   "--learning_rate", "1e-3", "--save_steps", "3", "--per_device_train_batch_size", "8",
+                   "--precompute_ref_log_probs", str(precompute).lower())
     margins = json.loads((run / "train_result.json").read_text())["signals"]["rewards/margins"]
     assert abs(margins["first"]) < 1e-4 and margins["last"] > margins["first"]
     assert (run / "checkpoint-3" / "model.safetensors").is_file()
+
+
+def test_precomputed_reference_keeps_no_copy(model_dir, pairs, tmp_path):
+    from swiftkit.api import _build
+    from swiftkit.config import RlhfConfig
+    from swiftkit.train.rlhf import RlhfRecipe
+
+    cfg = _build(RlhfConfig, None, dict(rlhf_type="dpo", model=str(model_dir), dataset=[str(pairs)],
+                                        output_dir=str(tmp_path / "out"), train_type="full", max_steps=1,
+                                        report_to=["none"], precompute_ref_log_probs=True))
+    recipe = RlhfRecipe(cfg)
+    recipe.setup()
+    assert recipe.ref_model is None and recipe.trainer.ref_model is None
+    assert "ref_chosen_logps" in recipe.trainer.train_dataset.column_names
 
 
 def test_dpo_resumes_from_its_checkpoint(model_dir, pairs, tmp_path):
