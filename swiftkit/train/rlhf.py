@@ -7,9 +7,10 @@ the trainer is TRL's for the method (:mod:`swiftkit.train.rlhf_trainers`) or swi
 resolution, tuners, run directory, args.json, manifest, logging.jsonl, checkpoints and resume are
 the SFT recipe's. Nothing is written until data, rewards and models have been checked.
 
-Reference models: with LoRA the reference is the base with the adapters switched off (TRL's
-trainers and swiftkit's PPO do that themselves, so no second copy is loaded); with full or freeze
-training it is a frozen copy of the starting weights, or ``--ref_model``.
+Reference models: with LoRA the reference is the base with the adapters switched off (no second
+copy, not even of the adapter: see :class:`swiftkit.train.rlhf_trainers._AdaptersOffReference`);
+with full or freeze training it is a frozen copy of the starting weights, none when dpo/kto
+precompute the reference log-probs, or ``--ref_model``.
 """
 
 from __future__ import annotations
