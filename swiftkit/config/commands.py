@@ -103,7 +103,7 @@ class SftConfig(CommandConfig):
     def __post_init__(self):
         if not self.data.dataset:
             raise ConfigError(f"`swiftkit {self.command}` needs --dataset")
-        if not self.model.model and not self.training.resume_from_checkpoint:
+        if not self.model.model and not self.training.resume_from_checkpoint and not self._starts_from_adapters():
             raise ConfigError(f"`swiftkit {self.command}` needs --model")
         d, tr = self.data, self.training
         if d.streaming:
@@ -115,6 +115,11 @@ class SftConfig(CommandConfig):
                 raise ConfigError("--split_dataset_ratio needs the whole dataset; with --streaming pass --val_dataset")
         if tr.packing and d.lazy_tokenize:
             raise ConfigError("--packing needs every row encoded up front; drop --lazy_tokenize")
+
+
+    def _starts_from_adapters(self) -> bool:
+        """Whether the base model comes from trained adapters' args.json (rlhf --adapters)."""
+        return False
 
 
 @dataclass
@@ -168,8 +173,18 @@ class RlhfConfig(SftConfig):
             raise ConfigError(f"--reward_funcs/--reward_weights are for --rlhf_type grpo, not {kind}")
         if r.ref_model and kind in ("orpo", "simpo", "cpo", "rm"):
             raise ConfigError(f"--rlhf_type {kind} uses no reference model; drop --ref_model")
-        if self.is_online and self.model.model is None and not self.training.resume_from_checkpoint:
-            raise ConfigError(f"--rlhf_type {kind} needs --model")
+        if r.adapters:
+            if len(r.adapters) > 1:
+                raise ConfigError("--adapters takes one trained LoRA checkpoint (or run) to continue from")
+            if kind == "rm":
+                raise ConfigError("--rlhf_type rm trains a reward head on the base model; --adapters (a causal-LM "
+                                  "adapter) cannot start it")
+            if self.tuner.train_type != "lora":
+                raise ConfigError(f"--adapters continues training a LoRA adapter; --train_type {self.tuner.train_type} "
+                                  "does not apply (merge it with `swiftkit export` and pass the folder as --model)")
+
+    def _starts_from_adapters(self) -> bool:
+        return bool(self.rlhf.adapters)
 
     @property
     def is_online(self) -> bool:

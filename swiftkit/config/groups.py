@@ -378,6 +378,10 @@ class RlhfArgs:
         "model from preference pairs), ppo (online, needs --reward_model) or grpo (online, needs "
         "--reward_funcs and/or --reward_model)."
     )
+    adapters: list[str] = arg(
+        [], "A trained LoRA checkpoint (or run directory) to continue from, e.g. an SFT run: it is the starting "
+        "policy and the reference; the base model and template come from its args.json."
+    )
     beta: Optional[float] = arg(
         None, "dpo/cpo/kto: inverse temperature of the implicit reward; simpo: reward scale; orpo: weight "
         "of the odds-ratio term; grpo/ppo: KL coefficient. Default per method: dpo 0.1, orpo 0.1, "

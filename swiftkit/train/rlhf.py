@@ -55,6 +55,34 @@ class RlhfRecipe(SftRecipe):
         self.method = cfg.rlhf.rlhf_type
         self.ref_model = self.reward_model = self.value_model = None
         self.reward_funcs: list = []
+        self.adapter_ckpt: Path | None = None  # --adapters: the trained LoRA training continues from
+
+    # -- start ----------------------------------------------------------------------------------
+
+    def _resume_checkpoint(self):
+        resume = super()._resume_checkpoint()
+        if self.cfg.rlhf.adapters and self.adapter_ckpt is None:
+            self._inherit_from_adapters()
+        return resume
+
+    def _inherit_from_adapters(self) -> None:
+        """--adapters: the base model, template and system prompt the adapter was trained with
+        (explicit flags win), as `swiftkit infer --adapters` reads them."""
+        from swiftkit.infer.loading import INHERITED, effective_settings, find_checkpoint, is_lora_dir, read_train_args
+
+        ckpt = find_checkpoint(self.cfg.rlhf.adapters[0])
+        if not is_lora_dir(ckpt):
+            raise TrainError(f"--adapters {str(ckpt)!r} holds full weights, not a LoRA adapter: pass it as --model")
+        train_args, _ = read_train_args(ckpt)
+        if train_args is None and not self.cfg.model.model:
+            raise TrainError(f"--adapters {str(ckpt)!r}: no args.json next to it, so its base model is unknown; "
+                             "pass --model")
+        if train_args is not None and train_args.get("rlhf_type") == "rm":
+            raise TrainError(f"--adapters {str(ckpt)!r} is a reward model; pass it as --reward_model")
+        settings = effective_settings(self.cfg, train_args)
+        for key, group in INHERITED.items():
+            setattr(getattr(self.cfg, group), key, settings[key])
+        self.adapter_ckpt = ckpt
 
     # -- data -----------------------------------------------------------------------------------
 
@@ -126,12 +154,21 @@ class RlhfRecipe(SftRecipe):
         if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
-        model = choose(self.pm, "tuner", t.train_type, model=model, config=self.cfg)
+        if self.adapter_ckpt is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(self.adapter_ckpt), is_trainable=True)
+            print(f"[swiftkit] continuing the LoRA adapter in {self.adapter_ckpt} (its rank and targets); it is "
+                  "also the reference", file=sys.stderr)
+            if self.method == "ppo":  # swiftkit's PPO switches adapters off for its reference: give it a copy
+                self.ref_model = _freeze(copy.deepcopy(model).merge_and_unload())
+        else:
+            model = choose(self.pm, "tuner", t.train_type, model=model, config=self.cfg)
         if self.ref_model is None and self.method in REFERENCE_METHODS and not _is_peft(model) \
                 and not self._precomputed_reference():
             raise TrainError(f"--train_type {t.train_type} gives no adapters to switch off for the reference "
                              "model; pass --ref_model")
-        if _is_peft(model) and self.ref_model is not None and not r.ref_model:
+        if _is_peft(model) and self.ref_model is not None and not r.ref_model and self.adapter_ckpt is None:
             self.ref_model = None  # a plugin tuner made adapters after all: switching them off is the reference
         if self.method == "ppo":
             self.reward_model = _freeze(self._load_scalar(r.reward_model, "--reward_model"))
@@ -231,10 +268,11 @@ class RlhfRecipe(SftRecipe):
                      RunFilesCallback(self.run_dir, PLOTS), *callbacks]
         kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
                   processing_class=self.tokenizer, callbacks=callbacks, optimizers=(optimizer, None))
-        if self.method in ("dpo", "kto"):
+        if self.method in ("dpo", "kto", "grpo"):
             kw["ref_model"] = self.ref_model
-        elif self.method == "grpo":
-            kw["ref_model"] = self.ref_model
+            # a trained starting adapter: TRL's frozen copy of it is the reference
+            kw["adapters_off_reference"] = self.adapter_ckpt is None
+        if self.method == "grpo":
             if self.tokenizer.chat_template != self.template.chat_template:
                 self.tokenizer.chat_template = self.template.chat_template  # TRL renders prompts with it
             kw["reward_funcs"] = [*self.reward_funcs, *([self.reward_model] if self.reward_model is not None else [])]

@@ -23,13 +23,15 @@ class _AdaptersOffReference:
     TRL then adds a frozen "ref" adapter copied from the model's adapter (meant for re-training a
     pretrained adapter). swiftkit's adapters are fresh, so the copy equals the base: removing it
     makes TRL compute reference log-probs with the adapters switched off (measured ~10% faster
-    per reference forward) and keeps a second adapter out of every checkpoint.
+    per reference forward) and keeps a second adapter out of every checkpoint. With
+    ``adapters_off_reference=False`` (training continues a trained adapter, ``--adapters``) the copy
+    stays: it is the reference.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, adapters_off_reference: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         model = self.accelerator.unwrap_model(self.model)
-        if kwargs.get("ref_model") is None and "ref" in getattr(model, "peft_config", {}):
+        if adapters_off_reference and kwargs.get("ref_model") is None and "ref" in getattr(model, "peft_config", {}):
             model.delete_adapter("ref")
             model.set_adapter("default")
 

@@ -426,3 +426,85 @@ def test_token_counts_cover_exactly_the_batches_trained_on(val, model_dir, tmp_p
     assert result["train_tokens"] == 6 * per_pair
     logged = [r["train_tokens"] for r in read_jsonl(run / "logging.jsonl") if "loss" in r]
     assert logged == [2 * per_pair, 4 * per_pair, 6 * per_pair]
+
+
+@pytest.fixture(scope="module")
+def sft_run(model_dir, pairs, tmp_path_factory):
+    """A LoRA SFT run on the chosen replies (the usual step before alignment)."""
+    sft_rows = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": g}]}
+                for p, g in zip(PROMPTS, GOOD)]
+    folder = tmp_path_factory.mktemp("sft")
+    data = write_jsonl(folder / "sft.jsonl", sft_rows)
+    assert main(["sft", "--model", str(model_dir), "--dataset", str(data), "--output_dir", str(folder / "out"),
+                 "--max_steps", "4", "--learning_rate", "1e-2", "--lora_rank", "4", "--report_to", "none",
+                 "--per_device_train_batch_size", "4", "--lora_dropout", "0"]) == 0
+    return next((folder / "out").glob("v0-*"))
+
+
+@pytest.mark.parametrize("method,data_kind", [("dpo", "pairs"), ("kto", "pairs"), ("grpo", "prompts"),
+                                              ("ppo", "prompts")])
+def test_alignment_continues_an_sft_adapter_which_is_also_the_reference(method, data_kind, sft_run, model_dir,
+                                                                         pairs, prompts, tmp_path):
+    """--adapters SFT_RUN: no --model needed (args.json names it); the SFT adapter keeps training
+    (same rank), and the reference is the SFT policy, so the first step's KL / margin is 0 although
+    the SFT adapter is far from the base."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    extra = {
+        "dpo": [], "kto": [],
+        "grpo": ["--reward_funcs", "length", "--num_generations", "2", "--max_completion_length", "8"],
+        "ppo": ["--reward_model", str(run_rlhf(model_dir, pairs, tmp_path / "rm", "rm", "--max_steps", "2")),
+                "--max_completion_length", "8"],
+    }[method]
+    data = pairs if data_kind == "pairs" else prompts[0]
+    argv = ["rlhf", "--rlhf_type", method, "--adapters", str(sft_run), "--dataset", str(data), "--output_dir",
+            str(tmp_path / "out"), "--per_device_train_batch_size", "4", "--learning_rate", "5e-3", "--report_to",
+            "none", "--logging_steps", "1", "--max_steps", "2", *extra]
+    assert main(argv) == 0
+    run = next((tmp_path / "out").glob("v0-*"))
+    args = json.loads((run / "args.json").read_text())
+    assert args["model"] == str(model_dir) and args["adapters"] == [str(sft_run)]
+    first = read_jsonl(run / "logging.jsonl")[0]
+    key = {"dpo": "rewards/margins", "kto": "kl", "grpo": "kl", "ppo": "objective/kl"}[method]
+    assert abs(first[key]) < 1e-4, first
+    ckpt = run / "checkpoint-2"
+    assert json.loads((ckpt / "adapter_config.json").read_text())["r"] == 4
+    start = load_file(sft_run / "checkpoint-4" / "adapter_model.safetensors")
+    after = load_file(ckpt / "adapter_model.safetensors")
+    assert start.keys() == after.keys() and any(not torch.equal(start[k], after[k]) for k in start)
+    base, _ = load_policy(model_dir)
+    PeftModel.from_pretrained(base, str(ckpt))  # loads with plain peft on the base model
+
+
+def test_adapters_start_from_the_sft_policy_not_the_base(sft_run, model_dir, pairs, tmp_path):
+    """Control for the test above: with the SFT adapter merged away (the reference = the base), the
+    first DPO margin is not 0, so a 0 there really shows the SFT policy is the reference."""
+    from swiftkit.api import _build
+    from swiftkit.config import RlhfConfig
+    from swiftkit.train.rlhf import RlhfRecipe
+
+    cfg = _build(RlhfConfig, None, dict(rlhf_type="dpo", adapters=[str(sft_run)], dataset=[str(pairs)],
+                                        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
+                                        max_steps=1, report_to=["none"]))
+    recipe = RlhfRecipe(cfg)
+    recipe.setup()
+    model = recipe.trainer.model
+    assert list(model.peft_config) == ["default", "ref"]
+    batch = recipe.trainer.data_collator([recipe.train_data[i] for i in range(len(recipe.train_data))])
+    with torch.no_grad():
+        policy = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        with model.disable_adapter():
+            base = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert not torch.allclose(policy, base, atol=1e-3)  # the SFT adapter moved the policy away from the base
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--rlhf_type", "rm"], "cannot start it"),
+    (["--rlhf_type", "dpo", "--train_type", "full"], "continues training a LoRA adapter"),
+])
+def test_bad_adapter_starts(flags, message, sft_run, pairs, tmp_path, capsys):
+    rc = main(["rlhf", "--adapters", str(sft_run), "--dataset", str(pairs), "--output_dir", str(tmp_path / "o"),
+               *flags])
+    err = capsys.readouterr().err
+    assert rc != 0 and message in err, err
