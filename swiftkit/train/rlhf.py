@@ -251,21 +251,14 @@ class RlhfRecipe(SftRecipe):
         return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
 
     def _build_trainer(self):
-        from swiftkit.train.callbacks import (
-            CountingCollator,
-            JsonlLoggingCallback,
-            RunFilesCallback,
-            TokenCounter,
-        )
+        from swiftkit.train.callbacks import CountingCollator
         from swiftkit.train.rlhf_data import real_tokens
         from swiftkit.train.rlhf_trainers import method_config
 
         _, _, optimizer, callbacks = self.parts
-        self.counter = TokenCounter()
+        callbacks = self._run_callbacks(callbacks, PLOTS)
         args = method_config(self.method, self._training_kwargs(), self.cfg, max_length=self.template.max_length,
                              precision=self._precision())
-        callbacks = [JsonlLoggingCallback(self.run_dir / "logging.jsonl", self.counter),
-                     RunFilesCallback(self.run_dir, PLOTS), *callbacks]
         kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
                   processing_class=self.tokenizer, callbacks=callbacks, optimizers=(optimizer, None))
         if self.method in ("dpo", "kto", "grpo"):

@@ -264,27 +264,26 @@ class SftRecipe:
         )
         return False
 
+    def _run_callbacks(self, plugin_callbacks, plots=None) -> list:
+        """The callbacks that write the run's records (logging.jsonl with real-token counts, plots,
+        args.json per checkpoint), then the plugins' callbacks; sets ``self.counter``."""
+        from swiftkit.train.callbacks import JsonlLoggingCallback, RunFilesCallback, TokenCounter
+
+        self.counter = TokenCounter()
+        return [JsonlLoggingCallback(self.run_dir / "logging.jsonl", self.counter),
+                RunFilesCallback(self.run_dir, plots), *plugin_callbacks]
+
     def _build_trainer(self):
-        from swiftkit.train.callbacks import (
-            CountingCollator,
-            JsonlLoggingCallback,
-            RunFilesCallback,
-            TokenCounter,
-        )
+        from swiftkit.train.callbacks import CountingCollator
         from swiftkit.train.encode import make_collator
 
         loss, metrics, optimizer, callbacks = self.parts
-        self.counter = TokenCounter()
+        callbacks = self._run_callbacks(callbacks)
         packed = self.cfg.training.packing
         # Packed rows are already full: one row per bin (a flattened batch would make attention
         # quadratic in the whole batch's tokens on backends without variable-length kernels).
         padding_free = False if packed else self._padding_free()
         collator = CountingCollator(make_collator(self.tokenizer, padding_free, packed=packed), self.counter)
-        callbacks = [
-            JsonlLoggingCallback(self.run_dir / "logging.jsonl", self.counter),
-            RunFilesCallback(self.run_dir),
-            *callbacks,
-        ]
         trainer = self.trainer_cls(
             model=self.model,
             args=self._training_arguments(),
