@@ -14,7 +14,7 @@ returns canonical rows or raises a :class:`~swiftkit.data.convert.RowError` nami
 
 from __future__ import annotations
 
-from swiftkit.data.convert import RowError, to_messages_row
+from swiftkit.data.convert import RowError, _keys, to_messages_row
 
 # Columns that belong to a row format (or to swiftkit); every other column is extra data.
 FORMAT_COLUMNS = frozenset({
@@ -22,10 +22,6 @@ FORMAT_COLUMNS = frozenset({
     "prompt", "completion", "chosen", "rejected", "rejected_response", "label", "tools", "text", "content",
     "_origin",
 })
-
-
-def _keys(row: dict) -> list[str]:
-    return sorted(k for k in row if k != "_origin")
 
 
 def to_preference_row(row: dict) -> dict:

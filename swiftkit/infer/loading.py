@@ -56,18 +56,19 @@ def has_tokenizer(path: Path) -> bool:
     return any((path / name).is_file() for name in TOKENIZER_FILES)
 
 
-def find_checkpoint(path: str) -> Path:
-    """The checkpoint directory for one ``--adapters`` value; a run directory means its last one."""
+def find_checkpoint(path: str, flag: str = "--adapters") -> Path:
+    """The checkpoint directory for one ``flag`` value (``--adapters``, ``--reward_model``, ...); a
+    run directory means its last one."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
-        raise InferError(f"--adapters {path!r} does not exist or is not a directory")
+        raise InferError(f"{flag} {path!r} does not exist or is not a directory")
     if is_lora_dir(folder) or (folder / "config.json").is_file():
         return folder
     found = [p for p in checkpoints(folder) if p.is_dir()]
     if found:
         return found[-1]
     raise InferError(
-        f"--adapters {path!r} holds neither a LoRA adapter (adapter_config.json) nor full weights "
+        f"{flag} {path!r} holds neither a LoRA adapter (adapter_config.json) nor full weights "
         "(config.json), nor any checkpoint-N directory"
     )
 

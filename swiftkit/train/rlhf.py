@@ -16,7 +16,6 @@ precompute the reference log-probs, or ``--ref_model``.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -127,10 +126,7 @@ class RlhfRecipe(SftRecipe):
         from swiftkit.models import load_model
 
         m, t, r = self.cfg.model, self.cfg.tuner, self.cfg.rlhf
-        entry = self.resolved.entry
-        if t.target_modules == ["all-linear"] and entry is not None and entry.lora_target_modules:
-            t.target_modules = list(entry.lora_target_modules)
-            print(f"[swiftkit] model type {entry.type}: LoRA on {', '.join(t.target_modules)}", file=sys.stderr)
+        self._registry_lora_targets()
         set_seed(self.cfg.training.seed)
         scalar = self.method == "rm"
         try:
@@ -195,30 +191,24 @@ class RlhfRecipe(SftRecipe):
     def _load_scalar(self, spec: str, flag: str):
         """A reward / value model: an `rlhf --rlhf_type rm` run or checkpoint (LoRA merged into its base),
         a sequence-classification model directory, or a name or hub id."""
+        from swiftkit.infer.loading import find_checkpoint, is_lora_dir, read_train_args
         from swiftkit.models import load_model, resolve_model
-        from swiftkit.train.output import checkpoints
 
         m = self.cfg.model
         kw = dict(torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code, scalar_head=True)
-        folder = Path(spec).expanduser()
-        if folder.is_dir() and not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
-            found = checkpoints(folder)
-            if not found:
-                raise TrainError(f"{flag} {spec!r} holds no model (config.json), adapter (adapter_config.json) "
-                                 "or checkpoint-N directory")
-            folder = found[-1]
-        if (folder / "adapter_config.json").is_file():
-            from peft import PeftModel
+        if Path(spec).expanduser().is_dir():
+            folder = find_checkpoint(spec, flag)
+            if is_lora_dir(folder):
+                from peft import PeftModel
 
-            args_file = next((p for p in (folder / "args.json", folder.parent / "args.json") if p.is_file()), None)
-            if args_file is None:
-                raise TrainError(f"{flag} {spec!r}: a LoRA adapter without args.json; pass the merged model instead")
-            args = json.loads(args_file.read_text(encoding="utf-8"))
-            base = resolve_model(args.get("model_path") or args["model"], registry=self.registries.models,
-                                 cache_dir=m.cache_dir)
-            model = PeftModel.from_pretrained(load_model(base, **kw), str(folder)).merge_and_unload()
-        elif folder.is_dir():
-            model = load_model(str(folder), registry=self.registries.models, **kw)
+                args, _ = read_train_args(folder)
+                if args is None:
+                    raise TrainError(f"{flag} {spec!r}: a LoRA adapter without args.json; pass the merged model instead")
+                base = resolve_model(args.get("model_path") or args["model"], registry=self.registries.models,
+                                     cache_dir=m.cache_dir)
+                model = PeftModel.from_pretrained(load_model(base, **kw), str(folder)).merge_and_unload()
+            else:
+                model = load_model(str(folder), registry=self.registries.models, **kw)
         else:
             model = load_model(resolve_model(spec, use_hf=m.use_hf, cache_dir=m.cache_dir,
                                              registry=self.registries.models), **kw)

@@ -19,7 +19,7 @@ Columns by method:
 
 from __future__ import annotations
 
-from swiftkit.train.errors import TrainError
+from swiftkit.train.encode import _all_too_long
 
 PAIR_METHODS = ("dpo", "orpo", "simpo", "cpo")
 
@@ -107,8 +107,7 @@ def encode_for(method: str, rows: list[dict], template, what: str = "--dataset")
         except SequenceTooLong:
             skipped += 1
     if rows and not out:
-        raise TrainError(f"every row of {what} ({len(rows)}) is longer than --max_length {template.max_length}; "
-                         "raise --max_length or use --truncation_strategy left/right")
+        raise _all_too_long(what, len(rows), template)
     return out, skipped
 
 

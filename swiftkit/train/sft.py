@@ -152,16 +152,20 @@ class SftRecipe:
         from swiftkit.models import load_model
 
         m, t = self.cfg.model, self.cfg.tuner
-        entry = self.resolved.entry
-        if t.target_modules == ["all-linear"] and entry is not None and entry.lora_target_modules:
-            t.target_modules = list(entry.lora_target_modules)  # the model type needs these
-            print(f"[swiftkit] model type {entry.type}: LoRA on {', '.join(t.target_modules)}", file=sys.stderr)
+        self._registry_lora_targets()
         set_seed(self.cfg.training.seed)  # before the tuner initialises adapter weights
         model = load_model(self.resolved, torch_dtype=m.torch_dtype, trust_remote_code=m.trust_remote_code)
         if self.cfg.training.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
         return choose(self.pm, "tuner", t.train_type, model=model, config=self.cfg)
+
+    def _registry_lora_targets(self) -> None:
+        """Default --target_modules: the LoRA targets the registry gives the model type, if any."""
+        t, entry = self.cfg.tuner, self.resolved.entry
+        if t.target_modules == ["all-linear"] and entry is not None and entry.lora_target_modules:
+            t.target_modules = list(entry.lora_target_modules)  # the model type needs these
+            print(f"[swiftkit] model type {entry.type}: LoRA on {', '.join(t.target_modules)}", file=sys.stderr)
 
     def _choose_trainer(self):
         return choose(self.pm, "trainer", self.cfg.training.trainer, config=self.cfg)

@@ -508,3 +508,13 @@ def test_bad_adapter_starts(flags, message, sft_run, pairs, tmp_path, capsys):
                *flags])
     err = capsys.readouterr().err
     assert rc != 0 and message in err, err
+
+
+def test_a_reward_model_folder_without_a_model_is_one_clear_error(model_dir, prompts, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc = main(["rlhf", "--rlhf_type", "ppo", "--model", str(model_dir), "--dataset", str(prompts[0]),
+               "--reward_model", str(tmp_path / "empty"), "--per_device_train_batch_size", "4",
+               "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "--reward_model" in err and "nor any checkpoint-N directory" in err, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
