@@ -87,8 +87,8 @@ def baseline_encode(rows: list[dict], tokenizer, num_proc: int):
 
 
 def bench_encoding(args, rows, tokenizer, template) -> list[dict]:
-    from swiftkit.train.cache import cache_key
-    from swiftkit.train.encode import encode_dataset
+    from swiftkit.data.cache import cache_key
+    from swiftkit.data.encode import encode_dataset
 
     n = len(rows)
     results, encoded = {}, None

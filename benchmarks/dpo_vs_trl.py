@@ -81,9 +81,9 @@ def _swiftkit_prompt_ids(data: Path) -> list[list[int]]:
     tokenizer/template selection, row conversion and pair encoding the recipe uses."""
     from swiftkit.config import ModelArgs, TemplateArgs
     from swiftkit.data.alignment import to_preference_row
-    from swiftkit.plugins import build_registries, get_plugin_manager
+    from swiftkit.core.plugins import build_registries, get_plugin_manager
     from swiftkit.templates.selection import load_tokenizer_and_template
-    from swiftkit.train.rlhf_data import encode_pair
+    from swiftkit.data.encode_alignment import encode_pair
 
     registries = build_registries(get_plugin_manager())
     _, _, template = load_tokenizer_and_template(ModelArgs(model=MODEL), TemplateArgs(), registries)
@@ -126,7 +126,7 @@ def run_trl(args, out: Path) -> dict:
     # The same instrument as swiftkit's side: 2 * prompt + chosen + rejected ids of the batches
     # trained on (not the one the data loader builds ahead).
     from swiftkit.train.callbacks import CountingCollator, JsonlLoggingCallback, TokenCounter
-    from swiftkit.train.rlhf_data import real_tokens
+    from swiftkit.data.encode_alignment import real_tokens
 
     counted = TokenCounter()
     trainer.data_collator = CountingCollator(trainer.data_collator, counted, count=lambda f: real_tokens("dpo", f))

@@ -109,8 +109,8 @@ def http_server(engine, max_batch_size: int, batch_wait_ms: float):
     """The deploy app (its own scheduler) served by uvicorn on localhost; yields its base URL."""
     import uvicorn
 
-    from swiftkit.deploy.app import build_app
-    from swiftkit.infer.scheduler import Scheduler
+    from swiftkit.serving.app import build_app
+    from swiftkit.inference.scheduler import Scheduler
 
     scheduler = Scheduler(engine, max_batch_size=max_batch_size, max_wait_ms=batch_wait_ms)
     port = _free_port()
@@ -143,9 +143,9 @@ def main() -> None:
 
     import torch
 
-    from swiftkit.infer.engine import TransformersEngine
-    from swiftkit.infer.protocol import ChatRequest
-    from swiftkit.infer.scheduler import Scheduler
+    from swiftkit.inference.engine import TransformersEngine
+    from swiftkit.inference.protocol import ChatRequest
+    from swiftkit.inference.scheduler import Scheduler
     from swiftkit.models import (
         load_model,
         load_tokenizer,

@@ -1,18 +1,16 @@
 """swiftkit: fine-tune, align, infer, evaluate, export and deploy LLMs from one CLI and API.
 
 ``import swiftkit`` is cheap: torch, transformers and friends are imported only by the function
-that needs them (attributes below resolve lazily).
+that needs them (the command functions below resolve lazily to :mod:`swiftkit.api`).
 """
 
 from __future__ import annotations
 
 import importlib
 
-import pluggy
+from swiftkit.core.hookspecs import hookimpl
 
 __version__ = "0.1.0"
-
-hookimpl = pluggy.HookimplMarker("swiftkit")
 
 _LAZY = {
     "sft": "swiftkit.api",
@@ -21,9 +19,10 @@ _LAZY = {
     "infer": "swiftkit.api",
     "eval": "swiftkit.api",
     "export": "swiftkit.api",
-    "load_tokenizer": "swiftkit.models",
+    "deploy": "swiftkit.api",
+    "load_tokenizer": "swiftkit.api",
+    "get_template": "swiftkit.api",
     "load_model": "swiftkit.models",
-    "get_template": "swiftkit.templates",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -1,4 +1,4 @@
-"""The Python API: the same config fields as the CLI flags, as keyword arguments.
+"""The Python API: one function per command, its keyword arguments the command's flags.
 
     import swiftkit
     result = swiftkit.sft(model="smollm2-135m-instruct", dataset="self-cognition#100",
@@ -7,96 +7,102 @@
     swiftkit.infer(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
     swiftkit.eval(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
     swiftkit.export(adapters=result["last_checkpoint"], output_dir="merged-model")
+
+Each function takes an optional YAML file of flag values first (keyword arguments override it) and
+returns the recipe's result dict. Its signature (``inspect.signature``, ``help()``) lists every flag
+with its default, from the command table; flags that loaded plugins add are accepted too.
 """
 
 from __future__ import annotations
 
-import os
+import inspect
+import typing
 
-from swiftkit.config import EvalConfig, ExportConfig, InferConfig, PtConfig, RlhfConfig, SftConfig
-
-
-def _runtime_env() -> None:
-    from swiftkit._compat import silence_known_warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    silence_known_warnings()
+from swiftkit import commands
 
 
-def sft(config: str | None = None, **fields) -> dict:
-    """Fine-tune; ``config`` is an optional YAML file, ``fields`` are flag names (they override it).
-
-    Returns a dict with ``run_dir``, ``last_checkpoint``, ``global_step``, ``train_loss``,
-    ``train_tokens_per_s`` and ``peak_rss_mb``.
-    """
-    from swiftkit.train.sft import run_training
-
-    _runtime_env()
-    return run_training(_build(SftConfig, config, fields))
+def _run(name: str, config: str | None, fields: dict) -> dict:
+    command = commands.COMMANDS[name]
+    values = commands.api_values(config, fields)
+    host = commands.build_host(commands.as_list(values.get("plugins")), commands.as_list(values.get("disable_plugins")))
+    cfg = commands.config_from_values(command, host, values, source="argument")
+    return commands.run(command, cfg, host)
 
 
-def pt(config: str | None = None, **fields) -> dict:
-    """Continued pretraining on raw text; same arguments and result as :func:`sft`."""
-    from swiftkit.train.sft import run_training
-
-    _runtime_env()
-    return run_training(_build(PtConfig, config, fields))
+def sft(config: str | None = None, /, **fields) -> dict:
+    return _run("sft", config, fields)
 
 
-def rlhf(config: str | None = None, **fields) -> dict:
-    """Alignment training (``rlhf_type`` dpo, orpo, simpo, cpo, kto, rm, ppo or grpo); same result
-    as :func:`sft` plus ``rlhf_type`` and ``signals`` (the method's logged metrics, first and last)."""
-    from swiftkit.train.rlhf import run_rlhf
-
-    _runtime_env()
-    return run_rlhf(_build(RlhfConfig, config, fields))
+def pt(config: str | None = None, /, **fields) -> dict:
+    return _run("pt", config, fields)
 
 
-def infer(config: str | None = None, **fields) -> dict:
-    """Batch inference over ``val_dataset`` (or interactive chat on stdin when none is given).
-
-    Returns ``{"result_path": ..., "num_rows": ...}`` in batch mode.
-    """
-    from swiftkit.infer import InferRecipe
-
-    _runtime_env()
-    recipe = InferRecipe(_build(InferConfig, config, fields))
-    recipe.setup()
-    return recipe.run()
+def rlhf(config: str | None = None, /, **fields) -> dict:
+    return _run("rlhf", config, fields)
 
 
-def eval(config: str | None = None, **fields) -> dict:  # noqa: A001 - the command's name
-    """Score a model or adapters on ``eval_dataset`` benchmarks (default ``qa`` on ``val_dataset``).
-
-    Returns ``{"output_dir": ..., "results": {benchmark: {metric: value}}}``.
-    """
-    from swiftkit.evaluate import run_eval
-
-    _runtime_env()
-    return run_eval(_build(EvalConfig, config, fields))
+def infer(config: str | None = None, /, **fields) -> dict:
+    return _run("infer", config, fields)
 
 
-def export(config: str | None = None, **fields) -> dict:
-    """Export trained ``adapters`` in ``export_format`` (default ``merged``).
-
-    Returns ``{"output_dir": ..., "export_format": ...}``.
-    """
-    from swiftkit.export import run_export
-
-    _runtime_env()
-    return run_export(_build(ExportConfig, config, fields))
+def eval(config: str | None = None, /, **fields) -> dict:  # noqa: A001 - the command's name
+    return _run("eval", config, fields)
 
 
-def _build(cfg_cls, config: str | None, fields: dict):
-    values = {}
-    if config is not None:
-        from swiftkit.config.files import load_yaml_config
+def export(config: str | None = None, /, **fields) -> dict:
+    return _run("export", config, fields)
 
-        values.update(load_yaml_config(config))
-    values.update(fields)
-    from swiftkit.cli.args import as_list, plugin_fields_for
 
-    plugin_fields = plugin_fields_for(
-        cfg_cls, as_list(values.get("plugins")), as_list(values.get("disable_plugins"))
-    )
-    return cfg_cls.from_flat(values, source="argument", plugin_fields=plugin_fields)
+def deploy(config: str | None = None, /, **fields) -> dict:
+    return _run("deploy", config, fields)
+
+
+RESULTS = {
+    "sft": "``run_dir``, ``last_checkpoint``, ``global_step``, ``train_loss``, ``train_tokens_per_s``, ``peak_rss_mb``",
+    "pt": "the same as sft",
+    "rlhf": "the same as sft, plus ``rlhf_type`` and ``signals`` (the method's logged metrics, first and last)",
+    "infer": "``result_path`` and ``num_rows`` in batch mode (``--val_dataset``); ``turns`` interactively",
+    "eval": "``output_dir`` and ``results`` (benchmark -> metric -> value)",
+    "export": "``output_dir`` and ``export_format``",
+    "deploy": "nothing; it serves until interrupted",
+}
+
+
+def _describe(func) -> None:
+    """Give ``func`` the signature and docstring of its command, from the command table."""
+    command = commands.COMMANDS[func.__name__]
+    params = [inspect.Parameter("config", inspect.Parameter.POSITIONAL_ONLY, default=None,
+                                annotation="str | None")]
+    lines = []
+    for name, (_group, field, tp) in command.config.flat_fields().items():
+        default = field.default_factory() if callable(field.default_factory) else field.default
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=typing.Optional[tp] if default is None else tp))
+        lines.append(f"    {name}: {field.metadata.get('help', '')}")
+    params.append(inspect.Parameter("plugin_fields", inspect.Parameter.VAR_KEYWORD))
+    func.__signature__ = inspect.Signature(params, return_annotation=dict)
+    func.__doc__ = (f"{command.help}\n\n``config`` is an optional YAML file of flag values; keyword arguments "
+                    f"override it (flags that loaded plugins add are accepted too).\nReturns a dict: "
+                    f"{RESULTS[func.__name__]}.\n\nArguments:\n" + "\n".join(lines))
+
+
+for _func in (sft, pt, rlhf, infer, eval, export, deploy):
+    _describe(_func)
+
+
+def load_tokenizer(model: str, *, plugins: list[str] = (), **resolve_kwargs):
+    """The tokenizer of ``model`` (a local directory, hub id or registered name), with a pad token."""
+    from swiftkit.models import load_tokenizer as load, resolve_model
+
+    host = commands.build_host(plugins)
+    trust = resolve_kwargs.pop("trust_remote_code", False)
+    return load(resolve_model(model, registry=host.registries.models, **resolve_kwargs), trust_remote_code=trust)
+
+
+def get_template(tokenizer, template: str | None = None, *, plugins: list[str] = (), **options):
+    """The :class:`~swiftkit.templates.Template` for ``tokenizer``: its own chat template, or the
+    registered one named ``template`` (``system``, ``max_length``, ``truncation_strategy`` and
+    ``loss_scale`` as the flags)."""
+    from swiftkit.templates import get_template as get
+
+    return get(tokenizer, template, registry=commands.build_host(plugins).registries.templates, **options)

@@ -1,7 +1,8 @@
 """Turn a command config's dataclass fields into argparse flags, and argv (+ YAML) into a config.
 
 Only flags the user actually gave reach the config (argparse defaults are suppressed), so a YAML
-file supplies values and command-line flags override them; the dataclass defaults fill the rest.
+file supplies values and command-line flags override them; the dataclass defaults fill the rest,
+and the config records which flags were given.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import dataclasses
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from swiftkit.config import CommandConfig, ConfigError, PluginArgs
+from swiftkit.commands import Command, as_list, build_host, plugin_fields
+from swiftkit.config import CommandConfig, PluginArgs
 from swiftkit.config.files import load_yaml_config
-from swiftkit.registry import closest
+from swiftkit.core.errors import ConfigError
+from swiftkit.core.registry import closest
 
 
 def _str2bool(text: str) -> bool:
@@ -49,7 +52,7 @@ def _add_flag(group, name: str, tp, default, help_text: str, choices=()) -> None
     group.add_argument(f"--{name}", **kw)
 
 
-def build_parser(cfg_cls: type[CommandConfig], plugin_fields: dict | None = None,
+def build_parser(cfg_cls: type[CommandConfig], fields_of_plugins: dict | None = None,
                  prog: str = "swiftkit") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{prog} {cfg_cls.command}",
@@ -66,28 +69,40 @@ def build_parser(cfg_cls: type[CommandConfig], plugin_fields: dict | None = None
         for f in dataclasses.fields(gcls):
             default = f.default_factory() if callable(f.default_factory) else f.default
             _add_flag(group, f.name, hints[f.name], default, f.metadata.get("help", ""))
-    if plugin_fields:
+    if fields_of_plugins:
         group = parser.add_argument_group("options added by plugins")
-        for f in plugin_fields.values():
+        for f in fields_of_plugins.values():
             _add_flag(group, f.name, f.type, f.default, f"{f.help} [plugin {f.plugin}]", f.choices)
     return parser
 
 
 def add_plugin_options(parser: argparse.ArgumentParser) -> None:
-    """``--plugins`` and ``--disable_plugins`` as PluginArgs defines them, for commands without a config."""
+    """``--plugins``, ``--disable_plugins`` (as PluginArgs defines them) and ``-p no:NAME``, for the
+    tool commands (list, plugins) that have no config."""
     for f in dataclasses.fields(PluginArgs):
         parser.add_argument(f"--{f.name}", nargs="+", default=[], help=f.metadata["help"])
+    parser.add_argument("-p", action="append", default=[], dest="blocked", metavar="no:NAME",
+                        help="Do not load the plugin NAME (as pytest's -p no:NAME).")
 
 
-def _plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """(--plugins files, disabled plugin names, argv without `-p no:NAME`) from the raw arguments.
+def blocked_names(values: list[str]) -> list[str]:
+    """The plugin names of ``-p no:NAME`` values."""
+    out = []
+    for value in values:
+        if not value.startswith("no:") or len(value) == 3:
+            raise ConfigError(f"-p takes no:NAME to block a plugin, got {value!r}")
+        out.append(value[3:])
+    return out
 
-    Read before the full parse: the loaded plugins decide which flags exist. YAML values for
-    ``plugins``/``disable_plugins`` are added by the caller.
+
+def plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(--plugins files, disabled plugin names, argv without ``-p no:NAME``) from the raw arguments.
+
+    Read before the full parse: the loaded plugins decide which flags exist.
     """
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    add_plugin_options(pre)
-    pre.add_argument("-p", action="append", default=[], dest="pytest_style")
+    for f in dataclasses.fields(PluginArgs):
+        pre.add_argument(f"--{f.name}", nargs="+", default=[])
     ns, _ = pre.parse_known_args(argv)
     disabled = list(ns.disable_plugins)
     rest: list[str] = []
@@ -97,37 +112,26 @@ def _plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]
             skip = False
             continue
         if arg == "-p" and i + 1 < len(argv):
-            value = argv[i + 1]
-            if not value.startswith("no:"):
-                raise ConfigError(f"-p takes no:NAME to block a plugin, got {value!r}")
-            disabled.append(value[3:])
+            disabled += blocked_names([argv[i + 1]])
             skip = True
             continue
         rest.append(arg)
     return list(ns.plugins), disabled, rest
 
 
-def plugin_fields_for(cfg_cls: type[CommandConfig], plugin_files, disabled) -> dict:
-    """The fields loaded plugins add to this command (name -> PluginField)."""
-    from swiftkit.config.plugin_fields import collect_plugin_fields
-    from swiftkit.plugins import get_plugin_manager
-
-    pm = get_plugin_manager(plugin_files, disabled)
-    return collect_plugin_fields(pm, cfg_cls.command, cfg_cls.flat_fields())
+def yaml_config_file(argv: list[str]) -> str | None:
+    """The YAML file given as the first argument, if any."""
+    return next((a for a in argv[:1] if a.endswith((".yaml", ".yml"))), None)
 
 
-def parse_config(cfg_cls: type[CommandConfig], argv: list[str]) -> CommandConfig:
-    """argv (after the command name) -> a validated config; unknown flags name the closest one."""
-    files, disabled, argv = _plugin_selection(argv)
-    config_file = next((a for a in argv[:1] if a.endswith((".yaml", ".yml"))), None)
-    yaml_values = load_yaml_config(config_file) if config_file else {}
-    files = files or as_list(yaml_values.get("plugins"))
-    disabled = disabled or as_list(yaml_values.get("disable_plugins"))
-    plugin_fields = plugin_fields_for(cfg_cls, files, disabled)
-
-    parser = build_parser(cfg_cls, plugin_fields)
+def parse_config(command: Command, argv: list[str], host, yaml_values: dict) -> CommandConfig:
+    """argv (after the command name, ``-p`` removed) + YAML values -> a validated config; unknown
+    flags name the closest one."""
+    cfg_cls = command.config
+    extra = plugin_fields(host, command)
+    parser = build_parser(cfg_cls, extra)
     ns, unknown = parser.parse_known_args(argv)
-    fields = [*cfg_cls.flat_fields(), *plugin_fields]
+    fields = [*cfg_cls.flat_fields(), *extra]
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
         flag = bad.split("=", 1)[0]
@@ -136,25 +140,41 @@ def parse_config(cfg_cls: type[CommandConfig], argv: list[str]) -> CommandConfig
             hint = hint.replace("'", "'--", 1)
         raise ConfigError(f"unrecognized argument {flag!r} for `swiftkit {cfg_cls.command}`{hint}")
     given = vars(ns)
+    config_file = yaml_config_file(argv)
     positional = given.pop("config_file", None)
     if positional is not None and positional != config_file:
         raise ConfigError(
             f"unexpected argument {positional!r}: the only positional argument is a .yaml config "
             "file, given first"
         )
-    values: dict[str, Any] = {}
-    if config_file:
-        unknown_keys = [k for k in yaml_values if k not in fields]
-        if unknown_keys:
-            key = unknown_keys[0]
-            raise ConfigError(f"unknown key in {config_file} {key!r}{closest(key, fields)}")
-        values.update(yaml_values)
-    values.update(given)
-    values["disable_plugins"] = disabled
-    return cfg_cls.from_flat(values, source="flag", plugin_fields=plugin_fields)
+    unknown_keys = [k for k in yaml_values if k not in fields]
+    if unknown_keys:
+        key = unknown_keys[0]
+        raise ConfigError(f"unknown key in {config_file} {key!r}{closest(key, fields)}")
+    values = {**yaml_values, **given}
+    return cfg_cls.from_flat(values, source="flag", plugin_fields=extra)
 
 
-def as_list(value) -> list[str]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
+def read_yaml_values(argv: list[str]) -> dict:
+    config_file = yaml_config_file(argv)
+    return load_yaml_config(config_file) if config_file else {}
+
+
+def host_selection(argv: list[str], yaml_values: dict) -> tuple[list[str], list[str], list[str]]:
+    """(plugin files, disabled names, argv without -p): flags first, the YAML file's otherwise."""
+    files, disabled, rest = plugin_selection(argv)
+    files = files or as_list(yaml_values.get("plugins"))
+    disabled = disabled or as_list(yaml_values.get("disable_plugins"))
+    return files, disabled, rest
+
+
+def config_and_host(command: Command, argv: list[str]):
+    """``(config, host)`` for a recipe command's arguments: the one plugin host of the invocation
+    (``--plugins``/``-p no:NAME``/``--disable_plugins`` from the flags, else the YAML file), then
+    the flags (those plugins add included) parsed into the validated config."""
+    yaml_values = read_yaml_values(argv)
+    files, disabled, rest = host_selection(argv, yaml_values)
+    host = build_host(files, disabled)
+    if disabled:
+        yaml_values = {**yaml_values, "disable_plugins": disabled}
+    return parse_config(command, rest, host, yaml_values), host

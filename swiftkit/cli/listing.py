@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from swiftkit.cli.args import add_plugin_options
+from swiftkit.cli.args import add_plugin_options, blocked_names
+from swiftkit.commands import build_host
 
 KINDS = ("models", "datasets", "templates", "preprocessors", "rewards")
 
@@ -50,10 +51,8 @@ def list_command(argv: list[str]) -> int:
     add_plugin_options(parser)
     args = parser.parse_args(argv)
 
-    from swiftkit.plugins import build_registries, get_plugin_manager
-
-    pm = get_plugin_manager(args.plugins, args.disable_plugins)
-    registry = getattr(build_registries(pm), args.kind)
+    host = build_host(args.plugins, [*args.disable_plugins, *blocked_names(args.blocked)])
+    registry = getattr(host.registries, args.kind)
     wanted = {t.lower() for t in args.tag}
     items = [(name, entry) for name, entry in registry.items() if wanted <= set(_tags(entry))]
     if args.family:

@@ -1,8 +1,10 @@
 """``swiftkit plugins list|new``: inspect loaded plugins, or generate a new plugin distribution.
 
-``list`` prints every loaded plugin, where it came from, the hooks it implements and the names
-it offers to choice flags (``swiftkit_choice_names``). ``new NAME``
-writes ``swiftkit-NAME/`` (see :mod:`swiftkit.scaffold`).
+``list`` prints every plugin, where it came from, the hooks it implements, the names it offers to
+choice flags (``swiftkit_choice_names``) and the entries it registered (models, datasets,
+templates, preprocessors, rewards). A broken plugin (fails to import, implements an unknown hook,
+fails while registering) is listed with its error instead of stopping the listing; the command
+then exits with status 1. ``new NAME`` writes ``swiftkit-NAME/`` (see :mod:`swiftkit.cli.scaffold`).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from swiftkit.cli.args import add_plugin_options
+from swiftkit.cli.args import add_plugin_options, blocked_names
+from swiftkit.cli.scaffold import HOOK_KINDS, ScaffoldError, plugin_names, scaffold_plugin, usage
+from swiftkit.commands import build_host
+from swiftkit.core.choices import names_by_plugin
+from swiftkit.core.plugins import REGISTRATION_HOOKS
 
 
 def _parser() -> argparse.ArgumentParser:
-    from swiftkit.scaffold import HOOK_KINDS
-
     parser = argparse.ArgumentParser(prog="swiftkit plugins", description="Inspect or create plugins.")
     sub = parser.add_subparsers(dest="action", required=True)
     lister = sub.add_parser("list", help="Show loaded plugins, their origin and hooks.")
@@ -35,25 +39,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list(args) -> int:
-    from swiftkit.choices import names_by_plugin
-    from swiftkit.plugins import describe_plugins, get_plugin_manager
+def _shown(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 8 else f"{', '.join(names[:8])}, ... ({len(names)})"
 
-    pm = get_plugin_manager(args.plugins, args.disable_plugins)
-    rows = describe_plugins(pm)
-    provided = names_by_plugin(pm)
-    for name, origin, hooks in rows:
-        print(f"{name}\n    from:  {origin}\n    hooks: {', '.join(hooks) or '-'}")
+
+def _list(args) -> int:
+    host = build_host(args.plugins, [*args.disable_plugins, *blocked_names(args.blocked)], tolerant=True)
+    registries = host.registries
+    provided = names_by_plugin(host)
+    broken = 0
+    for name, info in host.infos.items():
+        print(f"{name}\n    from:  {info.origin}")
+        if not info.origin.startswith(("builtin", "file")):
+            print(f"    package: {info.package}")
+        if info.error is not None:
+            broken += 1
+            print(f"    BROKEN: {info.error}")
+            continue
+        print(f"    hooks: {', '.join(host.hooks_of(name)) or '-'}")
         for kind, names in provided.get(name, {}).items():
-            shown = ", ".join(names) if len(names) <= 8 else f"{', '.join(names[:8])}, ... ({len(names)})"
-            print(f"    {kind}: {shown}")
-    print(f"# {len(rows)} plugins")
-    return 0
+            print(f"    {kind}: {_shown(names)}")
+        for _hook, attr in REGISTRATION_HOOKS:
+            registered = getattr(registries, attr).registered_by(name)
+            if registered:
+                print(f"    registered {attr}: {_shown(registered)}")
+    print(f"# {len(host.infos)} plugins" + (f", {broken} broken" if broken else ""))
+    return 1 if broken else 0
 
 
 def _new(args) -> int:
-    from swiftkit.scaffold import ScaffoldError, plugin_names, scaffold_plugin, usage
-
     try:
         target = scaffold_plugin(args.name, args.dir, args.hook)
     except ScaffoldError as exc:

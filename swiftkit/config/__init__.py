@@ -1,7 +1,12 @@
-"""Typed configs: field groups (``groups``) composed into one config per command (``commands``)."""
+"""Typed configs: field groups composed into one frozen config per command.
+
+The training-side groups are in :mod:`swiftkit.config.groups`, the inference-side ones in
+:mod:`swiftkit.config.inference`, the alignment ones in :mod:`swiftkit.config.rlhf`, and the command
+configs in :mod:`swiftkit.config.commands`.
+"""
 
 from swiftkit.config.commands import (
-    COMMANDS,
+    CONFIGS,
     CommandConfig,
     DataLintConfig,
     DataPreviewConfig,
@@ -13,24 +18,23 @@ from swiftkit.config.commands import (
     RlhfConfig,
     SftConfig,
 )
-from swiftkit.config.groups import (
+from swiftkit.config.groups import DataArgs, ModelArgs, PluginArgs, TemplateArgs, TrainingArgs, TunerArgs
+from swiftkit.config.inference import (
     AdapterArgs,
-    ConfigError,
-    DataArgs,
+    DataToolArgs,
     DeployArgs,
     EvalArgs,
     ExportArgs,
     GenerationArgs,
-    ModelArgs,
-    PluginArgs,
-    RlhfArgs,
-    TemplateArgs,
-    TrainingArgs,
-    TunerArgs,
+    VllmArgs,
 )
+from swiftkit.config.rlhf import CpoArgs, DpoArgs, GrpoArgs, KtoArgs, PpoArgs, RewardModelArgs, RlhfArgs, RolloutArgs
+from swiftkit.core.errors import ConfigError
 
 __all__ = [
-    "COMMANDS", "AdapterArgs", "CommandConfig", "ConfigError", "DataLintConfig", "DataPreviewConfig", "DeployArgs", "DeployConfig", "DataArgs", "EvalArgs", "EvalConfig",
-    "ExportArgs", "ExportConfig", "GenerationArgs", "InferConfig",
-    "ModelArgs", "PluginArgs", "PtConfig", "RlhfArgs", "RlhfConfig", "SftConfig", "TemplateArgs", "TrainingArgs", "TunerArgs",
+    "CONFIGS", "AdapterArgs", "CommandConfig", "ConfigError", "CpoArgs", "DataArgs", "DataLintConfig",
+    "DataPreviewConfig", "DataToolArgs", "DeployArgs", "DeployConfig", "DpoArgs", "EvalArgs", "EvalConfig",
+    "ExportArgs", "ExportConfig", "GenerationArgs", "GrpoArgs", "InferConfig", "KtoArgs", "ModelArgs", "PluginArgs",
+    "PpoArgs", "PtConfig", "RewardModelArgs", "RlhfArgs", "RlhfConfig", "RolloutArgs", "SftConfig", "TemplateArgs",
+    "TrainingArgs", "TunerArgs", "VllmArgs",
 ]

@@ -1,4 +1,10 @@
-"""One config per command, composed of field groups; flat dicts (flags, YAML, args.json) in and out."""
+"""One config per command, composed of field groups; flat dicts (flags, YAML, args.json) in and out.
+
+A command config is frozen once built. ``given`` records which flags the user set (on the command
+line, in YAML or as API keyword arguments), so a value the user chose, even one equal to its
+default, beats what a checkpoint's ``args.json`` says. Rules that involve several groups live here,
+once, in the configs' ``__post_init__``.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +14,44 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from swiftkit.config.groups import (
-    AdapterArgs,
-    ConfigError,
+    EVAL_DRIVEN_SCHEDULERS,
+    TRANSFORMERS_SCHEDULERS,
     DataArgs,
+    ModelArgs,
+    PluginArgs,
+    TemplateArgs,
+    TrainingArgs,
+    TunerArgs,
+)
+from swiftkit.config.inference import (
+    AdapterArgs,
     DataToolArgs,
     DeployArgs,
     EvalArgs,
     ExportArgs,
     GenerationArgs,
-    ModelArgs,
-    PluginArgs,
-    RlhfArgs,
-    TemplateArgs,
-    TrainingArgs,
-    TunerArgs,
     VllmArgs,
 )
-from swiftkit.registry import closest
+from swiftkit.config.rlhf import (
+    REFERENCE_FREE,
+    CpoArgs,
+    DpoArgs,
+    GrpoArgs,
+    KtoArgs,
+    PpoArgs,
+    RewardModelArgs,
+    RlhfArgs,
+    RolloutArgs,
+)
+from swiftkit.core.errors import ConfigError
+from swiftkit.core.registry import closest
 
 
 def _is_list_type(tp) -> bool:
     return typing.get_origin(tp) is list
 
 
-@dataclass
+@dataclass(frozen=True)
 class CommandConfig:
     """Base of command configs: groups are fields; flat keys map onto the group that owns them."""
 
@@ -45,17 +65,21 @@ class CommandConfig:
 
     @classmethod
     def flat_fields(cls) -> dict[str, tuple[str, dataclasses.Field, Any]]:
-        """flag name -> (group attribute, dataclass field, resolved type)."""
-        out = {}
+        """flag name -> (group attribute, dataclass field, resolved type); a name in two groups is a bug."""
+        out: dict[str, tuple[str, dataclasses.Field, Any]] = {}
         for gname, gcls in cls.groups():
             hints = typing.get_type_hints(gcls)
             for f in dataclasses.fields(gcls):
+                if f.name in out:
+                    raise TypeError(f"`swiftkit {cls.command}`: --{f.name} is defined by two groups, "
+                                    f"{out[f.name][0]} and {gname}; flag names must be unique")
                 out[f.name] = (gname, f, hints[f.name])
         return out
 
     @classmethod
     def from_flat(cls, values: dict[str, Any], source: str = "argument", plugin_fields: dict | None = None):
-        """Build from a flat mapping; unknown keys are an error naming the closest valid key.
+        """Build from a flat mapping; unknown keys are an error naming the closest valid key. Every
+        key given is recorded in ``given``.
 
         ``plugin_fields`` (name -> PluginField) are the fields loaded plugins add; their values go
         to ``config.plugin_options``.
@@ -76,8 +100,13 @@ class CommandConfig:
             if _is_list_type(fields[key][2]) and isinstance(value, (str, int, float)):
                 value = [value]  # a single value where a list is expected (YAML, Python API)
             per_group[fields[key][0]][key] = value
-        kwargs = {g: gcls(**per_group[g]) for g, gcls in cls.groups()}
-        return cls(**kwargs, plugin_options=options)
+        kwargs = {}
+        for gname, gcls in cls.groups():
+            try:
+                kwargs[gname] = gcls(**per_group[gname])
+            except TypeError as exc:  # a value of the wrong kind that the group's checks tripped over
+                raise ConfigError(f"`swiftkit {cls.command}`: {exc}") from exc
+        return cls(**kwargs, plugin_options=options, given=frozenset(values))
 
     def to_flat(self) -> dict[str, Any]:
         out = {}
@@ -86,8 +115,12 @@ class CommandConfig:
         out.update(self.plugin_options)
         return out
 
+    def is_given(self, flag: str) -> bool:
+        """Whether the user set ``flag`` (command line, YAML or API), whatever its value."""
+        return flag in self.given
 
-@dataclass
+
+@dataclass(frozen=True)
 class SftConfig(CommandConfig):
     command: ClassVar[str] = "sft"
     description: ClassVar[str] = "Supervised fine-tuning on conversations (LoRA, full or freeze)."
@@ -99,6 +132,7 @@ class SftConfig(CommandConfig):
     training: TrainingArgs = field(default_factory=TrainingArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.data.dataset:
@@ -115,14 +149,16 @@ class SftConfig(CommandConfig):
                 raise ConfigError("--split_dataset_ratio needs the whole dataset; with --streaming pass --val_dataset")
         if tr.packing and d.lazy_tokenize:
             raise ConfigError("--packing needs every row encoded up front; drop --lazy_tokenize")
-
+        if tr.lr_scheduler_type in EVAL_DRIVEN_SCHEDULERS and not (d.val_dataset or d.split_dataset_ratio > 0):
+            raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type} adjusts the learning rate on evaluation "
+                              "loss: pass --val_dataset or --split_dataset_ratio")
 
     def _starts_from_adapters(self) -> bool:
         """Whether the base model comes from trained adapters' args.json (rlhf --adapters)."""
         return False
 
 
-@dataclass
+@dataclass(frozen=True)
 class PtConfig(SftConfig):
     """Continued pretraining: raw text (or every token of a conversation) gets loss."""
 
@@ -130,9 +166,13 @@ class PtConfig(SftConfig):
     description: ClassVar[str] = "Continued pretraining on raw text; every token gets loss."
 
 
-@dataclass
+@dataclass(frozen=True)
 class RlhfConfig(SftConfig):
-    """Alignment after (or instead of) SFT: preference, labelled or online (generated) training."""
+    """Alignment after (or instead of) SFT: preference, labelled or online (generated) training.
+
+    Method-specific flags carry the methods they apply to (``methods`` in the field's metadata
+    of :mod:`swiftkit.config.rlhf`, checked here): giving one to another method is an error.
+    """
 
     command: ClassVar[str] = "rlhf"
     description: ClassVar[str] = (
@@ -140,38 +180,55 @@ class RlhfConfig(SftConfig):
     )
 
     rlhf: RlhfArgs = field(default_factory=RlhfArgs)
+    dpo: DpoArgs = field(default_factory=DpoArgs)
+    cpo: CpoArgs = field(default_factory=CpoArgs)
+    kto: KtoArgs = field(default_factory=KtoArgs)
+    rm: RewardModelArgs = field(default_factory=RewardModelArgs)
+    rollout: RolloutArgs = field(default_factory=RolloutArgs)
+    grpo: GrpoArgs = field(default_factory=GrpoArgs)
+    ppo: PpoArgs = field(default_factory=PpoArgs)
 
     def __post_init__(self):
         super().__post_init__()
-        r, kind = self.rlhf, self.rlhf.rlhf_type
+        r, kind, tr = self.rlhf, self.rlhf.rlhf_type, self.training
         if self.data.streaming:
             raise ConfigError("`swiftkit rlhf` reads the whole dataset up front; drop --streaming")
-        if self.training.packing:
+        if tr.packing:
             raise ConfigError("`swiftkit rlhf` keeps each pair (or prompt) in its own row; drop --packing")
+        if tr.trainer != "default":
+            raise ConfigError("--trainer chooses the sft/pt trainer; `swiftkit rlhf` uses the trainer of --rlhf_type")
+        if tr.loss_type or tr.metric:
+            raise ConfigError("--loss_type/--metric apply to sft/pt; each --rlhf_type has its own loss "
+                              "(dpo variants: --dpo_loss_type)")
+        if tr.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS:
+            raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type!r}: `swiftkit rlhf` trainers take "
+                              f"transformers' schedules ({', '.join(TRANSFORMERS_SCHEDULERS)}); plugin schedules "
+                              "apply to sft/pt")
         if kind == "ppo" and (self.data.val_dataset or self.data.split_dataset_ratio > 0):
             raise ConfigError("--rlhf_type ppo does not evaluate: drop --val_dataset/--split_dataset_ratio "
                               "(score a trained policy with `swiftkit eval`)")
         if kind == "ppo" and not r.reward_model:
             raise ConfigError("--rlhf_type ppo needs --reward_model (e.g. the run of `swiftkit rlhf --rlhf_type rm`)")
         if kind == "grpo":
-            if not r.reward_funcs and not r.reward_model:
+            g = self.grpo
+            if not g.reward_funcs and not r.reward_model:
                 raise ConfigError("--rlhf_type grpo needs --reward_funcs (`swiftkit list rewards`) and/or --reward_model")
-            n_rewards = len(r.reward_funcs) + (1 if r.reward_model else 0)
-            if r.reward_weights and len(r.reward_weights) != n_rewards:
-                raise ConfigError(f"--reward_weights has {len(r.reward_weights)} values for {n_rewards} rewards "
+            n_rewards = len(g.reward_funcs) + (1 if r.reward_model else 0)
+            if g.reward_weights and len(g.reward_weights) != n_rewards:
+                raise ConfigError(f"--reward_weights has {len(g.reward_weights)} values for {n_rewards} rewards "
                                   "(--reward_funcs, then --reward_model)")
-            rows = self.training.per_device_train_batch_size * self.training.gradient_accumulation_steps
-            if rows % r.num_generations:
+            rows = tr.per_device_train_batch_size * tr.gradient_accumulation_steps
+            if rows % g.num_generations:
                 raise ConfigError(
-                    f"grpo samples --num_generations {r.num_generations} replies per prompt, so "
+                    f"grpo samples --num_generations {g.num_generations} replies per prompt, so "
                     f"--per_device_train_batch_size x --gradient_accumulation_steps ({rows}) must be a multiple of it"
                 )
-        elif kind == "kto" and self.training.per_device_train_batch_size < 2:
+        elif kind == "kto" and tr.per_device_train_batch_size < 2:
             raise ConfigError("--rlhf_type kto estimates its KL term from the other replies of a batch: "
                               "--per_device_train_batch_size must be >= 2")
-        if kind != "grpo" and (r.reward_weights or r.reward_funcs):
+        if kind != "grpo" and (self.grpo.reward_weights or self.grpo.reward_funcs):
             raise ConfigError(f"--reward_funcs/--reward_weights are for --rlhf_type grpo, not {kind}")
-        if r.ref_model and kind in ("orpo", "simpo", "cpo", "rm"):
+        if r.ref_model and kind in REFERENCE_FREE:
             raise ConfigError(f"--rlhf_type {kind} uses no reference model; drop --ref_model")
         if r.adapters:
             if len(r.adapters) > 1:
@@ -182,6 +239,15 @@ class RlhfConfig(SftConfig):
             if self.tuner.train_type != "lora":
                 raise ConfigError(f"--adapters continues training a LoRA adapter; --train_type {self.tuner.train_type} "
                                   "does not apply (merge it with `swiftkit export` and pass the folder as --model)")
+        self._check_method_flags(kind)
+
+    def _check_method_flags(self, kind: str) -> None:
+        """A flag given explicitly must apply to the chosen method."""
+        for gname, gcls in self.groups():
+            for f in dataclasses.fields(gcls):
+                methods = f.metadata.get("methods")
+                if methods and kind not in methods and self.is_given(f.name):
+                    raise ConfigError(f"--{f.name} applies to --rlhf_type {'/'.join(methods)}, not {kind}")
 
     def _starts_from_adapters(self) -> bool:
         return bool(self.rlhf.adapters)
@@ -192,7 +258,7 @@ class RlhfConfig(SftConfig):
         return self.rlhf.rlhf_type in ("grpo", "ppo")
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferConfig(CommandConfig):
     command: ClassVar[str] = "infer"
     description: ClassVar[str] = "Chat with a model or adapters, interactively or over a dataset."
@@ -205,13 +271,14 @@ class InferConfig(CommandConfig):
     vllm: VllmArgs = field(default_factory=VllmArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.model.model and not self.adapter.adapters:
             raise ConfigError(f"`swiftkit {self.command}` needs --model or --adapters")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig(InferConfig):
     """Generate with a model or adapters and score the replies with benchmarks chosen by name."""
 
@@ -226,7 +293,7 @@ class EvalConfig(InferConfig):
             raise ConfigError("--eval_dataset qa scores --val_dataset rows: pass --val_dataset FILE_OR_NAME")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportConfig(CommandConfig):
     command: ClassVar[str] = "export"
     description: ClassVar[str] = "Write a trained model in a format other tools load (built in: merged)."
@@ -237,13 +304,14 @@ class ExportConfig(CommandConfig):
     export: ExportArgs = field(default_factory=ExportArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.adapter.adapters:
             raise ConfigError("`swiftkit export` needs --adapters (a trained checkpoint or run directory)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeployConfig(CommandConfig):
     """Serve a model and its adapters over an OpenAI-compatible HTTP API."""
 
@@ -262,6 +330,7 @@ class DeployConfig(CommandConfig):
     vllm: VllmArgs = field(default_factory=VllmArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.model.model and not self.adapter.adapters:
@@ -271,7 +340,7 @@ class DeployConfig(CommandConfig):
                               "--merge_lora to serve each adapter under its own name")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataLintConfig(CommandConfig):
     """Check --dataset rows (and, with --model, their tokenized length) without loading weights."""
 
@@ -287,13 +356,14 @@ class DataLintConfig(CommandConfig):
     tool: DataToolArgs = field(default_factory=DataToolArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
     plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.data.dataset:
             raise ConfigError(f"`swiftkit {self.command}` needs --dataset")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataPreviewConfig(DataLintConfig):
     command: ClassVar[str] = "data preview"
     description: ClassVar[str] = (
@@ -306,7 +376,5 @@ class DataPreviewConfig(DataLintConfig):
             raise ConfigError("`swiftkit data preview` needs --model (its tokenizer and chat template)")
 
 
-COMMANDS: dict[str, type[CommandConfig]] = {
-    c.command: c for c in (SftConfig, PtConfig, RlhfConfig, InferConfig, EvalConfig, ExportConfig, DeployConfig,
-                           DataLintConfig, DataPreviewConfig)
-}
+CONFIGS: tuple[type[CommandConfig], ...] = (SftConfig, PtConfig, RlhfConfig, InferConfig, EvalConfig, ExportConfig,
+                                            DeployConfig, DataLintConfig, DataPreviewConfig)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from swiftkit.config.groups import ConfigError
+from swiftkit.core.errors import ConfigError
 
 
 def load_yaml_config(path: str) -> dict[str, Any]:

@@ -1,8 +1,12 @@
-"""Field groups that command configs are composed from.
+"""Field groups that command configs are composed from: model, template, data, tuner, training.
 
 Every field carries its help text in ``metadata["help"]``; the CLI turns fields into flags with that
-help. ``__post_init__`` only validates (no I/O, no environment, no patches). Field names are unique
-across groups, so each is one flat ``--flag`` and one key in ``args.json``.
+help. ``__post_init__`` only validates one group (no I/O, no environment, no patches); rules that
+involve several groups live in the command configs (:mod:`swiftkit.config.commands`). Groups are
+frozen: a validated config is never changed; values derived while a command runs go into its
+plan. Field names are unique across the groups of a command (a test checks), so each is one flat
+``--flag`` and one key in ``args.json``. The inference-side groups are in
+:mod:`swiftkit.config.inference`, the alignment ones in :mod:`swiftkit.config.rlhf`.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Literal, Optional
+
+from swiftkit.config.columns import check_columns
+from swiftkit.core.errors import ConfigError
 
 
 def arg(default, help: str, **kw):
@@ -20,16 +27,33 @@ def arg(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the flag."""
-
-
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
 
 
-@dataclass
+def json_object(text: str, flag: str, example: str) -> dict:
+    """A flag's JSON text parsed into a dict; errors name the flag and show an example."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{flag} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+    _check(isinstance(value, dict), f"{flag} must be a JSON object such as '{example}'")
+    return value
+
+
+# transformers' schedules (its SchedulerType; a test checks this list against it).
+TRANSFORMERS_SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+    "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+    "warmup_stable_decay", "greedy",
+)
+EVAL_DRIVEN_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")  # step on evaluation metrics
+MIN_LR_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr")
+DEFAULT_MIN_LR_RATE = 0.1
+
+
+@dataclass(frozen=True)
 class ModelArgs:
     model: Optional[str] = arg(
         None,
@@ -59,7 +83,7 @@ class ModelArgs:
         _check(self.num_threads >= 0, "--num_threads must be >= 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TemplateArgs:
     template: Optional[str] = arg(
         None,
@@ -84,7 +108,7 @@ class TemplateArgs:
         _check(self.max_length > 0, "--max_length must be > 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataArgs:
     dataset: list[str] = arg(
         [],
@@ -132,22 +156,12 @@ class DataArgs:
         _check(self.dataset_num_proc >= 1, "--dataset_num_proc must be >= 1")
         _check(not (self.streaming and self.lazy_tokenize), "--streaming already tokenizes lazily; drop --lazy_tokenize")
         if self.columns:
-            from swiftkit.data.registry import check_columns
-
-            try:
-                mapping = json.loads(self.columns)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"--columns is not valid JSON: {exc.msg} (column {exc.colno})") from exc
-            _check(isinstance(mapping, dict), "--columns must be a JSON object such as '{\"q\": \"query\"}'")
-            try:
-                check_columns(mapping, "--columns")
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from exc
+            check_columns(json_object(self.columns, "--columns", '{"q": "query"}'), "--columns")
         _check(len(self.model_name) <= 2, "--model_name takes one or two values (Chinese, English)")
         _check(len(self.model_author) <= 2, "--model_author takes one or two values")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TunerArgs:
     train_type: str = arg(
         "lora",
@@ -170,14 +184,21 @@ class TunerArgs:
         _check(self.freeze_trainable_layers >= 0, "--freeze_trainable_layers must be >= 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingArgs:
     output_dir: str = arg("output", "Runs are written to OUTPUT_DIR/v{N}-{timestamp}/.")
     num_train_epochs: float = arg(1.0, "Epochs over the training data (ignored when --max_steps > 0).")
     max_steps: int = arg(-1, "Total optimizer steps; -1 trains for --num_train_epochs.")
     learning_rate: float = arg(1e-4, "Peak learning rate.")
     lr_scheduler_type: str = arg(
-        "cosine", "Learning-rate schedule: a plugin's, or any transformers scheduler name."
+        "cosine", "Learning-rate schedule: " + ", ".join(TRANSFORMERS_SCHEDULERS) + " (transformers'; "
+        "reduce_lr_on_plateau and greedy need evaluation data; warmup_stable_decay needs "
+        "num_decay_steps in --lr_scheduler_kwargs; cosine_with_min_lr and cosine_warmup_with_min_lr "
+        "decay to min_lr_rate 0.1 of the peak unless min_lr or min_lr_rate is given), or a plugin's."
+    )
+    lr_scheduler_kwargs: Optional[str] = arg(
+        None, 'JSON object of extra arguments for the schedule, e.g. \'{"min_lr_rate": 0.05}\' or '
+        '\'{"num_decay_steps": 100}\' (scheduler_specific_kwargs of transformers\' get_scheduler).'
     )
     warmup_ratio: float = arg(0.0, "Fraction of steps for linear warm-up.")
     weight_decay: float = arg(0.1, "AdamW weight decay.")
@@ -225,267 +246,21 @@ class TrainingArgs:
         _check(self.save_steps > 0, "--save_steps must be > 0")
         _check(self.logging_steps > 0, "--logging_steps must be > 0")
         _check(self.max_steps > 0 or self.num_train_epochs > 0, "set --max_steps or --num_train_epochs > 0")
+        if self.lr_scheduler_type == "warmup_stable_decay":
+            _check("num_decay_steps" in self.scheduler_kwargs, "--lr_scheduler_type warmup_stable_decay needs the "
+                   "length of its decay: --lr_scheduler_kwargs '{\"num_decay_steps\": N}'")
+
+    @property
+    def scheduler_kwargs(self) -> dict:
+        """--lr_scheduler_kwargs parsed, plus the documented default of the min-lr schedules."""
+        kwargs = json_object(self.lr_scheduler_kwargs, "--lr_scheduler_kwargs", '{"min_lr_rate": 0.05}') \
+            if self.lr_scheduler_kwargs else {}
+        if self.lr_scheduler_type in MIN_LR_SCHEDULERS and not {"min_lr", "min_lr_rate"} & set(kwargs):
+            kwargs["min_lr_rate"] = DEFAULT_MIN_LR_RATE
+        return kwargs
 
 
-@dataclass
-class AdapterArgs:
-    adapters: list[str] = arg(
-        [], "Trained checkpoints (LoRA adapters, or full weights first); the base model and template "
-        "are read from their args.json. A run directory means its last checkpoint."
-    )
-    merge_lora: bool = arg(False, "Merge the adapters into the base weights after loading.")
-
-
-@dataclass
-class GenerationArgs:
-    max_new_tokens: int = arg(512, "Maximum tokens generated per reply.")
-    temperature: float = arg(0.0, "Sampling temperature; 0 is greedy decoding.")
-    top_p: float = arg(1.0, "Nucleus sampling threshold.")
-    top_k: int = arg(50, "Top-k sampling.")
-    repetition_penalty: float = arg(1.0, "Penalty for repeated tokens (1.0 = none).")
-    stream: bool = arg(False, "Print tokens as they are generated (interactive mode).")
-    result_path: Optional[str] = arg(
-        None, "Batch mode: write one JSON line per --val_dataset row (default next to the adapters)."
-    )
-    max_batch_size: int = arg(8, "Batch mode: prompts generated together.")
-    infer_backend: str = arg("transformers", "Inference engine, chosen through the swiftkit_get_infer_engine hook (built in: transformers, vllm).")
-
-    def __post_init__(self):
-        _check(self.max_new_tokens > 0, "--max_new_tokens must be > 0")
-        _check(self.temperature >= 0, "--temperature must be >= 0")
-        _check(self.max_batch_size > 0, "--max_batch_size must be > 0")
-
-
-@dataclass
-class DeployArgs:
-    host: str = arg("127.0.0.1", "Address the server listens on (0.0.0.0 for every interface).")
-    port: int = arg(8000, "TCP port of the server.")
-    api_key: Optional[str] = arg(
-        None, "When set, every /v1 request needs the header `Authorization: Bearer <api_key>`."
-    )
-    served_model_name: Optional[str] = arg(
-        None, "Model id of the base model in the API (default: the last part of --model's name or path)."
-    )
-    max_model_len: Optional[int] = arg(
-        None, "Most tokens a request may use, prompt plus reply (default: the model's max_position_embeddings)."
-    )
-    max_body_bytes: int = arg(4 * 1024 * 1024, "Largest request body accepted; larger ones get 413.")
-    batch_wait_ms: float = arg(
-        5.0, "How long the scheduler waits for more requests to fill a batch (up to --max_batch_size rows)."
-    )
-
-    def __post_init__(self):
-        _check(0 < self.port < 65536, f"--port must be between 1 and 65535, got {self.port}")
-        _check(self.max_model_len is None or self.max_model_len > 0, "--max_model_len must be > 0")
-        _check(self.max_body_bytes > 0, "--max_body_bytes must be > 0")
-        _check(self.batch_wait_ms >= 0, "--batch_wait_ms must be >= 0")
-        _check(self.api_key is None or bool(self.api_key), "--api_key must not be empty")
-
-
-@dataclass
+@dataclass(frozen=True)
 class PluginArgs:
     plugins: list[str] = arg([], "Local plugin files (.py) to load besides installed ones.")
     disable_plugins: list[str] = arg([], "Plugin names (entry-point names) not to load.")
-
-
-@dataclass
-class EvalArgs:
-    eval_dataset: list[str] = arg(
-        ["qa"], "Benchmarks to run, chosen through the swiftkit_get_eval_benchmark hook (built in: qa, "
-        "which scores the replies to --val_dataset rows against their reference answers)."
-    )
-    eval_limit: Optional[int] = arg(None, "Score at most this many examples per benchmark.")
-    eval_output_dir: str = arg(
-        "eval_output", "Where each evaluation writes its folder (metrics.json, samples.jsonl)."
-    )
-
-    def __post_init__(self):
-        _check(bool(self.eval_dataset), "--eval_dataset needs at least one benchmark name")
-        _check(self.eval_limit is None or self.eval_limit > 0, "--eval_limit must be > 0")
-
-
-@dataclass
-class ExportArgs:
-    export_format: str = arg(
-        "merged", "Output format, chosen through the swiftkit_get_export_format hook (built in: "
-        "merged: full safetensors weights with LoRA merged in, loadable by plain transformers)."
-    )
-    output_dir: Optional[str] = arg(
-        None, "Folder to create (must not exist); default: <first adapter>-<format>."
-    )
-
-
-@dataclass
-class DataToolArgs:
-    max_problems: int = arg(50, "`data lint`: problems printed (all are counted).")
-    index: int = arg(0, "`data preview`: which usable row (after loading and sampling) to show.")
-    show_tokens: bool = arg(False, "`data preview`: also print one line per token (id, text, trained or not).")
-    pretrain: bool = arg(False, "Treat --dataset as pretraining text (rows with 'text'), as `swiftkit pt` does.")
-    rlhf_type: Optional[str] = arg(
-        None, "`data lint`: check --dataset as `swiftkit rlhf --rlhf_type X` reads it (pairs for dpo/orpo/simpo/"
-        "cpo/rm, labelled replies for kto, prompts for ppo/grpo); with --model, both replies of a pair are encoded."
-    )
-
-    def __post_init__(self):
-        from swiftkit.registry import closest
-
-        _check(self.max_problems >= 0, "--max_problems must be >= 0")
-        _check(self.index >= 0, "--index must be >= 0")
-        _check(self.rlhf_type is None or self.rlhf_type in RLHF_TYPES,
-               f"unknown --rlhf_type {self.rlhf_type!r}{closest(str(self.rlhf_type), RLHF_TYPES)}; valid: "
-               f"{', '.join(RLHF_TYPES)}")
-        _check(not (self.pretrain and self.rlhf_type), "--pretrain and --rlhf_type exclude each other")
-
-
-VLLM_MISSING = "--infer_backend vllm needs the vllm package: pip install 'swiftkit[vllm]' (GPU machines only)"
-
-
-@dataclass
-class VllmArgs:
-    """Settings of the vLLM engine (``--infer_backend vllm``); the transformers engine ignores them."""
-
-    tensor_parallel_size: int = arg(1, "--infer_backend vllm: GPUs the model is split across (tensor parallel).")
-    gpu_memory_utilization: float = arg(
-        0.9, "--infer_backend vllm: fraction of each GPU's memory vLLM may take (weights plus KV cache)."
-    )
-    vllm_max_model_len: Optional[int] = arg(
-        None, "--infer_backend vllm: context length (prompt plus reply) vLLM plans its KV cache for "
-        "(default: the model's own)."
-    )
-    vllm_max_lora_rank: int = arg(64, "--infer_backend vllm: the largest LoRA rank an adapter may have.")
-
-    def __post_init__(self):
-        _check(self.tensor_parallel_size >= 1, "--tensor_parallel_size must be >= 1")
-        _check(0 < self.gpu_memory_utilization <= 1, "--gpu_memory_utilization must be in (0, 1]")
-        _check(self.vllm_max_model_len is None or self.vllm_max_model_len > 0, "--vllm_max_model_len must be > 0")
-        _check(self.vllm_max_lora_rank >= 1, "--vllm_max_lora_rank must be >= 1")
-
-
-RLHF_TYPES = ("dpo", "orpo", "simpo", "cpo", "kto", "rm", "ppo", "grpo")
-# --beta when it is not given: the value each method's paper (and TRL) starts from.
-DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "simpo": 2.0, "cpo": 0.1, "kto": 0.1, "grpo": 0.04, "ppo": 0.05}
-GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo", "luspo", "vespo")
-DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
-
-
-@dataclass
-class RlhfArgs:
-    """Settings of `swiftkit rlhf`; each names the methods it applies to."""
-
-    rlhf_type: str = arg(
-        "dpo", "Alignment method: dpo, orpo, simpo, cpo, kto (preference or labelled data), rm (a reward "
-        "model from preference pairs), ppo (online, needs --reward_model) or grpo (online, needs "
-        "--reward_funcs and/or --reward_model)."
-    )
-    adapters: list[str] = arg(
-        [], "A trained LoRA checkpoint (or run directory) to continue from, e.g. an SFT run: it is the starting "
-        "policy and the reference; the base model and template come from its args.json."
-    )
-    beta: Optional[float] = arg(
-        None, "dpo/cpo/kto: inverse temperature of the implicit reward; simpo: reward scale; orpo: weight "
-        "of the odds-ratio term; grpo/ppo: KL coefficient. Default per method: dpo 0.1, orpo 0.1, "
-        "simpo 2.0, cpo 0.1, kto 0.1, grpo 0.04, ppo 0.05."
-    )
-    ref_model: Optional[str] = arg(
-        None, "dpo/kto/grpo/ppo: reference model (path, hub id or registered name). Default: the "
-        "trained model's starting point, i.e. the base with adapters disabled under LoRA (no second "
-        "copy in memory), a frozen copy under full/freeze."
-    )
-    precompute_ref_log_probs: bool = arg(
-        False, "dpo/kto: compute the reference log-probs of every row once before training; full/freeze "
-        "training then keeps no reference copy in memory."
-    )
-    dpo_loss_type: list[str] = arg(
-        ["sigmoid"], "dpo: loss variants (TRL's: sigmoid, hinge, ipo, robust, bco_pair, sppo_hard, "
-        "apo_zero, apo_down, discopop, sft, ...); several are summed with --dpo_loss_weights."
-    )
-    dpo_loss_weights: list[float] = arg([], "dpo: weight of each --dpo_loss_type (default 1 each).")
-    label_smoothing: float = arg(0.0, "dpo/cpo: probability that a preference label is flipped (robust/cDPO).")
-    rpo_alpha: Optional[float] = arg(
-        None, "dpo: add this weight of NLL on the chosen reply (RPO); same as adding the sft loss type."
-    )
-    simpo_gamma: float = arg(0.5, "simpo: target reward margin gamma.")
-    cpo_alpha: Optional[float] = arg(
-        None, "cpo/simpo: weight of the NLL term on chosen replies (default: cpo 1.0, simpo 0.0)."
-    )
-    desirable_weight: float = arg(1.0, "kto: loss weight of desirable (label true) rows.")
-    undesirable_weight: float = arg(1.0, "kto: loss weight of undesirable (label false) rows.")
-    center_rewards_coefficient: Optional[float] = arg(
-        None, "rm: weight of a penalty on the mean reward's square, keeping rewards centred at 0."
-    )
-    reward_model: Optional[str] = arg(
-        None, "ppo (required) / grpo: a reward model (an `rlhf --rlhf_type rm` run or checkpoint, or a "
-        "sequence-classification model directory) that scores prompt + reply."
-    )
-    value_model: Optional[str] = arg(
-        None, "ppo: model the value head starts from (default: --reward_model)."
-    )
-    reward_funcs: list[str] = arg(
-        [], "grpo: reward functions by name (`swiftkit list rewards`; plugins add more through "
-        "swiftkit_register_reward_funcs). Built in: accuracy, format, length."
-    )
-    reward_weights: list[float] = arg(
-        [], "grpo: weight of each reward (--reward_funcs, then --reward_model); default 1 each."
-    )
-    format_pattern: str = arg(
-        r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$",
-        "grpo `format` reward: the regular expression a well-formed reply matches (DOTALL).",
-    )
-    num_generations: int = arg(4, "grpo: replies sampled per prompt (the group whose rewards are compared).")
-    max_completion_length: int = arg(256, "grpo/ppo: most tokens generated per reply.")
-    temperature: float = arg(1.0, "grpo/ppo: sampling temperature of the replies.")
-    grpo_loss_type: str = arg(
-        "dapo", "grpo: how token losses are averaged (TRL's): grpo (per sequence, length-biased), dapo (over "
-        "the batch's tokens), dr_grpo (by a constant), bnpo, cispo, sapo, luspo, vespo."
-    )
-    scale_rewards: str = arg(
-        "group", "grpo: divide advantages by the reward std of each group (group), of the batch (batch), or not (none)."
-    )
-    num_iterations: int = arg(1, "grpo: optimisation passes over each batch of generations (mu).")
-    num_ppo_epochs: int = arg(4, "ppo: optimisation passes over each batch of rollouts.")
-    cliprange: float = arg(0.2, "ppo/grpo: clip range of the policy ratio (grpo: epsilon).")
-    cliprange_value: float = arg(0.2, "ppo: clip range of the value update.")
-    vf_coef: float = arg(0.1, "ppo: weight of the value loss.")
-    gamma: float = arg(1.0, "ppo: discount factor.")
-    lam: float = arg(0.95, "ppo: GAE lambda.")
-    missing_eos_penalty: Optional[float] = arg(
-        None, "ppo: subtracted from the score of a reply that ends without an end-of-turn token."
-    )
-
-    def __post_init__(self):
-        from swiftkit.registry import closest
-
-        _check(self.rlhf_type in RLHF_TYPES,
-               f"unknown --rlhf_type {self.rlhf_type!r}{closest(self.rlhf_type, RLHF_TYPES)}; valid: "
-               f"{', '.join(RLHF_TYPES)}")
-        for name in self.dpo_loss_type:
-            _check(name in DPO_LOSS_TYPES,
-                   f"unknown --dpo_loss_type {name!r}{closest(name, DPO_LOSS_TYPES)}; valid: {', '.join(DPO_LOSS_TYPES)}")
-        _check(not self.dpo_loss_weights or len(self.dpo_loss_weights) == len(self.dpo_loss_type),
-               f"--dpo_loss_weights has {len(self.dpo_loss_weights)} values for {len(self.dpo_loss_type)} "
-               "--dpo_loss_type values")
-        _check(self.beta is None or self.beta >= 0, "--beta must be >= 0")
-        _check(0.0 <= self.label_smoothing < 0.5, "--label_smoothing must be in [0, 0.5)")
-        _check(self.num_generations >= 2, "--num_generations must be >= 2 (GRPO compares replies within a group)")
-        _check(self.max_completion_length > 0, "--max_completion_length must be > 0")
-        _check(self.temperature > 0, "--temperature must be > 0 (replies are sampled)")
-        _check(self.num_ppo_epochs >= 1, "--num_ppo_epochs must be >= 1")
-        _check(self.num_iterations >= 1, "--num_iterations must be >= 1")
-        _check(self.grpo_loss_type in GRPO_LOSS_TYPES,
-               f"unknown --grpo_loss_type {self.grpo_loss_type!r}{closest(self.grpo_loss_type, GRPO_LOSS_TYPES)}; "
-               f"valid: {', '.join(GRPO_LOSS_TYPES)}")
-        _check(self.scale_rewards in ("group", "batch", "none"), "--scale_rewards must be group, batch or none")
-        _check(self.desirable_weight > 0 and self.undesirable_weight > 0,
-               "--desirable_weight and --undesirable_weight must be > 0")
-        import re
-
-        try:
-            re.compile(self.format_pattern)
-        except re.error as exc:
-            raise ConfigError(f"--format_pattern is not a valid regular expression: {exc}") from exc
-
-    @property
-    def beta_value(self) -> float:
-        """--beta, or the method's default."""
-        return DEFAULT_BETA.get(self.rlhf_type, 0.1) if self.beta is None else self.beta

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from swiftkit.config.groups import ConfigError
+from swiftkit.core.errors import ConfigError, PluginError
 
 
 @dataclass(frozen=True)
@@ -51,31 +51,23 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(value)
 
 
-def collect_plugin_fields(pm, command: str, builtin_names) -> dict[str, PluginField]:
+def collect_plugin_fields(host, command: str, builtin_names) -> dict[str, PluginField]:
     """Every field the loaded plugins declare for ``command``; clashes name both sides."""
-    from swiftkit.plugins import PluginError
-
     out: dict[str, PluginField] = {}
-    for impl in pm.hook.swiftkit_add_config_fields.get_hookimpls():
-        try:
-            declared = impl.function(command=command) or []
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} failed in swiftkit_add_config_fields: {type(exc).__name__}: {exc}"
-            ) from exc
-        for f in declared:
+    for plugin, declared in host.all_answers("swiftkit_add_config_fields", command=command):
+        for f in declared or []:
             if not isinstance(f, PluginField):
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r}: swiftkit_add_config_fields must return PluginField "
+                    f"{host.label(plugin)}: swiftkit_add_config_fields must return PluginField "
                     f"objects, got {type(f).__name__}"
                 )
             if f.commands and command not in f.commands:
                 continue
             if f.name in builtin_names:
-                raise PluginError(f"plugin {impl.plugin_name!r} declares --{f.name}, a built-in flag")
+                raise PluginError(f"{host.label(plugin)} declares --{f.name}, a built-in flag")
             if f.name in out:
                 raise PluginError(
-                    f"--{f.name} is declared by two plugins: {out[f.name].plugin!r} and {impl.plugin_name!r}"
+                    f"--{f.name} is declared by two plugins: {out[f.name].plugin!r} and {plugin!r}"
                 )
-            out[f.name] = PluginField(**{**f.__dict__, "plugin": impl.plugin_name})
+            out[f.name] = PluginField(**{**f.__dict__, "plugin": plugin})
     return out

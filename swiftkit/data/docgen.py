@@ -8,8 +8,8 @@ A test regenerates the page and compares it with the committed one, so the list 
 from __future__ import annotations
 
 from swiftkit.data.registry import TASK_TAGS, load_cards
-from swiftkit.cards import markdown_cell
-from swiftkit.resources import data_dir
+from swiftkit.core.cards import markdown_cell
+from swiftkit.core.resources import data_dir
 
 HEADER = """# Supported datasets
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from swiftkit.core.errors import SwiftkitError
 
-class DatasetError(ValueError):
+
+class DatasetError(SwiftkitError, ValueError):
     """A dataset could not be loaded or a row is malformed.
 
     The message names the file (or hub id), the 1-based line or row, and what is wrong, e.g.

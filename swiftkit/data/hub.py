@@ -8,7 +8,7 @@ pin); Hugging Face datasets go through ``datasets.load_dataset`` (``streaming=Tr
 A dataset that is cached loads without network. Both libraries retry an unreachable host for
 ~25 s and then fail even when a copy is cached (datasets 5.2 in offline mode does not read the hub
 snapshot at all), so the hub's host (or the HTTPS proxy in use) is probed first with a short
-connect timeout (:mod:`swiftkit.hub`). When the probe fails, when HF_HUB_OFFLINE is set, or when
+connect timeout (:mod:`swiftkit.core.netprobe`). When the probe fails, when HF_HUB_OFFLINE is set, or when
 the online load itself fails, the local cache is read instead and a note on stderr says so:
 
 - Hugging Face: the snapshot that ``datasets``/``huggingface_hub`` download into
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from swiftkit.data.errors import DatasetError
-from swiftkit.hub import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
+from swiftkit.core.netprobe import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
 
 HUB_FILE_PATTERNS = ["*.jsonl", "*.json", "*.csv", "*.parquet"]
 HF_HUB = "Hugging Face hub"

@@ -93,7 +93,7 @@ def encoding_problems(rows: list[dict], template, rlhf_type: str | None = None) 
 
     encode = template.encode
     if rlhf_type is not None:
-        from swiftkit.train.rlhf_data import encode_row
+        from swiftkit.data.encode_alignment import encode_row
 
         def encode(row):
             return encode_row(rlhf_type, template, row)
@@ -116,7 +116,7 @@ def _strip_origin(exc: Exception, row: dict) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def lint_dataset(specs, *, registries=None, template=None, text_only: bool = False, columns=None,
+def lint_dataset(specs, *, registries, template=None, text_only: bool = False, columns=None,
                  seed: int = 42, model_name=(), model_author=(), use_hf: bool = False,
                  cache_dir: str | None = None, rlhf_type: str | None = None) -> LintReport:
     """Lint ``--dataset`` specs: row errors, duplicates and (with ``template``) encoding problems.
@@ -129,8 +129,7 @@ def lint_dataset(specs, *, registries=None, template=None, text_only: bool = Fal
 
     loaded = LoadReport()
     rows = load_rows(
-        specs, registry=registries.datasets if registries else None,
-        preprocessors=registries.preprocessors if registries else None, seed=seed,
+        specs, registries=registries, seed=seed,
         model_name=tuple(model_name), model_author=tuple(model_author), use_hf=use_hf, cache_dir=cache_dir,
         text_only=text_only, columns=columns, skip_bad_rows=True, report=loaded, sample=False, allow_empty=True,
         convert=CONVERTERS[rlhf_type] if rlhf_type else None,

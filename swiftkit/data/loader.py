@@ -141,10 +141,6 @@ PREPROCESS_CHUNK = 1000  # rows handed to a preprocessor at a time when streamin
 
 
 def _preprocessor(entry, preprocessors):
-    if preprocessors is None:
-        from swiftkit.plugins import default_registries
-
-        preprocessors = default_registries().preprocessors
     if entry.preprocessor not in preprocessors:
         raise DatasetError(f"dataset {entry.name!r}: unknown preprocessor {entry.preprocessor!r}")
     return preprocessors.get(entry.preprocessor)
@@ -180,9 +176,10 @@ def _chunks(rows: Iterator[dict], size: int | None) -> Iterator[list[dict]]:
         yield part
 
 
-def raw_iter(spec: DatasetSpec, *, registry, streaming: bool = False, **kw) -> Iterator[dict]:
+def raw_iter(spec: DatasetSpec, *, registries, streaming: bool = False, **kw) -> Iterator[dict]:
     """The raw rows (``_origin`` set, columns renamed) of one spec; the source is resolved now,
-    rows are read as the iterator is consumed (hub rows too, with ``streaming``)."""
+    rows are read as the iterator is consumed (hub rows too, with ``streaming``). ``registries``
+    are the command's (:class:`swiftkit.core.plugins.Registries`): datasets and preprocessors."""
     source = spec.source
     if spec.hub is None:
         path = Path(source).expanduser()
@@ -192,12 +189,10 @@ def raw_iter(spec: DatasetSpec, *, registry, streaming: bool = False, **kw) -> I
             if spec.subsets:
                 raise DatasetError(f"--dataset {spec.text!r}: subsets apply to folders and hub datasets, not files")
             return iter_file(path)
-    if registry is None:
-        from swiftkit.plugins import default_registries
-
-        registry = default_registries().datasets
+    registry = registries.datasets
     if source in registry:
-        return _entry_iter(registry.get(source), spec, streaming=streaming, **kw)
+        return _entry_iter(registry.get(source), spec, streaming=streaming, preprocessors=registries.preprocessors,
+                           **kw)
     if _HUB_ID.fullmatch(source):
         from swiftkit.data.hub import iter_hub_rows, load_hub_rows
 
@@ -206,7 +201,7 @@ def raw_iter(spec: DatasetSpec, *, registry, streaming: bool = False, **kw) -> I
         return itertools.chain.from_iterable(
             load(source, use_hf=hf, subset=s, cache_dir=kw["cache_dir"]) for s in spec.subsets or [None]
         )
-    from swiftkit.registry import closest
+    from swiftkit.core.registry import closest
 
     raise DatasetError(
         f"--dataset {source!r} is not a file, a folder, a registered dataset{closest(source.lower(), registry)} "
@@ -224,9 +219,9 @@ def sample_rows(rows: list[dict], count: int, seed: int) -> list[dict]:
     return [copy.deepcopy(rows[i]) for i in picked]
 
 
-def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name: Sequence[str] = (),
+def load_rows(specs: Sequence[str], *, registries, seed: int = 42, model_name: Sequence[str] = (),
               model_author: Sequence[str] = (), use_hf: bool = False, cache_dir: str | None = None,
-              text_only: bool = False, require_reply: bool = True, preprocessors=None,
+              text_only: bool = False, require_reply: bool = True,
               columns: dict | None = None, skip_bad_rows: bool = False,
               report: LoadReport | None = None, sample: bool = True, allow_empty: bool = False,
               convert: Callable[[dict], dict | list[dict]] | None = None) -> list[dict]:
@@ -235,7 +230,7 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
     Rows are ``{"messages": [...], "_origin": "path:line"}`` (see :mod:`swiftkit.data.convert`
     for the optional keys), or ``{"text": ..., "_origin": ...}`` with ``text_only``
     (pretraining). ``require_reply=False`` accepts prompts that end on a user turn (inference).
-    ``preprocessors`` is the preprocessor registry (default: the built-in and installed plugins').
+    ``registries`` are the command's registries (datasets and preprocessors, as plugins filled them).
     ``columns`` renames source columns for every spec (after a registered entry's own mapping).
     Bad rows raise :class:`BadRowsError` listing them, or with ``skip_bad_rows`` are left out and
     recorded in ``report``; any other bad input raises :class:`DatasetError` naming its place.
@@ -258,7 +253,7 @@ def load_rows(specs: Sequence[str], *, registry=None, seed: int = 42, model_name
     shuffle = len(specs) > 1
     for text in specs:
         spec = parse_spec(text)
-        raw = list(raw_iter(spec, registry=registry, preprocessors=preprocessors, use_hf=use_hf,
+        raw = list(raw_iter(spec, registries=registries, use_hf=use_hf,
                             cache_dir=cache_dir, model_name=tuple(model_name), model_author=tuple(model_author)))
         if not raw:
             raise DatasetError(f"--dataset {text!r}: the data has no rows")

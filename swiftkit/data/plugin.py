@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import swiftkit
+from swiftkit.core.hookspecs import hookimpl
 
 
-@swiftkit.hookimpl
+@hookimpl
 def swiftkit_register_datasets(registry):
     from swiftkit.data.registry import load_cards
-    from swiftkit.resources import data_dir
+    from swiftkit.core.resources import data_dir
 
     for entry, card in load_cards(data_dir("dataset_registry")):
         registry.register(entry.name, entry, source=f"dataset_registry/{card.name}", override=entry.override)
 
 
-@swiftkit.hookimpl
+@hookimpl
 def swiftkit_register_preprocessors(registry):
     from swiftkit.data.preprocess import BUILTIN_PREPROCESSORS
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from swiftkit.cards import check_mapping, read_yaml
+from swiftkit.config.columns import check_columns
+from swiftkit.core.cards import check_mapping, read_yaml
 from swiftkit.data.errors import DatasetError
-from swiftkit.registry import closest
 
 
 @dataclass
@@ -44,13 +44,6 @@ class DatasetEntry:
 
 # Exactly one of these tags says what an entry trains: the command and row shape it is for.
 TASK_TAGS = ("sft", "pretrain", "preference", "kto", "reward", "grpo")
-# Columns the row-format detection understands (see swiftkit.data.convert); a card's ``columns``
-# maps source columns onto these.
-CANONICAL_COLUMNS = (
-    "messages", "conversations", "query", "response", "system", "history", "instruction", "input",
-    "output", "text", "prompt", "chosen", "rejected", "rejected_response", "completion", "label",
-    "tools", "solution",
-)
 
 # key -> (accepted types, required, the accepted value as error messages name it)
 _OPTIONAL_STR = ((str, type(None)), False, "a string or null")
@@ -71,19 +64,6 @@ _MESSAGES = {"yaml": "{path}: invalid YAML{at}: {problem}", "missing": "{where}:
 assert set(_SCHEMA) == {f.name for f in fields(DatasetEntry)}
 
 
-def check_columns(columns: dict, where: str) -> None:
-    """A column mapping: source name -> canonical column, or null to drop a source column that
-    would be misread (e.g. an unrelated ``label``). ``where`` prefixes errors."""
-    for src, dst in columns.items():
-        if not isinstance(src, str) or not (dst is None or isinstance(dst, str)):
-            raise DatasetError(f"{where} must map column names to canonical names or null ({src!r}: {dst!r})")
-        if dst is not None and dst not in CANONICAL_COLUMNS:
-            raise DatasetError(
-                f"{where} maps {src!r} to {dst!r}, which is not a canonical column"
-                f"{closest(dst, CANONICAL_COLUMNS)}; canonical: {', '.join(CANONICAL_COLUMNS)}"
-            )
-
-
 def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
     """Validate one card entry (``where`` names it in errors) and build the :class:`DatasetEntry`."""
     check_mapping(data, _SCHEMA, where, DatasetError, _MESSAGES)
@@ -91,7 +71,7 @@ def entry_from_mapping(data: Any, where: str) -> DatasetEntry:
         raise DatasetError(f"{where}: key 'name' is empty")
     if not any(data.get(k) for k in ("path", "ms_id", "hf_id")):
         raise DatasetError(f"{where}: needs at least one of the keys 'path', 'ms_id', 'hf_id'")
-    check_columns(data.get("columns", {}), f"{where}: key 'columns'")
+    check_columns(data.get("columns", {}), f"{where}: key 'columns'", DatasetError)
     if not all(isinstance(t, str) and t for t in data.get("subsets", [])):
         raise DatasetError(f"{where}: key 'subsets' must be a list of non-empty strings")
     tags = data.get("tags", [])
@@ -133,7 +113,7 @@ def load_cards(folder: str | Path) -> list[tuple[DatasetEntry, Path]]:
 
 def resolve_entry_path(entry: DatasetEntry) -> Path:
     """``entry.path`` as an absolute path (relative paths are inside ``dataset_registry/``)."""
-    from swiftkit.resources import data_dir
+    from swiftkit.core.resources import data_dir
 
     path = Path(entry.path).expanduser()
     return path if path.is_absolute() else data_dir("dataset_registry") / path

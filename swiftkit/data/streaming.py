@@ -88,7 +88,7 @@ def _shuffled(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[d
     yield from buffer
 
 
-def stream_rows(specs: Sequence[str], *, registry=None, preprocessors=None, seed: int = 42,
+def stream_rows(specs: Sequence[str], *, registries, seed: int = 42,
                 model_name: Sequence[str] = (), model_author: Sequence[str] = (), use_hf: bool = False,
                 cache_dir: str | None = None, text_only: bool = False, columns: dict | None = None,
                 skip_bad_rows: bool = False, report=None, buffer_size: int = 1000) -> Iterator[dict]:
@@ -125,7 +125,7 @@ def stream_rows(specs: Sequence[str], *, registry=None, preprocessors=None, seed
     streams, weights = [], []
     for text in specs:
         spec = parse_spec(text)
-        rows = converted(raw_iter(spec, registry=registry, streaming=True, preprocessors=preprocessors,
+        rows = converted(raw_iter(spec, registries=registries, streaming=True,
                                   use_hf=use_hf, cache_dir=cache_dir, model_name=tuple(model_name),
                                   model_author=tuple(model_author)))
         streams.append(take(rows, spec.count) if spec.count is not None else rows)

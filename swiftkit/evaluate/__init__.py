@@ -1,5 +1,5 @@
-"""``swiftkit eval``: score a model or trained adapters on benchmarks chosen by name."""
+"""Evaluation benchmarks (``--eval_dataset``): the built-in ``qa`` and the benchmark hook's contract.
 
-from swiftkit.evaluate.recipe import EvalRecipe, run_eval
-
-__all__ = ["EvalRecipe", "run_eval"]
+The ``eval`` recipe (:mod:`swiftkit.recipes.eval`) chooses benchmarks by name and runs each on one
+inference engine.
+"""

@@ -17,6 +17,8 @@ import re
 import unicodedata
 from collections import Counter
 
+from swiftkit.inference.replies import batched_replies, generation_kwargs, load_val_rows, split_prompt
+
 _TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
 
 
@@ -54,8 +56,6 @@ class QABenchmark:
         self.registries = registries
 
     def evaluate(self, engine, config) -> dict:
-        from swiftkit.infer.recipe import batched_replies, generation_kwargs, load_val_rows, split_prompt
-
         rows = load_val_rows(config, self.registries, require_reply=True)
         if config.eval.eval_limit is not None:
             rows = rows[: config.eval.eval_limit]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from swiftkit.models.registry import load_model_card
-from swiftkit.cards import markdown_cell
-from swiftkit.resources import data_dir
+from swiftkit.core.cards import markdown_cell
+from swiftkit.core.resources import data_dir
 
 HEADER = """# Supported models
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from swiftkit.core.errors import SwiftkitError
 
-class ModelNotFoundError(ValueError):
+
+class ModelNotFoundError(SwiftkitError, ValueError):
     """A model could not be found, downloaded or converted; the message says why and what to try."""

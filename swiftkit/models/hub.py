@@ -1,7 +1,7 @@
 """Download a model snapshot from ModelScope or the Hugging Face hub, failing fast when offline.
 
 Both hub libraries retry for a long time when the network is down, so the hub's host is probed
-first with a short TCP connect (:mod:`swiftkit.hub`); when it cannot be reached, only the local
+first with a short TCP connect (:mod:`swiftkit.core.netprobe`); when it cannot be reached, only the local
 cache is consulted.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swiftkit.hub import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
+from swiftkit.core.netprobe import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
 from swiftkit.models.errors import ModelNotFoundError
 
 HUB_NAMES = {"modelscope": "ModelScope", "hf": "the Hugging Face hub"}

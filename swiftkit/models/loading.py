@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from swiftkit.models.errors import ModelNotFoundError
 from swiftkit.models.resolve import ResolvedModel, resolve_model
-from swiftkit.registry import closest
+from swiftkit.core.registry import closest
 
 DTYPE_NAMES = {
     "float32": "float32",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import swiftkit
+from swiftkit.core.hookspecs import hookimpl
 from swiftkit.models.registry import load_model_card
 
 
@@ -26,8 +26,8 @@ def register_cards(registry, folder: str | Path, source: str) -> int:
     return count
 
 
-@swiftkit.hookimpl
+@hookimpl
 def swiftkit_register_models(registry):
-    from swiftkit.resources import data_dir
+    from swiftkit.core.resources import data_dir
 
     register_cards(registry, data_dir("model_registry"), "swiftkit.models.plugin")

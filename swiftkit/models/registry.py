@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swiftkit.cards import check_mapping, read_yaml
-from swiftkit.registry import RegistryError
+from swiftkit.core.cards import check_mapping, read_yaml
+from swiftkit.core.registry import RegistryError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -204,19 +204,12 @@ def load_model_card(path: str | Path) -> list[ModelEntry]:
 # --- model types ---------------------------------------------------------------------------------
 
 
-def _default_registry():
-    from swiftkit.plugins import default_registries
-
-    return default_registries().models
-
-
 def _entries(registry) -> list[ModelEntry]:
     return [entry for _name, entry in registry.items()]
 
 
-def model_types(registry=None) -> dict[str, ModelEntry]:
+def model_types(registry) -> dict[str, ModelEntry]:
     """Registry type name -> the first registered entry of that type (its type-level fields)."""
-    registry = _default_registry() if registry is None else registry
     out: dict[str, ModelEntry] = {}
     for entry in _entries(registry):
         if entry.type:
@@ -224,13 +217,12 @@ def model_types(registry=None) -> dict[str, ModelEntry]:
     return out
 
 
-def known_families(registry=None) -> set[str]:
+def known_families(registry) -> set[str]:
     """The config.json ``model_type`` of every registered model."""
-    registry = _default_registry() if registry is None else registry
     return {entry.model_type for entry in _entries(registry) if entry.model_type}
 
 
-def type_candidates(config: dict, registry=None) -> list[ModelEntry]:
+def type_candidates(config: dict, registry) -> list[ModelEntry]:
     """The registered model types (one entry each) that match a ``config.json``: same architecture
     and, among those, the same ``model_type`` when any has it."""
     types = model_types(registry)
@@ -240,7 +232,7 @@ def type_candidates(config: dict, registry=None) -> list[ModelEntry]:
     return same or matches
 
 
-def infer_model_type(config: dict, registry=None) -> str | None:
+def infer_model_type(config: dict, registry) -> str | None:
     """The config.json family of a model: its ``model_type`` when registered for one of its
     architectures, else the registered family of its architecture, else its own ``model_type``."""
     candidates = type_candidates(config, registry)

@@ -27,7 +27,7 @@ from swiftkit.models.registry import (
     model_types,
     type_candidates,
 )
-from swiftkit.registry import RegistryError, closest
+from swiftkit.core.registry import RegistryError, closest
 
 
 @dataclass
@@ -148,17 +148,13 @@ def resolve_model(
     use_hf: bool = False,
     revision: str | None = None,
     cache_dir: str | None = None,
-    registry=None,
+    registry,
 ) -> ResolvedModel:
     """Find (download, convert) ``model`` and return where it is on disk; see the module docstring."""
     if not isinstance(model, str) or not model.strip():
         raise ModelNotFoundError(
             "no model given: pass --model with a local directory, a hub id or a registered name"
         )
-    if registry is None:
-        from swiftkit.plugins import default_registries
-
-        registry = default_registries().models
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     local = Path(model).expanduser()
     entry = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from swiftkit.core.errors import SwiftkitError
 
-class TemplateError(ValueError):
+
+class TemplateError(SwiftkitError, ValueError):
     """A template could not be chosen, loaded or applied; the message says what and where."""
 
 

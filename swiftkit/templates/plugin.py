@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import swiftkit
+from swiftkit.core.hookspecs import hookimpl
 from swiftkit.templates.registry import load_template_file
 
 REGISTERED_DIR = Path(__file__).resolve().parent / "registered"
@@ -26,6 +26,6 @@ def register_template_files(registry, folder: str | Path, source: str) -> int:
     return count
 
 
-@swiftkit.hookimpl
+@hookimpl
 def swiftkit_register_templates(registry):
     register_template_files(registry, REGISTERED_DIR, "swiftkit.templates.plugin")

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swiftkit.cards import check_mapping, read_yaml
+from swiftkit.core.cards import check_mapping, read_yaml
 from swiftkit.templates.errors import TemplateError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

@@ -7,8 +7,8 @@ training will see. Only the tokenizer is loaded, never the weights.
 from __future__ import annotations
 
 
-def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool, candidates=(),
-                  registry=None) -> str | None:
+def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool, candidates=(), *,
+                  registry) -> str | None:
     """``--template`` when given; else None (the tokenizer's own chat template) when it has one;
     else the registered model type's template, or ``default`` for pretraining.
 
@@ -21,7 +21,7 @@ def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool,
         return model_entry.template
     if pretrain:
         return "default"  # raw text: the template only adds the tokenizer's bos/eos
-    if candidates and registry is not None:
+    if candidates:
         from swiftkit.models.registry import model_types
         from swiftkit.templates import TemplateError
 
@@ -58,7 +58,7 @@ def load_tokenizer_and_template(model_args, template_args, registries, *, pretra
     tokenizer = load_tokenizer(resolved, trust_remote_code=m.trust_remote_code)
     template = get_template(
         tokenizer,
-        template_name(tokenizer, t.template, resolved.entry, pretrain, resolved.candidates, registries.models),
+        template_name(tokenizer, t.template, resolved.entry, pretrain, resolved.candidates, registry=registries.models),
         system=t.system,
         max_length=t.max_length, truncation_strategy=t.truncation_strategy,
         loss_scale="all" if pretrain else t.loss_scale, registry=registries.templates,

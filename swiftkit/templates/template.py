@@ -379,18 +379,19 @@ def _own_chat_template(tokenizer) -> str | None:
 
 def get_template(tokenizer, template: str | None = None, *, system: str | None = None,
                  max_length: int | None = None, truncation_strategy: str = "delete",
-                 loss_scale: str = "default", registry=None) -> Template:
+                 loss_scale: str = "default", registry) -> Template:
     """The template for ``tokenizer``: its own chat template, or the registered one named ``template``.
 
     A registered template is also assigned to ``tokenizer.chat_template``, so the tokenizer saved
-    after training carries the exact template the model was trained with.
+    after training carries the exact template the model was trained with. ``registry`` is the
+    command's template registry (its plugins' templates included).
     """
     options = {"system": system, "max_length": max_length,
                "truncation_strategy": truncation_strategy, "loss_scale": loss_scale}
     if template is None:
         source = _own_chat_template(tokenizer)
         if source is None:
-            names = ", ".join(_registry(registry)) or "none"
+            names = ", ".join(registry) or "none"
             model = getattr(tokenizer, "name_or_path", "") or "this model"
             raise TemplateError(
                 f"the tokenizer of {model} has no chat template; choose one with --template NAME "
@@ -398,16 +399,8 @@ def get_template(tokenizer, template: str | None = None, *, system: str | None =
             )
         return Template(tokenizer, OWN_TEMPLATE, source, **options)
     try:
-        entry = _registry(registry).get(template)
+        entry = registry.get(template)
     except ValueError as exc:
         raise TemplateError(str(exc)) from exc
     tokenizer.chat_template = entry.chat_template
     return Template(tokenizer, entry.name, entry.chat_template, stop_words=entry.stop_words, **options)
-
-
-def _registry(registry):
-    if registry is None:
-        from swiftkit.plugins import default_registries
-
-        registry = default_registries().templates
-    return registry

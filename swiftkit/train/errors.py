@@ -1,5 +1,7 @@
-"""Errors raised by the training stage for bad input (not bugs)."""
+"""Errors raised by the training stage for bad input or a run that cannot go on (not bugs)."""
+
+from swiftkit.core.errors import SwiftkitError
 
 
-class TrainError(ValueError):
+class TrainError(SwiftkitError, ValueError):
     """Training cannot start or continue; the message says why and what to change."""

@@ -90,7 +90,7 @@ def pack_rows(encoded, max_length: int) -> list[dict]:
     order, ``position_ids`` restarting at 0 for each sample, and the label of each sample's first
     token set to -100 so no sample learns to predict from the previous sample's last token.
     ``encoded`` is a list of ``{"input_ids", "labels"}`` dicts or an
-    :class:`~swiftkit.train.cache.EncodedDataset`.
+    :class:`~swiftkit.data.cache.EncodedDataset`.
     """
     from swiftkit.train.errors import TrainError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swiftkit import hookimpl
+from swiftkit.core.hookspecs import hookimpl
 
 
 @hookimpl

@@ -22,6 +22,9 @@ import numbers
 import re
 from fractions import Fraction
 
+from swiftkit.core.errors import ChoiceError, ConfigError, PluginError
+from swiftkit.core.plugins import guarded
+from swiftkit.core.registry import closest
 from swiftkit.train.errors import TrainError
 
 
@@ -184,24 +187,23 @@ def accuracy_reward(prompts, completions, solution=None, **columns) -> list[floa
     return scores
 
 
-def _rlhf_args(config):
-    """The `rlhf` flag group of ``config``; its defaults when there is no config (Python API)."""
-    if config is None:
-        from swiftkit.config import RlhfArgs
+def _rlhf_group(config, name: str):
+    """A flag group (``grpo``, ``rollout``) of the `swiftkit rlhf` config ``config``; the group's
+    defaults when there is no config (Python API)."""
+    from swiftkit.config import GrpoArgs, RolloutArgs
 
-        return RlhfArgs()
-    if not hasattr(config, "rlhf"):
+    if config is None:
+        return {"grpo": GrpoArgs, "rollout": RolloutArgs}[name]()
+    if not hasattr(config, name):
         raise TrainError(f"this reward reads the `swiftkit rlhf` flags; got a {type(config).__name__} config")
-    return config.rlhf
+    return getattr(config, name)
 
 
 class FormatReward:
     """1.0 when the whole reply matches --format_pattern (DOTALL), else 0.0."""
 
     def __init__(self, config):
-        from swiftkit.config import ConfigError
-
-        pattern = _rlhf_args(config).format_pattern
+        pattern = _rlhf_group(config, "grpo").format_pattern
         try:
             self.pattern = re.compile(pattern, re.DOTALL)
         except re.error as exc:
@@ -215,9 +217,7 @@ class LengthReward:
     """0 up to 3/4 of --max_completion_length tokens, then falling linearly to -1 at the limit."""
 
     def __init__(self, config):
-        from swiftkit.config import ConfigError
-
-        self.max_length = _rlhf_args(config).max_completion_length
+        self.max_length = _rlhf_group(config, "rollout").max_completion_length
         if self.max_length < 1:
             raise ConfigError(f"the length reward needs --max_completion_length >= 1, got {self.max_length}")
         self.buffer = max(1, self.max_length // 4)
@@ -258,37 +258,29 @@ def _check_scores(name: str, scores, count: int) -> list[float | None]:
 
 
 class CheckedReward:
-    """A reward function named after its registered name whose return value is checked."""
+    """A reward function named after its registered name whose return value is checked, and whose
+    exceptions name the plugin that registered it (``label``)."""
 
-    def __init__(self, name: str, fn, source: str = ""):
+    def __init__(self, name: str, fn, label: str):
         self.__name__ = name
         self.fn = fn
-        self.source = source
-
-    def _note(self, exc: BaseException) -> None:
-        exc.add_note(f"(in reward function {self.__name__!r}, registered by {self.source or '?'})")
+        self.label = label
 
     def __call__(self, prompts, completions, **columns):
-        try:
+        with guarded(self.label, f"reward function {self.__name__!r}"):
             scores = self.fn(prompts=prompts, completions=completions, **columns)
-        except Exception as exc:
-            self._note(exc)
-            raise
         return _check_scores(self.__name__, scores, len(completions))
 
     def __repr__(self) -> str:
-        return f"<reward {self.__name__!r} from {self.source or '?'}>"
+        return f"<reward {self.__name__!r} from {self.label}>"
 
 
 class CheckedAsyncReward(CheckedReward):
     """:class:`CheckedReward` for an ``async`` reward function (TRL runs those concurrently)."""
 
     async def __call__(self, prompts, completions, **columns):
-        try:
+        with guarded(self.label, f"reward function {self.__name__!r}"):
             scores = await self.fn(prompts=prompts, completions=completions, **columns)
-        except Exception as exc:
-            self._note(exc)
-            raise
         return _check_scores(self.__name__, scores, len(completions))
 
 
@@ -296,17 +288,16 @@ def _is_async(fn) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
-def resolve_reward_funcs(registry, names, config=None) -> list[CheckedReward]:
-    """The reward functions selected by ``--reward_funcs`` ``names``, in order.
+def resolve_reward_funcs(registry, names, config=None, *, describe=None) -> list[CheckedReward]:
+    """The reward functions selected by ``--reward_funcs`` ``names``, in order, from the reward
+    ``registry`` of the command's plugin host.
 
     A class entry is built with ``config`` (a factory); each result is named after its registered
-    name and checks its return value. An unknown name raises :class:`swiftkit.choices.ChoiceError`
-    listing the registered ones.
+    name and checks its return value. An unknown name raises :class:`swiftkit.core.choices.ChoiceError`
+    listing the registered ones. ``describe(plugin name)`` labels the plugin in errors (the
+    host's ``label``; default: its name).
     """
-    from swiftkit.choices import ChoiceError
-    from swiftkit.plugins import PluginError
-    from swiftkit.registry import closest
-
+    describe = describe or (lambda plugin: f"plugin {plugin!r}")
     funcs: list[CheckedReward] = []
     for name in names:
         if name not in registry:
@@ -318,19 +309,16 @@ def resolve_reward_funcs(registry, names, config=None) -> list[CheckedReward]:
         key = name.lower()
         if any(f.__name__ == key for f in funcs):
             raise ChoiceError(f"--reward_funcs names {name!r} twice; give each reward once (weight it with --reward_weights)")
-        entry, source = registry.get(key), registry.source(key)
+        entry, label = registry.get(key), describe(registry.plugin(key) or registry.source(key) or "?")
         if isinstance(entry, type):
-            try:
+            with guarded(label, f"building reward function {key!r}"):
                 fn = entry(config)
-            except Exception as exc:
-                exc.add_note(f"(building reward function {key!r}, registered by {source or '?'})")
-                raise
         else:
             fn = entry
         if not callable(fn):
             raise PluginError(
-                f"reward function {key!r} (registered by {source or '?'}) is a {type(fn).__name__}, not a function "
+                f"reward function {key!r} ({label}) is a {type(fn).__name__}, not a function "
                 "or a class whose instances are callable"
             )
-        funcs.append((CheckedAsyncReward if _is_async(fn) else CheckedReward)(key, fn, source))
+        funcs.append((CheckedAsyncReward if _is_async(fn) else CheckedReward)(key, fn, label))
     return funcs

@@ -1,7 +1,7 @@
 """TRL's alignment trainers fed with swiftkit's encoded data, and their configs built from swiftkit flags.
 
 TRL tokenizes preference / KTO data itself with ``apply_chat_template`` pieces; swiftkit encodes it
-before (see :mod:`swiftkit.train.rlhf_data`) so the prompt ids are exactly the serving prompt, and a
+before (see :mod:`swiftkit.data.encode_alignment`) so the prompt ids are exactly the serving prompt, and a
 registered template (a model without its own chat template) works the same way. Each subclass only
 replaces the step that would tokenize again: ``_prepare_dataset`` (DPO, KTO) or ``tokenize_row``
 (TRL's CPO and ORPO, which keep their older per-row tokenizer). ``RewardTrainer`` is used as it
@@ -161,29 +161,30 @@ def trainer_class(method: str):
 
 def method_config(method: str, base: dict, cfg, *, max_length: int | None, precision: dict):
     """The TRL config of ``method``: ``base`` (swiftkit's shared TrainingArguments fields) plus the
-    method's own settings from ``--beta`` and friends.
+    method's own settings from its flag group (``cfg.dpo``, ``cfg.grpo``, ...).
 
     TRL turns gradient checkpointing and bf16 on by default; swiftkit decides both itself (the
     recipe enables checkpointing when asked, the dtype follows --torch_dtype)."""
-    r = cfg.rlhf
     common = dict(base, gradient_checkpointing=False, **precision)
-    beta = r.beta_value
+    beta = cfg.rlhf.beta_value
     if method == "dpo":
         from trl import DPOConfig
 
-        loss_type = list(r.dpo_loss_type)
-        weights = list(r.dpo_loss_weights) or None
-        if r.rpo_alpha is not None:
+        d = cfg.dpo
+        loss_type = list(d.dpo_loss_type)
+        weights = list(d.dpo_loss_weights) or None
+        if d.rpo_alpha is not None:
             loss_type.append("sft")
-            weights = (weights or [1.0] * (len(loss_type) - 1)) + [r.rpo_alpha]
+            weights = (weights or [1.0] * (len(loss_type) - 1)) + [d.rpo_alpha]
         return DPOConfig(**common, beta=beta, loss_type=loss_type, loss_weights=weights,
-                         label_smoothing=r.label_smoothing, max_length=None,
-                         precompute_ref_log_probs=r.precompute_ref_log_probs)
+                         label_smoothing=d.label_smoothing, max_length=None,
+                         precompute_ref_log_probs=cfg.rlhf.precompute_ref_log_probs)
     if method in ("cpo", "simpo"):
         config_cls = _experimental("cpo", "CPOConfig")
-        alpha = r.cpo_alpha if r.cpo_alpha is not None else (1.0 if method == "cpo" else 0.0)
+        c = cfg.cpo
+        alpha = c.cpo_alpha if c.cpo_alpha is not None else (1.0 if method == "cpo" else 0.0)
         return config_cls(**common, beta=beta, loss_type="simpo" if method == "simpo" else "sigmoid",
-                          simpo_gamma=r.simpo_gamma, cpo_alpha=alpha, label_smoothing=r.label_smoothing,
+                          simpo_gamma=c.simpo_gamma, cpo_alpha=alpha, label_smoothing=cfg.dpo.label_smoothing,
                           max_length=max_length, max_completion_length=max_length)
     if method == "orpo":
         config_cls = _experimental("orpo", "ORPOConfig")
@@ -191,21 +192,22 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
     if method == "kto":
         from trl import KTOConfig
 
-        return KTOConfig(**common, beta=beta, desirable_weight=r.desirable_weight,
-                         undesirable_weight=r.undesirable_weight, max_length=None,
-                         precompute_ref_log_probs=r.precompute_ref_log_probs)
+        return KTOConfig(**common, beta=beta, desirable_weight=cfg.kto.desirable_weight,
+                         undesirable_weight=cfg.kto.undesirable_weight, max_length=None,
+                         precompute_ref_log_probs=cfg.rlhf.precompute_ref_log_probs)
     if method == "rm":
         from trl import RewardConfig
 
-        return RewardConfig(**common, max_length=None, center_rewards_coefficient=r.center_rewards_coefficient)
+        return RewardConfig(**common, max_length=None, center_rewards_coefficient=cfg.rm.center_rewards_coefficient)
     if method == "grpo":
         from trl import GRPOConfig
 
-        return GRPOConfig(**common, beta=beta, num_generations=r.num_generations,
-                          max_completion_length=r.max_completion_length, temperature=r.temperature,
-                          epsilon=r.cliprange, reward_weights=list(r.reward_weights) or None,
-                          loss_type=r.grpo_loss_type, scale_rewards=r.scale_rewards,
-                          num_iterations=r.num_iterations, log_completions=False)
+        g, o = cfg.grpo, cfg.rollout
+        return GRPOConfig(**common, beta=beta, num_generations=g.num_generations,
+                          max_completion_length=o.max_completion_length, temperature=o.temperature,
+                          epsilon=o.cliprange, reward_weights=list(g.reward_weights) or None,
+                          loss_type=g.grpo_loss_type, scale_rewards=g.scale_rewards,
+                          num_iterations=g.num_iterations, log_completions=False)
     if method == "ppo":
         from transformers import TrainingArguments
 

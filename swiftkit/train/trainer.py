@@ -15,6 +15,8 @@ import inspect
 import torch
 from transformers import Trainer
 
+from swiftkit.train.errors import TrainError
+from swiftkit.train.guards import non_finite_message
 from swiftkit.train.losses import token_cross_entropy
 
 
@@ -41,15 +43,26 @@ class SwiftTrainer(Trainer):
 
     ``scheduler_factory(optimizer, num_training_steps)`` (set by the recipe from the
     ``swiftkit_get_lr_scheduler`` hook) may return a scheduler; ``None`` keeps transformers' own.
+    A non-finite loss stops training at that step, before its update; ``loss_label`` names the
+    loss in that error.
     """
 
     scheduler_factory = None
+    loss_label = "the model's own cross-entropy"
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise TrainError(non_finite_message("the loss", loss.item(), self.state.global_step + 1, self.loss_label))
+        return loss
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None and self.scheduler_factory is not None:
             optimizer = self.optimizer if optimizer is None else optimizer
             self.lr_scheduler = self.scheduler_factory(optimizer, num_training_steps)
             if self.lr_scheduler is not None:
+                # transformers' own flag for "this trainer made the scheduler" (it then steps and saves
+                # it); private. Remove when Trainer takes a scheduler factory.
                 self._created_lr_scheduler = True
         return super().create_scheduler(num_training_steps, optimizer)
 

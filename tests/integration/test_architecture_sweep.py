@@ -27,7 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 from swiftkit.models.registry import model_types
-from swiftkit.plugins import default_registries
+from swiftkit.core.plugins import default_registries
 from swiftkit.train.errors import TrainError
 
 # Common architectures plus one of each mechanism (MoE, latent attention, state space) run by default.
@@ -132,7 +132,7 @@ def _param(case: Case):
 @pytest.fixture(scope="module")
 def plugins():
     """The plugin manager and the registries it builds, as a command gets them."""
-    from swiftkit.plugins import build_registries, get_plugin_manager
+    from swiftkit.core.plugins import build_registries, get_plugin_manager
 
     pm = get_plugin_manager()
     return pm, build_registries(pm)
@@ -188,13 +188,14 @@ def lora_state(model) -> dict:
 def test_lora_step_and_generate(case, plugins, tokenizers, tmp_path):
     import torch
 
-    from swiftkit.choices import choose
+    from swiftkit.core.choices import choose
     from swiftkit.config import SftConfig
-    from swiftkit.infer import TransformersEngine
+    from swiftkit.inference import TransformersEngine
     from swiftkit.models import load_model, set_num_threads
     from swiftkit.templates.selection import load_tokenizer_and_template
     from swiftkit.templates.template import OWN_TEMPLATE
-    from swiftkit.train.encode import encode_rows, make_collator
+    from swiftkit.data.encode import encode_rows
+    from swiftkit.train.collate import make_collator
 
     entry = runnable_type(case)
     tokenizer = tokenizers[None if entry.template else "chatml"]

@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
+from hosts import templates
+from hosts import registries
 
 KEY = "sk-test-key"
 HI = [{"role": "user", "content": "Hello! Tell me something."}]
@@ -34,7 +36,7 @@ def free_port() -> int:
 
 def start_server(cfg):
     """``(recipe, uvicorn server, thread)``: the deploy server for ``cfg`` running in a thread."""
-    from swiftkit.deploy import DeployRecipe
+    from swiftkit.serving import DeployRecipe
 
     recipe = DeployRecipe(cfg)
     recipe.setup()
@@ -89,11 +91,11 @@ def client(served):
 def reference(served, model, messages, **gen):
     """The reply of a plain engine loaded independently with only ``model``'s adapter."""
     from swiftkit.config import InferConfig
-    from swiftkit.infer import TransformersEngine, load_for_inference
+    from swiftkit.inference import TransformersEngine, load_for_inference
 
     path = {"tuned": served["recipe"].cfg.adapter.adapters[0].split("=", 1)[1], "loud": str(served["loud"]),
             "base": served["recipe"].cfg.adapter.adapters[0].split("=", 1)[1]}[model]
-    peft_model, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [path]}))
+    peft_model, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [path]}), registries=registries())
     engine = TransformersEngine(peft_model, template)
     if model == "base":
         with peft_model.disable_adapter():
@@ -271,7 +273,7 @@ def tool_server(tiny_model_dir, tmp_path_factory):
     src = tiny_model_dir("llama", "qwen25")
     tok, model = AutoTokenizer.from_pretrained(src), AutoModelForCausalLM.from_pretrained(src)
     call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
-    row = get_template(tok).encode(
+    row = get_template(tok, registry=templates()).encode(
         {"messages": [*WEATHER, {"role": "assistant", "content": "", "tool_calls": [call]}],
          "tools": WEATHER_TOOLS})
     ids, labels = torch.tensor([row["input_ids"]]), torch.tensor([row["labels"]])

@@ -18,6 +18,7 @@ PROBE = [{"role": "user", "content": "What is 1+1?"}]
 PLAIN_LOAD = """
 import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from hosts import registries
 folder, out = sys.argv[1], sys.argv[2]
 model = AutoModelForCausalLM.from_pretrained(folder)
 tok = AutoTokenizer.from_pretrained(folder)
@@ -31,9 +32,9 @@ torch.save({"ids": ids, "logits": logits, "eos": model.generation_config.eos_tok
 
 def _adapter_logits(ckpt, merged: bool):
     from swiftkit.config import InferConfig
-    from swiftkit.infer import load_for_inference
+    from swiftkit.inference import load_for_inference
 
-    model, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [str(ckpt)]}))
+    model, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [str(ckpt)]}), registries=registries())
     ids = template.encode_prompt(PROBE)
     with torch.no_grad():
         if not merged:

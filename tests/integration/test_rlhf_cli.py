@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from swiftkit.cli.main import main
+from hosts import templates
 
 PROMPTS = ["Say something nice", "Greet me", "How are you today?", "Tell me about the sea", "Any advice?",
            "What do you think of me?", "Describe the weather", "Give me a compliment"]
@@ -196,7 +197,7 @@ def test_full_fine_tuning_dpo_against_the_starting_weights(precompute, model_dir
 def test_precomputed_reference_keeps_no_copy(model_dir, pairs, tmp_path):
     from swiftkit.api import _build
     from swiftkit.config import RlhfConfig
-    from swiftkit.train.rlhf import RlhfRecipe
+    from swiftkit.recipes.rlhf import RlhfRecipe
 
     cfg = _build(RlhfConfig, None, dict(rlhf_type="dpo", model=str(model_dir), dataset=[str(pairs)],
                                         output_dir=str(tmp_path / "out"), train_type="full", max_steps=1,
@@ -225,10 +226,10 @@ def test_dpo_prompt_ids_are_the_serving_prompt(model_dir, pairs, tmp_path, capsy
     from swiftkit.data import load_rows
     from swiftkit.data.alignment import to_preference_row
     from swiftkit.templates import get_template
-    from swiftkit.train.rlhf_data import encode_pair
+    from swiftkit.data.encode_alignment import encode_pair
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    template = get_template(tok, system="Be kind.")
+    template = get_template(tok, system="Be kind.", registry=templates())
     for row in load_rows([str(pairs)], convert=to_preference_row):
         enc = encode_pair(template, row)
         prompt = [{"role": "system", "content": "Be kind."}, *row["messages"][:-1]]
@@ -377,7 +378,7 @@ def test_lora_reference_is_the_base_with_adapters_off_not_a_copy(method, model_d
     import swiftkit
     from swiftkit.api import _build
     from swiftkit.config import RlhfConfig
-    from swiftkit.train.rlhf import RlhfRecipe
+    from swiftkit.recipes.rlhf import RlhfRecipe
 
     assert callable(swiftkit.rlhf)
     data = prompts[0] if method == "grpo" else pairs
@@ -413,11 +414,11 @@ def test_token_counts_cover_exactly_the_batches_trained_on(val, model_dir, tmp_p
 
     from swiftkit.data.alignment import to_preference_row
     from swiftkit.templates import get_template
-    from swiftkit.train.rlhf_data import encode_pair, real_tokens
+    from swiftkit.data.encode_alignment import encode_pair, real_tokens
 
     row = {"prompt": PROMPTS[0], "chosen": GOOD[0], "rejected": BAD[0]}
     data = write_jsonl(tmp_path / "same.jsonl", [row] * 8)
-    per_pair = real_tokens("dpo", [encode_pair(get_template(AutoTokenizer.from_pretrained(str(model_dir))),
+    per_pair = real_tokens("dpo", [encode_pair(get_template(AutoTokenizer.from_pretrained(str(model_dir)), registry=templates()),
                                                to_preference_row(row))])
     extra = ["--val_dataset", str(data), "--eval_steps", "1"] if val else []
     run = run_rlhf(model_dir, data, tmp_path / "out", "dpo", "--max_steps", "3", "--per_device_train_batch_size",
@@ -482,7 +483,7 @@ def test_adapters_start_from_the_sft_policy_not_the_base(sft_run, model_dir, pai
     first DPO margin is not 0, so a 0 there really shows the SFT policy is the reference."""
     from swiftkit.api import _build
     from swiftkit.config import RlhfConfig
-    from swiftkit.train.rlhf import RlhfRecipe
+    from swiftkit.recipes.rlhf import RlhfRecipe
 
     cfg = _build(RlhfConfig, None, dict(rlhf_type="dpo", adapters=[str(sft_run)], dataset=[str(pairs)],
                                         output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from swiftkit.cli.main import main
+from hosts import registries
 
 ROWS = [
     {"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi, how can I help?"}]},
@@ -75,7 +76,7 @@ def test_adapter_loads_with_plain_peft_and_matches_swiftkit(tiny_model_dir, data
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from swiftkit.config import InferConfig
-    from swiftkit.infer import load_for_inference
+    from swiftkit.inference import load_for_inference
 
     model_dir = tiny_model_dir("qwen2", "chatml")
     run = run_sft(model_dir, data_file, tmp_path / "out", "--max_steps", "3")
@@ -86,7 +87,7 @@ def test_adapter_loads_with_plain_peft_and_matches_swiftkit(tiny_model_dir, data
     tok = AutoTokenizer.from_pretrained(ckpt)
     ids = tok.apply_chat_template([{"role": "user", "content": "Hello!"}], add_generation_prompt=True,
                                   return_tensors="pt", return_dict=True)["input_ids"]
-    ours, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [str(ckpt)]}))
+    ours, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [str(ckpt)]}), registries=registries())
     with torch.no_grad():
         a = plain(input_ids=ids).logits
         b = ours(input_ids=ids).logits

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from swiftkit.cli.main import main
+from hosts import registries
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,7 @@ def test_sft_checkpoint_loads_with_plain_peft_and_gives_the_same_logits(tmp_path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from swiftkit.config import InferConfig
-    from swiftkit.infer import load_for_inference
+    from swiftkit.inference import load_for_inference
 
     out = tmp_path / "out"
     assert main(["sft", "--model", "smollm2-135m-instruct", "--dataset", "self-cognition#8",
@@ -40,7 +41,7 @@ def test_sft_checkpoint_loads_with_plain_peft_and_gives_the_same_logits(tmp_path
     messages = [{"role": "user", "content": "Who are you?"}]
     ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                   return_dict=True)["input_ids"]
-    ours, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [str(ckpt)]}))
+    ours, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [str(ckpt)]}), registries=registries())
     assert template.encode_prompt(messages) == ids[0].tolist()
     with torch.no_grad():
         assert torch.allclose(plain(input_ids=ids).logits, ours(input_ids=ids).logits, atol=1e-5)

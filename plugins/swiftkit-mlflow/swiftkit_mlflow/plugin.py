@@ -44,7 +44,7 @@ def swiftkit_get_callback(name, config):
     try:
         import mlflow  # noqa: F401
     except ImportError as exc:
-        from swiftkit.plugins import PluginError
+        from swiftkit.core.plugins import PluginError
 
         raise PluginError(f"--callbacks {CALLBACK_NAME}: {MISSING_MLFLOW} ({exc})") from exc
     from swiftkit_mlflow.callback import MlflowCallback

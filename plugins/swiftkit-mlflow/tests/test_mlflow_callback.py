@@ -161,7 +161,7 @@ def test_fields_are_declared_for_sft_and_pt_only():
 def test_missing_mlflow_is_a_clear_plugin_error():
     code = (
         "import sys; sys.modules['mlflow'] = None\n"  # makes `import mlflow` fail as if not installed
-        "from swiftkit.plugins import PluginError\n"
+        "from swiftkit.core.plugins import PluginError\n"
         "from swiftkit_mlflow import plugin\n"
         "try:\n"
         "    plugin.swiftkit_get_callback(name='mlflow', config=None)\n"

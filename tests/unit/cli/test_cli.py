@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit.cli.args import parse_config
+from swiftkit.cli.args import config_and_host
 from swiftkit.cli.main import main
-from swiftkit.config import ConfigError, SftConfig
+from swiftkit.commands import COMMANDS
+from swiftkit.config import ConfigError
 
 SWIFTKIT = [sys.executable, "-m", "swiftkit.cli.main"]
 
+
+
+def parse(argv, command="sft"):
+    """The config the CLI builds for ``swiftkit COMMAND ARGV``."""
+    return config_and_host(COMMANDS[command], argv)[0]
 
 def test_top_level_help_lists_commands(capsys):
     assert main(["--help"]) == 0
@@ -23,7 +29,7 @@ def test_top_level_help_lists_commands(capsys):
 
 def test_sft_help_shows_every_flag_with_help_and_default():
     out = subprocess.run(SWIFTKIT + ["sft", "--help"], capture_output=True, text=True, check=True).stdout
-    for name in SftConfig.flat_fields():
+    for name in COMMANDS["sft"].config.flat_fields():
         assert f"--{name}" in out
     assert "Peak learning rate. (default: 0.0001)" in " ".join(out.split())
 
@@ -66,7 +72,7 @@ def test_unknown_command_names_closest(capsys):
 def test_yaml_then_flags_override(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("model: m\ndataset: a.jsonl\nlearning_rate: 0.001\nlora_rank: 4\nuse_hf: true\n")
-    cfg = parse_config(SftConfig, [str(cfg_file), "--learning_rate", "1e-4", "--lora_dropout", "0.1"])
+    cfg = parse([str(cfg_file), "--learning_rate", "1e-4", "--lora_dropout", "0.1"])
     assert cfg.training.learning_rate == 1e-4  # flag wins
     assert cfg.tuner.lora_rank == 4 and cfg.model.use_hf is True  # from YAML
     assert cfg.tuner.lora_dropout == 0.1
@@ -77,25 +83,25 @@ def test_yaml_unknown_key_names_file_and_closest(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("model: m\ndataset: a.jsonl\nlearning_rat: 0.001\n")
     with pytest.raises(ConfigError, match=r"c\.yaml.*did you mean 'learning_rate'"):
-        parse_config(SftConfig, [str(cfg_file)])
+        parse([str(cfg_file)])
 
 
 def test_bool_and_list_flags():
-    cfg = parse_config(SftConfig, ["--model", "m", "--dataset", "a", "b#10", "--use_hf", "--padding_free", "false"])
+    cfg = parse(["--model", "m", "--dataset", "a", "b#10", "--use_hf", "--padding_free", "false"])
     assert cfg.model.use_hf is True and cfg.training.padding_free is False
     assert cfg.data.dataset == ["a", "b#10"]
 
 
 def test_choices_are_enforced():
     with pytest.raises(SystemExit):
-        parse_config(SftConfig, ["--model", "m", "--dataset", "a", "--truncation_strategy", "middle"])
+        parse(["--model", "m", "--dataset", "a", "--truncation_strategy", "middle"])
 
 
 def test_stray_positional_is_an_error():
     with pytest.raises(ConfigError, match="unexpected argument 'extra'"):
-        parse_config(SftConfig, ["--model", "m", "--dataset", "a", "--max_steps", "1", "extra"])
+        parse(["--model", "m", "--dataset", "a", "--max_steps", "1", "extra"])
     with pytest.raises(ConfigError, match="unexpected argument 'conf.txt'"):
-        parse_config(SftConfig, ["conf.txt", "--model", "m", "--dataset", "a"])
+        parse(["conf.txt", "--model", "m", "--dataset", "a"])
 
 
 PLUGIN_WITH_FIELD = '''
@@ -119,30 +125,30 @@ def test_plugin_config_field_in_help_yaml_and_flags(tmp_path):
                                 capture_output=True, text=True, check=True).stdout
     assert "--focal_gamma" not in infer_help  # declared for sft/pt only
 
-    cfg = parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a"])
+    cfg = parse(["--plugins", str(plugin), "--model", "m", "--dataset", "a"])
     assert cfg.plugin_options == {"focal_gamma": 2.0}
-    cfg = parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a",
+    cfg = parse(["--plugins", str(plugin), "--model", "m", "--dataset", "a",
                                    "--focal_gamma", "0.5"])
     assert cfg.plugin_options == {"focal_gamma": 0.5} and cfg.to_flat()["focal_gamma"] == 0.5
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text(f"model: m\ndataset: a\nplugins: [{plugin}]\nfocal_gamma: 1\n")
-    assert parse_config(SftConfig, [str(yaml_file)]).plugin_options == {"focal_gamma": 1.0}
+    assert parse([str(yaml_file)]).plugin_options == {"focal_gamma": 1.0}
     with pytest.raises(ConfigError, match="did you mean '--focal_gamma'"):
-        parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a",
+        parse(["--plugins", str(plugin), "--model", "m", "--dataset", "a",
                                  "--focal_gama", "1"])
 
 
 def test_plugin_field_clashing_with_builtin_flag_names_the_plugin(tmp_path):
-    from swiftkit.plugins import PluginError
+    from swiftkit.core.plugins import PluginError
 
     plugin = tmp_path / "clash.py"
     plugin.write_text(PLUGIN_WITH_FIELD.replace('"focal_gamma"', '"learning_rate"'))
     with pytest.raises(PluginError, match=r"clash\.py.*--learning_rate"):
-        parse_config(SftConfig, ["--plugins", str(plugin), "--model", "m", "--dataset", "a"])
+        parse(["--plugins", str(plugin), "--model", "m", "--dataset", "a"])
 
 
 def test_dash_p_no_blocks_a_plugin():
-    cfg = parse_config(SftConfig, ["-p", "no:swiftkit_focal_loss", "--model", "m", "--dataset", "a"])
+    cfg = parse(["-p", "no:swiftkit_focal_loss", "--model", "m", "--dataset", "a"])
     assert cfg.plugin.disable_plugins == ["swiftkit_focal_loss"]
     with pytest.raises(ConfigError, match="no:NAME"):
-        parse_config(SftConfig, ["-p", "something", "--model", "m", "--dataset", "a"])
+        parse(["-p", "something", "--model", "m", "--dataset", "a"])

@@ -100,9 +100,10 @@ def test_installed_generated_plugin_is_an_entry_point(tmp_path):
         install_offline(target)
         code = (
             "from importlib.metadata import entry_points\n"
-            "from swiftkit.plugins import get_plugin_manager\n"
+            "from swiftkit.commands import build_host\n"
+            "from swiftkit.core.choices import choose\n"
             "print(sorted((e.name, e.value) for e in entry_points(group='swiftkit')))\n"
-            "loss = get_plugin_manager().hook.swiftkit_get_loss(name='scaffold-probe', config=None)\n"
+            "loss = choose(build_host(), 'loss', 'scaffold-probe', config=None)\n"
             "print(loss.__module__, loss.__name__)\n"
         )
         # Run outside the source folder, so the import can only come from the installed package.

@@ -2,7 +2,7 @@
 
 import pytest
 
-from swiftkit.config import COMMANDS, ConfigError, InferConfig, PtConfig, SftConfig
+from swiftkit.config import CONFIGS, ConfigError, InferConfig, PtConfig, SftConfig
 
 MS_SWIFT_FLAGS = (
     "model model_type train_type dataset val_dataset split_dataset_ratio max_length lora_rank "
@@ -65,10 +65,10 @@ def test_required_fields():
 
 
 def test_every_field_has_help():
-    for cls in COMMANDS.values():
+    for cls in CONFIGS:
         for name, (_, field, _) in cls.flat_fields().items():
             assert field.metadata.get("help"), f"{cls.command} --{name} has no help text"
 
 
 def test_pt_is_its_own_command():
-    assert PtConfig.command == "pt" and COMMANDS["pt"] is PtConfig
+    assert PtConfig.command == "pt" and PtConfig in CONFIGS

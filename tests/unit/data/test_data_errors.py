@@ -7,9 +7,11 @@ import json
 import pytest
 
 from swiftkit.data import DatasetError, load_rows
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
+from hosts import empty_registries
+from hosts import with_datasets, empty_registries
 
-EMPTY = Registry("dataset")
+EMPTY = empty_registries()
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
 
 
@@ -21,7 +23,7 @@ def jsonl(tmp_path, name: str, lines: list) -> str:
 
 def error_of(specs, **kw) -> str:
     with pytest.raises(DatasetError) as info:
-        load_rows(specs, registry=EMPTY, **kw)
+        load_rows(specs, registries=EMPTY, **kw)
     return str(info.value)
 
 
@@ -166,7 +168,7 @@ def test_skip_bad_rows_leaves_them_out_and_reports(tmp_path):
 
     path = jsonl(tmp_path, "mixed.jsonl", [GOOD, {"query": "q"}, GOOD, {"messages": [{"role": "bot", "content": "x"}]}])
     report = LoadReport()
-    rows = load_rows([path], registry=EMPTY, skip_bad_rows=True, report=report)
+    rows = load_rows([path], registries=EMPTY, skip_bad_rows=True, report=report)
     assert [r["_origin"] for r in rows] == [f"{path}:1", f"{path}:3"]
     assert report.rows_read == 4 and [p.kind for p in report.skipped] == ["missing_field", "invalid_role"]
     assert report.summary() == "skipped 2 of 4 rows (missing_field 1, invalid_role 1)"
@@ -175,7 +177,7 @@ def test_skip_bad_rows_leaves_them_out_and_reports(tmp_path):
 def test_skip_bad_rows_with_nothing_left_is_an_error(tmp_path):
     path = jsonl(tmp_path, "allbad.jsonl", [{"query": "q"}, {"query": "p"}])
     with pytest.raises(DatasetError, match="none of its 2 rows is usable"):
-        load_rows([path], registry=EMPTY, skip_bad_rows=True)
+        load_rows([path], registries=EMPTY, skip_bad_rows=True)
 
 
 def test_bad_row_in_json_list_names_its_line(tmp_path):
@@ -270,7 +272,7 @@ def test_unknown_source_suggests_registered_name():
     registry = Registry("dataset")
     registry.register("self-cognition", DatasetEntry(name="self-cognition", path="x.jsonl"))
     with pytest.raises(DatasetError, match=r"'self-cognitoin' is not a file.*did you mean 'self-cognition'"):
-        load_rows(["self-cognitoin"], registry=registry)
+        load_rows(["self-cognitoin"], registries=with_datasets(registry))
 
 
 def test_no_specs():
@@ -286,12 +288,12 @@ def test_unreadable_lines_are_collected_with_the_other_bad_rows(tmp_path):
     assert f"{path}:2: invalid JSON: Expecting value" in msg
     assert f"{path}:4: expected a JSON object per row, got list" in msg
     report = LoadReport()
-    rows = load_rows([path], registry=EMPTY, skip_bad_rows=True, report=report)
+    rows = load_rows([path], registries=EMPTY, skip_bad_rows=True, report=report)
     assert [r["_origin"] for r in rows] == [f"{path}:1", f"{path}:3"]
 
 
 def test_csv_row_with_too_many_fields_is_skippable(tmp_path):
     path = tmp_path / "wide.csv"
     path.write_text("query,response\nq1,r1\nq2,r2,extra\nq3,r3\n", encoding="utf-8")
-    rows = load_rows([str(path)], registry=EMPTY, skip_bad_rows=True)
+    rows = load_rows([str(path)], registries=EMPTY, skip_bad_rows=True)
     assert [r["messages"][0]["content"] for r in rows] == ["q1", "q3"]

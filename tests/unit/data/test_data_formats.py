@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from swiftkit.data import load_rows
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
+from hosts import empty_registries
 
-EMPTY = Registry("dataset")
+EMPTY = empty_registries()
 
 # raw rows of each row format, and the canonical messages they must become
 ROW_FORMATS = {
@@ -113,7 +114,7 @@ def test_file_format_x_row_format(tmp_path, suffix, fmt):
     raw, expected = ROW_FORMATS[fmt]
     path = tmp_path / f"data{suffix}"
     write_rows(path, raw)
-    rows = load_rows([str(path)], registry=EMPTY)
+    rows = load_rows([str(path)], registries=EMPTY)
     assert [r["messages"] for r in rows] == expected
     assert [r["_origin"] for r in rows] == [f"{path}:{o}" for o in EXPECTED_ORIGINS[suffix]]
     assert all(set(r) == {"messages", "_origin"} for r in rows)
@@ -124,7 +125,7 @@ def test_pretty_printed_json_points_at_each_object(tmp_path):
     path = tmp_path / "pretty.json"
     path.write_text(json.dumps(raw, indent=2), encoding="utf-8")
     lines = path.read_text().splitlines()
-    rows = load_rows([str(path)], registry=EMPTY)
+    rows = load_rows([str(path)], registries=EMPTY)
     assert [r["messages"] for r in rows] == expected
     for row in rows:
         line = int(row["_origin"].rsplit(":", 1)[1])
@@ -137,7 +138,7 @@ def test_top_level_system_with_messages(tmp_path):
     chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
     own = [{"role": "system", "content": "Own."}] + chat
     write_rows(path, [{"system": "Top.", "messages": chat}, {"system": "Top.", "messages": own}])
-    rows = load_rows([str(path)], registry=EMPTY)
+    rows = load_rows([str(path)], registries=EMPTY)
     assert rows[0]["messages"] == [{"role": "system", "content": "Top."}] + chat
     assert rows[1]["messages"] == own
 
@@ -146,14 +147,14 @@ def test_json_file_holding_json_lines(tmp_path):
     raw, expected = ROW_FORMATS["alpaca"]
     path = tmp_path / "lines.json"
     path.write_text("\n".join(json.dumps(r) for r in raw), encoding="utf-8")
-    assert [r["messages"] for r in load_rows([str(path)], registry=EMPTY)] == expected
+    assert [r["messages"] for r in load_rows([str(path)], registries=EMPTY)] == expected
 
 
 def test_jsonl_skips_blank_lines_and_keeps_line_numbers(tmp_path):
     raw, expected = ROW_FORMATS["messages"]
     path = tmp_path / "gaps.jsonl"
     path.write_text("\n" + json.dumps(raw[0]) + "\n\n   \n" + json.dumps(raw[1]) + "\n\n", encoding="utf-8")
-    rows = load_rows([str(path)], registry=EMPTY)
+    rows = load_rows([str(path)], registries=EMPTY)
     assert [r["messages"] for r in rows] == expected
     assert [r["_origin"] for r in rows] == [f"{path}:2", f"{path}:5"]
 
@@ -161,7 +162,7 @@ def test_jsonl_skips_blank_lines_and_keeps_line_numbers(tmp_path):
 def test_csv_multiline_cell_keeps_start_line(tmp_path):
     path = tmp_path / "multi.csv"
     path.write_text('query,response\n"line one\nline two",ok\nsecond,fine\n', encoding="utf-8")
-    rows = load_rows([str(path)], registry=EMPTY)
+    rows = load_rows([str(path)], registries=EMPTY)
     assert rows[0]["messages"][0]["content"] == "line one\nline two"
     assert [r["_origin"] for r in rows] == [f"{path}:2", f"{path}:4"]
 
@@ -169,7 +170,7 @@ def test_csv_multiline_cell_keeps_start_line(tmp_path):
 def test_text_only_txt_one_row_per_non_empty_line(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("First line of text.\n\n   \nSecond line.\nThird line.\n", encoding="utf-8")
-    rows = load_rows([str(path)], registry=EMPTY, text_only=True)
+    rows = load_rows([str(path)], registries=EMPTY, text_only=True)
     assert rows == [
         {"text": "First line of text.", "_origin": f"{path}:1"},
         {"text": "Second line.", "_origin": f"{path}:4"},
@@ -182,6 +183,6 @@ def test_text_only_txt_one_row_per_non_empty_line(tmp_path):
 def test_text_only_text_column_in_every_format(tmp_path, suffix, column):
     path = tmp_path / f"pt{suffix}"
     write_rows(path, [{column: "alpha beta", "id": "1"}, {column: "gamma", "id": "2"}])
-    rows = load_rows([str(path)], registry=EMPTY, text_only=True)
+    rows = load_rows([str(path)], registries=EMPTY, text_only=True)
     assert [r["text"] for r in rows] == ["alpha beta", "gamma"]
     assert all(set(r) == {"text", "_origin"} for r in rows)

@@ -9,9 +9,11 @@ from collections import Counter
 import pytest
 
 from swiftkit.data import DatasetEntry, DatasetError, data_fingerprint, load_rows, split_rows
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
+from hosts import empty_registries
+from hosts import with_datasets, empty_registries
 
-EMPTY = Registry("dataset")
+EMPTY = empty_registries()
 
 
 def qr_file(tmp_path, name: str, n: int, tag: str = "q") -> str:
@@ -26,26 +28,26 @@ def queries(rows) -> list[str]:
 
 def test_single_file_keeps_file_order(tmp_path):
     path = qr_file(tmp_path, "a.jsonl", 5)
-    assert queries(load_rows([path], registry=EMPTY)) == ["q0", "q1", "q2", "q3", "q4"]
+    assert queries(load_rows([path], registries=EMPTY)) == ["q0", "q1", "q2", "q3", "q4"]
 
 
 def test_sample_smaller_than_data(tmp_path):
     path = qr_file(tmp_path, "a.jsonl", 20)
-    rows = load_rows([f"{path}#5"], registry=EMPTY, seed=1)
+    rows = load_rows([f"{path}#5"], registries=EMPTY, seed=1)
     assert len(rows) == 5 and len(set(queries(rows))) == 5
     assert set(queries(rows)) <= {f"q{i}" for i in range(20)}
 
 
 def test_sample_is_deterministic_by_seed(tmp_path):
     path = qr_file(tmp_path, "a.jsonl", 50)
-    first = queries(load_rows([f"{path}#10"], registry=EMPTY, seed=7))
-    assert first == queries(load_rows([f"{path}#10"], registry=EMPTY, seed=7))
-    assert first != queries(load_rows([f"{path}#10"], registry=EMPTY, seed=8))
+    first = queries(load_rows([f"{path}#10"], registries=EMPTY, seed=7))
+    assert first == queries(load_rows([f"{path}#10"], registries=EMPTY, seed=7))
+    assert first != queries(load_rows([f"{path}#10"], registries=EMPTY, seed=8))
 
 
 def test_sample_larger_than_data_repeats_whole_copies(tmp_path):
     path = qr_file(tmp_path, "a.jsonl", 4)
-    rows = load_rows([f"{path}#11"], registry=EMPTY, seed=3)
+    rows = load_rows([f"{path}#11"], registries=EMPTY, seed=3)
     counts = Counter(queries(rows))
     assert len(rows) == 11 and set(counts) == {"q0", "q1", "q2", "q3"}
     # 11 = 2 full copies + 3 distinct extra rows
@@ -57,16 +59,16 @@ def test_sample_larger_than_data_repeats_whole_copies(tmp_path):
 def test_mixing_two_datasets_shuffles_with_seed(tmp_path):
     a = qr_file(tmp_path, "a.jsonl", 10, tag="a")
     b = qr_file(tmp_path, "b.jsonl", 10, tag="b")
-    rows = load_rows([a, f"{b}#4"], registry=EMPTY, seed=5)
+    rows = load_rows([a, f"{b}#4"], registries=EMPTY, seed=5)
     tags = Counter(q[0] for q in queries(rows))
     assert tags == {"a": 10, "b": 4}
     assert queries(rows) != sorted(queries(rows), key=lambda q: (q[0], int(q[1:])))  # interleaved
-    assert queries(rows) == queries(load_rows([a, f"{b}#4"], registry=EMPTY, seed=5))
+    assert queries(rows) == queries(load_rows([a, f"{b}#4"], registries=EMPTY, seed=5))
     assert {r["_origin"].rsplit(":", 1)[0] for r in rows} == {a, b}
 
 
 def test_split_rows(tmp_path):
-    rows = load_rows([qr_file(tmp_path, "a.jsonl", 20)], registry=EMPTY)
+    rows = load_rows([qr_file(tmp_path, "a.jsonl", 20)], registries=EMPTY)
     train, val = split_rows(rows, 0.2, seed=3)
     assert len(val) == 4 and len(train) == 16
     assert sorted(queries(train + val), key=lambda q: int(q[1:])) == queries(rows)
@@ -86,7 +88,7 @@ def test_split_rows_edges():
 
 
 def test_fingerprint_stable_order_sensitive_ignores_origin(tmp_path):
-    rows = load_rows([qr_file(tmp_path, "a.jsonl", 3)], registry=EMPTY)
+    rows = load_rows([qr_file(tmp_path, "a.jsonl", 3)], registries=EMPTY)
     fp = data_fingerprint(rows)
     assert len(fp) == 64 and int(fp, 16) >= 0
     assert data_fingerprint(rows) == fp
@@ -110,7 +112,7 @@ def test_registered_local_entry_with_column_mapping(tmp_path):
     registry.register("my-qa", DatasetEntry(
         name="my-qa", path=str(path), columns={"question": "query", "answer": "response", "sys": "system"}
     ))
-    rows = load_rows(["my-qa"], registry=registry)
+    rows = load_rows(["my-qa"], registries=with_datasets(registry))
     assert rows[0]["messages"] == [
         {"role": "system", "content": "Be kind."}, {"role": "user", "content": "How?"},
         {"role": "assistant", "content": "Like this."},
@@ -133,13 +135,13 @@ def test_folder_with_splits_and_subsets(tmp_path):
     registry.register("ds-zh", DatasetEntry(name="ds-zh", path=str(folder), subsets=["zh"]))
     registry.register("ds-fr", DatasetEntry(name="ds-fr", path=str(folder), subsets=["fr"]))
     registry.register("ds-both", DatasetEntry(name="ds-both", path=str(folder), subsets=["zh", "en"]))
-    assert queries(load_rows(["ds-en-test"], registry=registry)) == ["en-test0", "en-test1"]
-    assert len(load_rows(["ds-zh"], registry=registry)) == 4
-    both = queries(load_rows(["ds-both"], registry=registry))
+    assert queries(load_rows(["ds-en-test"], registries=with_datasets(registry))) == ["en-test0", "en-test1"]
+    assert len(load_rows(["ds-zh"], registries=with_datasets(registry))) == 4
+    both = queries(load_rows(["ds-both"], registries=with_datasets(registry)))
     assert sorted(both) == sorted([f"zh-train{i}" for i in range(4)] + [f"en-train{i}" for i in range(3)])
-    assert len(load_rows([str(folder)], registry=EMPTY)) == 3 + 4  # a folder path: its train files
+    assert len(load_rows([str(folder)], registries=EMPTY)) == 3 + 4  # a folder path: its train files
     with pytest.raises(DatasetError, match="no files for subset 'fr'"):
-        load_rows(["ds-fr"], registry=registry)
+        load_rows(["ds-fr"], registries=with_datasets(registry))
 
 
 def test_folder_without_split_names_is_train(tmp_path):
@@ -147,11 +149,11 @@ def test_folder_without_split_names_is_train(tmp_path):
     folder.mkdir()
     qr_file(folder, "part1.jsonl", 2)
     qr_file(folder, "part2.jsonl", 3)
-    assert len(load_rows([str(folder)], registry=EMPTY)) == 5
+    assert len(load_rows([str(folder)], registries=EMPTY)) == 5
     registry = Registry("dataset")
     registry.register("plain-val", DatasetEntry(name="plain-val", path=str(folder), split="validation"))
     with pytest.raises(DatasetError, match="no files for split 'validation'"):
-        load_rows(["plain-val"], registry=registry)
+        load_rows(["plain-val"], registries=with_datasets(registry))
 
 
 def test_text_only_sampling_and_mixing(tmp_path):
@@ -159,7 +161,7 @@ def test_text_only_sampling_and_mixing(tmp_path):
     txt.write_text("\n".join(f"line {i}" for i in range(6)) + "\n")
     other = tmp_path / "b.jsonl"
     other.write_text(json.dumps({"text": "from jsonl"}) + "\n")
-    rows = load_rows([f"{txt}#3", str(other)], registry=EMPTY, text_only=True)
+    rows = load_rows([f"{txt}#3", str(other)], registries=EMPTY, text_only=True)
     assert len(rows) == 4 and all(set(r) == {"text", "_origin"} for r in rows)
     assert "from jsonl" in [r["text"] for r in rows]
 
@@ -172,7 +174,7 @@ def test_prompts_without_reply_are_accepted_only_for_inference(tmp_path):
         + json.dumps({"instruction": "Add", "input": "1 2"}) + "\n"
     )
     with pytest.raises(DatasetError, match=r"prompts\.jsonl:1"):
-        load_rows([str(path)], registry=EMPTY)
-    rows = load_rows([str(path)], registry=EMPTY, require_reply=False)
+        load_rows([str(path)], registries=EMPTY)
+    rows = load_rows([str(path)], registries=EMPTY, require_reply=False)
     assert [r["messages"][-1]["role"] for r in rows] == ["user", "user", "user"]
     assert rows[2]["messages"][-1]["content"] == "Add\n1 2"

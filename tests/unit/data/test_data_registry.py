@@ -13,8 +13,9 @@ import pytest
 
 from swiftkit.data import DatasetError, load_rows
 from swiftkit.data.registry import DatasetEntry, load_card, load_cards, resolve_entry_path
-from swiftkit.registry import Registry
-from swiftkit.resources import data_dir
+from swiftkit.core.registry import Registry
+from swiftkit.core.resources import data_dir
+from hosts import with_datasets, empty_registries, builtin_host
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -22,10 +23,10 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 @pytest.fixture(scope="module")
 def registry() -> Registry:
     """The dataset registry filled by the built-in data plugin through pluggy."""
-    from swiftkit.plugins import BUILTIN_PLUGINS, build_registries, get_plugin_manager
+    from swiftkit.core.plugins import PluginHost
+    from swiftkit.data import plugin
 
-    others = [p for p in BUILTIN_PLUGINS if p != "swiftkit.data.plugin"]
-    return build_registries(get_plugin_manager(disabled=others, entry_points=False)).datasets
+    return PluginHost.build([plugin], entry_points=False).registries.datasets
 
 
 def test_plugin_import_is_light():
@@ -70,7 +71,7 @@ def test_self_cognition_data_file():
 
 
 def test_self_cognition_one_name(registry):
-    rows = load_rows(["self-cognition"], registry=registry, model_name=("Nova",), model_author=("Acme Labs",))
+    rows = load_rows(["self-cognition"], registries=with_datasets(registry), model_name=("Nova",), model_author=("Acme Labs",))
     text = json.dumps([r["messages"] for r in rows], ensure_ascii=False)
     assert "{{" not in text and "}}" not in text
     assert text.count("Nova") > 40 and text.count("Acme Labs") > 40
@@ -78,7 +79,7 @@ def test_self_cognition_one_name(registry):
 
 
 def test_self_cognition_two_names_map_zh_and_en(registry):
-    rows = load_rows(["self-cognition"], registry=registry, model_name=("小新", "Nova"),
+    rows = load_rows(["self-cognition"], registries=with_datasets(registry), model_name=("小新", "Nova"),
                      model_author=("新星实验室", "Acme Labs"))
     zh = [r for r in rows if re.search(r"[\u4e00-\u9fff]", r["messages"][0]["content"])]
     en = [r for r in rows if r not in zh]
@@ -93,11 +94,11 @@ def test_self_cognition_two_names_map_zh_and_en(registry):
 @pytest.mark.parametrize("name, author", [((), ()), (("Nova",), ()), ((), ("Acme",))])
 def test_self_cognition_needs_name_and_author(registry, name, author):
     with pytest.raises(DatasetError, match="self-cognition needs --model_name and --model_author"):
-        load_rows(["self-cognition#10"], registry=registry, model_name=name, model_author=author)
+        load_rows(["self-cognition#10"], registries=with_datasets(registry), model_name=name, model_author=author)
 
 
 def test_self_cognition_sampled_beyond_its_size(registry):
-    rows = load_rows(["self-cognition#250"], registry=registry, model_name=("Nova",), model_author=("Acme",))
+    rows = load_rows(["self-cognition#250"], registries=with_datasets(registry), model_name=("Nova",), model_author=("Acme",))
     assert len(rows) == 250
 
 
@@ -107,7 +108,7 @@ def test_self_cognition_rejects_bad_lang(tmp_path):
     registry = Registry("dataset")
     registry.register("sc", DatasetEntry(name="sc", path=str(path), preprocessor="self_cognition"))
     with pytest.raises(DatasetError, match=rf"{re.escape(str(path))}:1: 'lang' must be 'zh' or 'en'"):
-        load_rows(["sc"], registry=registry, model_name=("N",), model_author=("A",))
+        load_rows(["sc"], registries=with_datasets(registry), model_name=("N",), model_author=("A",))
 
 
 BROKEN_CARDS = {
@@ -157,7 +158,7 @@ MISSING_ID = "swiftkit-test-nobody/no-such-dataset-3f9c"
 def test_hub_id_fails_fast_with_clear_error(use_hf, hub, tmp_path):
     start = time.monotonic()
     with pytest.raises(DatasetError) as info:
-        load_rows([MISSING_ID], registry=Registry("dataset"), use_hf=use_hf, cache_dir=str(tmp_path))
+        load_rows([MISSING_ID], registries=empty_registries(), use_hf=use_hf, cache_dir=str(tmp_path))
     assert time.monotonic() - start < 20
     msg = str(info.value)
     assert MISSING_ID in msg and hub in msg and "local file" in msg
@@ -167,9 +168,11 @@ def test_hf_offline_mode_error_names_id(tmp_path):
     """With the hub library's own offline switch, the cache is all there is: a clear error, fast."""
     code = (
         "from swiftkit.data import load_rows, DatasetError\n"
-        "from swiftkit.registry import Registry\n"
+        "from swiftkit.core.plugins import Registries\n"
+        "from swiftkit.core.registry import Registry\n"
+        "empty = Registries(*(Registry(k) for k in ('model', 'dataset', 'template', 'preprocessor', 'reward')))\n"
         "try:\n"
-        f"    load_rows(['{MISSING_ID}'], registry=Registry('dataset'), use_hf=True, cache_dir={str(tmp_path)!r})\n"
+        f"    load_rows(['{MISSING_ID}'], registries=empty, use_hf=True, cache_dir={str(tmp_path)!r})\n"
         "except DatasetError as exc:\n"
         "    print('ERROR', exc)\n"
     )
@@ -192,7 +195,7 @@ def test_registered_hub_entry_picks_the_selected_hub(registry):
 
 
 def test_unknown_preprocessor_is_caught_once_all_plugins_registered(tmp_path):
-    from swiftkit.plugins import PluginError, build_registries, get_plugin_manager
+    from swiftkit.core.plugins import PluginError
 
     plugin = tmp_path / "cards.py"
     plugin.write_text(
@@ -203,13 +206,12 @@ def test_unknown_preprocessor_is_caught_once_all_plugins_registered(tmp_path):
         "    registry.register('x', DatasetEntry(name='x', path='a.jsonl', preprocessor='self_cogniton'),\n"
         "                      source='cards.py')\n"
     )
-    with pytest.raises(PluginError, match=r"dataset 'x' \(cards\.py\): unknown preprocessor 'self_cogniton' "
-                                          r"\(did you mean 'self_cognition'\?\)"):
-        build_registries(get_plugin_manager([str(plugin)], entry_points=False))
+    with pytest.raises(PluginError, match=r"dataset 'x' \(cards\.py, from plugin 'file:.*cards\.py' \(file .*\)\): "
+                                          r"unknown preprocessor 'self_cogniton' \(did you mean 'self_cognition'\?\)"):
+        builtin_host([str(plugin)]).registries
 
 
 def test_plugin_preprocessor_serves_a_plugin_dataset(tmp_path):
-    from swiftkit.plugins import build_registries, get_plugin_manager
 
     data = tmp_path / "a.jsonl"
     data.write_text(json.dumps({"query": "HELLO", "response": "WORLD"}) + "\n")
@@ -227,8 +229,8 @@ def test_plugin_preprocessor_serves_a_plugin_dataset(tmp_path):
         f"    registry.register('shouty', DatasetEntry(name='shouty', path={str(data)!r}, preprocessor='lowercase'),\n"
         "                      source='lower.py')\n"
     )
-    regs = build_registries(get_plugin_manager([str(plugin)], entry_points=False))
-    rows = load_rows(["shouty"], registry=regs.datasets, preprocessors=regs.preprocessors)
+    regs = builtin_host([str(plugin)]).registries
+    rows = load_rows(["shouty"], registries=regs)
     assert rows[0]["messages"][0]["content"] == "hello" and rows[0]["messages"][1]["content"] == "WORLD"
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from swiftkit.data import load_rows
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
+from hosts import empty_registries
 
-EMPTY = Registry("dataset")
+EMPTY = empty_registries()
 USER_Q = {"role": "user", "content": "2+2?"}
 GOOD_A = {"role": "assistant", "content": "4"}
 
@@ -15,7 +16,7 @@ GOOD_A = {"role": "assistant", "content": "4"}
 def load(tmp_path, rows, **kw):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return load_rows([str(path)], registry=EMPTY, **kw)
+    return load_rows([str(path)], registries=EMPTY, **kw)
 
 
 def test_preference_pairs_in_every_layout(tmp_path):

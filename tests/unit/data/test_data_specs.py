@@ -8,9 +8,11 @@ import pytest
 
 from swiftkit.data import DatasetEntry, DatasetError, load_rows
 from swiftkit.data.loader import DatasetSpec, parse_spec
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
+from hosts import empty_registries
+from hosts import with_datasets, empty_registries
 
-EMPTY = Registry("dataset")
+EMPTY = empty_registries()
 
 
 def rows_file(path, n: int, tag: str = "q"):
@@ -54,19 +56,19 @@ def test_bad_specs_say_what_is_expected(text, message):
 def test_existing_path_with_colon_or_hash_is_a_path(tmp_path):
     path = rows_file(tmp_path / "odd:name#3.jsonl", 4)
     assert parse_spec(str(path)) == DatasetSpec(str(path), str(path))
-    assert len(load_rows([str(path)], registry=EMPTY)) == 4
+    assert len(load_rows([str(path)], registries=EMPTY)) == 4
 
 
 def test_ratio_samples_a_share_and_oversamples_above_one(tmp_path):
     a = rows_file(tmp_path / "a.jsonl", 40, "a")
     b = rows_file(tmp_path / "b.jsonl", 10, "b")
-    mixed = queries(load_rows([f"{a}#0.25", f"{b}#2.0"], registry=EMPTY, seed=1))
+    mixed = queries(load_rows([f"{a}#0.25", f"{b}#2.0"], registries=EMPTY, seed=1))
     assert sum(q.startswith("a") for q in mixed) == 10
     assert sum(q.startswith("b") for q in mixed) == 20
     assert sorted(q for q in mixed if q.startswith("b")) == sorted([f"b{i}" for i in range(10)] * 2)
-    again = queries(load_rows([f"{a}#0.25", f"{b}#2.0"], registry=EMPTY, seed=1))
+    again = queries(load_rows([f"{a}#0.25", f"{b}#2.0"], registries=EMPTY, seed=1))
     assert again == mixed  # seeded
-    assert queries(load_rows([f"{a}#0.25", f"{b}#2.0"], registry=EMPTY, seed=2)) != mixed
+    assert queries(load_rows([f"{a}#0.25", f"{b}#2.0"], registries=EMPTY, seed=2)) != mixed
 
 
 def test_subsets_select_folders_and_override_the_cards(tmp_path):
@@ -74,29 +76,29 @@ def test_subsets_select_folders_and_override_the_cards(tmp_path):
     rows_file(folder / "en" / "train.jsonl", 3, "en")
     rows_file(folder / "zh" / "train.jsonl", 2, "zh")
     rows_file(folder / "fr" / "train.jsonl", 1, "fr")
-    assert sorted(queries(load_rows([f"{folder}:zh/fr"], registry=EMPTY))) == ["fr0", "zh0", "zh1"]
+    assert sorted(queries(load_rows([f"{folder}:zh/fr"], registries=EMPTY))) == ["fr0", "zh0", "zh1"]
     registry = Registry("dataset")
     registry.register("multi", DatasetEntry(name="multi", path=str(folder), subsets=["en"]))
-    assert queries(load_rows(["multi"], registry=registry)) == ["en0", "en1", "en2"]
-    assert queries(load_rows(["multi:fr"], registry=registry)) == ["fr0"]
+    assert queries(load_rows(["multi"], registries=with_datasets(registry))) == ["en0", "en1", "en2"]
+    assert queries(load_rows(["multi:fr"], registries=with_datasets(registry))) == ["fr0"]
 
 
 def test_subsets_on_a_file_are_an_error(tmp_path):
     path = rows_file(tmp_path / "a.jsonl", 2)
     with pytest.raises(DatasetError, match="subsets apply to folders and hub datasets, not files"):
-        load_rows([f"{path}:en"], registry=EMPTY)
+        load_rows([f"{path}:en"], registries=EMPTY)
 
 
 def test_forced_hub_needs_that_hubs_id():
     registry = Registry("dataset")
     registry.register("ms-only", DatasetEntry(name="ms-only", ms_id="org/ms-only"))
     with pytest.raises(DatasetError, match="dataset 'ms-only' has no Hugging Face id; drop the 'hf::' prefix"):
-        load_rows(["hf::ms-only"], registry=registry)
+        load_rows(["hf::ms-only"], registries=with_datasets(registry))
 
 
 def test_columns_flag_maps_custom_columns_and_drops_others(tmp_path):
     path = tmp_path / "custom.jsonl"
     path.write_text(json.dumps({"q": "Hi", "a": "Hello", "label": {"not": "kto"}}) + "\n")
-    rows = load_rows([str(path)], registry=EMPTY, columns={"q": "query", "a": "response", "label": None})
+    rows = load_rows([str(path)], registries=EMPTY, columns={"q": "query", "a": "response", "label": None})
     assert rows[0]["messages"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
     assert "label" not in rows[0]

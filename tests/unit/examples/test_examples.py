@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from swiftkit.cli.args import parse_config
-from swiftkit.config import COMMANDS
+from swiftkit.cli.args import parse_config, read_yaml_values
+from swiftkit.commands import COMMANDS, build_host
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -21,7 +21,8 @@ def _command(path: Path) -> str:
 def test_example_config_parses(path):
     command = _command(path)
     assert command in COMMANDS, f"{path.name}: name it <command>_....yaml"
-    cfg = parse_config(COMMANDS[command], [str(path)])
+    argv = [str(path)]
+    cfg = parse_config(COMMANDS[command], argv, build_host(), read_yaml_values(argv))
     assert cfg.command == command
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swiftkit.models import plugin
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
 
 
 @pytest.fixture(scope="session")

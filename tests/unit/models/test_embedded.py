@@ -27,7 +27,7 @@ from swiftkit.models.embedded import (
     clean_stale_temps,
     is_complete,
 )
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."}]
 

@@ -66,7 +66,7 @@ def test_load_tokenizer_sets_pad_to_eos_without_new_tokens(
     tok.pad_token = None
     tok.save_pretrained(folder)
     size = len(tok)
-    loaded = swiftkit.load_tokenizer(str(folder), registry=model_registry)
+    loaded = swiftkit.load_tokenizer(str(folder))
     assert loaded.pad_token == loaded.eos_token == "<|im_end|>"
     assert loaded.pad_token_id == loaded.eos_token_id and len(loaded) == size
     kept = load_tokenizer(str(tiny_model_dir("llama")), registry=model_registry)

@@ -19,8 +19,8 @@ from swiftkit.models.registry import (
     model_types,
     type_candidates,
 )
-from swiftkit.registry import Registry, RegistryError
-from swiftkit.resources import data_dir
+from swiftkit.core.registry import Registry, RegistryError
+from swiftkit.core.resources import data_dir
 
 CARDS = sorted(data_dir("model_registry").glob("*.yaml"))
 GOOD_CARD = {

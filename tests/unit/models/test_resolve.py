@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from swiftkit.hub import unreachable_reason
+from swiftkit.core.netprobe import unreachable_reason
 from swiftkit.models import ModelEntry, ModelNotFoundError, resolve_model
-from swiftkit.registry import Registry, RegistryError
+from swiftkit.core.registry import Registry, RegistryError
 
 MISSING_ID = "swiftkit-tests/no-such-model-0"
 
@@ -135,7 +135,7 @@ def test_offline_hub_id_uses_the_local_hub_cache(tiny_model_dir, tmp_path, model
 
 
 def test_offline_hub_id_uses_the_modelscope_cache(tiny_model_dir, tmp_path, model_registry):
-    from swiftkit.hub import modelscope_endpoints
+    from swiftkit.core.netprobe import modelscope_endpoints
 
     if unreachable_reason(modelscope_endpoints(), timeout=2) is None:
         pytest.skip("ModelScope is reachable: this test covers the offline path")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swiftkit.registry import Registry
+from swiftkit.core.registry import Registry
 from swiftkit.templates import plugin
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from swiftkit.templates import get_template
 from swiftkit.templates.template import PARITY_CHECKED_ROWS
 from tiny import make_tokenizer
+from hosts import templates
 
 
 def row(i: int, extra: str = "") -> dict:
@@ -23,7 +24,7 @@ def test_parity_is_checked_on_the_first_rows_and_on_rows_spelling_special_tokens
         return original(*args, **kwargs)
 
     tok.apply_chat_template = counting
-    template = get_template(tok)
+    template = get_template(tok, registry=templates())
     plain = [template.encode(row(i)) for i in range(PARITY_CHECKED_ROWS + 20)]
     assert len(checks) == PARITY_CHECKED_ROWS
     spelled = template.encode(row(999, " <|im_end|> sneaky"))
@@ -32,6 +33,6 @@ def test_parity_is_checked_on_the_first_rows_and_on_rows_spelling_special_tokens
     from swiftkit.templates import template as template_module
 
     monkeypatch.setattr(template_module, "PARITY_CHECKED_ROWS", 10**9)
-    fresh = get_template(make_tokenizer("chatml"))
+    fresh = get_template(make_tokenizer("chatml"), registry=templates())
     assert [fresh.encode(row(i)) for i in range(PARITY_CHECKED_ROWS + 20)][-20:] == plain[-20:]
     assert fresh.encode(row(999, " <|im_end|> sneaky")) == spelled

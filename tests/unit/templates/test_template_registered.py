@@ -8,11 +8,12 @@ import pytest
 from template_helpers import REPLIES, chat_ids, conversation, labelled_spans
 from tiny import TEMPLATES
 
-from swiftkit.plugins import build_registries, get_plugin_manager
-from swiftkit.registry import Registry, RegistryError
+from hosts import builtin_host
+from swiftkit.core.registry import Registry, RegistryError
 from swiftkit.templates import TemplateEntry, TemplateError, get_template
 from swiftkit.templates.plugin import REGISTERED_DIR, register_template_files
 from swiftkit.templates.registry import load_template_file
+from hosts import templates
 
 REQUIRED = {"chatml", "llama3", "mistral", "gemma", "phi3", "alpaca", "default"}
 
@@ -97,11 +98,11 @@ def test_saved_tokenizer_carries_the_template_used(tokenizer_factory, template_r
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     assert reloaded.chat_template == template.chat_template
     row = {"messages": conversation()}
-    assert get_template(reloaded).encode(row) == template.encode(row)
+    assert get_template(reloaded, registry=templates()).encode(row) == template.encode(row)
 
 
 def test_builtin_plugin_registers_templates_through_the_hook():
-    registries = build_registries(get_plugin_manager(entry_points=False))
+    registries = builtin_host().registries
     assert set(SHIPPED) <= set(registries.templates)
     assert registries.templates.source("chatml") == "swiftkit.templates.plugin (chatml.yaml)"
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from swiftkit.config import SftConfig
-from swiftkit.plugins import default_registries
+from hosts import registries
 from swiftkit.templates import TemplateError
 from swiftkit.templates.selection import load_tokenizer_and_template
 
 
 def pick(model_dir, **flags):
     cfg = SftConfig.from_flat({"model": str(model_dir), "dataset": "x.jsonl", **flags})
-    return load_tokenizer_and_template(cfg.model, cfg.template, default_registries())
+    return load_tokenizer_and_template(cfg.model, cfg.template, registries())
 
 
 def test_own_chat_template_wins_without_a_flag(tiny_model_dir):

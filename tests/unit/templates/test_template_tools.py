@@ -9,6 +9,7 @@ import pytest
 from template_helpers import chat_ids, labelled_spans
 
 from swiftkit.templates import TemplateError, get_template
+from hosts import templates
 
 TOOLS = [
     {
@@ -51,7 +52,7 @@ def qwen25(tokenizer_factory):
 
 def test_tool_conversation_has_parity_with_apply_chat_template(qwen25):
     messages = tool_conversation()
-    encoded = get_template(qwen25).encode({"messages": messages, "tools": TOOLS})
+    encoded = get_template(qwen25, registry=templates()).encode({"messages": messages, "tools": TOOLS})
     assert encoded["input_ids"] == chat_ids(qwen25, messages, tools=TOOLS)
     text = qwen25.decode(encoded["input_ids"])
     assert "<tools>\n" + json.dumps(TOOLS[0]) + "\n</tools>" in text
@@ -61,7 +62,7 @@ def test_tool_conversation_has_parity_with_apply_chat_template(qwen25):
 
 
 def test_tool_call_and_answer_are_trained_but_not_the_tool_result(qwen25):
-    encoded = get_template(qwen25).encode({"messages": tool_conversation(), "tools": TOOLS})
+    encoded = get_template(qwen25, registry=templates()).encode({"messages": tool_conversation(), "tools": TOOLS})
     spans = labelled_spans(qwen25, encoded)
     assert spans == [CALL_TEXT + "<|im_end|>", ANSWER + "<|im_end|>"]
     assert not any(RESULT in span or "tool_response" in span for span in spans)
@@ -69,7 +70,7 @@ def test_tool_call_and_answer_are_trained_but_not_the_tool_result(qwen25):
 
 def test_last_round_trains_a_final_tool_call(qwen25):
     messages = tool_conversation()[:2]
-    encoded = get_template(qwen25, loss_scale="last_round").encode({"messages": messages, "tools": TOOLS})
+    encoded = get_template(qwen25, loss_scale="last_round", registry=templates()).encode({"messages": messages, "tools": TOOLS})
     assert labelled_spans(qwen25, encoded) == [CALL_TEXT + "<|im_end|>"]
 
 
@@ -83,7 +84,7 @@ def test_parallel_calls_with_text_and_consecutive_results(qwen25):
         {"role": "tool", "content": "25 C", "tool_call_id": "b"},
         {"role": "assistant", "content": "Paris 22 C, Rome 25 C."},
     ]
-    encoded = get_template(qwen25).encode({"messages": messages, "tools": TOOLS})
+    encoded = get_template(qwen25, registry=templates()).encode({"messages": messages, "tools": TOOLS})
     reference = copy.deepcopy(messages)
     reference[2]["tool_calls"][1]["function"]["arguments"] = {"city": "Rome"}
     assert encoded["input_ids"] == chat_ids(qwen25, reference, tools=TOOLS)
@@ -97,7 +98,7 @@ def test_parallel_calls_with_text_and_consecutive_results(qwen25):
 
 
 def test_arguments_as_json_string_or_dict_and_null_content_give_the_same_ids(qwen25):
-    template = get_template(qwen25)
+    template = get_template(qwen25, registry=templates())
     as_dict = template.encode({"messages": tool_conversation(), "tools": TOOLS})
     row = {"messages": tool_conversation('{"city": "Paris", "unit": "C"}', None), "tools": TOOLS}
     before = copy.deepcopy(row)
@@ -125,13 +126,13 @@ TEXT_ARGUMENTS_TEMPLATE = (
 def test_template_that_concatenates_arguments_gets_a_json_string(tokenizer_factory, arguments):
     tok = tokenizer_factory("chatml")
     tok.chat_template = TEXT_ARGUMENTS_TEMPLATE
-    encoded = get_template(tok).encode({"messages": tool_conversation(arguments)})
+    encoded = get_template(tok, registry=templates()).encode({"messages": tool_conversation(arguments)})
     assert encoded["input_ids"] == chat_ids(tok, tool_conversation('{"city": "Paris"}'))
     assert labelled_spans(tok, encoded)[0] == '<tool_call>get_weather {"city": "Paris"}</tool_call><|im_end|>'
 
 
 def test_encode_prompt_with_tools_ends_in_the_generation_prompt(qwen25):
-    template = get_template(qwen25)
+    template = get_template(qwen25, registry=templates())
     messages = tool_conversation()[:3]
     ids = template.encode_prompt(messages, tools=TOOLS)
     assert ids == chat_ids(qwen25, messages, tools=TOOLS, add_generation_prompt=True)
@@ -144,15 +145,15 @@ def test_encode_prompt_with_tools_ends_in_the_generation_prompt(qwen25):
 def test_empty_tools_is_no_tools(tokenizer_factory):
     tok = tokenizer_factory("chatml")
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
-    encoded = get_template(tok).encode({"messages": messages, "tools": []})
+    encoded = get_template(tok, registry=templates()).encode({"messages": messages, "tools": []})
     assert encoded["input_ids"] == chat_ids(tok, messages)
 
 
 def test_tool_rows_leave_the_fingerprint_alone(qwen25):
-    template = get_template(qwen25)
+    template = get_template(qwen25, registry=templates())
     fingerprint = template.fingerprint
     template.encode({"messages": tool_conversation('{"city": "Paris"}'), "tools": TOOLS})
-    assert template.fingerprint == fingerprint == get_template(qwen25).fingerprint
+    assert template.fingerprint == fingerprint == get_template(qwen25, registry=templates()).fingerprint
 
 
 def _broken(edit):
@@ -190,13 +191,13 @@ def _broken(edit):
 )
 def test_bad_tool_data_names_the_row_and_message(qwen25, edit, message):
     with pytest.raises(TemplateError, match=message):
-        get_template(qwen25).encode(_broken(edit))
+        get_template(qwen25, registry=templates()).encode(_broken(edit))
 
 
 def test_error_index_counts_the_row_messages_when_a_system_prompt_is_inserted(qwen25):
     row = _broken(lambda r: r["messages"][1].update(tool_calls=[call(arguments="{oops")]))
     with pytest.raises(TemplateError, match=r"message 1 \(assistant\): tool call 0"):
-        get_template(qwen25, system="Be brief.").encode(row)
+        get_template(qwen25, system="Be brief.", registry=templates()).encode(row)
 
 
 def test_template_without_tools_refuses_a_row_with_tools(tokenizer_factory):
@@ -205,20 +206,20 @@ def test_template_without_tools_refuses_a_row_with_tools(tokenizer_factory):
            "tools": TOOLS, "_origin": "agent.jsonl:3"}
     with pytest.raises(TemplateError, match=r"agent\.jsonl:3: the row has 'tools' but the chat template "
                                             r"cannot express tools.*pick a tool-capable template"):
-        get_template(tok).encode(row)
+        get_template(tok, registry=templates()).encode(row)
     with pytest.raises(TemplateError, match="cannot express tools"):
-        get_template(tok).encode_prompt(row["messages"][:1], tools=TOOLS)
+        get_template(tok, registry=templates()).encode_prompt(row["messages"][:1], tools=TOOLS)
 
 
 def test_template_without_tool_calls_refuses_a_tool_call(tokenizer_factory):
     tok = tokenizer_factory("llama3")
     with pytest.raises(TemplateError, match=r"a\.jsonl:1: message 1 has 'tool_calls' but the chat "
                                             r"template cannot express tool calls"):
-        get_template(tok, system="Be brief.").encode({"messages": tool_conversation(), "_origin": "a.jsonl:1"})
+        get_template(tok, system="Be brief.", registry=templates()).encode({"messages": tool_conversation(), "_origin": "a.jsonl:1"})
 
 
 def test_smollm2_template_cannot_express_tools(smollm2_tokenizer):
-    template = get_template(smollm2_tokenizer)
+    template = get_template(smollm2_tokenizer, registry=templates())
     with pytest.raises(TemplateError, match="the row has 'tools' but the chat template cannot express tools"):
         template.encode({"messages": tool_conversation(), "tools": TOOLS})
     with pytest.raises(TemplateError, match="message 1 has 'tool_calls' but the chat template cannot"):

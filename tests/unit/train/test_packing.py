@@ -10,8 +10,8 @@ import random
 import pytest
 import torch
 
-from swiftkit.train.cache import EncodedDataset
-from swiftkit.train.encode import make_collator
+from swiftkit.data.cache import EncodedDataset
+from swiftkit.train.collate import make_collator
 from swiftkit.train.errors import TrainError
 from swiftkit.train.packing import (
     PackedCollator,

@@ -8,10 +8,11 @@ from fractions import Fraction
 
 import pytest
 
-from swiftkit.choices import ChoiceError
+from swiftkit.core.choices import ChoiceError
 from swiftkit.config import ConfigError, RlhfConfig
-from swiftkit.plugins import PluginError, build_registries, get_plugin_manager
-from swiftkit.registry import Registry
+from hosts import builtin_host
+from swiftkit.core.plugins import PluginError
+from swiftkit.core.registry import Registry
 from swiftkit.train.errors import TrainError
 from swiftkit.train.rewards import (
     BUILTIN_REWARDS,
@@ -33,7 +34,7 @@ def grpo_config(**flags):
 
 @pytest.fixture(scope="module")
 def registries():
-    return build_registries(get_plugin_manager(entry_points=False))
+    return builtin_host().registries
 
 
 # --- answer extraction -------------------------------------------------------------------------
@@ -245,7 +246,7 @@ class _Scaled:
     """A factory reward: its scale comes from the config."""
 
     def __init__(self, config):
-        self.scale = config.rlhf.max_completion_length
+        self.scale = config.rollout.max_completion_length
 
     def __call__(self, prompts, completions, **columns):
         return [self.scale * len(c) for c in completions]
@@ -262,7 +263,7 @@ def test_a_class_entry_is_a_factory_called_with_the_config():
 def test_an_entry_that_is_not_callable_is_a_plugin_error():
     reg = Registry("reward")
     reg.register("oops", 3.0, source="my_plugin")
-    with pytest.raises(PluginError, match="'oops' \\(registered by my_plugin\\) is a float"):
+    with pytest.raises(PluginError, match="'oops' \\(plugin 'my_plugin'\\) is a float"):
         resolve_reward_funcs(reg, ["oops"], None)
 
 
@@ -288,11 +289,16 @@ def test_none_means_not_applicable_and_numbers_become_floats():
     assert fn(["q"] * 3, ["a", "b", "c"]) == [None, 1.0, 1.0]
 
 
-def test_an_error_inside_a_reward_is_annotated_with_its_name(registries):
+def test_an_error_inside_a_reward_names_the_reward_and_its_plugin(registries):
     [acc] = resolve_reward_funcs(registries.rewards, ["accuracy"], grpo_config())
-    with pytest.raises(TrainError) as err:
-        acc(["q"], ["1"])
-    assert "in reward function 'accuracy'" in "".join(err.value.__notes__)
+    with pytest.raises(TrainError, match="the accuracy reward needs a 'solution' column"):
+        acc(["q"], ["1"])  # a swiftkit error explains itself and passes through
+    reg = Registry("reward")
+    reg.register("crash", lambda prompts, completions, **columns: 1 / 0, source="crash.py")
+    [crash] = resolve_reward_funcs(reg, ["crash"], None, describe=lambda plugin: f"plugin {plugin!r} (package p)")
+    with pytest.raises(PluginError, match="^plugin 'crash.py' \\(package p\\) failed in reward function 'crash': "
+                                          "ZeroDivisionError: division by zero$"):
+        crash(["q"], ["a"])
 
 
 # --- plugins -----------------------------------------------------------------------------------
@@ -311,7 +317,7 @@ def test_a_plugin_file_adds_a_reward_that_lists_and_resolves(tmp_path, capsys):
         class Keyword:
             '''1.0 when the reply contains the first rlhf reward name.'''
             def __init__(self, config):
-                self.word = config.rlhf.reward_funcs[0]
+                self.word = config.grpo.reward_funcs[0]
             def __call__(self, prompts, completions, **columns):
                 return [float(self.word in c) for c in completions]
 
@@ -320,10 +326,10 @@ def test_a_plugin_file_adds_a_reward_that_lists_and_resolves(tmp_path, capsys):
             registry.register("brevity", brevity, source="brevity.py")
             registry.register("keyword", Keyword, source="brevity.py")
     """))
-    regs = build_registries(get_plugin_manager([str(plugin)], entry_points=False))
+    regs = builtin_host([str(plugin)]).registries
     assert {"accuracy", "format", "length", "brevity", "keyword"} <= set(regs.rewards)
     config = grpo_config(reward_funcs=["brevity", "keyword"], reward_weights=[1.0, 0.5])
-    brevity, keyword = resolve_reward_funcs(regs.rewards, config.rlhf.reward_funcs, config)
+    brevity, keyword = resolve_reward_funcs(regs.rewards, config.grpo.reward_funcs, config)
     assert brevity(["q"], ["abcd"]) == [-0.04]
     assert keyword(["q", "q"], ["brevity wins", "no"]) == [1.0, 0.0]
 
@@ -338,7 +344,8 @@ def test_builtins_are_the_documented_three():
 
 
 def test_a_factory_reward_reads_its_plugins_own_flag(tmp_path):
-    from swiftkit.cli.args import parse_config
+    from swiftkit.cli.args import config_and_host
+    from swiftkit.commands import COMMANDS
 
     plugin = tmp_path / "my_rewards.py"
     plugin.write_text(textwrap.dedent('''
@@ -361,13 +368,12 @@ def test_a_factory_reward_reads_its_plugins_own_flag(tmp_path):
         def swiftkit_register_reward_funcs(registry):
             registry.register("keyword", Keyword, source="my_rewards.py")
     '''))
-    config = parse_config(RlhfConfig, [
+    config, host = config_and_host(COMMANDS["rlhf"], [
         "--plugins", str(plugin), "--model", "m", "--dataset", "d", "--rlhf_type", "grpo",
         "--num_generations", "2", "--per_device_train_batch_size", "2",
         "--reward_funcs", "accuracy", "keyword", "--reward_weights", "1", "0.5", "--keyword", "therefore",
     ])
-    regs = build_registries(get_plugin_manager([str(plugin)], entry_points=False))
-    accuracy, keyword = resolve_reward_funcs(regs.rewards, config.rlhf.reward_funcs, config)
+    accuracy, keyword = resolve_reward_funcs(host.registries.rewards, config.grpo.reward_funcs, config)
     replies = ["therefore \\boxed{4}", [{"role": "assistant", "content": "because 5"}]]
     assert keyword(["q", "q"], replies) == [1.0, 0.0]
     assert accuracy(["q", "q"], replies, solution=["4", "4"]) == [1.0, 0.0]
@@ -382,7 +388,7 @@ def test_trls_grpo_trainer_calls_the_resolved_rewards(tmp_path, registries):
 
     torch.set_num_threads(1)
     config = grpo_config(reward_funcs=["accuracy", "format", "length"], max_completion_length=8)
-    funcs = resolve_reward_funcs(registries.rewards, config.rlhf.reward_funcs, config)
+    funcs = resolve_reward_funcs(registries.rewards, config.grpo.reward_funcs, config)
     seen = {}
 
     def spy(prompts, completions, **columns):

@@ -1,0 +1,133 @@
+"""The command table: every command's name, one help text, config class and recipe.
+
+The CLI (:mod:`swiftkit.cli.main`), the Python API (:mod:`swiftkit.api`) and ``--help`` all read
+this one table, so they cannot drift. Each invocation builds one plugin host here
+(:func:`build_host`) and hands it to config parsing and to the recipe; :func:`run` runs a recipe
+the same way for both entry points.
+
+Recipe modules import no heavy library at import time, so importing this table stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from swiftkit.config import (
+    CommandConfig,
+    DataLintConfig,
+    DataPreviewConfig,
+    DeployConfig,
+    EvalConfig,
+    ExportConfig,
+    InferConfig,
+    PtConfig,
+    RlhfConfig,
+    SftConfig,
+)
+from swiftkit.config.files import load_yaml_config
+from swiftkit.config.plugin_fields import collect_plugin_fields
+from swiftkit.core._compat import silence_known_warnings
+from swiftkit.core.plugins import PluginHost
+from swiftkit.data import plugin as data_plugin
+from swiftkit.evaluate import plugin as evaluate_plugin
+from swiftkit.exporters import plugin as exporters_plugin
+from swiftkit.inference import plugin as inference_plugin
+from swiftkit.models import plugin as models_plugin
+from swiftkit.recipes.data import DataLintRecipe, DataPreviewRecipe
+from swiftkit.recipes.deploy import DeployRecipe
+from swiftkit.recipes.eval import EvalRecipe
+from swiftkit.recipes.export import ExportRecipe
+from swiftkit.recipes.infer import InferRecipe
+from swiftkit.recipes.rlhf import RlhfRecipe
+from swiftkit.recipes.sft import SftRecipe
+from swiftkit.templates import plugin as templates_plugin
+from swiftkit.train import plugin as train_plugin
+
+# Built-in behaviour, registered through the same hooks as third-party plugins, in this order.
+BUILTIN_PLUGINS = (models_plugin, data_plugin, templates_plugin, train_plugin, inference_plugin, evaluate_plugin,
+                   exporters_plugin)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command. A *recipe* command has a config and a recipe (and may be a Python API function);
+    a *tool* command (``list``, ``plugins``) inspects the installation with flags of its own."""
+
+    name: str
+    help: str
+    config: type[CommandConfig] | None = None
+    recipe: type | None = None
+    api: str | None = None  # the Python API function's name, when it has one
+
+    @property
+    def is_tool(self) -> bool:
+        return self.recipe is None
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("sft", "Supervised fine-tuning (LoRA / full / freeze) on conversations.", SftConfig, SftRecipe, "sft"),
+    Command("pt", "Continued pretraining on raw text (loss on every token).", PtConfig, SftRecipe, "pt"),
+    Command("rlhf", "Alignment: --rlhf_type dpo|orpo|simpo|cpo|kto|rm|ppo|grpo on preference, labelled or prompt "
+            "data.", RlhfConfig, RlhfRecipe, "rlhf"),
+    Command("infer", "Chat with a model or trained adapters, interactively or over a dataset.", InferConfig,
+            InferRecipe, "infer"),
+    Command("eval", "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).", EvalConfig,
+            EvalRecipe, "eval"),
+    Command("export", "Write trained adapters as a model other tools load (built in: merged safetensors).",
+            ExportConfig, ExportRecipe, "export"),
+    Command("deploy", "Serve a model and its adapters over an OpenAI-compatible HTTP API (/v1/chat/completions).",
+            DeployConfig, DeployRecipe, "deploy"),
+    Command("data lint", "Report every problem in --dataset: file, line, field and what is wrong (exit 1 on errors).",
+            DataLintConfig, DataLintRecipe),
+    Command("data preview", "Show one encoded --dataset row with the tokens that get loss marked.", DataPreviewConfig,
+            DataPreviewRecipe),
+    Command("list", "List registered entries: swiftkit list models|datasets|templates|preprocessors|rewards."),
+    Command("plugins", "Inspect or create plugins: swiftkit plugins list | new NAME."),
+)}
+
+
+def build_host(files=(), disabled=(), *, tolerant: bool = False) -> PluginHost:
+    """The one plugin host of an invocation: built-ins, installed entry points, ``files``."""
+    return PluginHost.build(BUILTIN_PLUGINS, files, disabled, tolerant=tolerant)
+
+
+def as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def plugin_fields(host: PluginHost, command: Command) -> dict:
+    """The flags loaded plugins add to ``command`` (name -> PluginField)."""
+    return collect_plugin_fields(host, command.name, command.config.flat_fields())
+
+
+def config_from_values(command: Command, host: PluginHost, values: dict[str, Any], source: str) -> CommandConfig:
+    """A validated config from flat values (YAML merged with flags or keyword arguments)."""
+    return command.config.from_flat(values, source=source, plugin_fields=plugin_fields(host, command))
+
+
+def runtime_setup() -> None:
+    """Library runtime settings (not configuration) every command gets, from the CLI or the API:
+    OpenMP threads that spin while idle make steps 3-5x slower on a shared 2-core machine, and the
+    tokenizers library warns about forked workers; known upstream warnings are silenced."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    silence_known_warnings()
+
+
+def run(command: Command, config: CommandConfig, host: PluginHost) -> dict:
+    """Build ``command``'s recipe with the config and host, set it up and run it."""
+    runtime_setup()
+    recipe = command.recipe(config, host)
+    recipe.setup()
+    return recipe.run()
+
+
+def api_values(config_file: str | None, fields: dict) -> dict:
+    """YAML values (when ``config_file`` is given) overridden by keyword arguments."""
+    values = load_yaml_config(config_file) if config_file is not None else {}
+    values.update(fields)
+    return values

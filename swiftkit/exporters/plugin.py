@@ -1,0 +1,19 @@
+"""Built-in plugin for export: the ``merged`` format, through the public export hook."""
+
+from __future__ import annotations
+
+from swiftkit.core.hookspecs import hookimpl
+
+
+@hookimpl
+def swiftkit_choice_names(kind):
+    return ["merged"] if kind == "export_format" else []
+
+
+@hookimpl
+def swiftkit_get_export_format(name, config):
+    if name != "merged":
+        return None
+    from swiftkit.exporters.formats import export_merged
+
+    return export_merged

@@ -1,0 +1,153 @@
+"""The inference-engine contract, and the parts both built-in engines share.
+
+:class:`InferEngine` lists everything ``swiftkit infer``, ``eval`` and ``deploy`` call on an engine;
+the transformers and vLLM engines implement it, and so must an engine a plugin returns from
+``swiftkit_get_infer_engine`` (checked when it is chosen). OpenAI request and response shapes are
+not the engine's business: :mod:`swiftkit.inference.openai` builds them from these calls.
+
+The shared parts are composed, not inherited: :class:`ServedModels` (which served model name is
+which adapter) and :class:`PromptCodec` (the template's prompt ids, text ids and decoding, behind
+one lock, since a fast tokenizer must not be used by two threads at once).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from swiftkit.inference.protocol import ProtocolError, SamplingParams
+
+
+@dataclass
+class Generated:
+    """One finished reply: its text, how many tokens it took and why it ended."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str  # "stop" (stop token or string) or "length" (max_tokens reached)
+    logprobs: list[dict] | None = None  # OpenAI ``logprobs.content`` entries, when asked for
+
+
+@runtime_checkable
+class InferEngine(Protocol):
+    """What callers of an engine use. ``template`` encodes prompts exactly as training did."""
+
+    template: object
+    max_model_len: int | None  # prompt + reply limit; deploy may lower it (--max_model_len)
+    supports_logprobs: bool
+
+    def served_models(self) -> dict[str, str | None]:
+        """Served model name -> adapter name (None: the base model); empty when names are not used."""
+
+    def model_names(self) -> list[str]: ...
+
+    def add_model(self, name: str, adapter: str | None = None) -> None:
+        """Serve the base model (``adapter`` None) or an already loaded adapter as ``name``."""
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Load the LoRA adapter at ``path`` and serve it as ``name``."""
+
+    def check_model(self, name: str) -> None:
+        """Raise a 404 :class:`ProtocolError` unless ``name`` is served."""
+
+    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]: ...
+
+    def text_ids(self, text: str) -> list[int]: ...
+
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
+                     cancel: threading.Event | None = None) -> list[Generated]:
+        """One reply per prompt (token ids), generated together with ``model``'s adapter."""
+
+    def stream_ids(self, prompt: list[int], params: SamplingParams, model: str | None = None,
+                   cancel: threading.Event | None = None) -> Iterator[str | Generated]:
+        """Text pieces as they are generated, then the :class:`Generated` reply."""
+
+    def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
+        """One reply per conversation (``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
+        ``repetition_penalty``): the simple call of ``infer`` and eval benchmarks."""
+
+    def stream(self, messages: list[dict], **generation) -> Iterator[str]:
+        """The reply to ``messages`` in text pieces as they are generated."""
+
+
+def missing_methods(engine) -> list[str]:
+    """The members of :class:`InferEngine` that ``engine`` lacks (empty when it meets the protocol)."""
+    names = [n for n in dir(InferEngine) if not n.startswith("_")] + list(InferEngine.__annotations__)
+    return sorted({n for n in names if not hasattr(engine, n)})
+
+
+def sampling_params(max_new_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 50,
+                    repetition_penalty: float = 1.0) -> SamplingParams:
+    """:class:`SamplingParams` from the keyword arguments of ``generate`` / ``stream``."""
+    return SamplingParams(max_new_tokens, temperature, top_p, top_k, repetition_penalty)
+
+
+def generate_texts(engine, conversations: list[list[dict]], **generation) -> list[str]:
+    """``engine.generate`` on top of ``prompt_ids`` and ``generate_ids`` (what both engines do)."""
+    if not conversations:
+        return []
+    prompts = [engine.prompt_ids(m) for m in conversations]
+    return [g.text for g in engine.generate_ids(prompts, sampling_params(**generation))]
+
+
+def stream_text(engine, messages: list[dict], **generation) -> Iterator[str]:
+    """``engine.stream`` on top of ``prompt_ids`` and ``stream_ids``."""
+    for item in engine.stream_ids(engine.prompt_ids(messages), sampling_params(**generation)):
+        if isinstance(item, str):
+            yield item
+
+
+class ServedModels:
+    """Served model names and the adapter each one uses (None: the base model)."""
+
+    def __init__(self):
+        self.names: dict[str, str | None] = {}
+
+    def add(self, name: str, adapter: str | None = None) -> None:
+        if name in self.names:
+            raise ValueError(f"model name {name!r} is served twice; give each adapter its own name")
+        self.names[name] = adapter
+
+    def check(self, name: str) -> None:
+        if self.names and name not in self.names:
+            raise ProtocolError(
+                f"the model {name!r} does not exist; served models: {', '.join(self.names)}",
+                "model", status=404, code="model_not_found",
+            )
+
+
+class PromptCodec:
+    """A template's encoding and decoding, serialised by one lock (fast tokenizers are not thread-safe)."""
+
+    def __init__(self, template):
+        self.template = template
+        self.stop_token_ids: list[int] = list(template.stop_token_ids)
+        self.lock = threading.Lock()
+
+    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        with self.lock:
+            return list(self.template.encode_prompt(messages, tools=tools))
+
+    def text_ids(self, text: str) -> list[int]:
+        with self.lock:
+            return list(self.template.tokenizer(text)["input_ids"])
+
+    def decode(self, ids) -> str:
+        with self.lock:
+            return self.template.decode(ids)
+
+    def until_stop(self, ids: list[int]) -> list[int]:
+        """``ids`` up to (not including) the first stop token."""
+        stops = set(self.stop_token_ids)
+        for i, tok in enumerate(ids):
+            if tok in stops:
+                return ids[:i]
+        return ids
+
+
+def cut_at_stop_string(text: str, stops) -> tuple[str, bool]:
+    """``text`` cut before the first stop string, and whether one was found."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[:min(found)], True) if found else (text, False)

@@ -1,0 +1,350 @@
+"""Generation with plain transformers: batched replies and token streams (the ``transformers`` engine).
+
+The prompt ids are exactly ``template.encode_prompt(messages, tools=...)`` (what the model's chat
+template gives with ``add_generation_prompt=True``, as in training); a batch is left-padded by hand
+with an attention mask, so padding never changes the prompt. Generation stops at any of
+``template.stop_token_ids`` or at a request's stop strings, and only the new tokens before the
+stop are decoded. One base model can serve several LoRA adapters, each under its own model name,
+chosen per call (peft ``set_adapter``; the base model runs with the adapters disabled). Calls from
+several threads are serialised by a lock; the deploy scheduler batches them before they get here.
+
+With ``SamplingParams.logprobs`` a reply also carries each kept token's log-probability (and its
+``top_logprobs`` likeliest alternatives): ``log_softmax`` of the model's *raw* logits at that step
+(``output_logits=True``), i.e. before repetition penalty, temperature, top-k and top-p. For greedy
+decoding without a repetition penalty the chosen token is then the top alternative; for sampling
+the numbers describe the model, not the warped distribution it was sampled from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+
+from swiftkit.inference.base import (
+    Generated,
+    PromptCodec,
+    ServedModels,
+    cut_at_stop_string,
+    generate_texts,
+    stream_text,
+)
+from swiftkit.inference.protocol import SamplingParams, token_logprob
+
+
+class _TokenQueue:
+    """A ``generate`` streamer: the first ``put`` is the prompt (skipped), then new token ids."""
+
+    DONE = object()
+
+    def __init__(self):
+        self.items: queue.Queue = queue.Queue()
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.items.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.items.put(self.DONE)
+
+
+def _stopping_criteria(width: int, stops: tuple[str, ...], decode, cancel: threading.Event | None):
+    """A StoppingCriteria ending rows whose new text contains a stop string (all rows on cancel);
+    ``stopped_at[row]`` is the sequence length at which a row was stopped."""
+    import torch
+    from transformers import StoppingCriteria
+
+    window = max((len(s) for s in stops), default=0) + 8  # tokens: each decodes to >= 1 char mostly
+
+    class StopStrings(StoppingCriteria):
+        def __init__(self):
+            self.stopped_at: dict[int, int] = {}
+
+        def __call__(self, input_ids, scores, **kwargs):
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+            if cancel is not None and cancel.is_set():
+                return done | True
+            if stops:
+                length = input_ids.shape[1]
+                for row, ids in enumerate(input_ids[:, max(width, length - window):].tolist()):
+                    if row not in self.stopped_at and any(s in decode(ids) for s in stops):
+                        self.stopped_at[row] = length
+                    done[row] = row in self.stopped_at
+            return done
+
+    return StopStrings()
+
+
+def _byte_level_chars() -> dict[str, int]:
+    """The byte-level BPE alphabet: printable bytes stand for themselves, the rest are shifted past 255."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_LEVEL = _byte_level_chars()
+
+
+def _piece_bytes(piece: str) -> bytes | None:
+    """The bytes a vocabulary piece stands for (``<0xHH>`` byte fallback or byte-level BPE), else None."""
+    if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+        return bytes([int(piece[3:5], 16)])
+    if piece and all(c in _BYTE_LEVEL for c in piece):
+        return bytes(_BYTE_LEVEL[c] for c in piece)
+    return None
+
+
+def _held_back(text: str, stops) -> int:
+    """How many trailing characters of ``text`` could be the start of a stop string."""
+    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+
+
+class TransformersEngine:
+    """Replies from a causal LM and a template (``encode_prompt``, ``decode``, stop ids); meets
+    :class:`~swiftkit.inference.base.InferEngine`."""
+
+    supports_logprobs = True
+
+    def __init__(self, model, template):
+        self.model = model
+        self.template = template
+        self.codec = PromptCodec(template)
+        tok = template.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_token_id: int = pad if pad is not None else (self.stop_token_ids or [0])[0]
+        self.max_model_len: int | None = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.served = ServedModels()  # model name -> peft adapter name (None: base model)
+        self._model_lock = threading.Lock()
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """The token ids generation stops at (the template's end-of-turn tokens)."""
+        return self.codec.stop_token_ids
+
+    @stop_token_ids.setter
+    def stop_token_ids(self, ids) -> None:
+        self.codec.stop_token_ids = list(ids)
+
+    # -- served models ---------------------------------------------------------------------------
+
+    def served_models(self) -> dict[str, str | None]:
+        return dict(self.served.names)
+
+    def add_model(self, name: str, adapter: str | None = None) -> None:
+        """Serve the base model (``adapter`` None) or an already loaded peft adapter as ``name``."""
+        self.served.add(name, adapter)
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Load the LoRA adapter at ``path`` beside the others and serve it as ``name``."""
+        from peft import PeftModel
+
+        internal = f"adapter{len(self.served.names)}"  # peft names become module keys: keep them plain
+        with self._model_lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=internal, is_trainable=False)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=internal, is_trainable=False)
+            self.model.eval()
+        self.add_model(name, internal)
+
+    def model_names(self) -> list[str]:
+        return list(self.served.names)
+
+    def check_model(self, name: str) -> None:
+        self.served.check(name)
+
+    @contextlib.contextmanager
+    def _using(self, name: str | None):
+        """Run with the adapter served as ``name`` active (None: the model as loaded)."""
+        if name is None or not self.served.names:
+            yield
+            return
+        self.check_model(name)
+        adapter = self.served.names[name]
+        if adapter is None:
+            disable = getattr(self.model, "disable_adapter", None)
+            with disable() if disable is not None and hasattr(self.model, "peft_config") else contextlib.nullcontext():
+                yield
+        else:
+            self.model.set_adapter(adapter)
+            yield
+
+    # -- building blocks -------------------------------------------------------------------------
+
+    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.codec.prompt_ids(messages, tools)
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.codec.text_ids(text)
+
+    def _decode(self, ids) -> str:
+        return self.codec.decode(ids)
+
+    def _batch(self, prompts: list[list[int]]):
+        """Left-padded ``input_ids`` and ``attention_mask`` tensors on the model's device."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        ids = [[self.pad_token_id] * (width - len(p)) + p for p in prompts]
+        mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
+        device = self.model.device
+        return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+
+    def _generation_config(self, params: SamplingParams):
+        from transformers import GenerationConfig
+
+        kw = {
+            "max_new_tokens": params.max_tokens,
+            "eos_token_id": self.stop_token_ids or None,
+            "pad_token_id": self.pad_token_id,
+            "do_sample": params.temperature > 0,
+        }
+        if params.temperature > 0:
+            kw.update(temperature=params.temperature, top_p=params.top_p,
+                      top_k=params.top_k if params.top_k > 0 else None)
+        if params.repetition_penalty != 1.0:
+            kw["repetition_penalty"] = params.repetition_penalty
+        if params.logprobs:
+            kw.update(output_logits=True, return_dict_in_generate=True)
+        return GenerationConfig(**kw)
+
+    def _finish(self, ids: list[int], params: SamplingParams, steps=None, row: int = 0) -> Generated:
+        """The reply of generated ``ids``; ``steps`` (raw logits per step, batch-first) add logprobs."""
+        kept = self.codec.until_stop(ids)
+        hit_token = len(kept) < len(ids)
+        text, hit_string = cut_at_stop_string(self._decode(kept), params.stop)
+        reason = "length" if not (hit_token or hit_string) and len(kept) >= params.max_tokens else "stop"
+        reply = Generated(text, len(kept) + int(hit_token), reason)
+        if steps is not None:
+            if hit_string:  # only the tokens that make up the returned text
+                kept = kept[:next(m for m in range(len(kept) + 1) if len(self._decode(kept[:m])) >= len(text))]
+            reply.logprobs = self._token_logprobs(kept, steps, row, params.top_logprobs)
+        return reply
+
+    def _token_text(self, token_id: int) -> tuple[str, bytes]:
+        """A token's text and its UTF-8 bytes; a token holding part of a character gets its own
+        bytes (byte-level BPE or ``<0xHH>`` pieces) and the text ``bytes:\\xHH...`` as OpenAI writes it."""
+        with self.codec.lock:
+            tok = self.template.tokenizer
+            text = tok.decode([token_id], skip_special_tokens=False)
+            if "\ufffd" not in text:
+                return text, text.encode("utf-8")
+            piece = tok.convert_ids_to_tokens(token_id)
+        raw = _piece_bytes(piece) if isinstance(piece, str) else None
+        if raw is None:
+            return text, text.encode("utf-8")
+        return "bytes:" + "".join(f"\\x{b:02x}" for b in raw), raw
+
+    def _token_logprobs(self, ids: list[int], steps, row: int, top: int) -> list[dict]:
+        import torch
+
+        entries = []
+        for step, token_id in enumerate(ids):
+            logprobs = torch.log_softmax(steps[step][row].float(), dim=-1)
+            alternatives = []
+            if top:
+                values, indices = logprobs.topk(top)
+                alternatives = [(*self._token_text(i), v) for i, v in zip(indices.tolist(), values.tolist())]
+            entries.append(token_logprob(*self._token_text(token_id), logprobs[token_id].item(), alternatives))
+        return entries
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
+                     cancel: threading.Event | None = None) -> list[Generated]:
+        """One reply per prompt (token ids), generated as one left-padded batch with ``model``'s adapter."""
+        import torch
+
+        input_ids, mask = self._batch(prompts)
+        width = input_ids.shape[1]
+        stopper = _stopping_criteria(width, params.stop, self._decode, cancel)
+        with self._model_lock, self._using(model), torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=[stopper],
+                                      generation_config=self._generation_config(params))
+        steps = out.logits if params.logprobs else None
+        rows = (out.sequences if params.logprobs else out)[:, width:].tolist()
+        return [self._finish(ids[:stopper.stopped_at[i] - width] if i in stopper.stopped_at else ids, params,
+                             steps, i)
+                for i, ids in enumerate(rows)]
+
+    def stream_ids(self, prompt: list[int], params: SamplingParams, model: str | None = None,
+                   cancel: threading.Event | None = None) -> Iterator[str | Generated]:
+        """Yield text pieces as tokens arrive, then the :class:`Generated` reply (same text as generate)."""
+        import torch
+
+        input_ids, mask = self._batch([prompt])
+        cancel = cancel or threading.Event()
+        stopper = _stopping_criteria(input_ids.shape[1], params.stop, self._decode, cancel)
+        streamer = _TokenQueue()
+        failure: list[BaseException] = []
+
+        def work():
+            try:
+                with self._using(model), torch.inference_mode():
+                    if params.seed is not None:
+                        torch.manual_seed(params.seed)
+                    self.model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer,
+                                        stopping_criteria=[stopper], generation_config=self._generation_config(params))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failure.append(exc)
+                streamer.end()
+
+        with self._model_lock:
+            thread = threading.Thread(target=work, daemon=True)
+            thread.start()
+            try:
+                yield from self._pieces(streamer, params, cancel)
+            finally:
+                cancel.set()  # a consumer that stops early ends generation too
+                thread.join()
+        if failure:
+            raise failure[0]
+
+    def _pieces(self, streamer: _TokenQueue, params: SamplingParams, cancel: threading.Event):
+        ids: list[int] = []
+        emitted, hit_token, hit_string = "", False, False
+        while True:
+            item = streamer.items.get()
+            if item is _TokenQueue.DONE:
+                break
+            if hit_token or hit_string:
+                continue  # drain until generate ends
+            kept = self.codec.until_stop(item)
+            hit_token = len(kept) < len(item)
+            ids.extend(kept)
+            text, hit_string = cut_at_stop_string(self._decode(ids), params.stop)
+            if hit_string:
+                cancel.set()
+            # Hold back half a multi-byte character, text that rewrites earlier text, and text that
+            # may be the start of a stop string.
+            end = len(text) if hit_string else len(text) - _held_back(text, params.stop)
+            if text.startswith(emitted) and not text[:end].endswith("\ufffd") and end > len(emitted):
+                yield text[len(emitted):end]
+                emitted = text[:end]
+        text, hit_string = cut_at_stop_string(self._decode(ids), params.stop)
+        if text.startswith(emitted) and len(text) > len(emitted):
+            yield text[len(emitted):]
+        done = hit_token or hit_string or len(ids) < params.max_tokens
+        yield Generated(text, len(ids) + int(hit_token), "stop" if done else "length")
+
+    # -- the simple API of `swiftkit infer` / `swiftkit eval` ------------------------------------
+
+    def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
+        """One reply per conversation, generated as one left-padded batch."""
+        return generate_texts(self, conversations, **generation)
+
+    def stream(self, messages: list[dict], **generation) -> Iterator[str]:
+        """Yield the reply to ``messages`` in text pieces as tokens arrive (same text as generate)."""
+        return stream_text(self, messages, **generation)

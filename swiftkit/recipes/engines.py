@@ -1,0 +1,45 @@
+"""The step ``infer``, ``eval`` and ``deploy`` share: load model + template and build the engine."""
+
+from __future__ import annotations
+
+import sys
+
+from swiftkit.core.choices import choose
+from swiftkit.core.errors import ChoiceError, ConfigError
+from swiftkit.inference.base import missing_methods
+from swiftkit.inference.loading import load_for_inference
+
+
+def check_backend_installed(backend: str) -> None:
+    """Fail before any weights load when ``--infer_backend`` names an optional engine whose package
+    is missing (looked up without importing it)."""
+    import importlib.util
+
+    from swiftkit.config.inference import VLLM_MISSING
+
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ChoiceError(VLLM_MISSING)
+
+
+def load_engine(cfg, host, *, adapters: list[str] | None = None):
+    """``(engine, info)``: the model and template as training left them (see
+    :func:`~swiftkit.inference.loading.load_for_inference`) in ``--infer_backend``'s engine, which
+    must meet the :class:`~swiftkit.inference.base.InferEngine` protocol."""
+    backend = cfg.generation.infer_backend
+    check_backend_installed(backend)
+    model, template, info = load_for_inference(cfg, registries=host.registries, adapters=adapters)
+    engine = choose(host, "infer_engine", backend, model=model, template=template, config=cfg)
+    missing = missing_methods(engine)
+    if missing:
+        raise ConfigError(f"--infer_backend {backend!r} returned a {type(engine).__name__}, which lacks "
+                          f"{', '.join(missing)} of the InferEngine protocol (swiftkit.inference.base)")
+    print(f"[swiftkit] {cfg.command}: model {info['model_path']}, adapters {info['adapters']}, "
+          f"template {info['template']}", file=sys.stderr)
+    return engine, info
+
+
+def seed_sampling(seed: int) -> None:
+    """Make sampled replies (temperature > 0) reproducible: ``--data_seed`` seeds torch."""
+    import torch  # defers torch
+
+    torch.manual_seed(seed)

@@ -1,0 +1,193 @@
+"""The ``rlhf`` recipe: DPO, ORPO, SimPO, CPO, KTO, reward modelling, PPO and GRPO.
+
+A sibling of the ``sft`` recipe sharing its step functions (:mod:`swiftkit.recipes.steps`): rows
+are read as pairs / labelled replies / prompts (:mod:`swiftkit.data.alignment`), encoded into the
+columns the method's trainer takes (:mod:`swiftkit.data.encode_alignment`), the policy is loaded
+with the extra models the method needs (:mod:`swiftkit.recipes.rlhf_models`), and the trainer is
+TRL's for the method (:mod:`swiftkit.train.rlhf_trainers`) or swiftkit's PPO. Nothing is written
+until data, rewards and models have been checked.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+from swiftkit.config import RlhfConfig
+from swiftkit.core.io import write_json
+from swiftkit.data.alignment import CONVERTERS
+from swiftkit.data.encode_alignment import encode_for, real_tokens
+from swiftkit.models import set_num_threads
+from swiftkit.recipes import rlhf_models, steps
+from swiftkit.recipes.records import RunPlan, write_run_records
+from swiftkit.templates.selection import load_tokenizer_and_template
+
+# What each method logs that says whether it learns; drawn into PNGs next to loss.png.
+PLOTS = {
+    "rewards.png": ("rewards/chosen", "rewards/rejected", "reward", "objective/scores", "objective/rlhf_reward"),
+    "margins.png": ("rewards/margins", "rewards/accuracies", "accuracy", "margin"),
+    "kl.png": ("kl", "objective/kl"),
+}
+# Logged values reported in train_result.json: the method's own signal at the first and last log.
+SIGNALS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "kl", "reward",
+           "accuracy", "margin", "objective/scores", "objective/kl", "objective/rlhf_reward", "loss")
+
+
+class RlhfRecipe:
+    """``swiftkit rlhf --rlhf_type dpo|orpo|simpo|cpo|kto|rm|ppo|grpo``."""
+
+    def __init__(self, config: RlhfConfig, host):
+        self.config = config
+        self.host = host
+        self.method = config.rlhf.rlhf_type
+
+    def setup(self) -> None:
+        cfg, host = self.config, self.host
+        self.resume, resumed = steps.resume_point(cfg)
+        self.adapter_ckpt, inherited = rlhf_models.adapter_start(cfg)
+        inherited = {**resumed, **inherited}
+        set_num_threads(cfg.model.num_threads)
+        model_args = steps.with_settings(cfg.model, inherited)
+        self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
+            model_args, steps.with_settings(cfg.template, inherited), host.registries)
+        self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
+        self.train_data, self.val_data = self._encode()
+        self.reward_funcs = self._reward_funcs()
+        self.parts = steps.choose_training_parts(host, cfg, trainer=False)
+        self.plan = self._plan(model_args, inherited)
+        self.model, self.extra = self._load_models()
+        self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
+        self.trainer = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _data_options(self) -> dict:
+        return steps.data_options(self.config, convert=CONVERTERS[self.method])
+
+    def _encode(self):
+        from datasets import Dataset  # defers pyarrow
+
+        train_rows, val_rows = self.rows.train, self.rows.val
+        if self.method == "kto":
+            # TRL reads KTO data in order (each batch's KL term pairs its own rows); one seeded shuffle
+            # keeps desirable and undesirable rows from arriving in separate batches.
+            train_rows = list(train_rows)
+            random.Random(self.config.data.data_seed).shuffle(train_rows)
+        train, skipped = encode_for(self.method, train_rows, self.template, "--dataset")
+        val, val_skipped = encode_for(self.method, val_rows, self.template, "--val_dataset") if val_rows else ([], 0)
+        steps.report_too_long(skipped, val_skipped, self.template)
+        self.too_long = skipped + val_skipped
+        return Dataset.from_list(train), Dataset.from_list(val) if val else []
+
+    def _reward_funcs(self) -> list:
+        """Reward functions resolve by name before any weights load (a typo costs nothing)."""
+        if self.method != "grpo" or not self.config.grpo.reward_funcs:
+            return []
+        from swiftkit.train.rewards import resolve_reward_funcs
+
+        return resolve_reward_funcs(self.host.registries.rewards, self.config.grpo.reward_funcs, self.config,
+                                    describe=self.host.label)
+
+    def _plan(self, model_args, inherited: dict) -> RunPlan:
+        cfg = self.config
+        tr = cfg.training
+        return RunPlan(
+            model=model_args.model, model_path=self.resolved.path, model_type=self.resolved.model_type,
+            template_name=self.template.name, num_train_rows=len(self.train_data), num_val_rows=len(self.val_data),
+            rows_too_long=self.too_long, bad_rows_skipped=self.rows.bad_rows_skipped,
+            rows_per_step=tr.per_device_train_batch_size * tr.gradient_accumulation_steps,
+            resume_from=str(self.resume) if self.resume else None, inherited=inherited,
+            lr_scheduler=steps.schedule_record(cfg),
+            target_modules=(steps.lora_targets(cfg.tuner, self.resolved)
+                            if cfg.tuner.train_type == "lora" and self.adapter_ckpt is None else None),
+            method={"rlhf_type": self.method, "beta": cfg.rlhf.beta_value},
+        )
+
+    def _load_models(self):
+        cfg, method = self.config, self.method
+        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, scalar_head=method == "rm")
+        if method == "rm":
+            model.config.pad_token_id = self.tokenizer.pad_token_id
+        if method in ("grpo", "ppo"):
+            # Generation stops at the template's end of turn, not only at the tokenizer's EOS.
+            model.generation_config.eos_token_id = list(self.template.stop_token_ids)
+            model.generation_config.pad_token_id = self.tokenizer.pad_token_id
+        starting_copy = (rlhf_models.freeze(copy.deepcopy(model))
+                         if rlhf_models.uses_reference_copy(method, cfg.tuner.train_type, cfg) else None)
+        if cfg.training.gradient_checkpointing:
+            steps.enable_gradient_checkpointing(model)
+        if self.adapter_ckpt is not None:
+            model = rlhf_models.continue_adapter(model, self.adapter_ckpt)
+        else:
+            model = steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
+        extra = rlhf_models.extra_models(method, cfg, self.host.registries, self.tokenizer, model,
+                                         starting_copy=starting_copy, adapter_ckpt=self.adapter_ckpt)
+        self.plan.method["reference"] = extra.description
+        return model, extra
+
+    def _write_records_and_build_trainer(self):
+        from swiftkit.train.callbacks import CountingCollator  # defers transformers
+        from swiftkit.train.rlhf_trainers import method_config, trainer_class  # defers trl
+
+        cfg, method, run_dir, extra = self.config, self.method, self.folder.path, self.extra
+        write_run_records(run_dir, cfg, self.plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
+                          template=self.template)
+        callbacks, self.counter = steps.record_callbacks(run_dir, f"the {method} loss", PLOTS)
+        base = steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
+        args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision())
+        kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
+                  processing_class=self.tokenizer, callbacks=[*callbacks, *self.parts.callbacks],
+                  optimizers=(steps.build_optimizer(self.host, cfg, self.model), None))
+        if method in ("dpo", "kto", "grpo"):
+            kw["ref_model"] = extra.reference
+            # a trained starting adapter: TRL's frozen copy of it is the reference
+            kw["adapters_off_reference"] = self.adapter_ckpt is None
+        if method == "grpo":
+            if self.tokenizer.chat_template != self.template.chat_template:
+                self.tokenizer.chat_template = self.template.chat_template  # TRL renders prompts with it
+            kw["reward_funcs"] = [*self.reward_funcs, *([extra.reward] if extra.reward is not None else [])]
+            if extra.reward is not None:
+                kw["reward_processing_classes"] = [None] * len(self.reward_funcs) + [self.tokenizer]
+        elif method == "ppo":
+            kw.update(ref_model=extra.reference, reward_model=extra.reward, value_model=extra.value,
+                      settings=self._ppo_settings())
+        trainer = trainer_class(method)(**kw)
+        trainer.data_collator = CountingCollator(trainer.data_collator, self.counter,
+                                                 count=lambda features: real_tokens(method, features))
+        return trainer
+
+    def _precision(self) -> dict:
+        import torch  # defers torch
+
+        dtype = next(self.model.parameters()).dtype
+        return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+
+    def _ppo_settings(self):
+        from swiftkit.train.ppo import PPOSettings  # defers torch
+
+        cfg = self.config
+        p, o = cfg.ppo, cfg.rollout
+        return PPOSettings(
+            kl_coef=cfg.rlhf.beta_value, num_ppo_epochs=p.num_ppo_epochs, cliprange=o.cliprange,
+            cliprange_value=p.cliprange_value, vf_coef=p.vf_coef, gamma=p.gamma, lam=p.lam,
+            max_completion_length=o.max_completion_length, temperature=o.temperature,
+            missing_eos_penalty=p.missing_eos_penalty, stop_token_ids=list(self.template.stop_token_ids),
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+
+    # -- run ---------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        result = steps.train(self.trainer, self.folder, self.resume, self.counter)
+        history = self.trainer.state.log_history
+        signals = {}
+        for key in SIGNALS:
+            values = [h[key] for h in history if key in h and "train_runtime" not in h]
+            if values:
+                signals[key] = {"first": values[0], "last": values[-1]}
+        result.update(rlhf_type=self.method, signals=signals)
+        if not result.get("train_tokens"):
+            result["train_tokens"] = result["train_tokens_per_s"] = None  # online methods: see logging.jsonl
+        write_json(self.folder.path / "train_result.json", result)
+        steps.log(f"run finished: {result}")
+        return result

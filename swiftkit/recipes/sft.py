@@ -1,0 +1,150 @@
+"""The ``sft`` / ``pt`` recipe: ``setup()`` lists its steps, ``run()`` is the one trainer call.
+
+Nothing is written to the output directory until every input (model, data, template, the parts
+plugins supply) has been checked, so a bad flag or a bad row leaves no run folder behind; a run
+that fails before its first optimizer step removes the folder it made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from swiftkit.config import PtConfig, SftConfig
+from swiftkit.data.encode import encode_dataset
+from swiftkit.models import set_num_threads
+from swiftkit.recipes import steps
+from swiftkit.recipes.records import RunPlan, write_run_records
+from swiftkit.templates.selection import load_tokenizer_and_template
+
+
+class SftRecipe:
+    """Supervised fine-tuning (``sft``) or continued pretraining (``pt``) with one config."""
+
+    def __init__(self, config: SftConfig, host):
+        self.config = config
+        self.host = host
+        self.pretrain = isinstance(config, PtConfig)
+
+    def setup(self) -> None:
+        cfg, host = self.config, self.host
+        self.resume, inherited = steps.resume_point(cfg)
+        set_num_threads(cfg.model.num_threads)
+        model_args = steps.with_settings(cfg.model, inherited)
+        self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
+            model_args, cfg.template, host.registries, pretrain=self.pretrain)
+        self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
+        self.train_data, self.val_data = self._encode()
+        self.parts = steps.choose_training_parts(host, cfg)
+        self.plan = self._plan(model_args, inherited)
+        self.model = self._load_model()
+        self.train_data = self._pack()
+        self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
+        self.trainer = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _data_options(self) -> dict:
+        return steps.data_options(self.config, text_only=self.pretrain)
+
+    def _stream(self):
+        """A fresh iterator over the streamed --dataset rows (one per pass over the data)."""
+        from swiftkit.data.streaming import stream_rows
+
+        return stream_rows(self.config.data.dataset, registries=self.host.registries, **self._data_options())
+
+    def _encode(self):
+        """``(train, val)`` encoded with the template; over-long rows are counted in the plan."""
+        from swiftkit.data.datasets import StreamingEncodedDataset  # defers torch
+
+        cfg, rows = self.config, self.rows
+        d = cfg.data
+        cache_dir = Path(cfg.model.cache_dir).expanduser() / "encoded" if cfg.model.cache_dir else None
+        kw = dict(num_proc=d.dataset_num_proc, use_cache=d.load_from_cache_file, cache_dir=cache_dir)
+        if rows.train is None:
+            self._stream()  # resolves every source now: an unknown dataset fails before weights load
+            train, skipped = StreamingEncodedDataset(self._stream, self.template), 0
+        else:
+            train, skipped = encode_dataset(rows.train, self.template, what="--dataset", lazy=d.lazy_tokenize, **kw)
+        val, val_skipped = encode_dataset(rows.val, self.template, what="--val_dataset", **kw) if rows.val else ([], 0)
+        steps.report_too_long(skipped, val_skipped, self.template)
+        self.too_long = skipped + val_skipped
+        return train, val
+
+    def _plan(self, model_args, inherited: dict) -> RunPlan:
+        cfg = self.config
+        tr = cfg.training
+        return RunPlan(
+            model=model_args.model, model_path=self.resolved.path, model_type=self.resolved.model_type,
+            template_name=self.template.name, num_train_rows=None if self.rows.train is None else len(self.train_data),
+            num_val_rows=len(self.val_data), rows_too_long=self.too_long, bad_rows_skipped=self.rows.bad_rows_skipped,
+            rows_per_step=tr.per_device_train_batch_size * tr.gradient_accumulation_steps,
+            resume_from=str(self.resume) if self.resume else None, inherited=inherited,
+            lr_scheduler=steps.schedule_record(cfg),
+            target_modules=steps.lora_targets(cfg.tuner, self.resolved) if cfg.tuner.train_type == "lora" else None,
+        )
+
+    def _load_model(self):
+        cfg = self.config
+        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed)
+        if cfg.training.gradient_checkpointing:
+            steps.enable_gradient_checkpointing(model)
+        return steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
+
+    def _pack(self):
+        """--packing (bin-pack encoded rows) and --padding_free, when the model keeps packed samples
+        apart (checked with a probe); the plan records what was used."""
+        from swiftkit.train.packing import pack_rows, packing_is_exact  # defers torch
+
+        tr, plan = self.config.training, self.plan
+        exact = (tr.packing or tr.padding_free) and packing_is_exact(self.model)
+        if (tr.packing or tr.padding_free) and not exact:
+            steps.log("this model's attention does not keep packed sequences apart (checked with a probe); "
+                      "training with padded batches, without --packing/--padding_free")
+        plan.packing = tr.packing and exact
+        plan.padding_free = tr.padding_free and exact and not plan.packing  # packed rows are already full
+        if not plan.packing:
+            return self.train_data
+        packed = pack_rows(self.train_data, self.template.max_length)
+        steps.log(f"--packing: {len(self.train_data)} rows in {len(packed)} rows of up to "
+                  f"{self.template.max_length} tokens")
+        return packed
+
+    def _write_records_and_build_trainer(self):
+        from transformers import TrainingArguments
+
+        from swiftkit.train.collate import make_collator  # defers torch
+        from swiftkit.train.callbacks import CountingCollator  # defers transformers
+        from swiftkit.train.trainer import SwiftTrainer  # defers transformers
+
+        cfg, plan, run_dir = self.config, self.plan, self.folder.path
+        write_run_records(run_dir, cfg, plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
+                          template=self.template)
+        callbacks, self.counter = steps.record_callbacks(run_dir, self.parts.loss_label)
+        # Packed rows are already full: one row per bin (a flattened batch would make attention
+        # quadratic in the whole batch's tokens on backends without variable-length kernels).
+        collator = make_collator(self.tokenizer, plan.padding_free, packed=plan.packing)
+
+        trainer = self.parts.trainer_cls(
+            model=self.model,
+            args=TrainingArguments(**steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))),
+            data_collator=CountingCollator(collator, self.counter),
+            train_dataset=self.train_data,
+            eval_dataset=self.val_data or None,
+            processing_class=self.tokenizer,
+            compute_loss_func=self.parts.loss,
+            compute_metrics=self.parts.metrics,
+            callbacks=[*callbacks, *self.parts.callbacks],
+            optimizers=(steps.build_optimizer(self.host, cfg, self.model), None),
+        )
+        if isinstance(trainer, SwiftTrainer):  # a plugin's trainer class need not derive from it
+            trainer.loss_label = self.parts.loss_label
+            trainer.scheduler_factory = steps.scheduler_factory(self.host, cfg)
+        return trainer
+
+    # -- run ---------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        result = steps.train(self.trainer, self.folder, self.resume, self.counter)
+        steps.log(f"run finished: {json.dumps(result)}")
+        return result

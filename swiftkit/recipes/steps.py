@@ -1,0 +1,315 @@
+"""Plain step functions the training recipes share: each takes inputs and returns outputs.
+
+``sft``/``pt`` and ``rlhf`` are sibling recipes; what they do alike is here, called from their
+``setup()`` in order. Nothing here keeps state between calls or changes a config: derived values
+are returned (and the recipe records them in its :class:`~swiftkit.recipes.records.RunPlan`).
+
+torch, transformers and peft are imported inside the functions that need them (they are heavy and
+``swiftkit --help`` must not pay for them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from swiftkit.config.groups import TRANSFORMERS_SCHEDULERS
+from swiftkit.core.checkpoints import read_train_args, resolve_resume
+from swiftkit.core.choices import check_name, choose, choose_from
+from swiftkit.core.errors import ConfigError
+from swiftkit.core.io import discard_unstarted_run, new_run_dir, write_json
+from swiftkit.data import data_fingerprint, load_rows, split_rows
+from swiftkit.data.loader import LoadReport
+from swiftkit.train.errors import TrainError
+
+
+def log(message: str) -> None:
+    print(f"[swiftkit] {message}", file=sys.stderr)
+
+
+# -- start ---------------------------------------------------------------------------------------
+
+
+def resume_point(cfg) -> tuple[Path | None, dict]:
+    """``--resume_from_checkpoint``: the checkpoint, and the settings its args.json supplies that the
+    user did not give (the model)."""
+    path = cfg.training.resume_from_checkpoint
+    if not path:
+        return None, {}
+    ckpt = resolve_resume(path)
+    if cfg.model.model:
+        return ckpt, {}
+    args, found = read_train_args(ckpt)
+    if args is None or not args.get("model"):
+        raise TrainError(f"{ckpt.parent / 'args.json'} is missing: pass --model with --resume_from_checkpoint")
+    return ckpt, {"model": args["model"]}
+
+
+def with_settings(group, settings: dict):
+    """A copy of a config group with the ``settings`` it has fields for (the validated one is kept)."""
+    names = {f.name for f in dataclasses.fields(group)}
+    return dataclasses.replace(group, **{k: v for k, v in settings.items() if k in names})
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingRows:
+    train: list[dict] | None  # None with --streaming: read while training
+    val: list[dict]
+    bad_rows_skipped: int
+
+
+def data_options(cfg, *, text_only: bool = False, convert=None) -> dict:
+    """The keyword arguments of ``load_rows`` / ``stream_rows`` for a training config's data flags."""
+    d = cfg.data
+    options = dict(seed=d.data_seed, model_name=tuple(d.model_name), model_author=tuple(d.model_author),
+                   use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir, text_only=text_only,
+                   columns=d.column_map, skip_bad_rows=d.skip_bad_rows)
+    if convert is not None:
+        options["convert"] = convert
+    return options
+
+
+def load_training_rows(cfg, registries, options: dict) -> TrainingRows:
+    """``--dataset`` and ``--val_dataset`` rows (the split when --split_dataset_ratio); every bad
+    row is reported now, before any weights load."""
+    d = cfg.data
+    report, val_report = LoadReport(), LoadReport()
+    train = None if d.streaming else load_rows(d.dataset, registries=registries, report=report, **options)
+    val = load_rows(d.val_dataset, registries=registries, report=val_report, **options) if d.val_dataset else []
+    for what, rep in (("--dataset", report), ("--val_dataset", val_report)):
+        if rep.skipped:
+            log(f"--skip_bad_rows: {what}: {rep.summary()}")
+    skipped = len(report.skipped) + len(val_report.skipped)
+    if train is not None and not d.val_dataset and d.split_dataset_ratio > 0:
+        train, val = split_rows(train, d.split_dataset_ratio, seed=d.data_seed)
+    return TrainingRows(train, val, skipped)
+
+
+def rows_fingerprint(rows: TrainingRows, cfg) -> str:
+    """The data fingerprint of a run; a stream is not read ahead, so its fingerprint covers the specs."""
+    train = rows.train if rows.train is not None else [{"streaming": list(cfg.data.dataset)}]
+    return data_fingerprint(train + rows.val)
+
+
+def report_too_long(train_skipped: int, val_skipped: int, template) -> None:
+    if train_skipped or val_skipped:
+        log(f"skipped {train_skipped} training and {val_skipped} validation rows longer than --max_length "
+            f"{template.max_length}")
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+
+def lora_targets(tuner, resolved) -> list[str]:
+    """The LoRA targets to apply: --target_modules, or the registry's for the model type when the
+    flag was left at all-linear (some architectures need named modules)."""
+    entry = resolved.entry
+    if list(tuner.target_modules) == ["all-linear"] and entry is not None and entry.lora_target_modules:
+        log(f"model type {entry.type}: LoRA on {', '.join(entry.lora_target_modules)}")
+        return list(entry.lora_target_modules)
+    return list(tuner.target_modules)
+
+
+def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False):
+    """The base model's weights, with the seed set first (a tuner initialises adapters after this)."""
+    from transformers import set_seed
+
+    from swiftkit.models import load_model
+
+    set_seed(seed)
+    try:
+        return load_model(resolved, torch_dtype=model_args.torch_dtype, trust_remote_code=model_args.trust_remote_code,
+                          scalar_head=scalar_head)
+    except ValueError as exc:
+        if scalar_head and "Unrecognized configuration class" in str(exc):
+            raise TrainError(f"transformers has no sequence-classification class for {resolved.path} (a reward "
+                             f"model needs one): {exc}") from exc
+        raise
+
+
+def enable_gradient_checkpointing(model) -> None:
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+
+
+def apply_tuner(host, cfg, model, targets: list[str]):
+    """``--train_type``'s tuner (a plugin's or built in) applied to ``model``, with the LoRA targets
+    resolved for this model (the tuner sees them as ``config.tuner.target_modules``)."""
+    tuned = dataclasses.replace(cfg, tuner=dataclasses.replace(cfg.tuner, target_modules=targets))
+    return choose(host, "tuner", cfg.tuner.train_type, model=model, config=tuned)
+
+
+# -- the parts plugins supply --------------------------------------------------------------------
+
+
+@dataclass
+class TrainingParts:
+    """Loss, metrics, callbacks and trainer class chosen by name, and who supplied the loss."""
+
+    loss: object = None
+    loss_label: str = "the model's own cross-entropy"
+    metrics: object = None
+    callbacks: list = dataclasses.field(default_factory=list)
+    trainer_cls: type | None = None
+
+
+def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
+    """Resolve every part selected by name before weights load, so a typo costs nothing: loss,
+    metrics, callbacks, the trainer, and (checked by name; built later) the optimizer and schedule."""
+    from swiftkit.train.guards import GuardedCallback, guarded_loss
+
+    tr, parts = cfg.training, TrainingParts()
+    if tr.loss_type:
+        choice = choose_from(host, "loss", tr.loss_type, config=cfg)
+        parts.loss = guarded_loss(choice.value, host, choice.plugin, tr.loss_type)
+        parts.loss_label = f"--loss_type {tr.loss_type} from {choice.label}"
+    if tr.metric:
+        parts.metrics = choose(host, "metrics", tr.metric, config=cfg)
+    for name in tr.callbacks:
+        choice = choose_from(host, "callback", name, config=cfg)
+        parts.callbacks.append(GuardedCallback(choice.value, host, choice.plugin, name))
+    if tr.optimizer:
+        check_name(host, "optimizer", tr.optimizer)
+    plugin_schedule = tr.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS
+    if plugin_schedule:
+        check_name(host, "lr_scheduler", tr.lr_scheduler_type)
+    if trainer:
+        from swiftkit.train.trainer import SwiftTrainer  # defers transformers
+
+        parts.trainer_cls = choose(host, "trainer", tr.trainer, config=cfg)
+        if plugin_schedule and not issubclass(parts.trainer_cls, SwiftTrainer):
+            raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type} is a plugin's schedule, which swiftkit's "
+                              f"trainer builds; the trainer of --trainer {tr.trainer} does not derive from it")
+    return parts
+
+
+def build_optimizer(host, cfg, model):
+    """``--optimizer``'s optimizer for ``model`` (None: the trainer's AdamW)."""
+    name = cfg.training.optimizer
+    return choose(host, "optimizer", name, model=model, config=cfg) if name else None
+
+
+def scheduler_factory(host, cfg):
+    """For ``SwiftTrainer.scheduler_factory``: a plugin's schedule by name (None for transformers' own)."""
+    name = cfg.training.lr_scheduler_type
+    if name in TRANSFORMERS_SCHEDULERS:
+        return None
+
+    def factory(optimizer, num_training_steps):
+        return choose(host, "lr_scheduler", name, optimizer=optimizer, num_training_steps=num_training_steps,
+                      config=cfg)
+
+    return factory
+
+
+def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
+    """The TrainingArguments fields every training recipe shares (TRL's configs extend the same class)."""
+    tr = cfg.training
+    plugin_schedule = tr.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS
+    return dict(
+        output_dir=str(run_dir),
+        num_train_epochs=tr.num_train_epochs,
+        max_steps=tr.max_steps,
+        learning_rate=tr.learning_rate,
+        # A plugin's schedule is built by the scheduler factory; transformers only needs a valid name.
+        lr_scheduler_type="constant" if plugin_schedule else tr.lr_scheduler_type,
+        lr_scheduler_kwargs={} if plugin_schedule else tr.scheduler_kwargs,
+        warmup_steps=tr.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
+        weight_decay=tr.weight_decay,
+        max_grad_norm=tr.max_grad_norm,
+        per_device_train_batch_size=tr.per_device_train_batch_size,
+        per_device_eval_batch_size=tr.per_device_eval_batch_size,
+        gradient_accumulation_steps=tr.gradient_accumulation_steps,
+        save_strategy="steps",
+        save_steps=tr.save_steps,
+        save_total_limit=tr.save_total_limit,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=(tr.eval_steps or tr.save_steps) if has_val else None,
+        logging_steps=tr.logging_steps,
+        logging_first_step=True,
+        seed=tr.seed,
+        data_seed=cfg.data.data_seed,
+        report_to=[r for r in tr.report_to if r != "none"] or "none",
+        dataloader_num_workers=tr.dataloader_num_workers,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+    )
+
+
+def schedule_record(cfg) -> dict:
+    tr = cfg.training
+    return {"name": tr.lr_scheduler_type, "kwargs": tr.scheduler_kwargs}
+
+
+# -- the run folder ------------------------------------------------------------------------------
+
+
+@dataclass
+class RunFolder:
+    """Where a run writes: a new ``v{N}-{timestamp}`` folder, or the resumed run's own."""
+
+    path: Path
+    fresh: bool  # created by this run (removed again if the run fails before its first step)
+    root_created: bool  # --output_dir did not exist before
+
+
+def open_run_folder(output_dir: str, resume: Path | None) -> RunFolder:
+    if resume is not None:
+        return RunFolder(resume.parent, fresh=False, root_created=False)
+    root_existed = Path(output_dir).exists()
+    return RunFolder(new_run_dir(output_dir), fresh=True, root_created=not root_existed)
+
+
+def record_callbacks(run_dir: Path, loss_label: str, plots=None):
+    """``(callbacks, counter)``: the callbacks that write the run's records (logging.jsonl with
+    real-token counts, plots, args.json per checkpoint) and stop it at a non-finite gradient."""
+    from swiftkit.train.callbacks import JsonlLoggingCallback, RunFilesCallback, TokenCounter
+    from swiftkit.train.guards import NonFiniteGuard
+
+    counter = TokenCounter()
+    return [NonFiniteGuard(loss_label), JsonlLoggingCallback(run_dir / "logging.jsonl", counter),
+            RunFilesCallback(run_dir, plots)], counter
+
+
+def built_or_discarded(folder: RunFolder, build):
+    """``build()``; when it fails, a fresh run folder is removed again (nothing half-made is left)."""
+    try:
+        return build()
+    except BaseException:
+        if folder.fresh:
+            discard_unstarted_run(folder.path, folder.root_created)
+        raise
+
+
+def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
+    """Run the trainer; the result summary is written to ``train_result.json``. A fresh run that
+    fails before its first optimizer step leaves no run folder behind."""
+    from swiftkit.core.checkpoints import checkpoints
+    from swiftkit.train.callbacks import peak_rss_mb
+
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except BaseException:
+        if folder.fresh and trainer.state.global_step == 0:
+            discard_unstarted_run(folder.path, folder.root_created)
+        raise
+    found = checkpoints(folder.path)
+    runtime = output.metrics.get("train_runtime")
+    result = {
+        "run_dir": str(folder.path),
+        "last_checkpoint": str(found[-1]) if found else None,
+        "global_step": output.global_step,
+        "train_loss": output.training_loss,
+        "train_runtime_s": runtime,
+        "train_tokens": counter.tokens,
+        "train_tokens_per_s": round(counter.tokens / runtime, 2) if runtime else None,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "loss_plot": str(folder.path / "loss.png"),
+    }
+    write_json(folder.path / "train_result.json", result)
+    return result

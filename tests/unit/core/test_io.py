@@ -1,0 +1,52 @@
+"""Run directories, resume resolution and atomic JSON records."""
+
+import json
+
+import pytest
+
+from swiftkit.core.checkpoints import CheckpointError, checkpoints, resolve_resume
+from swiftkit.core.io import new_run_dir, write_json
+
+
+def test_run_dirs_are_numbered(tmp_path):
+    a = new_run_dir(tmp_path)
+    b = new_run_dir(tmp_path)
+    (tmp_path / "v7-20200101-000000").mkdir()
+    c = new_run_dir(tmp_path)
+    assert a.name.startswith("v0-") and b.name.startswith("v1-") and c.name.startswith("v8-")
+
+
+def test_checkpoints_sorted_by_step(tmp_path):
+    for step in (10, 2, 100):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-x").mkdir()
+    assert [p.name for p in checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-10", "checkpoint-100"]
+
+
+def test_resume_picks_last_complete_checkpoint(tmp_path):
+    for step in (2, 4):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resolve_resume(str(tmp_path)).name == "checkpoint-4"
+    assert resolve_resume(str(tmp_path / "checkpoint-2")).name == "checkpoint-2"
+    (tmp_path / "checkpoint-6").mkdir()  # a save cut short by a crash
+    assert resolve_resume(str(tmp_path)).name == "checkpoint-4"
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        resolve_resume(str(tmp_path / "missing"))
+    with pytest.raises(CheckpointError, match="no checkpoint-N"):
+        resolve_resume(str(tmp_path))
+    (tmp_path / "checkpoint-3").mkdir()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        resolve_resume(str(tmp_path / "checkpoint-3"))
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        resolve_resume(str(tmp_path))
+
+
+def test_write_json_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "args.json"
+    write_json(target, {"a": 1, "b": "小星"})
+    assert json.loads(target.read_text()) == {"a": 1, "b": "小星"}
+    assert [p.name for p in tmp_path.iterdir()] == ["args.json"]
