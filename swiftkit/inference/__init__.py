@@ -5,9 +5,9 @@
 ``eval`` and ``deploy`` use. Importing this package does not import torch.
 """
 
-from swiftkit.inference.base import Generated, InferEngine
+from swiftkit.inference.base import Generated, InferEngine, ReplyEngine
 from swiftkit.inference.engine import TransformersEngine
 from swiftkit.inference.errors import InferError
 from swiftkit.inference.loading import load_for_inference
 
-__all__ = ["Generated", "InferEngine", "InferError", "TransformersEngine", "load_for_inference"]
+__all__ = ["Generated", "InferEngine", "ReplyEngine", "InferError", "TransformersEngine", "load_for_inference"]

@@ -1,8 +1,9 @@
 """The inference-engine contract, and the parts both built-in engines share.
 
-:class:`InferEngine` lists everything ``swiftkit infer``, ``eval`` and ``deploy`` call on an engine;
-the transformers and vLLM engines implement it, and so must an engine a plugin returns from
-``swiftkit_get_infer_engine`` (checked when it is chosen). OpenAI request and response shapes are
+:class:`ReplyEngine` is what ``swiftkit infer`` and ``eval`` (and eval benchmarks) call on an engine;
+:class:`InferEngine` adds what ``deploy`` calls. The transformers and vLLM engines implement all of
+it; an engine a plugin returns from ``swiftkit_get_infer_engine`` must meet the protocol of the
+command it serves (checked when it is chosen). OpenAI request and response shapes are
 not the engine's business: :mod:`swiftkit.inference.openai` builds them from these calls.
 
 The shared parts are composed, not inherited: :class:`ServedModels` (which served model name is
@@ -31,8 +32,21 @@ class Generated:
 
 
 @runtime_checkable
-class InferEngine(Protocol):
-    """What callers of an engine use. ``template`` encodes prompts exactly as training did."""
+class ReplyEngine(Protocol):
+    """Replies to conversations: what ``infer`` and ``eval`` call."""
+
+    def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
+        """One reply per conversation (``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
+        ``repetition_penalty``): the simple call of ``infer`` and eval benchmarks."""
+
+    def stream(self, messages: list[dict], **generation) -> Iterator[str]:
+        """The reply to ``messages`` in text pieces as they are generated."""
+
+
+@runtime_checkable
+class InferEngine(ReplyEngine, Protocol):
+    """Everything callers of an engine use (``deploy`` included). ``template`` encodes prompts
+    exactly as training did."""
 
     template: object
     max_model_len: int | None  # prompt + reply limit; deploy may lower it (--max_model_len)
@@ -64,17 +78,12 @@ class InferEngine(Protocol):
                    cancel: threading.Event | None = None) -> Iterator[str | Generated]:
         """Text pieces as they are generated, then the :class:`Generated` reply."""
 
-    def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
-        """One reply per conversation (``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``,
-        ``repetition_penalty``): the simple call of ``infer`` and eval benchmarks."""
 
-    def stream(self, messages: list[dict], **generation) -> Iterator[str]:
-        """The reply to ``messages`` in text pieces as they are generated."""
-
-
-def missing_methods(engine) -> list[str]:
-    """The members of :class:`InferEngine` that ``engine`` lacks (empty when it meets the protocol)."""
-    names = [n for n in dir(InferEngine) if not n.startswith("_")] + list(InferEngine.__annotations__)
+def missing_members(engine, protocol: type = InferEngine) -> list[str]:
+    """The members of ``protocol`` that ``engine`` lacks (empty when it meets the protocol)."""
+    names = [n for n in dir(protocol) if not n.startswith("_")]
+    for cls in protocol.__mro__:
+        names += list(getattr(cls, "__annotations__", {}))
     return sorted({n for n in names if not hasattr(engine, n)})
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from swiftkit.config import DeployConfig
 from swiftkit.config.inference import named_adapters
 from swiftkit.core.checkpoints import find_checkpoint
+from swiftkit.inference.base import InferEngine
 from swiftkit.inference.protocol import SamplingDefaults
 from swiftkit.inference.scheduler import Scheduler
 from swiftkit.recipes.engines import load_engine
@@ -38,7 +39,7 @@ class DeployRecipe:
         cfg = self.config
         named = named_adapters(cfg.adapter.adapters)
         first = [path for _, path in named[:1]] if not cfg.adapter.merge_lora else [p for _, p in named]
-        self.engine, self.info = load_engine(cfg, self.host, adapters=first)
+        self.engine, self.info = load_engine(cfg, self.host, adapters=first, protocol=InferEngine)
         lora_first = bool(self.info["adapters"]) and not self.info["merged"]
         base = cfg.deploy.served_model_name or _model_label(
             self.info["settings"].get("model") or self.info["model_path"], "base")

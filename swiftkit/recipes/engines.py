@@ -6,7 +6,7 @@ import sys
 
 from swiftkit.core.choices import choose
 from swiftkit.core.errors import ChoiceError, ConfigError
-from swiftkit.inference.base import missing_methods
+from swiftkit.inference.base import ReplyEngine, missing_members
 from swiftkit.inference.loading import load_for_inference
 
 
@@ -21,18 +21,20 @@ def check_backend_installed(backend: str) -> None:
         raise ChoiceError(VLLM_MISSING)
 
 
-def load_engine(cfg, host, *, adapters: list[str] | None = None):
+def load_engine(cfg, host, *, adapters: list[str] | None = None, protocol: type = ReplyEngine):
     """``(engine, info)``: the model and template as training left them (see
     :func:`~swiftkit.inference.loading.load_for_inference`) in ``--infer_backend``'s engine, which
-    must meet the :class:`~swiftkit.inference.base.InferEngine` protocol."""
+    must meet ``protocol`` (:class:`~swiftkit.inference.base.ReplyEngine` for infer and eval,
+    :class:`~swiftkit.inference.base.InferEngine` for deploy)."""
     backend = cfg.generation.infer_backend
     check_backend_installed(backend)
     model, template, info = load_for_inference(cfg, registries=host.registries, adapters=adapters)
     engine = choose(host, "infer_engine", backend, model=model, template=template, config=cfg)
-    missing = missing_methods(engine)
+    missing = missing_members(engine, protocol)
     if missing:
         raise ConfigError(f"--infer_backend {backend!r} returned a {type(engine).__name__}, which lacks "
-                          f"{', '.join(missing)} of the InferEngine protocol (swiftkit.inference.base)")
+                          f"{', '.join(missing)} of the {protocol.__name__} protocol that `swiftkit {cfg.command}` "
+                          "needs (swiftkit.inference.base)")
     print(f"[swiftkit] {cfg.command}: model {info['model_path']}, adapters {info['adapters']}, "
           f"template {info['template']}", file=sys.stderr)
     return engine, info

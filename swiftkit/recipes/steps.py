@@ -176,8 +176,11 @@ def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
     if tr.optimizer:
         check_name(host, "optimizer", tr.optimizer)
     plugin_schedule = tr.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS
-    if plugin_schedule:
-        check_name(host, "lr_scheduler", tr.lr_scheduler_type)
+    if plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now
+        import torch  # defers torch
+
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        choose(host, "lr_scheduler", tr.lr_scheduler_type, optimizer=probe, num_training_steps=1, config=cfg)
     if trainer:
         from swiftkit.train.trainer import SwiftTrainer  # defers transformers
 

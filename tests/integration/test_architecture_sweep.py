@@ -27,7 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 from swiftkit.models.registry import model_types
-from swiftkit.core.plugins import default_registries
+from hosts import HOST, registries
 from swiftkit.train.errors import TrainError
 
 # Common architectures plus one of each mechanism (MoE, latent attention, state space) run by default.
@@ -62,7 +62,7 @@ class Case:
 
 def collect_cases() -> list[Case]:
     cases: dict[tuple[str, str], Case] = {}
-    for entry in model_types(default_registries().models).values():
+    for entry in model_types(registries().models).values():
         for arch in entry.architectures:
             key = (entry.model_type, arch)
             cases.setdefault(key, Case(*key)).types.append(entry)
@@ -132,10 +132,7 @@ def _param(case: Case):
 @pytest.fixture(scope="module")
 def plugins():
     """The plugin manager and the registries it builds, as a command gets them."""
-    from swiftkit.core.plugins import build_registries, get_plugin_manager
-
-    pm = get_plugin_manager()
-    return pm, build_registries(pm)
+    return HOST, HOST.registries
 
 
 @pytest.fixture(scope="module")
@@ -205,15 +202,15 @@ def test_lora_step_and_generate(case, plugins, tokenizers, tmp_path):
         flat["target_modules"] = list(entry.lora_target_modules)
     cfg = SftConfig.from_flat(flat)
     set_num_threads(cfg.model.num_threads)
-    pm, registries = plugins
+    host, regs = plugins
 
-    resolved, tok, template = load_tokenizer_and_template(cfg.model, cfg.template, registries)
+    resolved, tok, template = load_tokenizer_and_template(cfg.model, cfg.template, regs)
     assert resolved.entry is not None and resolved.entry.type == entry.type
     assert resolved.model_type == case.model_type
     assert template.name == (entry.template or OWN_TEMPLATE)
     model = load_model(resolved, torch_dtype=cfg.model.torch_dtype)
     assert type(model).__name__ == case.architecture
-    model = choose(pm, "tuner", cfg.tuner.train_type, model=model, config=cfg)
+    model = choose(host, "tuner", cfg.tuner.train_type, model=model, config=cfg)
     before = lora_state(model)
     assert before, f"{case.id}: LoRA ({', '.join(cfg.tuner.target_modules)}) adapted no module"
     if entry.lora_target_modules:

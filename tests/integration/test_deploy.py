@@ -21,8 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
-from hosts import templates
-from hosts import registries
+from hosts import HOST, registries, templates
 
 KEY = "sk-test-key"
 HI = [{"role": "user", "content": "Hello! Tell me something."}]
@@ -36,9 +35,9 @@ def free_port() -> int:
 
 def start_server(cfg):
     """``(recipe, uvicorn server, thread)``: the deploy server for ``cfg`` running in a thread."""
-    from swiftkit.serving import DeployRecipe
+    from swiftkit.recipes.deploy import DeployRecipe
 
-    recipe = DeployRecipe(cfg)
+    recipe = DeployRecipe(cfg, HOST)
     recipe.setup()
     server = recipe.server()
     thread = threading.Thread(target=server.run, daemon=True)
@@ -93,8 +92,8 @@ def reference(served, model, messages, **gen):
     from swiftkit.config import InferConfig
     from swiftkit.inference import TransformersEngine, load_for_inference
 
-    path = {"tuned": served["recipe"].cfg.adapter.adapters[0].split("=", 1)[1], "loud": str(served["loud"]),
-            "base": served["recipe"].cfg.adapter.adapters[0].split("=", 1)[1]}[model]
+    path = {"tuned": served["recipe"].config.adapter.adapters[0].split("=", 1)[1], "loud": str(served["loud"]),
+            "base": served["recipe"].config.adapter.adapters[0].split("=", 1)[1]}[model]
     peft_model, template, _ = load_for_inference(InferConfig.from_flat({"adapters": [path]}), registries=registries())
     engine = TransformersEngine(peft_model, template)
     if model == "base":

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from swiftkit.cli.main import main
+from hosts import registries
 from test_sft_cli import write_jsonl
 
 PROBE = [{"role": "user", "content": "What is 1+1?"}]
@@ -18,7 +19,6 @@ PROBE = [{"role": "user", "content": "What is 1+1?"}]
 PLAIN_LOAD = """
 import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from hosts import registries
 folder, out = sys.argv[1], sys.argv[2]
 model = AutoModelForCausalLM.from_pretrained(folder)
 tok = AutoTokenizer.from_pretrained(folder)
@@ -97,9 +97,13 @@ def test_failing_plugin_exporter_leaves_nothing_behind(trained, tmp_path, capsys
             return export
     """))
     target = tmp_path / "exported"
-    with pytest.raises(RuntimeError, match="disk full"):
-        main(["export", "--adapters", str(trained), "--output_dir", str(target),
-              "--export_format", "half-done", "--plugins", str(plugin)])
+    assert main(["export", "--adapters", str(trained), "--output_dir", str(target),
+                 "--export_format", "half-done", "--plugins", str(plugin)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith(
+        f"swiftkit export: error: plugin 'file:{plugin}' (file {plugin}) failed in export format "
+        "'half-done': RuntimeError: disk full while writing part 2")
+    assert "Traceback" not in err
     assert list(tmp_path.glob("*exported*")) == []
 
 
@@ -115,6 +119,8 @@ class Upper:
     '''Replies with the last user message in capitals.'''
     def generate(self, conversations, **generation):
         return [conv[-1]["content"].upper() for conv in conversations]
+    def stream(self, messages, **generation):
+        yield messages[-1]["content"].upper()
 
 class Yes:
     def evaluate(self, engine, config):

@@ -7,6 +7,7 @@ and scoring the training pairs without swiftkit or TRL.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from swiftkit.cli.main import main
-from hosts import templates
+from hosts import HOST, templates
 
 PROMPTS = ["Say something nice", "Greet me", "How are you today?", "Tell me about the sea", "Any advice?",
            "What do you think of me?", "Describe the weather", "Give me a compliment"]
@@ -195,16 +196,15 @@ def test_full_fine_tuning_dpo_against_the_starting_weights(precompute, model_dir
 
 
 def test_precomputed_reference_keeps_no_copy(model_dir, pairs, tmp_path):
-    from swiftkit.api import _build
     from swiftkit.config import RlhfConfig
     from swiftkit.recipes.rlhf import RlhfRecipe
 
-    cfg = _build(RlhfConfig, None, dict(rlhf_type="dpo", model=str(model_dir), dataset=[str(pairs)],
+    cfg = RlhfConfig.from_flat(dict(rlhf_type="dpo", model=str(model_dir), dataset=[str(pairs)],
                                         output_dir=str(tmp_path / "out"), train_type="full", max_steps=1,
                                         report_to=["none"], precompute_ref_log_probs=True))
-    recipe = RlhfRecipe(cfg)
+    recipe = RlhfRecipe(cfg, HOST)
     recipe.setup()
-    assert recipe.ref_model is None and recipe.trainer.ref_model is None
+    assert recipe.extra.reference is None and recipe.trainer.ref_model is None
     assert "ref_chosen_logps" in recipe.trainer.train_dataset.column_names
 
 
@@ -230,7 +230,7 @@ def test_dpo_prompt_ids_are_the_serving_prompt(model_dir, pairs, tmp_path, capsy
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     template = get_template(tok, system="Be kind.", registry=templates())
-    for row in load_rows([str(pairs)], convert=to_preference_row):
+    for row in load_rows([str(pairs)], registries=HOST.registries, convert=to_preference_row):
         enc = encode_pair(template, row)
         prompt = [{"role": "system", "content": "Be kind."}, *row["messages"][:-1]]
         assert enc["prompt_ids"] == tok.apply_chat_template(prompt, add_generation_prompt=True,
@@ -376,28 +376,26 @@ def test_lora_reference_is_the_base_with_adapters_off_not_a_copy(method, model_d
     computes then equals the freshly loaded base model. Under full training the reference is a
     frozen copy that stays equal to the starting weights."""
     import swiftkit
-    from swiftkit.api import _build
     from swiftkit.config import RlhfConfig
     from swiftkit.recipes.rlhf import RlhfRecipe
 
     assert callable(swiftkit.rlhf)
     data = prompts[0] if method == "grpo" else pairs
     extra = {"reward_funcs": ["length"], "num_generations": 2} if method == "grpo" else {}
-    cfg = _build(RlhfConfig, None, dict(rlhf_type=method, model=str(model_dir), dataset=[str(data)],
+    cfg = RlhfConfig.from_flat(dict(rlhf_type=method, model=str(model_dir), dataset=[str(data)],
                                         output_dir=str(tmp_path / "out"), per_device_train_batch_size=4,
                                         max_steps=1, report_to=["none"], lora_dropout=0.0, **extra))
-    recipe = RlhfRecipe(cfg)
+    recipe = RlhfRecipe(cfg, HOST)
     recipe.setup()
     trainer = recipe.trainer
-    assert recipe.ref_model is None and getattr(trainer, "ref_model", None) is None
+    assert recipe.extra.reference is None and getattr(trainer, "ref_model", None) is None
     assert list(trainer.model.peft_config) == ["default"]  # no reference adapter copy either
     base, _ = load_policy(model_dir)
     ids = torch.tensor([[1, 20, 30, 40, 50]])
     with torch.no_grad(), trainer.model.disable_adapter():
         assert torch.allclose(trainer.model(ids).logits, base(ids).logits, atol=1e-5)
 
-    cfg.tuner.train_type = "full"
-    full = RlhfRecipe(cfg)
+    full = RlhfRecipe(dataclasses.replace(cfg, tuner=dataclasses.replace(cfg.tuner, train_type="full")), HOST)
     full.setup()
     ref = full.trainer.ref_model
     assert ref is not None and ref is not full.trainer.model
@@ -481,14 +479,13 @@ def test_alignment_continues_an_sft_adapter_which_is_also_the_reference(method, 
 def test_adapters_start_from_the_sft_policy_not_the_base(sft_run, model_dir, pairs, tmp_path):
     """Control for the test above: with the SFT adapter merged away (the reference = the base), the
     first DPO margin is not 0, so a 0 there really shows the SFT policy is the reference."""
-    from swiftkit.api import _build
     from swiftkit.config import RlhfConfig
     from swiftkit.recipes.rlhf import RlhfRecipe
 
-    cfg = _build(RlhfConfig, None, dict(rlhf_type="dpo", adapters=[str(sft_run)], dataset=[str(pairs)],
+    cfg = RlhfConfig.from_flat(dict(rlhf_type="dpo", adapters=[str(sft_run)], dataset=[str(pairs)],
                                         output_dir=str(tmp_path / "out"), per_device_train_batch_size=8,
                                         max_steps=1, report_to=["none"]))
-    recipe = RlhfRecipe(cfg)
+    recipe = RlhfRecipe(cfg, HOST)
     recipe.setup()
     model = recipe.trainer.model
     assert list(model.peft_config) == ["default", "ref"]

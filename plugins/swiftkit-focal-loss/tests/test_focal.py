@@ -91,18 +91,15 @@ def test_hook_answers_only_for_focal():
         assert plugin.swiftkit_get_loss(name=other, config=None) is None
 
 
-def test_hook_is_valid_for_swiftkit_plugin_manager():
-    import pluggy
+def test_hook_is_valid_for_the_swiftkit_plugin_host():
+    from swiftkit.core.choices import choice_names, choose
+    from swiftkit.core.plugins import PluginHost
 
-    from swiftkit import hookspecs
-
-    pm = pluggy.PluginManager("swiftkit")
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name="focal_loss")
-    pm.check_pending()
-    assert pm.hook.swiftkit_get_loss(name="focal", config=None) is focal_loss
-    assert pm.hook.swiftkit_choice_names(kind="loss") == [["focal"]]
-    assert pm.hook.swiftkit_choice_names(kind="callback") == [[]]
+    host = PluginHost.build(entry_points=False)
+    host.register(plugin, "focal_loss")  # checks every hook name and signature against the hookspecs
+    assert choose(host, "loss", "focal", config=None) is focal_loss
+    assert choice_names(host, "loss") == ["focal"]
+    assert choice_names(host, "callback") == []
 
 
 def test_plugin_module_does_not_import_torch():

@@ -33,20 +33,17 @@ def restore_file_store_opt_in(monkeypatch):
     monkeypatch.delenv(FILE_STORE_OPT_IN, raising=False)
 
 
-def plugin_manager():
-    import pluggy
+def plugin_host():
+    """A swiftkit plugin host with only this plugin (checked against the hookspecs on registration)."""
+    from swiftkit.core.plugins import PluginHost
 
-    from swiftkit import hookspecs
-
-    pm = pluggy.PluginManager("swiftkit")
-    pm.add_hookspecs(hookspecs)
-    pm.register(plugin, name="mlflow")
-    pm.check_pending()
-    return pm
+    host = PluginHost.build(entry_points=False)
+    host.register(plugin, "mlflow")
+    return host
 
 
 def make_config(**values) -> SftConfig:
-    fields = collect_plugin_fields(plugin_manager(), "sft", SftConfig.flat_fields())
+    fields = collect_plugin_fields(plugin_host(), "sft", SftConfig.flat_fields())
     return SftConfig.from_flat({"model": "tiny", "dataset": ["train.jsonl"], **values}, plugin_fields=fields)
 
 
@@ -144,17 +141,19 @@ def test_hook_answers_only_for_mlflow():
         assert plugin.swiftkit_get_callback(name=other, config=cfg) is None
     from transformers import TrainerCallback
 
-    assert isinstance(plugin_manager().hook.swiftkit_get_callback(name="mlflow", config=cfg), TrainerCallback)
+    from swiftkit.core.choices import choose
+
+    assert isinstance(choose(plugin_host(), "callback", "mlflow", config=cfg), TrainerCallback)
 
 
 def test_fields_are_declared_for_sft_and_pt_only():
-    pm = plugin_manager()
+    host = plugin_host()
     for command in ("sft", "pt"):
-        fields = collect_plugin_fields(pm, command, SftConfig.flat_fields())
+        fields = collect_plugin_fields(host, command, SftConfig.flat_fields())
         assert {n: (f.type, f.default) for n, f in fields.items()} == {
             "mlflow_tracking_uri": (str, None), "mlflow_experiment": (str, "swiftkit")}
         assert all(f.help for f in fields.values())
-    assert collect_plugin_fields(pm, "infer", ()) == {}
+    assert collect_plugin_fields(host, "infer", ()) == {}
     assert make_config(mlflow_experiment="x").plugin_options == {"mlflow_tracking_uri": None, "mlflow_experiment": "x"}
 
 
