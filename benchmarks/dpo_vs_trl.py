@@ -80,10 +80,10 @@ def _swiftkit_prompt_ids(data: Path) -> list[list[int]]:
     """The prompt ids swiftkit's rlhf recipe trains on, row by row in file order: the same
     tokenizer/template selection, row conversion and pair encoding the recipe uses."""
     from swiftkit.config import ModelArgs, TemplateArgs
-    from swiftkit.data.alignment import to_preference_row
     from swiftkit.core.plugins import build_registries, get_plugin_manager
-    from swiftkit.templates.selection import load_tokenizer_and_template
+    from swiftkit.data.alignment import to_preference_row
     from swiftkit.data.encode_alignment import encode_pair
+    from swiftkit.templates.selection import load_tokenizer_and_template
 
     registries = build_registries(get_plugin_manager())
     _, _, template = load_tokenizer_and_template(ModelArgs(model=MODEL), TemplateArgs(), registries)
@@ -125,8 +125,8 @@ def run_trl(args, out: Path) -> dict:
                          peft_config=peft_config)
     # The same instrument as swiftkit's side: 2 * prompt + chosen + rejected ids of the batches
     # trained on (not the one the data loader builds ahead).
-    from swiftkit.train.callbacks import CountingCollator, JsonlLoggingCallback, TokenCounter
     from swiftkit.data.encode_alignment import real_tokens
+    from swiftkit.train.callbacks import CountingCollator, JsonlLoggingCallback, TokenCounter
 
     counted = TokenCounter()
     trainer.data_collator = CountingCollator(trainer.data_collator, counted, count=lambda f: real_tokens("dpo", f))

@@ -109,8 +109,8 @@ def http_server(engine, max_batch_size: int, batch_wait_ms: float):
     """The deploy app (its own scheduler) served by uvicorn on localhost; yields its base URL."""
     import uvicorn
 
-    from swiftkit.serving.app import build_app
     from swiftkit.inference.scheduler import Scheduler
+    from swiftkit.serving.app import build_app
 
     scheduler = Scheduler(engine, max_batch_size=max_batch_size, max_wait_ms=batch_wait_ms)
     port = _free_port()

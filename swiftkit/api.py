@@ -19,6 +19,9 @@ import inspect
 import typing
 
 from swiftkit import commands
+from swiftkit.models import load_tokenizer as load
+from swiftkit.models import resolve_model
+from swiftkit.templates import get_template as get
 
 
 def _run(name: str, config: str | None, fields: dict) -> dict:
@@ -92,7 +95,6 @@ for _func in (sft, pt, rlhf, infer, eval, export, deploy):
 
 def load_tokenizer(model: str, *, plugins: list[str] = (), **resolve_kwargs):
     """The tokenizer of ``model`` (a local directory, hub id or registered name), with a pad token."""
-    from swiftkit.models import load_tokenizer as load, resolve_model
 
     host = commands.build_host(plugins)
     trust = resolve_kwargs.pop("trust_remote_code", False)
@@ -103,6 +105,5 @@ def get_template(tokenizer, template: str | None = None, *, plugins: list[str] =
     """The :class:`~swiftkit.templates.Template` for ``tokenizer``: its own chat template, or the
     registered one named ``template`` (``system``, ``max_length``, ``truncation_strategy`` and
     ``loss_scale`` as the flags)."""
-    from swiftkit.templates import get_template as get
 
     return get(tokenizer, template, registry=commands.build_host(plugins).registries.templates, **options)

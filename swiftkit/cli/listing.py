@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from swiftkit.cli.args import add_plugin_options, blocked_names
@@ -25,7 +26,6 @@ def _detail(kind: str, registry, name: str, entry) -> str:
 
 
 def _as_json(kind: str, registry, name: str, entry) -> dict:
-    import dataclasses
 
     if dataclasses.is_dataclass(entry):
         data = dataclasses.asdict(entry)

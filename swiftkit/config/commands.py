@@ -212,7 +212,8 @@ class RlhfConfig(SftConfig):
         if kind == "grpo":
             g = self.grpo
             if not g.reward_funcs and not r.reward_model:
-                raise ConfigError("--rlhf_type grpo needs --reward_funcs (`swiftkit list rewards`) and/or --reward_model")
+                raise ConfigError("--rlhf_type grpo needs --reward_funcs (`swiftkit list rewards`) and/or "
+                                  "--reward_model")
             n_rewards = len(g.reward_funcs) + (1 if r.reward_model else 0)
             if g.reward_weights and len(g.reward_weights) != n_rewards:
                 raise ConfigError(f"--reward_weights has {len(g.reward_weights)} values for {n_rewards} rewards "
@@ -243,7 +244,7 @@ class RlhfConfig(SftConfig):
 
     def _check_method_flags(self, kind: str) -> None:
         """A flag given explicitly must apply to the chosen method."""
-        for gname, gcls in self.groups():
+        for _group, gcls in self.groups():
             for f in dataclasses.fields(gcls):
                 methods = f.metadata.get("methods")
                 if methods and kind not in methods and self.is_given(f.name):

@@ -10,7 +10,7 @@ from swiftkit.core.errors import ConfigError
 
 def load_yaml_config(path: str) -> dict[str, Any]:
     """A YAML file of flag values -> a flat dict; errors name the file."""
-    import yaml
+    import yaml  # defers yaml
 
     file = Path(path)
     if not file.is_file():

@@ -154,7 +154,8 @@ class DataArgs:
     def __post_init__(self):
         _check(0.0 <= self.split_dataset_ratio < 1.0, "--split_dataset_ratio must be in [0, 1)")
         _check(self.dataset_num_proc >= 1, "--dataset_num_proc must be >= 1")
-        _check(not (self.streaming and self.lazy_tokenize), "--streaming already tokenizes lazily; drop --lazy_tokenize")
+        _check(not (self.streaming and self.lazy_tokenize),
+               "--streaming already tokenizes lazily; drop --lazy_tokenize")
         if self.columns:
             check_columns(json_object(self.columns, "--columns", '{"q": "query"}'), "--columns")
         _check(len(self.model_name) <= 2, "--model_name takes one or two values (Chinese, English)")

@@ -33,7 +33,10 @@ class GenerationArgs:
         None, "Batch mode: write one JSON line per --val_dataset row (default next to the adapters)."
     )
     max_batch_size: int = arg(8, "Batch mode: prompts generated together.")
-    infer_backend: str = arg("transformers", "Inference engine, chosen through the swiftkit_get_infer_engine hook (built in: transformers, vllm).")
+    infer_backend: str = arg(
+        "transformers",
+        "Inference engine, chosen through the swiftkit_get_infer_engine hook (built in: transformers, vllm).",
+    )
 
     def __post_init__(self):
         _check(self.max_new_tokens > 0, "--max_new_tokens must be > 0")

@@ -83,7 +83,8 @@ class DpoArgs:
         methods=("dpo",),
     )
     dpo_loss_weights: list[float] = arg([], "dpo: weight of each --dpo_loss_type (default 1 each).", methods=("dpo",))
-    label_smoothing: float = arg(0.0, "dpo/cpo: probability that a preference label is flipped (robust/cDPO).", methods=("dpo", "cpo", "simpo"))
+    label_smoothing: float = arg(0.0, "dpo/cpo: probability that a preference label is flipped (robust/cDPO).",
+                                 methods=("dpo", "cpo", "simpo"))
     rpo_alpha: Optional[float] = arg(
         None, "dpo: add this weight of NLL on the chosen reply (RPO); same as adding the sft loss type.",
         methods=("dpo",),
@@ -162,14 +163,16 @@ class GrpoArgs:
         "grpo `format` reward: the regular expression a well-formed reply matches (DOTALL).",
         methods=("grpo",),
     )
-    num_generations: int = arg(4, "grpo: replies sampled per prompt (the group whose rewards are compared).", methods=("grpo",))
+    num_generations: int = arg(4, "grpo: replies sampled per prompt (the group whose rewards are compared).",
+                               methods=("grpo",))
     grpo_loss_type: str = arg(
         "dapo", "grpo: how token losses are averaged (TRL's): grpo (per sequence, length-biased), dapo (over "
         "the batch's tokens), dr_grpo (by a constant), bnpo, cispo, sapo, luspo, vespo.",
         methods=("grpo",),
     )
     scale_rewards: str = arg(
-        "group", "grpo: divide advantages by the reward std of each group (group), of the batch (batch), or not (none).",
+        "group",
+        "grpo: divide advantages by the reward std of each group (group), of the batch (batch), or not (none).",
         methods=("grpo",),
     )
     num_iterations: int = arg(1, "grpo: optimisation passes over each batch of generations (mu).", methods=("grpo",))

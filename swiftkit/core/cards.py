@@ -47,7 +47,7 @@ def read_yaml(
 ) -> Any:
     """The parsed content of the YAML file ``path``; ``error_cls`` naming the file when it is not
     valid YAML (with line and column) or cannot be read (``what`` says what the file is)."""
-    import yaml
+    import yaml  # defers yaml
 
     path = Path(path)
     try:

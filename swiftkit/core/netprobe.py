@@ -65,10 +65,10 @@ def modelscope_endpoints() -> list[str]:
     """The endpoints a ModelScope download uses: the configured one and, with the default, the
     international site the library falls back to."""
     try:
-        from modelscope_hub.config import get_default_config
-        from modelscope_hub.constants import DEFAULT_ENDPOINT, DEFAULT_INTL_ENDPOINT
+        from modelscope_hub.config import get_default_config  # defers modelscope_hub
+        from modelscope_hub.constants import DEFAULT_ENDPOINT, DEFAULT_INTL_ENDPOINT  # defers modelscope_hub
     except ImportError:  # modelscope releases before the modelscope_hub split
-        from modelscope.hub.utils.utils import get_endpoint
+        from modelscope.hub.utils.utils import get_endpoint  # defers modelscope
 
         return [get_endpoint()]
     endpoint = get_default_config().endpoint

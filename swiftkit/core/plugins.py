@@ -27,6 +27,7 @@ import inspect
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
@@ -107,7 +108,6 @@ class PluginHost:
         return host
 
     def _load_entry_points(self, disabled: set[str]) -> None:
-        from importlib.metadata import entry_points
 
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in disabled or ep.name in self.infos:
@@ -305,7 +305,7 @@ def _validate(plugin, info: PluginInfo, pm: pluggy.PluginManager) -> None:
             raise PluginError(f"{info.label} implements {name}, which is not a swiftkit hook"
                               f"{closest(name, specs)}; `swiftkit plugins list` and docs/reference/hooks.md list them")
         expected = list(inspect.signature(getattr(hookspecs, name)).parameters)
-        got = [p for p in inspect.signature(value).parameters]
+        got = list(inspect.signature(value).parameters)
         extra = [a for a in got if a not in expected]
         if extra:
             raise PluginError(f"{info.label}: {name}({', '.join(got)}) does not match the hook; expected "

@@ -10,7 +10,8 @@ error) names the plugin that registered it, whatever ``source`` text the plugin 
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from swiftkit.core.errors import RegistryError
 
@@ -39,8 +40,8 @@ class Registry:
         if key in self._entries and not override:
             raise RegistryError(
                 f"{self.kind} {name!r} is registered twice: first by {self._who(key)}, again by "
-                f"{_plugin_text(self.registering) if self.registering else source or '?'}; pass override=True in the second registration to "
-                "replace it"
+                f"{_plugin_text(self.registering) if self.registering else source or '?'}; pass override=True in "
+                "the second registration to replace it"
             )
         self._entries[key] = entry
         self._sources[key] = source or self.registering or ""

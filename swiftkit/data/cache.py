@@ -13,6 +13,7 @@ rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+import swiftkit
+from swiftkit.data import data_fingerprint
 
 FORMAT_VERSION = 1
 _ARRAYS = ("input_ids", "labels", "offsets")
@@ -104,11 +108,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def cache_key(rows: list[dict], template) -> str:
     """sha256 over the rows, the template, the tokenizer and the encoding options."""
-    import tokenizers
-    import transformers
-
-    import swiftkit
-    from swiftkit.data import data_fingerprint
+    import tokenizers  # defers tokenizers
+    import transformers  # defers transformers
 
     payload = {
         "format": FORMAT_VERSION,
@@ -183,10 +184,8 @@ def save_entry(root: Path, key: str, data: EncodedDataset, skipped: int) -> Path
         meta = {"format": FORMAT_VERSION, "key": key, "rows": len(data), "tokens": data.num_tokens,
                 "skipped": int(skipped)}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.rename(final, stale)  # the entry that failed to load; readers keep their open files
-        except FileNotFoundError:
-            pass
         try:
             os.rename(tmp, final)
         except OSError:

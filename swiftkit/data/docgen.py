@@ -7,9 +7,9 @@ A test regenerates the page and compares it with the committed one, so the list 
 
 from __future__ import annotations
 
-from swiftkit.data.registry import TASK_TAGS, load_cards
 from swiftkit.core.cards import markdown_cell
 from swiftkit.core.resources import data_dir
+from swiftkit.data.registry import TASK_TAGS, load_cards
 
 HEADER = """# Supported datasets
 
@@ -47,7 +47,8 @@ def render() -> str:
             hub_ms = f"`{e.ms_id}`" if e.ms_id else ("local" if e.path else "")
             hub_hf = f"`{e.hf_id}`" if e.hf_id else ""
             tags = ", ".join(t for t in e.tags if t != task)
-            parts.append(f"| `{e.name}` | {hub_ms} | {hub_hf} | {markdown_cell(split)} | {tags} | {markdown_cell(e.description)} |")
+            parts.append(f"| `{e.name}` | {hub_ms} | {hub_hf} | {markdown_cell(split)} | {tags} | "
+                         f"{markdown_cell(e.description)} |")
     return "\n".join(parts).rstrip() + "\n"
 
 

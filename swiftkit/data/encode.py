@@ -64,22 +64,16 @@ def encode_rows(rows: list[dict], template, what: str = "--dataset") -> tuple[li
 
 
 def encode_dataset(rows: list[dict], template, *, what: str = "--dataset", num_proc: int = 1,
-                   cache_dir: str | Path | None = None, use_cache: bool = True,
-                   lazy: bool = False) -> tuple[EncodedDataset, int]:
+                   cache_dir: str | Path | None = None, use_cache: bool = True) -> tuple[EncodedDataset, int]:
     """Encoded ``rows`` for ``transformers.Trainer`` and the number of rows skipped as too long.
 
     ``num_proc`` > 1 encodes chunks of rows in a process pool. The result is cached under
     ``cache_dir`` (default ``~/.cache/swiftkit/encoded``) unless ``use_cache`` is False; a hit loads
-    the arrays without tokenizing. ``lazy=True`` returns a :class:`LazyEncodedDataset` that encodes
-    each row when it is read (nothing is encoded or cached up front, the skipped count is 0 and the
-    dataset's ``replaced`` counts over-long rows as they are met).
+    the arrays without tokenizing. (``--lazy_tokenize`` encodes nothing up front: see
+    :class:`swiftkit.data.datasets.LazyEncodedDataset`.)
     """
     if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
         raise DatasetError(f"--dataset_num_proc must be a positive integer, got {num_proc!r}")
-    if lazy:
-        from swiftkit.data.datasets import LazyEncodedDataset  # defers torch
-
-        return LazyEncodedDataset(rows, template, what), 0
     if not rows:
         return EncodedDataset.from_chunks([], [], []), 0
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()

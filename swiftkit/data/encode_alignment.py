@@ -37,7 +37,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def encode_pair(template, row: dict) -> dict:
     """Prompt ids and the chosen / rejected reply ids of one preference row."""
     chosen_prompt, chosen = template.encode_completion(row)
-    rejected_row = {**row, "messages": row["messages"][:-1] + [{"role": "assistant", "content": row["rejected_response"]}]}
+    rejected_reply = {"role": "assistant", "content": row["rejected_response"]}
+    rejected_row = {**row, "messages": row["messages"][:-1] + [rejected_reply]}
     rejected_prompt, rejected = template.encode_completion(rejected_row)
     # The prompt renders identically before either reply; a tokenizer that merges tokens across the
     # reply boundary would make them differ, and then the shared part is the prompt.

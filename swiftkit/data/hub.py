@@ -32,8 +32,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from swiftkit.data.errors import DatasetError
 from swiftkit.core.netprobe import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
+from swiftkit.data.errors import DatasetError
+from swiftkit.data.readers import iter_folder, read_folder
 
 HUB_FILE_PATTERNS = ["*.jsonl", "*.json", "*.csv", "*.parquet"]
 HF_HUB = "Hugging Face hub"
@@ -49,7 +50,6 @@ def load_hub_rows(dataset_id: str, *, use_hf: bool = False, subset: str | None =
         for i, row in enumerate(rows, 1):
             row["_origin"] = _hf_origin(dataset_id, split, i)
         return rows
-    from swiftkit.data.readers import read_folder
 
     return read_folder(_ms_folder(dataset_id, cache_dir), subset, split)
 
@@ -65,7 +65,6 @@ def iter_hub_rows(dataset_id: str, *, use_hf: bool = False, subset: str | None =
     """
     if use_hf:
         return _hf_stream(dataset_id, split, _hf_dataset(dataset_id, subset, split, cache_dir, streaming=True))
-    from swiftkit.data.readers import iter_folder
 
     return iter_folder(_ms_folder(dataset_id, cache_dir), subset, split)
 
@@ -100,8 +99,8 @@ def _hf_where(subset: str | None, split: str) -> str:
 
 def _hf_offline_reason() -> str | None:
     """None when the hub is to be used online; otherwise why not, in one line."""
-    import datasets.config
-    from huggingface_hub import constants
+    import datasets.config  # defers datasets
+    from huggingface_hub import constants  # defers huggingface_hub
 
     if constants.is_offline_mode() or datasets.config.HF_HUB_OFFLINE:
         return "offline mode is set (HF_HUB_OFFLINE)"
@@ -116,8 +115,8 @@ def _hf_offline_mode():
     Both read HF_HUB_OFFLINE from the environment once, at import, into module constants that their
     code consults at call time; setting those constants is how the mode changes after import.
     """
-    import datasets.config
-    from huggingface_hub import constants
+    import datasets.config  # defers datasets
+    from huggingface_hub import constants  # defers huggingface_hub
 
     saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
@@ -128,14 +127,14 @@ def _hf_offline_mode():
 
 
 def _hf_hub_caches(cache_dir: str | None) -> list[str]:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # defers huggingface_hub
 
     return list(dict.fromkeys(str(Path(c).expanduser()) for c in (cache_dir, constants.HF_HUB_CACHE) if c))
 
 
 def hf_cached_snapshot(dataset_id: str, cache_dir: str | None = None) -> Path | None:
     """The snapshot folder of ``dataset_id`` (``refs/main``) in a local hub cache, or None."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # defers huggingface_hub
 
     for root in _hf_hub_caches(cache_dir):
         try:
@@ -147,8 +146,8 @@ def hf_cached_snapshot(dataset_id: str, cache_dir: str | None = None) -> Path | 
 
 def hf_arrow_cache(dataset_id: str, cache_dir: str | None = None) -> Path | None:
     """The datasets library's own cache folder of ``dataset_id`` (prepared Arrow files), or None."""
-    import datasets.config
-    from datasets.naming import camelcase_to_snakecase
+    import datasets.config  # defers datasets
+    from datasets.naming import camelcase_to_snakecase  # defers datasets
 
     *namespace, name = dataset_id.split("/")
     root = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser()
@@ -158,7 +157,7 @@ def hf_arrow_cache(dataset_id: str, cache_dir: str | None = None) -> Path | None
 
 def _hf_dataset(dataset_id: str, subset: str | None, split: str, cache_dir: str | None, streaming: bool):
     """A datasets ``Dataset`` (``IterableDataset`` when streaming), online or from the cache."""
-    import datasets
+    import datasets  # defers datasets
 
     reason = _hf_offline_reason()
     online_error = None
@@ -175,7 +174,7 @@ def _hf_dataset(dataset_id: str, subset: str | None, split: str, cache_dir: str 
             f"dataset {dataset_id!r} ({_hf_where(subset, split)}) could not be loaded: "
             f"{_one_line(online_error, 600)}; " + _hint(dataset_id)
         ) from online_error
-    import datasets.config
+    import datasets.config  # defers datasets
 
     looked = [f"{c} (hub cache)" for c in _hf_hub_caches(cache_dir)]
     looked.append(f"{Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser()} (datasets cache)")
@@ -187,7 +186,7 @@ def _hf_dataset(dataset_id: str, subset: str | None, split: str, cache_dir: str 
 
 def _hf_from_cache(dataset_id, subset, split, cache_dir, streaming, reason):
     """The dataset read from a local cache without network, or None when nothing is cached."""
-    import datasets
+    import datasets  # defers datasets
 
     tried = []
     for source, folder in (("snapshot", hf_cached_snapshot(dataset_id, cache_dir)),
@@ -233,7 +232,7 @@ def _hf_stream(dataset_id: str, split: str, ds) -> Iterator[dict]:
 
 def ms_cached_snapshot(dataset_id: str, cache_dir: str | None = None) -> Path | None:
     """The folder of ``dataset_id`` that an earlier ``dataset_snapshot_download`` left, or None."""
-    from modelscope.hub.snapshot_download import snapshot_download
+    from modelscope.hub.snapshot_download import snapshot_download  # defers modelscope
 
     try:
         return Path(snapshot_download(repo_id=dataset_id, repo_type="dataset", cache_dir=cache_dir,
@@ -246,7 +245,7 @@ def _ms_cache_root(cache_dir: str | None) -> str:
     if cache_dir:
         return str(Path(cache_dir).expanduser())
     try:
-        from modelscope_hub.config import get_default_config
+        from modelscope_hub.config import get_default_config  # defers modelscope_hub
 
         return str(get_default_config().cache_dir)
     except ImportError:  # modelscope releases before the modelscope_hub split
@@ -259,7 +258,7 @@ def _ms_folder(dataset_id: str, cache_dir: str | None) -> Path:
     reason = unreachable_reason(endpoints, PROBE_TIMEOUT_S)
     online_error = None
     if reason is None:
-        from modelscope.hub.snapshot_download import dataset_snapshot_download
+        from modelscope.hub.snapshot_download import dataset_snapshot_download  # defers modelscope
 
         try:
             return Path(dataset_snapshot_download(dataset_id, cache_dir=cache_dir, allow_patterns=HUB_FILE_PATTERNS))

@@ -14,6 +14,11 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from swiftkit.data.alignment import CONVERTERS
+from swiftkit.data.encode_alignment import encode_row
+from swiftkit.data.loader import LoadReport, load_rows, row_content
+from swiftkit.templates import SequenceTooLong, TemplateError
+
 
 @dataclass
 class Problem:
@@ -68,7 +73,6 @@ def _place(problem: Problem) -> tuple[str, int]:
 
 
 def _content_key(row: dict) -> str:
-    from swiftkit.data.loader import row_content
 
     return hashlib.sha256(row_content(row).encode()).hexdigest()
 
@@ -89,11 +93,9 @@ def duplicate_problems(rows: list[dict]) -> list[Problem]:
 def encoding_problems(rows: list[dict], template, rlhf_type: str | None = None) -> list[Problem]:
     """Encode every row: over-long rows (warnings under ``delete``) and template errors. With
     ``rlhf_type`` rows are encoded as that method's trainer gets them (both replies of a pair)."""
-    from swiftkit.templates import SequenceTooLong, TemplateError
 
     encode = template.encode
     if rlhf_type is not None:
-        from swiftkit.data.encode_alignment import encode_row
 
         def encode(row):
             return encode_row(rlhf_type, template, row)
@@ -124,8 +126,6 @@ def lint_dataset(specs, *, registries, template=None, text_only: bool = False, c
     ``rlhf_type`` checks rows as that alignment method reads them (:mod:`swiftkit.data.alignment`).
     File-level problems (a missing file, an unknown dataset) still raise ``DatasetError``.
     """
-    from swiftkit.data.alignment import CONVERTERS
-    from swiftkit.data.loader import LoadReport, load_rows
 
     loaded = LoadReport()
     rows = load_rows(

@@ -30,9 +30,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swiftkit.core.registry import closest
 from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
 from swiftkit.data.errors import DatasetError
+from swiftkit.data.hub import iter_hub_rows, load_hub_rows
 from swiftkit.data.readers import SUPPORTED_SUFFIXES, iter_file, iter_folder
+from swiftkit.data.registry import resolve_entry_path
 
 _COUNT = re.compile(r"(.+)#(\d+)")
 _RATIO = re.compile(r"(.+)#(\d*\.\d+|\d+\.\d*)")
@@ -148,8 +151,6 @@ def _preprocessor(entry, preprocessors):
 
 def _entry_iter(entry, spec: DatasetSpec, *, use_hf: bool, cache_dir, model_name, model_author,
                 preprocessors, streaming: bool = False) -> Iterator[dict]:
-    from swiftkit.data.hub import iter_hub_rows, load_hub_rows
-    from swiftkit.data.registry import resolve_entry_path
 
     subsets = spec.subsets or entry.subsets or [None]  # several subsets: one after another
     if entry.path and spec.hub is None:
@@ -194,14 +195,12 @@ def raw_iter(spec: DatasetSpec, *, registries, streaming: bool = False, **kw) ->
         return _entry_iter(registry.get(source), spec, streaming=streaming, preprocessors=registries.preprocessors,
                            **kw)
     if _HUB_ID.fullmatch(source):
-        from swiftkit.data.hub import iter_hub_rows, load_hub_rows
 
         hf = spec.hub == "hf" if spec.hub else kw["use_hf"]
         load = iter_hub_rows if streaming else load_hub_rows
         return itertools.chain.from_iterable(
             load(source, use_hf=hf, subset=s, cache_dir=kw["cache_dir"]) for s in spec.subsets or [None]
         )
-    from swiftkit.core.registry import closest
 
     raise DatasetError(
         f"--dataset {source!r} is not a file, a folder, a registered dataset{closest(source.lower(), registry)} "

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from swiftkit.core.hookspecs import hookimpl
+from swiftkit.core.resources import data_dir
+from swiftkit.data.preprocess import BUILTIN_PREPROCESSORS
+from swiftkit.data.registry import load_cards
 
 
 @hookimpl
 def swiftkit_register_datasets(registry):
-    from swiftkit.data.registry import load_cards
-    from swiftkit.core.resources import data_dir
 
     for entry, card in load_cards(data_dir("dataset_registry")):
         registry.register(entry.name, entry, source=f"dataset_registry/{card.name}", override=entry.override)
@@ -16,7 +17,6 @@ def swiftkit_register_datasets(registry):
 
 @hookimpl
 def swiftkit_register_preprocessors(registry):
-    from swiftkit.data.preprocess import BUILTIN_PREPROCESSORS
 
     for name, fn in BUILTIN_PREPROCESSORS.items():
         registry.register(name, fn, source="swiftkit.data.preprocess")

@@ -11,6 +11,9 @@ row's keys; :mod:`swiftkit.data.convert` does that.
 from __future__ import annotations
 
 import codecs
+import csv
+import io
+import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -52,7 +55,7 @@ def _lines(path: Path, keepends: bool = False) -> Iterator[tuple[int, str]]:
     bytes that are not UTF-8 are reported with their exact line.
     """
     try:
-        file = open(path, "rb")  # closed by the with below (also when the reader is abandoned)
+        file = open(path, "rb")  # noqa: SIM115 - closed by the with below (also when the reader is abandoned)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
     with file:
@@ -164,9 +167,6 @@ def _iter_json(path: Path) -> Iterator[dict]:
 
 
 def _iter_csv(path: Path) -> Iterator[dict]:
-    import csv
-    import io
-    import itertools
 
     lines = (line for _, line in _lines(path, keepends=True))
     first = next(lines, None)
@@ -200,7 +200,7 @@ PARQUET_BATCH_ROWS = 1024
 
 def _iter_parquet(path: Path) -> Iterator[dict]:
     """Record batches of :data:`PARQUET_BATCH_ROWS` rows, one after another."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # defers pyarrow
 
     n = 0
     try:  # pyarrow raises ArrowInvalid / OSError for a broken file, at open or at a later batch

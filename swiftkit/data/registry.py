@@ -14,6 +14,7 @@ from typing import Any
 
 from swiftkit.config.columns import check_columns
 from swiftkit.core.cards import check_mapping, read_yaml
+from swiftkit.core.resources import data_dir
 from swiftkit.data.errors import DatasetError
 
 
@@ -113,7 +114,6 @@ def load_cards(folder: str | Path) -> list[tuple[DatasetEntry, Path]]:
 
 def resolve_entry_path(entry: DatasetEntry) -> Path:
     """``entry.path`` as an absolute path (relative paths are inside ``dataset_registry/``)."""
-    from swiftkit.core.resources import data_dir
 
     path = Path(entry.path).expanduser()
     return path if path.is_absolute() else data_dir("dataset_registry") / path

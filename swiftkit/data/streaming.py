@@ -14,8 +14,10 @@ import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
 
+from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
 from swiftkit.data.errors import DatasetError
 from swiftkit.data.hub import iter_hub_rows
+from swiftkit.data.loader import LoadReport, parse_spec, raw_iter
 from swiftkit.data.readers import iter_file, iter_folder
 
 __all__ = ["interleave", "iter_file", "iter_folder", "iter_hub_rows", "shuffle_buffer", "take"]
@@ -102,8 +104,6 @@ def stream_rows(specs: Sequence[str], *, registries, seed: int = 42,
     stream reaches it, or with ``skip_bad_rows`` is left out and recorded in ``report``
     (a :class:`~swiftkit.data.loader.LoadReport`).
     """
-    from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
-    from swiftkit.data.loader import LoadReport, parse_spec, raw_iter
 
     if isinstance(specs, str):
         specs = [specs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from swiftkit.core.hookspecs import hookimpl
+from swiftkit.evaluate.qa import QABenchmark
 
 
 @hookimpl
@@ -14,6 +15,5 @@ def swiftkit_choice_names(kind):
 def swiftkit_get_eval_benchmark(name, config, registries):
     if name != "qa":
         return None
-    from swiftkit.evaluate.qa import QABenchmark
 
     return QABenchmark(registries)

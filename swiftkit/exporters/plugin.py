@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from swiftkit.core.hookspecs import hookimpl
+from swiftkit.exporters.formats import export_merged
 
 
 @hookimpl
@@ -14,6 +15,5 @@ def swiftkit_choice_names(kind):
 def swiftkit_get_export_format(name, config):
     if name != "merged":
         return None
-    from swiftkit.exporters.formats import export_merged
 
     return export_merged

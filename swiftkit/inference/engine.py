@@ -55,8 +55,8 @@ class _TokenQueue:
 def _stopping_criteria(width: int, stops: tuple[str, ...], decode, cancel: threading.Event | None):
     """A StoppingCriteria ending rows whose new text contains a stop string (all rows on cancel);
     ``stopped_at[row]`` is the sequence length at which a row was stopped."""
-    import torch
-    from transformers import StoppingCriteria
+    import torch  # defers torch
+    from transformers import StoppingCriteria  # defers transformers
 
     window = max((len(s) for s in stops), default=0) + 8  # tokens: each decodes to >= 1 char mostly
 
@@ -146,7 +146,7 @@ class TransformersEngine:
 
     def load_adapter(self, name: str, path: str) -> None:
         """Load the LoRA adapter at ``path`` beside the others and serve it as ``name``."""
-        from peft import PeftModel
+        from peft import PeftModel  # defers peft
 
         internal = f"adapter{len(self.served.names)}"  # peft names become module keys: keep them plain
         with self._model_lock:
@@ -192,7 +192,7 @@ class TransformersEngine:
 
     def _batch(self, prompts: list[list[int]]):
         """Left-padded ``input_ids`` and ``attention_mask`` tensors on the model's device."""
-        import torch
+        import torch  # defers torch
 
         width = max(len(p) for p in prompts)
         ids = [[self.pad_token_id] * (width - len(p)) + p for p in prompts]
@@ -201,7 +201,7 @@ class TransformersEngine:
         return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
     def _generation_config(self, params: SamplingParams):
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig  # defers transformers
 
         kw = {
             "max_new_tokens": params.max_tokens,
@@ -246,7 +246,7 @@ class TransformersEngine:
         return "bytes:" + "".join(f"\\x{b:02x}" for b in raw), raw
 
     def _token_logprobs(self, ids: list[int], steps, row: int, top: int) -> list[dict]:
-        import torch
+        import torch  # defers torch
 
         entries = []
         for step, token_id in enumerate(ids):
@@ -263,7 +263,7 @@ class TransformersEngine:
     def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
                      cancel: threading.Event | None = None) -> list[Generated]:
         """One reply per prompt (token ids), generated as one left-padded batch with ``model``'s adapter."""
-        import torch
+        import torch  # defers torch
 
         input_ids, mask = self._batch(prompts)
         width = input_ids.shape[1]
@@ -282,7 +282,7 @@ class TransformersEngine:
     def stream_ids(self, prompt: list[int], params: SamplingParams, model: str | None = None,
                    cancel: threading.Event | None = None) -> Iterator[str | Generated]:
         """Yield text pieces as tokens arrive, then the :class:`Generated` reply (same text as generate)."""
-        import torch
+        import torch  # defers torch
 
         input_ids, mask = self._batch([prompt])
         cancel = cancel or threading.Event()

@@ -19,7 +19,8 @@ from pathlib import Path
 from swiftkit.config import InferConfig
 from swiftkit.core.checkpoints import find_checkpoint, has_tokenizer, is_full_weights_dir, is_lora_dir, read_train_args
 from swiftkit.inference.errors import InferError
-from swiftkit.models import set_num_threads
+from swiftkit.models import ResolvedModel, load_model, load_tokenizer, resolve_model, set_num_threads
+from swiftkit.templates import get_template
 
 # args.json key -> config group that owns it; filled from training unless set explicitly.
 INHERITED = {
@@ -46,7 +47,6 @@ def effective_settings(cfg, train_args: dict | None) -> dict:
 
 def _resolve_base(cfg: InferConfig, settings: dict, train_args: dict | None, registries):
     """The ResolvedModel of the base model and its registry entry (for the fallback template)."""
-    from swiftkit.models import ResolvedModel, resolve_model
 
     name = settings["model"]
     entry = registries.models.get(name) if isinstance(name, str) and name in registries.models else None
@@ -65,7 +65,7 @@ def _resolve_base(cfg: InferConfig, settings: dict, train_args: dict | None, reg
 
 
 def _apply_adapters(model, lora_dirs: list[Path], merge: bool):
-    from peft import PeftModel
+    from peft import PeftModel  # defers peft
 
     for folder in lora_dirs:
         model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
@@ -92,10 +92,7 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
     ``settings``. ``adapters`` replaces ``--adapters`` (deploy loads the first one here, the others
     onto the engine).
     """
-    import torch
-
-    from swiftkit.models import ResolvedModel, load_model, load_tokenizer
-    from swiftkit.templates import get_template
+    import torch  # defers torch
 
     set_num_threads(cfg.model.num_threads)
     adapters = list(cfg.adapter.adapters) if adapters is None else adapters

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from swiftkit.core.hookspecs import hookimpl
+from swiftkit.inference.engine import TransformersEngine
+from swiftkit.inference.vllm_engine import engine_from_config
 
 
 @hookimpl
 def swiftkit_get_infer_engine(name, model, template, config):
     if name == "transformers":
-        from swiftkit.inference.engine import TransformersEngine
 
         return TransformersEngine(model, template)
     if name == "vllm":
-        from swiftkit.inference.vllm_engine import engine_from_config
 
         return engine_from_config(model, template, config)
     return None

@@ -6,7 +6,8 @@ carrying the offending field in ``param``) for anything malformed or unsupported
 client leaves out take the server's defaults (``SamplingDefaults``, from ``GenerationArgs``);
 ``top_k`` and ``repetition_penalty`` are extensions to the OpenAI schema. Unknown fields are
 ignored, as OpenAI-compatible servers commonly do. Chat requests may ask for ``logprobs`` (with
-``top_logprobs`` 0-20) when they do not stream; completions take ``logprobs`` as an integer 0-5 (not with ``echo``). The ``*_response`` / ``*_chunk`` functions
+``top_logprobs`` 0-20) when they do not stream; completions take ``logprobs`` as an integer 0-5
+(not with ``echo``). The ``*_response`` / ``*_chunk`` functions
 build the JSON bodies (``chat.completion``, ``chat.completion.chunk``, ``text_completion``).
 """
 

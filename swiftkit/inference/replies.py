@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from swiftkit.data import load_rows
+
 
 def split_prompt(messages: list[dict]) -> tuple[list[dict], str | None]:
     """A row's prompt and label: the final assistant message is the label (None when absent)."""
@@ -27,7 +29,6 @@ def batched_replies(engine, prompts, batch_size: int, gen_kwargs: dict):
 
 def load_val_rows(cfg, registries, *, require_reply: bool) -> list[dict]:
     """The ``--val_dataset`` rows of an inference-side config (messages rows)."""
-    from swiftkit.data import load_rows
 
     d = cfg.data
     return load_rows(

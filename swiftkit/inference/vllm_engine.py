@@ -15,6 +15,7 @@ engine is built; without it (or without a CUDA device) building one raises a cle
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -34,11 +35,10 @@ from swiftkit.inference.protocol import SamplingParams
 
 def require_vllm() -> None:
     """A :class:`ConfigError` unless vllm is installed and a CUDA device is visible."""
-    import importlib.util
 
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError(VLLM_MISSING)
-    import torch
+    import torch  # defers torch
 
     if not torch.cuda.is_available():
         raise ConfigError("--infer_backend vllm needs a CUDA GPU, and none is visible here "
@@ -77,7 +77,7 @@ class VllmEngine:
         ``adapters`` is non-empty) must be True for :meth:`load_adapter` to work later, and
         ``max_loras`` (default: the number of adapters) is how many vLLM keeps on the GPU at once."""
         require_vllm()
-        from vllm import LLM
+        from vllm import LLM  # defers vllm
 
         adapters = dict(adapters or {})
         lora = bool(adapters) if enable_lora is None else enable_lora
@@ -111,7 +111,7 @@ class VllmEngine:
     # -- served models ---------------------------------------------------------------------------
 
     def _add_lora(self, adapter: str, path: str) -> None:
-        from vllm.lora.request import LoRARequest
+        from vllm.lora.request import LoRARequest  # defers vllm
 
         if not self.lora_enabled:
             raise ConfigError(f"cannot load the LoRA adapter {path!r}: this vLLM engine was built without "
@@ -174,7 +174,7 @@ class VllmEngine:
     def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
                      cancel: threading.Event | None = None) -> list[Generated]:
         """One reply per prompt (token ids), all rows in one ``LLM.generate`` call with ``model``'s adapter."""
-        from vllm import SamplingParams as VllmSamplingParams
+        from vllm import SamplingParams as VllmSamplingParams  # defers vllm
 
         if cancel is not None and cancel.is_set():
             return [Generated("", 0, "stop") for _ in prompts]
@@ -256,7 +256,7 @@ def engine_from_config(model, template, config) -> VllmEngine:
 def _release_gpu(model) -> None:
     if model is None:
         return
-    import torch
+    import torch  # defers torch
 
     if torch.cuda.is_available():
         model.to("cpu")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from swiftkit.models.registry import load_model_card
 from swiftkit.core.cards import markdown_cell
 from swiftkit.core.resources import data_dir
+from swiftkit.models.registry import load_model_card
 
 HEADER = """# Supported models
 
@@ -43,7 +43,8 @@ def render() -> str:
         for t, e in seen.items():
             lora = ", ".join(e.lora_target_modules) if e.lora_target_modules else "all-linear"
             parts.append(f"| `{t}` | {', '.join(e.architectures)} (`{e.model_type}`) | {e.template or 'own'} | "
-                         f"{e.context_length or ''} | {lora} | {markdown_cell(', '.join(e.requires))} | {', '.join(e.tags)} |")
+                         f"{e.context_length or ''} | {lora} | {markdown_cell(', '.join(e.requires))} | "
+                         f"{', '.join(e.tags)} |")
         parts += ["", "| name | type | ModelScope | Hugging Face |", "|---|---|---|---|"]
         for e in items:
             ms = f"`{e.ms_id}`" if e.ms_id else ""

@@ -21,6 +21,7 @@ import site
 import socket
 import sysconfig
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from swiftkit.models.errors import ModelNotFoundError
@@ -63,7 +64,6 @@ def _sha256(path: Path) -> str:
 
 
 def _package_version(relpath: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(Path(relpath).parts[0].replace("_", "-"))
@@ -144,8 +144,8 @@ def clean_stale_temps(final: Path) -> list[Path]:
 
 def convert_gguf(gguf: Path, out_dir: Path, record: dict) -> None:
     """Write a plain transformers copy of ``gguf`` into the new directory ``out_dir``."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # defers torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # defers transformers
 
     out_dir.mkdir(parents=True)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -7,6 +7,7 @@ cache is consulted.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from swiftkit.core.netprobe import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
@@ -36,7 +37,7 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 def _hub_endpoints(hub: str) -> tuple[list[str], bool]:
     """(endpoint URLs the library will use, whether the library is configured offline)."""
     if hub == "hf":
-        from huggingface_hub import constants
+        from huggingface_hub import constants  # defers huggingface_hub
 
         return [constants.ENDPOINT], bool(constants.HF_HUB_OFFLINE)
     return modelscope_endpoints(), False
@@ -50,7 +51,6 @@ def with_retries(fn, attempts: int = RETRIES, backoff_s: float = 2.0, sleep=None
     """``fn()``, retried on connection errors and timeouts (``requests``' and ``httpx``' derive
     from the built-in ones or are matched by name) with exponential back-off; other errors and
     the last failure propagate."""
-    import time
 
     sleep = time.sleep if sleep is None else sleep
     for attempt in range(1, attempts + 1):
@@ -73,10 +73,10 @@ def _snapshot(
     kwargs = dict(revision=revision, cache_dir=str(cache_dir), local_files_only=local_only,
                   ignore_patterns=IGNORE_PATTERNS)
     if hub == "hf":
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # defers huggingface_hub
 
         return snapshot_download(model_id, etag_timeout=PROBE_TIMEOUT_S * 2, **kwargs)
-    from modelscope.hub.snapshot_download import snapshot_download
+    from modelscope.hub.snapshot_download import snapshot_download  # defers modelscope
 
     return snapshot_download(model_id, **kwargs)
 

@@ -5,9 +5,9 @@ torch and transformers are imported inside the functions, so importing this modu
 
 from __future__ import annotations
 
+from swiftkit.core.registry import closest
 from swiftkit.models.errors import ModelNotFoundError
 from swiftkit.models.resolve import ResolvedModel, resolve_model
-from swiftkit.core.registry import closest
 
 DTYPE_NAMES = {
     "float32": "float32",
@@ -23,7 +23,7 @@ DTYPE_NAMES = {
 
 def set_num_threads(num_threads: int) -> None:
     """Apply ``--num_threads`` to torch (0 keeps torch's own choice)."""
-    import torch
+    import torch  # defers torch
 
     if num_threads > 0:
         torch.set_num_threads(num_threads)
@@ -31,7 +31,7 @@ def set_num_threads(num_threads: int) -> None:
 
 def resolve_dtype(name):
     """A ``torch.dtype`` for ``name``; "auto" is float32 on CPU, bfloat16 on CUDA (float16 without bf16)."""
-    import torch
+    import torch  # defers torch
 
     if isinstance(name, torch.dtype):
         return name
@@ -58,7 +58,7 @@ def load_tokenizer(model, **resolve_kwargs):
     ``trust_remote_code`` (default False) is passed to ``AutoTokenizer``; other keyword arguments
     go to :func:`resolve_model`. A missing pad token is set to the EOS token (no token is added).
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # defers transformers
 
     trust_remote_code = resolve_kwargs.pop("trust_remote_code", False)
     resolved = _resolved(model, resolve_kwargs)
@@ -82,7 +82,11 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
     or value model (a new head is initialised when the checkpoint has none).
     The model stays on the CPU; moving it to a device is the caller's choice.
     """
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoModelForSequenceClassification
+    from transformers import (  # defers transformers
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoModelForSequenceClassification,
+    )
 
     dtype = resolve_dtype(torch_dtype)
     resolved = _resolved(model, resolve_kwargs)

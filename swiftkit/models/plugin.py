@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from swiftkit.core.hookspecs import hookimpl
+from swiftkit.core.resources import data_dir
 from swiftkit.models.registry import load_model_card
 
 
@@ -28,6 +29,5 @@ def register_cards(registry, folder: str | Path, source: str) -> int:
 
 @hookimpl
 def swiftkit_register_models(registry):
-    from swiftkit.core.resources import data_dir
 
     register_cards(registry, data_dir("model_registry"), "swiftkit.models.plugin")

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from swiftkit.core.registry import RegistryError, closest
 from swiftkit.models import embedded, hub
 from swiftkit.models.errors import ModelNotFoundError
 from swiftkit.models.registry import (
@@ -27,7 +28,6 @@ from swiftkit.models.registry import (
     model_types,
     type_candidates,
 )
-from swiftkit.core.registry import RegistryError, closest
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
+from swiftkit.config.inference import VLLM_MISSING
 from swiftkit.core.choices import choose
 from swiftkit.core.errors import ChoiceError, ConfigError
 from swiftkit.inference.base import ReplyEngine, missing_members
@@ -13,9 +15,6 @@ from swiftkit.inference.loading import load_for_inference
 def check_backend_installed(backend: str) -> None:
     """Fail before any weights load when ``--infer_backend`` names an optional engine whose package
     is missing (looked up without importing it)."""
-    import importlib.util
-
-    from swiftkit.config.inference import VLLM_MISSING
 
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ChoiceError(VLLM_MISSING)

@@ -59,7 +59,8 @@ class EvalRecipe:
                 )
             _write_result(run_dir / name, result)
             summary[name] = result["metrics"]
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result["metrics"].items())
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in result["metrics"].items())
             print(f"[swiftkit] eval {name}: {shown} ({time.time() - start:.1f} s)", file=sys.stderr)
         info = {"model": self.info["model_path"], "adapters": self.info["adapters"],
                 "template": self.info["template"], "results": summary}

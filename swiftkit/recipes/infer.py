@@ -26,7 +26,6 @@ from swiftkit.config import InferConfig
 from swiftkit.inference.replies import batched_replies, generation_kwargs, load_val_rows, split_prompt
 from swiftkit.recipes.engines import load_engine, seed_sampling
 
-
 INTERACTIVE_HELP = (
     "Type a message. A line ending with \\ continues on the next line; a line of three double quotes\n"
     "starts and ends a multi-line block. Commands: clear (forget the conversation), reset-system TEXT\n"

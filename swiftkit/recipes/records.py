@@ -13,6 +13,7 @@ import dataclasses
 import platform
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from swiftkit.core.io import write_json
@@ -45,7 +46,6 @@ class RunPlan:
 
 
 def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
     for name in ("swiftkit", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers"):

@@ -21,6 +21,8 @@ from swiftkit.models import set_num_threads
 from swiftkit.recipes import rlhf_models, steps
 from swiftkit.recipes.records import RunPlan, write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
+from swiftkit.train.rewards import resolve_reward_funcs
+from swiftkit.train.rlhf_trainers import method_config, trainer_class
 
 # What each method logs that says whether it learns; drawn into PNGs next to loss.png.
 PLOTS = {
@@ -83,7 +85,6 @@ class RlhfRecipe:
         """Reward functions resolve by name before any weights load (a typo costs nothing)."""
         if self.method != "grpo" or not self.config.grpo.reward_funcs:
             return []
-        from swiftkit.train.rewards import resolve_reward_funcs
 
         return resolve_reward_funcs(self.host.registries.rewards, self.config.grpo.reward_funcs, self.config,
                                     describe=self.host.label)
@@ -127,7 +128,6 @@ class RlhfRecipe:
 
     def _write_records_and_build_trainer(self):
         from swiftkit.train.callbacks import CountingCollator  # defers transformers
-        from swiftkit.train.rlhf_trainers import method_config, trainer_class  # defers trl
 
         cfg, method, run_dir, extra = self.config, self.method, self.folder.path, self.extra
         write_run_records(run_dir, cfg, self.plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),

@@ -122,7 +122,8 @@ def extra_models(method: str, cfg, registries, tokenizer, policy, *, starting_co
     r, out = cfg.rlhf, ExtraModels()
     if method in REFERENCE_METHODS:
         if r.ref_model:
-            out.reference, out.description = load_named_model(r.ref_model, cfg, registries), f"--ref_model {r.ref_model}"
+            out.reference = load_named_model(r.ref_model, cfg, registries)
+            out.description = f"--ref_model {r.ref_model}"
         elif adapter_ckpt is not None:
             out.description = f"the starting adapter {adapter_ckpt}"
             if method == "ppo":  # swiftkit's PPO switches adapters off for its reference: give it a copy

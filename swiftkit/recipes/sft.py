@@ -12,10 +12,13 @@ from pathlib import Path
 
 from swiftkit.config import PtConfig, SftConfig
 from swiftkit.data.encode import encode_dataset
+from swiftkit.data.streaming import stream_rows
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import steps
 from swiftkit.recipes.records import RunPlan, write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
+from swiftkit.train.collate import make_collator
+from swiftkit.train.packing import pack_rows, packing_is_exact
 
 
 class SftRecipe:
@@ -49,13 +52,12 @@ class SftRecipe:
 
     def _stream(self):
         """A fresh iterator over the streamed --dataset rows (one per pass over the data)."""
-        from swiftkit.data.streaming import stream_rows
 
         return stream_rows(self.config.data.dataset, registries=self.host.registries, **self._data_options())
 
     def _encode(self):
         """``(train, val)`` encoded with the template; over-long rows are counted in the plan."""
-        from swiftkit.data.datasets import StreamingEncodedDataset  # defers torch
+        from swiftkit.data.datasets import LazyEncodedDataset, StreamingEncodedDataset  # defers torch
 
         cfg, rows = self.config, self.rows
         d = cfg.data
@@ -64,8 +66,10 @@ class SftRecipe:
         if rows.train is None:
             self._stream()  # resolves every source now: an unknown dataset fails before weights load
             train, skipped = StreamingEncodedDataset(self._stream, self.template), 0
+        elif d.lazy_tokenize:  # encoded as the trainer reads each row; over-long rows are replaced then
+            train, skipped = LazyEncodedDataset(rows.train, self.template, "--dataset"), 0
         else:
-            train, skipped = encode_dataset(rows.train, self.template, what="--dataset", lazy=d.lazy_tokenize, **kw)
+            train, skipped = encode_dataset(rows.train, self.template, what="--dataset", **kw)
         val, val_skipped = encode_dataset(rows.val, self.template, what="--val_dataset", **kw) if rows.val else ([], 0)
         steps.report_too_long(skipped, val_skipped, self.template)
         self.too_long = skipped + val_skipped
@@ -94,7 +98,6 @@ class SftRecipe:
     def _pack(self):
         """--packing (bin-pack encoded rows) and --padding_free, when the model keeps packed samples
         apart (checked with a probe); the plan records what was used."""
-        from swiftkit.train.packing import pack_rows, packing_is_exact  # defers torch
 
         tr, plan = self.config.training, self.plan
         exact = (tr.packing or tr.padding_free) and packing_is_exact(self.model)
@@ -111,9 +114,8 @@ class SftRecipe:
         return packed
 
     def _write_records_and_build_trainer(self):
-        from transformers import TrainingArguments
+        from transformers import TrainingArguments  # defers transformers
 
-        from swiftkit.train.collate import make_collator  # defers torch
         from swiftkit.train.callbacks import CountingCollator  # defers transformers
         from swiftkit.train.trainer import SwiftTrainer  # defers transformers
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swiftkit.config.groups import TRANSFORMERS_SCHEDULERS
-from swiftkit.core.checkpoints import read_train_args, resolve_resume
+from swiftkit.core.checkpoints import checkpoints, read_train_args, resolve_resume
 from swiftkit.core.choices import check_name, choose, choose_from
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.io import discard_unstarted_run, new_run_dir, write_json
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
+from swiftkit.models import load_model
 from swiftkit.train.errors import TrainError
 
 
@@ -117,9 +118,7 @@ def lora_targets(tuner, resolved) -> list[str]:
 
 def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False):
     """The base model's weights, with the seed set first (a tuner initialises adapters after this)."""
-    from transformers import set_seed
-
-    from swiftkit.models import load_model
+    from transformers import set_seed  # defers transformers
 
     set_seed(seed)
     try:
@@ -161,7 +160,7 @@ class TrainingParts:
 def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
     """Resolve every part selected by name before weights load, so a typo costs nothing: loss,
     metrics, callbacks, the trainer, and (checked by name; built later) the optimizer and schedule."""
-    from swiftkit.train.guards import GuardedCallback, guarded_loss
+    from swiftkit.train.guards import GuardedCallback, guarded_loss  # defers transformers
 
     tr, parts = cfg.training, TrainingParts()
     if tr.loss_type:
@@ -271,8 +270,8 @@ def open_run_folder(output_dir: str, resume: Path | None) -> RunFolder:
 def record_callbacks(run_dir: Path, loss_label: str, plots=None):
     """``(callbacks, counter)``: the callbacks that write the run's records (logging.jsonl with
     real-token counts, plots, args.json per checkpoint) and stop it at a non-finite gradient."""
-    from swiftkit.train.callbacks import JsonlLoggingCallback, RunFilesCallback, TokenCounter
-    from swiftkit.train.guards import NonFiniteGuard
+    from swiftkit.train.callbacks import JsonlLoggingCallback, RunFilesCallback, TokenCounter  # defers transformers
+    from swiftkit.train.guards import NonFiniteGuard  # defers transformers
 
     counter = TokenCounter()
     return [NonFiniteGuard(loss_label), JsonlLoggingCallback(run_dir / "logging.jsonl", counter),
@@ -292,8 +291,7 @@ def built_or_discarded(folder: RunFolder, build):
 def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
     """Run the trainer; the result summary is written to ``train_result.json``. A fresh run that
     fails before its first optimizer step leaves no run folder behind."""
-    from swiftkit.core.checkpoints import checkpoints
-    from swiftkit.train.callbacks import peak_rss_mb
+    from swiftkit.train.callbacks import peak_rss_mb  # defers transformers
 
     try:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -58,7 +58,7 @@ class TemplateEntry:
 
 def check_jinja(source: str) -> None:
     """Raise ``jinja2.TemplateSyntaxError`` when ``source`` does not parse as a chat template."""
-    import jinja2
+    import jinja2  # defers jinja2
 
     # The extensions transformers enables when it renders chat templates.
     env = jinja2.Environment(extensions=["jinja2.ext.loopcontrols"])

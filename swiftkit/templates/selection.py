@@ -6,6 +6,10 @@ training will see. Only the tokenizer is loaded, never the weights.
 
 from __future__ import annotations
 
+from swiftkit.models import load_tokenizer, resolve_model
+from swiftkit.models.registry import model_types
+from swiftkit.templates import TemplateError, get_template
+
 
 def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool, candidates=(), *,
                   registry) -> str | None:
@@ -22,8 +26,6 @@ def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool,
     if pretrain:
         return "default"  # raw text: the template only adds the tokenizer's bos/eos
     if candidates:
-        from swiftkit.models.registry import model_types
-        from swiftkit.templates import TemplateError
 
         types = model_types(registry)
         options = {name: types[name].template for name in candidates if name in types}
@@ -47,8 +49,6 @@ def template_name(tokenizer, requested: str | None, model_entry, pretrain: bool,
 
 def load_tokenizer_and_template(model_args, template_args, registries, *, pretrain: bool = False):
     """``(resolved model, tokenizer, template)`` for the model and template flags of a command."""
-    from swiftkit.models import load_tokenizer, resolve_model
-    from swiftkit.templates import get_template
 
     m, t = model_args, template_args
     resolved = resolve_model(

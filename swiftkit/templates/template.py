@@ -360,7 +360,7 @@ def _has_tool_calls(msgs: list[dict]) -> bool:
 @contextmanager
 def _template_errors(where: str):
     """Turn jinja errors raised by a chat template (e.g. ``raise_exception``) into TemplateError."""
-    import jinja2
+    import jinja2  # defers jinja2
 
     try:
         yield

@@ -114,10 +114,10 @@ def plot_metrics(log_history: list[dict], keys, path: Path, ylabel: str = "value
                 series.append((label, points))
     if not series:
         return None
-    import matplotlib
+    import matplotlib  # defers matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # defers matplotlib
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, points in series:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from swiftkit.train.packing import PackedCollator
+
 
 def make_collator(tokenizer, padding_free: bool, packed: bool = False):
     """The collator for encoded rows; labels are padded with -100.
@@ -13,14 +15,13 @@ def make_collator(tokenizer, padding_free: bool, packed: bool = False):
     - otherwise: right-padded rows with an attention mask.
     """
     if packed:
-        from swiftkit.train.packing import PackedCollator
 
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         return PackedCollator(pad_token_id=pad or 0, flatten=padding_free)
     if padding_free:
-        from transformers import DataCollatorWithFlattening
+        from transformers import DataCollatorWithFlattening  # defers transformers
 
         return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
-    from transformers import DataCollatorForSeq2Seq
+    from transformers import DataCollatorForSeq2Seq  # defers transformers
 
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100, return_tensors="pt")

@@ -12,7 +12,7 @@ from __future__ import annotations
 def token_cross_entropy(logits, targets, num_items_in_batch=None):
     """Cross-entropy of ``logits`` (..., V) against ``targets`` (...), summed over targets that are
     not -100 and divided by ``num_items_in_batch`` (default: the number of such targets)."""
-    import torch
+    import torch  # defers torch
 
     logits = logits.float()
     loss = torch.nn.functional.cross_entropy(

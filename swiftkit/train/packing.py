@@ -16,10 +16,15 @@ tokens).
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+from itertools import chain
+
+from swiftkit.train.errors import TrainError
+
 
 def packing_is_exact(model, vocab_size: int | None = None, atol: float = 1e-3) -> bool:
     """True when packed sequences give the same logits as the sequences run alone."""
-    import torch
+    import torch  # defers torch
 
     vocab = vocab_size or model.config.get_text_config().vocab_size
     gen = torch.Generator().manual_seed(0)
@@ -50,7 +55,6 @@ def packing_is_exact(model, vocab_size: int | None = None, atol: float = 1e-3) -
 def _best_fit_decreasing(lengths, capacity: int) -> list[list[int]]:
     """Indices grouped into bins of at most ``capacity`` tokens: longest first, each into the bin
     it fills most tightly (ties: the most recently used such bin). Deterministic."""
-    from bisect import bisect_left, insort
 
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     bins: list[list[int]] = []
@@ -92,7 +96,6 @@ def pack_rows(encoded, max_length: int) -> list[dict]:
     ``encoded`` is a list of ``{"input_ids", "labels"}`` dicts or an
     :class:`~swiftkit.data.cache.EncodedDataset`.
     """
-    from swiftkit.train.errors import TrainError
 
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
         raise TrainError(f"packing needs a positive --max_length, got {max_length!r}")
@@ -139,9 +142,8 @@ class PackedCollator:
         self.flatten = flatten
 
     def __call__(self, features: list[dict]) -> dict:
-        from itertools import chain
 
-        import torch
+        import torch  # defers torch
 
         rows = []
         for f in features:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from swiftkit.core.hookspecs import hookimpl
+from swiftkit.train.losses import BUILTIN_LOSSES
+from swiftkit.train.rewards import BUILTIN_REWARDS
+from swiftkit.train.tuners import BUILTIN_TUNERS
 
 
 @hookimpl
 def swiftkit_get_tuner(name, model, config):
-    from swiftkit.train.tuners import BUILTIN_TUNERS
 
     tuner = BUILTIN_TUNERS.get(name)
     return None if tuner is None else tuner(model, config.tuner)
@@ -16,17 +18,15 @@ def swiftkit_get_tuner(name, model, config):
 @hookimpl
 def swiftkit_choice_names(kind):
     if kind == "tuner":
-        from swiftkit.train.tuners import BUILTIN_TUNERS
 
         return list(BUILTIN_TUNERS)
     if kind == "trainer":
         return ["default"]
     if kind == "loss":
-        from swiftkit.train.losses import BUILTIN_LOSSES
 
         return list(BUILTIN_LOSSES)
     if kind == "lr_scheduler":  # transformers' own schedules, set by name in TrainingArguments
-        from transformers import SchedulerType
+        from transformers import SchedulerType  # defers transformers
 
         return [s.value for s in SchedulerType]
     return []
@@ -34,7 +34,6 @@ def swiftkit_choice_names(kind):
 
 @hookimpl
 def swiftkit_get_loss(name, config):
-    from swiftkit.train.losses import BUILTIN_LOSSES
 
     return BUILTIN_LOSSES.get(name)
 
@@ -43,14 +42,13 @@ def swiftkit_get_loss(name, config):
 def swiftkit_get_trainer(name, config):
     if name != "default":
         return None
-    from swiftkit.train.trainer import SwiftTrainer
+    from swiftkit.train.trainer import SwiftTrainer  # defers transformers
 
     return SwiftTrainer
 
 
 @hookimpl
 def swiftkit_register_reward_funcs(registry):
-    from swiftkit.train.rewards import BUILTIN_REWARDS
 
     for name, fn in BUILTIN_REWARDS.items():
         registry.register(name, fn, source="swiftkit.train.rewards")

@@ -485,7 +485,7 @@ class PPOTrainer(Trainer):
 def load_value_weights(model: nn.Module, folder: str) -> None:
     """Copy the weights a ``save_pretrained`` wrote into ``folder`` into ``model`` (in place, so the
     optimizer keeps its parameters)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # defers safetensors
 
     files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
     if not files:
@@ -496,5 +496,6 @@ def load_value_weights(model: nn.Module, folder: str) -> None:
     missing, unexpected = _unwrap(model).load_state_dict(state, strict=False)
     if missing or unexpected:
         raise TrainError(
-            f"{folder} does not match the value model: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            f"{folder} does not match the value model: missing {sorted(missing)[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}"
         )

@@ -22,6 +22,7 @@ import numbers
 import re
 from fractions import Fraction
 
+from swiftkit.config import GrpoArgs, RolloutArgs
 from swiftkit.core.errors import ChoiceError, ConfigError, PluginError
 from swiftkit.core.plugins import guarded
 from swiftkit.core.registry import closest
@@ -177,7 +178,8 @@ def accuracy_reward(prompts, completions, solution=None, **columns) -> list[floa
             "'42', a GSM8K rationale ending in '#### 42', or text with \\boxed{42})"
         )
     if len(solution) != len(completions):
-        raise TrainError(f"the accuracy reward got {len(solution)} 'solution' values for {len(completions)} completions")
+        raise TrainError(f"the accuracy reward got {len(solution)} 'solution' values for {len(completions)} "
+                         "completions")
     scores = []
     for i, (completion, expected) in enumerate(zip(completions, solution)):
         if expected is None or not str(expected).strip():
@@ -190,7 +192,6 @@ def accuracy_reward(prompts, completions, solution=None, **columns) -> list[floa
 def _rlhf_group(config, name: str):
     """A flag group (``grpo``, ``rollout``) of the `swiftkit rlhf` config ``config``; the group's
     defaults when there is no config (Python API)."""
-    from swiftkit.config import GrpoArgs, RolloutArgs
 
     if config is None:
         return {"grpo": GrpoArgs, "rollout": RolloutArgs}[name]()
@@ -308,7 +309,8 @@ def resolve_reward_funcs(registry, names, config=None, *, describe=None) -> list
             )
         key = name.lower()
         if any(f.__name__ == key for f in funcs):
-            raise ChoiceError(f"--reward_funcs names {name!r} twice; give each reward once (weight it with --reward_weights)")
+            raise ChoiceError(f"--reward_funcs names {name!r} twice; give each reward once (weight it with "
+                              "--reward_weights)")
         entry, label = registry.get(key), describe(registry.plugin(key) or registry.source(key) or "?")
         if isinstance(entry, type):
             with guarded(label, f"building reward function {key!r}"):

@@ -37,7 +37,7 @@ class _AdaptersOffReference:
 
 
 def _dpo_trainer():
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # defers trl
 
     class EncodedDPOTrainer(_AdaptersOffReference, DPOTrainer):
         """DPO on ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` encoded by swiftkit."""
@@ -49,7 +49,7 @@ def _dpo_trainer():
 
 
 def _kto_trainer():
-    from trl import KTOTrainer
+    from trl import KTOTrainer  # defers trl
 
     class EncodedKTOTrainer(_AdaptersOffReference, KTOTrainer):
         """KTO on ``prompt_ids`` / ``completion_ids`` / ``label`` encoded by swiftkit.
@@ -107,13 +107,13 @@ def _encoded_pair_trainer(module: str, name: str):
 
 
 def _reward_trainer():
-    from trl import RewardTrainer
+    from trl import RewardTrainer  # defers trl
 
     return RewardTrainer
 
 
 def _grpo_trainer():
-    from trl import GRPOTrainer
+    from trl import GRPOTrainer  # defers trl
 
     class GRPOTrainerWithReference(_AdaptersOffReference, GRPOTrainer):
         """GRPO taking ``ref_model`` like the other trainers.
@@ -129,7 +129,7 @@ def _grpo_trainer():
             if ref_model is None:
                 super().__init__(*args, **kwargs)
                 return
-            import trl.trainer.grpo_trainer as grpo_module
+            import trl.trainer.grpo_trainer as grpo_module  # defers trl
 
             loader = grpo_module.create_model_from_path
             grpo_module.create_model_from_path = lambda *_args, **_kwargs: ref_model
@@ -142,7 +142,7 @@ def _grpo_trainer():
 
 
 def _ppo_trainer():
-    from swiftkit.train.ppo import PPOTrainer
+    from swiftkit.train.ppo import PPOTrainer  # defers transformers
 
     return PPOTrainer
 
@@ -168,7 +168,7 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
     common = dict(base, gradient_checkpointing=False, **precision)
     beta = cfg.rlhf.beta_value
     if method == "dpo":
-        from trl import DPOConfig
+        from trl import DPOConfig  # defers trl
 
         d = cfg.dpo
         loss_type = list(d.dpo_loss_type)
@@ -190,17 +190,17 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
         config_cls = _experimental("orpo", "ORPOConfig")
         return config_cls(**common, beta=beta, max_length=max_length, max_completion_length=max_length)
     if method == "kto":
-        from trl import KTOConfig
+        from trl import KTOConfig  # defers trl
 
         return KTOConfig(**common, beta=beta, desirable_weight=cfg.kto.desirable_weight,
                          undesirable_weight=cfg.kto.undesirable_weight, max_length=None,
                          precompute_ref_log_probs=cfg.rlhf.precompute_ref_log_probs)
     if method == "rm":
-        from trl import RewardConfig
+        from trl import RewardConfig  # defers trl
 
         return RewardConfig(**common, max_length=None, center_rewards_coefficient=cfg.rm.center_rewards_coefficient)
     if method == "grpo":
-        from trl import GRPOConfig
+        from trl import GRPOConfig  # defers trl
 
         g, o = cfg.grpo, cfg.rollout
         return GRPOConfig(**common, beta=beta, num_generations=g.num_generations,
@@ -209,7 +209,7 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
                           loss_type=g.grpo_loss_type, scale_rewards=g.scale_rewards,
                           num_iterations=g.num_iterations, log_completions=False)
     if method == "ppo":
-        from transformers import TrainingArguments
+        from transformers import TrainingArguments  # defers transformers
 
         return TrainingArguments(**base, **precision)
     raise TrainError(f"unknown rlhf method {method!r}")

@@ -20,7 +20,7 @@ def _has_fused_experts(model) -> bool:
 
 
 def apply_lora(model, tuner):
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # defers peft
 
     targets = list(tuner.target_modules)
     target = "all-linear" if targets == ["all-linear"] else targets
@@ -53,7 +53,7 @@ def apply_full(model, tuner):
 
 def _decoder_layers(model):
     """The repeated decoder blocks: the longest ModuleList in the model."""
-    import torch
+    import torch  # defers torch
 
     lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
     if not lists:

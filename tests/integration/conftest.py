@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_sft_cli import ROWS, run_sft, write_jsonl
 
 

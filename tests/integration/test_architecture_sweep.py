@@ -23,12 +23,11 @@ from importlib import metadata
 
 import pytest
 from arch_configs import NEEDS_PACKAGE, TinyConfigError, tiny_config
+from hosts import HOST, registries
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 from swiftkit.models.registry import model_types
-from hosts import HOST, registries
-from swiftkit.train.errors import TrainError
 
 # Common architectures plus one of each mechanism (MoE, latent attention, state space) run by default.
 DEFAULT_SUBSET = {
@@ -185,13 +184,13 @@ def lora_state(model) -> dict:
 def test_lora_step_and_generate(case, plugins, tokenizers, tmp_path):
     import torch
 
-    from swiftkit.core.choices import choose
     from swiftkit.config import SftConfig
+    from swiftkit.core.choices import choose
+    from swiftkit.data.encode import encode_rows
     from swiftkit.inference import TransformersEngine
     from swiftkit.models import load_model, set_num_threads
     from swiftkit.templates.selection import load_tokenizer_and_template
     from swiftkit.templates.template import OWN_TEMPLATE
-    from swiftkit.data.encode import encode_rows
     from swiftkit.train.collate import make_collator
 
     entry = runnable_type(case)

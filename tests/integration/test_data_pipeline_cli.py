@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_sft_cli import ROWS, run_sft, write_jsonl
 
 from swiftkit.cli.main import main
-from test_sft_cli import ROWS, run_sft, write_jsonl
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 import torch
-
-from swiftkit.cli.main import main
 from hosts import registries
 from test_sft_cli import write_jsonl
+
+from swiftkit.cli.main import main
 
 PROBE = [{"role": "user", "content": "What is 1+1?"}]
 

@@ -6,10 +6,9 @@ import json
 import subprocess
 import sys
 
-import pytest
+from test_sft_cli import write_jsonl
 
 from swiftkit.cli.main import main
-from test_sft_cli import write_jsonl
 
 SWIFTKIT = [sys.executable, "-m", "swiftkit.cli.main"]
 

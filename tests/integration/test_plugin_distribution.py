@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from distributions import build_copy, install_offline, pip, write_train_file
 
 PLUGIN_SRC = Path(__file__).resolve().parents[2] / "plugins" / "swiftkit-focal-loss"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from hosts import HOST, templates
 
 from swiftkit.cli.main import main
-from hosts import HOST, templates
 
 PROMPTS = ["Say something nice", "Greet me", "How are you today?", "Tell me about the sea", "Any advice?",
            "What do you think of me?", "Describe the weather", "Give me a compliment"]
@@ -225,8 +225,8 @@ def test_dpo_prompt_ids_are_the_serving_prompt(model_dir, pairs, tmp_path, capsy
 
     from swiftkit.data import load_rows
     from swiftkit.data.alignment import to_preference_row
-    from swiftkit.templates import get_template
     from swiftkit.data.encode_alignment import encode_pair
+    from swiftkit.templates import get_template
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     template = get_template(tok, system="Be kind.", registry=templates())
@@ -411,8 +411,8 @@ def test_token_counts_cover_exactly_the_batches_trained_on(val, model_dir, tmp_p
     from transformers import AutoTokenizer
 
     from swiftkit.data.alignment import to_preference_row
-    from swiftkit.templates import get_template
     from swiftkit.data.encode_alignment import encode_pair, real_tokens
+    from swiftkit.templates import get_template
 
     row = {"prompt": PROMPTS[0], "chosen": GOOD[0], "rejected": BAD[0]}
     data = write_jsonl(tmp_path / "same.jsonl", [row] * 8)

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from hosts import registries
 
 from swiftkit.cli.main import main
-from hosts import registries
 
 ROWS = [
     {"messages": [{"role": "user", "content": "Hello!"}, {"role": "assistant", "content": "Hi, how can I help?"}]},

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hosts import registries
 
 from swiftkit.cli.main import main
-from hosts import registries
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 import torch.nn.functional as F
-
 from swiftkit_focal_loss import plugin
 from swiftkit_focal_loss.loss import focal_loss
 

@@ -9,20 +9,20 @@ import gc
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 pytest.importorskip("mlflow")
 
 from mlflow.tracking import MlflowClient
+from swiftkit_mlflow import plugin
+from swiftkit_mlflow._compat import FILE_STORE_OPT_IN
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from swiftkit.config import SftConfig
 from swiftkit.config.plugin_fields import collect_plugin_fields
-from swiftkit_mlflow import plugin
-from swiftkit_mlflow._compat import FILE_STORE_OPT_IN
 
 ROOT = Path(__file__).resolve().parents[1]
 

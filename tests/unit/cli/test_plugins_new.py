@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from distributions import install_offline, pip
 
 from swiftkit.cli.main import main

@@ -4,12 +4,7 @@ import pytest
 
 from swiftkit.config import CONFIGS, ConfigError, InferConfig, PtConfig, SftConfig
 
-MS_SWIFT_FLAGS = (
-    "model model_type train_type dataset val_dataset split_dataset_ratio max_length lora_rank "
-    "lora_alpha lora_dropout target_modules torch_dtype num_train_epochs max_steps learning_rate "
-    "per_device_train_batch_size gradient_accumulation_steps output_dir save_steps eval_steps "
-    "logging_steps resume_from_checkpoint system use_hf seed"
-).split()
+MS_SWIFT_FLAGS = ["model", "model_type", "train_type", "dataset", "val_dataset", "split_dataset_ratio", "max_length", "lora_rank", "lora_alpha", "lora_dropout", "target_modules", "torch_dtype", "num_train_epochs", "max_steps", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "output_dir", "save_steps", "eval_steps", "logging_steps", "resume_from_checkpoint", "system", "use_hf", "seed"]
 
 
 def test_sft_accepts_ms_swift_flag_names():

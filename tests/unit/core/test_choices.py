@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hosts import builtin_host
 
 from swiftkit.core.choices import CHOICES, ChoiceError, choice_names, choose, names_by_plugin, unknown_choice
-from hosts import builtin_host
 
 
 def _plugin_file(tmp_path, name: str, body: str) -> str:

@@ -4,9 +4,9 @@ import textwrap
 import types
 
 import pytest
+from hosts import builtin_host
 
 import swiftkit
-from hosts import builtin_host
 from swiftkit.commands import BUILTIN_PLUGINS
 from swiftkit.core.choices import choose
 from swiftkit.core.errors import PluginError

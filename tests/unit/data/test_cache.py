@@ -6,10 +6,9 @@ import random
 
 import numpy as np
 import pytest
-
-from swiftkit.data.cache import cache_key, tokenizer_fingerprint
 from encode_helpers import CountingTemplate
 
+from swiftkit.data.cache import cache_key, tokenizer_fingerprint
 from swiftkit.data.encode import encode_dataset
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "how", "can", "I", "help", "you", "today"]
@@ -148,10 +147,8 @@ def test_tokenizer_fingerprint_is_stable_and_sees_added_tokens():
     assert tokenizer_fingerprint(a) != tokenizer_fingerprint(b)
 
 
-def test_without_cache_or_lazy_nothing_is_written(tmp_path):
-    rows = make_rows()
-    encode_dataset(rows, make_template(), cache_dir=tmp_path, use_cache=False)
-    encode_dataset(rows, make_template(), cache_dir=tmp_path, lazy=True)
+def test_without_cache_nothing_is_written(tmp_path):
+    encode_dataset(make_rows(), make_template(), cache_dir=tmp_path, use_cache=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hosts import empty_registries, with_datasets
 
-from swiftkit.data import DatasetError, load_rows
 from swiftkit.core.registry import Registry
-from hosts import empty_registries
-from hosts import with_datasets, empty_registries
+from swiftkit.data import DatasetError, load_rows
 
 EMPTY = empty_registries()
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}

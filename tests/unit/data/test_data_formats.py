@@ -8,10 +8,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hosts import empty_registries
 
 from swiftkit.data import load_rows
-from swiftkit.core.registry import Registry
-from hosts import empty_registries
 
 EMPTY = empty_registries()
 

@@ -7,11 +7,10 @@ import json
 from collections import Counter
 
 import pytest
+from hosts import empty_registries, with_datasets
 
-from swiftkit.data import DatasetEntry, DatasetError, data_fingerprint, load_rows, split_rows
 from swiftkit.core.registry import Registry
-from hosts import empty_registries
-from hosts import with_datasets, empty_registries
+from swiftkit.data import DatasetEntry, DatasetError, data_fingerprint, load_rows, split_rows
 
 EMPTY = empty_registries()
 

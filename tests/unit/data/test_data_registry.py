@@ -10,12 +10,12 @@ import sys
 import time
 
 import pytest
+from hosts import builtin_host, empty_registries, with_datasets
 
-from swiftkit.data import DatasetError, load_rows
-from swiftkit.data.registry import DatasetEntry, load_card, load_cards, resolve_entry_path
 from swiftkit.core.registry import Registry
 from swiftkit.core.resources import data_dir
-from hosts import with_datasets, empty_registries, builtin_host
+from swiftkit.data import DatasetError, load_rows
+from swiftkit.data.registry import DatasetEntry, load_card, load_cards, resolve_entry_path
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -208,7 +208,7 @@ def test_unknown_preprocessor_is_caught_once_all_plugins_registered(tmp_path):
     )
     with pytest.raises(PluginError, match=r"dataset 'x' \(cards\.py, from plugin 'file:.*cards\.py' \(file .*\)\): "
                                           r"unknown preprocessor 'self_cogniton' \(did you mean 'self_cognition'\?\)"):
-        builtin_host([str(plugin)]).registries
+        builtin_host([str(plugin)]).registries  # noqa: B018 - registration runs on first use
 
 
 def test_plugin_preprocessor_serves_a_plugin_dataset(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from swiftkit.data import load_rows
-from swiftkit.core.registry import Registry
 from hosts import empty_registries
+
+from swiftkit.data import load_rows
 
 EMPTY = empty_registries()
 USER_Q = {"role": "user", "content": "2+2?"}

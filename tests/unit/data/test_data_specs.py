@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from hosts import empty_registries, with_datasets
 
+from swiftkit.core.registry import Registry
 from swiftkit.data import DatasetEntry, DatasetError, load_rows
 from swiftkit.data.loader import DatasetSpec, parse_spec
-from swiftkit.core.registry import Registry
-from hosts import empty_registries
-from hosts import with_datasets, empty_registries
 
 EMPTY = empty_registries()
 

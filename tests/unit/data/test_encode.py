@@ -4,13 +4,12 @@ import random
 
 import numpy as np
 import pytest
-
-from swiftkit.templates import TemplateError
 from encode_helpers import CountingTemplate
 
 from swiftkit.data.datasets import LazyEncodedDataset
 from swiftkit.data.encode import encode_dataset, encode_rows
 from swiftkit.data.errors import DatasetError
+from swiftkit.templates import TemplateError
 from swiftkit.train.collate import make_collator
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello", "how", "can", "I", "help", "you", "today", "capital", "of", "France"]
@@ -93,7 +92,7 @@ def test_lazy_encodes_on_read_and_replaces_long_rows_with_the_next_that_fits(tem
     counting = CountingTemplate(tok, "model", tok.chat_template, max_length=64)
     rows = make_rows(12, long_every=7)  # rows 3 and 10 are over-long
     rows[-1] = rows[3]  # the last row too: it wraps around to row 0
-    data, skipped = encode_dataset(rows, counting, lazy=True)
+    data, skipped = LazyEncodedDataset(rows, counting), 0
     assert isinstance(data, LazyEncodedDataset)
     assert (len(data), skipped, counting.calls, data.replaced) == (12, 0, 0, 0)
     eager = {i: template.encode(rows[i]) for i in (0, 4)}
@@ -108,7 +107,7 @@ def test_lazy_encodes_on_read_and_replaces_long_rows_with_the_next_that_fits(tem
 
 
 def test_lazy_with_every_row_too_long_is_an_error(template):
-    data, _ = encode_dataset(make_rows(5, long_every=1), template, lazy=True)
+    data = LazyEncodedDataset(make_rows(5, long_every=1), template)
     with pytest.raises(DatasetError, match=r"every row of --dataset \(5\) is longer"):
         data[2]
 
@@ -142,7 +141,7 @@ def test_transformers_trainer_trains_on_the_encoded_rows(template, tmp_path, lay
     from swiftkit.train.packing import pack_rows
 
     rows = make_rows(24)
-    data, _ = encode_dataset(rows, template, use_cache=False, lazy=layout == "lazy")
+    data = LazyEncodedDataset(rows, template) if layout == "lazy" else encode_dataset(rows, template, use_cache=False)[0]
     if layout == "packed":
         data = pack_rows(data, 64)
     torch.manual_seed(0)

@@ -4,11 +4,11 @@ truncation follows --truncation_strategy, and each method gets its trainer's col
 from __future__ import annotations
 
 import pytest
-
-from swiftkit.templates import SequenceTooLong, get_template
-from swiftkit.data.errors import DatasetError
-from swiftkit.data.encode_alignment import encode_for, encode_pair, grpo_prompt, real_tokens
 from hosts import templates
+
+from swiftkit.data.encode_alignment import encode_for, encode_pair, grpo_prompt, real_tokens
+from swiftkit.data.errors import DatasetError
+from swiftkit.templates import SequenceTooLong, get_template
 
 PAIR = {"messages": [{"role": "user", "content": "What is the capital of France?"},
                      {"role": "assistant", "content": "Paris is the capital of France."}],

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hosts import templates
 
 from swiftkit.inference import TransformersEngine
-from hosts import templates
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello!"}],

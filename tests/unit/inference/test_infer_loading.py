@@ -6,11 +6,11 @@ import json
 import shutil
 
 import pytest
+from hosts import registries
 
 from swiftkit.config import InferConfig
-from swiftkit.inference import InferError, load_for_inference
-from hosts import registries
 from swiftkit.core.checkpoints import CheckpointError
+from swiftkit.inference import InferError, load_for_inference
 
 CHAT = [{"role": "user", "content": "Hello! How can I help you today?"}]
 

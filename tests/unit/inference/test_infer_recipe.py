@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hosts import HOST
 
 from swiftkit.config import InferConfig
 from swiftkit.core.choices import ChoiceError
-from hosts import HOST
-from swiftkit.inference import InferError
 from swiftkit.inference.replies import split_prompt
 from swiftkit.recipes.infer import InferRecipe
 

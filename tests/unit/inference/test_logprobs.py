@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hosts import templates
 
+from swiftkit.inference import openai
 from swiftkit.inference.protocol import ChatRequest, ProtocolError, SamplingParams
 from swiftkit.inference.scheduler import group_key
-from hosts import templates
-from swiftkit.inference import openai
 
 HI = [{"role": "user", "content": "Hello!"}]
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hosts import templates
 
+from swiftkit.inference import openai
 from swiftkit.inference.protocol import (
     ChatRequest,
     CompletionRequest,
     ProtocolError,
     SamplingDefaults,
 )
-from hosts import templates
-from swiftkit.inference import openai
 
 HI = [{"role": "user", "content": "Hello!"}]
 

@@ -7,10 +7,10 @@ import threading
 import time
 
 import pytest
+from hosts import templates
 
 from swiftkit.inference.protocol import SamplingParams
 from swiftkit.inference.scheduler import Scheduler, SchedulerClosed, group_key
-from hosts import templates
 
 GREEDY = SamplingParams(max_tokens=4)
 

@@ -3,14 +3,13 @@
 import importlib.util
 
 import pytest
+from hosts import builtin_host
 
-from swiftkit.core.choices import choice_names, unknown_choice
 from swiftkit.cli.main import main
 from swiftkit.config import ConfigError, DeployConfig, EvalConfig, InferConfig
+from swiftkit.core.choices import choice_names, unknown_choice
 from swiftkit.inference.protocol import SamplingParams
 from swiftkit.inference.vllm_engine import sampling_kwargs
-from hosts import builtin_host
-from hosts import registries
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 MISSING = "--infer_backend vllm needs the vllm package: pip install 'swiftkit[vllm]' (GPU machines only)"

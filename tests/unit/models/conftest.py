@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from swiftkit.models import plugin
 from swiftkit.core.registry import Registry
+from swiftkit.models import plugin
 
 
 @pytest.fixture(scope="session")

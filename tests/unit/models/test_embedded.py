@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from swiftkit.core.registry import Registry
 from swiftkit.models import (
     DEFAULT_MODEL,
     ModelEntry,
@@ -27,7 +28,6 @@ from swiftkit.models.embedded import (
     clean_stale_temps,
     is_complete,
 )
-from swiftkit.core.registry import Registry
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4."}]
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from swiftkit.core.registry import Registry, RegistryError
+from swiftkit.core.resources import data_dir
 from swiftkit.models import plugin
 from swiftkit.models.registry import (
     ModelCardError,
@@ -19,8 +21,6 @@ from swiftkit.models.registry import (
     model_types,
     type_candidates,
 )
-from swiftkit.core.registry import Registry, RegistryError
-from swiftkit.core.resources import data_dir
 
 CARDS = sorted(data_dir("model_registry").glob("*.yaml"))
 GOOD_CARD = {

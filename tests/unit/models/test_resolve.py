@@ -9,8 +9,8 @@ import time
 import pytest
 
 from swiftkit.core.netprobe import unreachable_reason
-from swiftkit.models import ModelEntry, ModelNotFoundError, resolve_model
 from swiftkit.core.registry import Registry, RegistryError
+from swiftkit.models import ModelEntry, ModelNotFoundError, resolve_model
 
 MISSING_ID = "swiftkit-tests/no-such-model-0"
 

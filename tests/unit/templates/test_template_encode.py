@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hosts import templates
 from template_helpers import IGNORE, REPLIES, conversation, labelled_spans
 
 from swiftkit.templates import SequenceTooLong, Template, TemplateError, get_template
-from hosts import templates
 
 TESTS_DIR = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,9 @@ exactly which tokens get loss (each reply and its end-of-turn token, nothing els
 from __future__ import annotations
 
 import pytest
+from tiny import make_tokenizer
 
 from swiftkit.templates import get_template
-from tiny import make_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hosts import templates
 from template_helpers import (
     END_OF_TURN,
     IGNORE,
@@ -13,7 +14,6 @@ from template_helpers import (
 )
 
 from swiftkit.templates import TemplateError, get_template
-from hosts import templates
 
 STYLES = list(END_OF_TURN)
 

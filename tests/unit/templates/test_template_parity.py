@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hosts import templates
 from template_helpers import END_OF_TURN, IGNORE, chat_ids, conversation, labelled_spans
 
 from swiftkit.templates import get_template
-from hosts import templates
 
 STYLES = list(END_OF_TURN)
 SYSTEM = {"role": "system", "content": "You are a careful assistant."}

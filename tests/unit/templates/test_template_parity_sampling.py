@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from hosts import templates
+from tiny import make_tokenizer
+
 from swiftkit.templates import get_template
 from swiftkit.templates.template import PARITY_CHECKED_ROWS
-from tiny import make_tokenizer
-from hosts import templates
 
 
 def row(i: int, extra: str = "") -> dict:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hosts import registries
 
 from swiftkit.config import SftConfig
-from hosts import registries
 from swiftkit.templates import TemplateError
 from swiftkit.templates.selection import load_tokenizer_and_template
 

@@ -6,10 +6,10 @@ import copy
 import json
 
 import pytest
+from hosts import templates
 from template_helpers import chat_ids, labelled_spans
 
 from swiftkit.templates import TemplateError, get_template
-from hosts import templates
 
 TOOLS = [
     {

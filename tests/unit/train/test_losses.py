@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from tiny import make_tiny_model
 
 from swiftkit.train.losses import cross_entropy, token_cross_entropy
-from tiny import make_tiny_model
 
 
 def test_cross_entropy_matches_the_models_own_loss():

@@ -7,10 +7,10 @@ import textwrap
 from fractions import Fraction
 
 import pytest
-
-from swiftkit.core.choices import ChoiceError
-from swiftkit.config import ConfigError, RlhfConfig
 from hosts import builtin_host
+
+from swiftkit.config import ConfigError, RlhfConfig
+from swiftkit.core.choices import ChoiceError
 from swiftkit.core.plugins import PluginError
 from swiftkit.core.registry import Registry
 from swiftkit.train.errors import TrainError
