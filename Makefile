@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh clone:
 #   make demo   LoRA fine-tune of the embedded SmolLM2-135M-Instruct on the shipped self-cognition data
-#   make test   the test suite
+#   make test   lint (ruff), the layering contract (import-linter), then the test suite
 # Both create or update .venv first. On a machine without an NVIDIA GPU, torch is pinned to the
 # CPU build torch==2.13.0 (a multi-GB CUDA build would be pulled otherwise).
 
@@ -29,6 +29,8 @@ demo: $(STAMP)
 PLUGIN_TESTS := $(wildcard plugins/*/tests)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	for t in $(PLUGIN_TESTS); do (cd $$(dirname $$t) && ../../$(BIN)/python -m pytest -q) || exit 1; done
 

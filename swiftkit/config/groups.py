@@ -247,8 +247,9 @@ class TrainingArgs:
         _check(self.save_steps > 0, "--save_steps must be > 0")
         _check(self.logging_steps > 0, "--logging_steps must be > 0")
         _check(self.max_steps > 0 or self.num_train_epochs > 0, "set --max_steps or --num_train_epochs > 0")
+        kwargs = self.scheduler_kwargs  # parses --lr_scheduler_kwargs
         if self.lr_scheduler_type == "warmup_stable_decay":
-            _check("num_decay_steps" in self.scheduler_kwargs, "--lr_scheduler_type warmup_stable_decay needs the "
+            _check("num_decay_steps" in kwargs, "--lr_scheduler_type warmup_stable_decay needs the "
                    "length of its decay: --lr_scheduler_kwargs '{\"num_decay_steps\": N}'")
 
     @property

@@ -288,6 +288,16 @@ def built_or_discarded(folder: RunFolder, build):
         raise
 
 
+def close_progress_bars(trainer) -> None:
+    """End transformers' progress bars (ProgressCallback's ``training_bar``) so an error message after
+    a failed run starts on its own line; the trainer closes them only when training ends normally."""
+    for callback in trainer.callback_handler.callbacks:
+        bar = getattr(callback, "training_bar", None)
+        if bar is not None:
+            bar.close()
+            callback.training_bar = None
+
+
 def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
     """Run the trainer; the result summary is written to ``train_result.json``. A fresh run that
     fails before its first optimizer step leaves no run folder behind."""
@@ -296,6 +306,7 @@ def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
     try:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except BaseException:
+        close_progress_bars(trainer)
         if folder.fresh and trainer.state.global_step == 0:
             discard_unstarted_run(folder.path, folder.root_created)
         raise

@@ -294,6 +294,8 @@ class PPOTrainer(Trainer):
     # -- data, optimizer, clipping, checkpoints ---------------------------------------------------
 
     def _get_train_sampler(self, train_dataset=None):
+        # Private transformers.Trainer hook (5.x): the only place to wrap the training sampler.
+        # Remove when Trainer takes a sampler factory.
         base = super()._get_train_sampler(train_dataset)
         block = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
         rows = len(self.train_dataset if train_dataset is None else train_dataset)
@@ -310,11 +312,17 @@ class PPOTrainer(Trainer):
         return self.optimizer
 
     def _clip_grad_norm(self, model):
-        """One norm over policy and value gradients (Trainer alone would clip only the policy's)."""
+        """One norm over policy and value gradients (Trainer alone would clip only the policy's).
+
+        Private transformers.Trainer method (5.x). Remove when the value head is part of the trained
+        module (then Trainer's own clipping covers it)."""
         params = [p for p in model.parameters() if p.requires_grad] + list(self.value_model.parameters())
         return self.accelerator.clip_grad_norm_(params, self.args.max_grad_norm)
 
     def _save_checkpoint(self, model, trial):
+        # Private transformers.Trainer method (5.x): checkpoints must carry the value model and the
+        # cached rollout for exact resume. Remove when Trainer lets a callback add files to a checkpoint
+        # before it is marked complete.
         super()._save_checkpoint(model, trial)
         if not self.args.should_save:
             return
@@ -324,6 +332,7 @@ class PPOTrainer(Trainer):
             torch.save([r.state() for r in self._rollouts], os.path.join(folder, ROLLOUT_FILE))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        # Private transformers.Trainer method (5.x), the counterpart of _save_checkpoint above; remove with it.
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         load_value_weights(self.value_model, os.path.join(resume_from_checkpoint, VALUE_MODEL_DIR))
         path = os.path.join(resume_from_checkpoint, ROLLOUT_FILE)

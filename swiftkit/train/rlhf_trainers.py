@@ -29,6 +29,8 @@ class _AdaptersOffReference:
     """
 
     def __init__(self, *args, adapters_off_reference: bool = True, **kwargs):
+        # Relies on TRL (1.16) naming its copied adapter "ref". Remove when TRL computes the
+        # reference with the adapters disabled for a fresh adapter.
         super().__init__(*args, **kwargs)
         model = self.accelerator.unwrap_model(self.model)
         if adapters_off_reference and kwargs.get("ref_model") is None and "ref" in getattr(model, "peft_config", {}):
@@ -43,6 +45,8 @@ def _dpo_trainer():
         """DPO on ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` encoded by swiftkit."""
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            # Private TRL method (1.16): the rows are already encoded. Remove when TRL's DPOTrainer
+            # accepts pre-tokenized datasets as they are.
             return dataset
 
     return EncodedDPOTrainer
@@ -60,6 +64,8 @@ def _kto_trainer():
         """
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            # Private TRL method (1.16): the rows are already encoded; only the KL pairs are added.
+            # Remove when TRL's KTOTrainer accepts pre-tokenized datasets as they are.
             if not self.calculate_KL:
                 return dataset
 

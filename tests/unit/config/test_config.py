@@ -1,5 +1,8 @@
 """Typed configs: flat keys map onto groups, validation names the flag, round-trips through a dict."""
 
+import dataclasses
+from typing import ClassVar
+
 import pytest
 
 from swiftkit.config import CONFIGS, ConfigError, InferConfig, PtConfig, SftConfig
@@ -67,3 +70,67 @@ def test_every_field_has_help():
 
 def test_pt_is_its_own_command():
     assert PtConfig.command == "pt" and PtConfig in CONFIGS
+
+
+def test_no_two_groups_of_a_command_define_the_same_field():
+    for cls in CONFIGS:
+        seen: dict[str, str] = {}
+        for group, gcls in cls.groups():
+            for f in dataclasses.fields(gcls):
+                assert f.name not in seen, f"`swiftkit {cls.command}`: --{f.name} in {seen[f.name]} and {group}"
+                seen[f.name] = group
+
+
+def test_a_field_in_two_groups_is_refused():
+    @dataclasses.dataclass(frozen=True)
+    class Sampling:
+        temperature: float = 1.0
+
+    @dataclasses.dataclass(frozen=True)
+    class Twice(InferConfig):
+        command: ClassVar[str] = "twice"
+        sampling: Sampling = dataclasses.field(default_factory=Sampling)
+
+    with pytest.raises(TypeError, match="--temperature is defined by two groups, generation and sampling"):
+        Twice.flat_fields()
+
+
+def test_given_records_every_flag_set_even_at_its_default():
+    cfg = SftConfig.from_flat({"model": "m", "dataset": ["d"], "max_length": 2048})
+    assert cfg.is_given("max_length") and cfg.is_given("model") and not cfg.is_given("system")
+    assert cfg.given == {"model", "dataset", "max_length"}
+
+
+def test_a_validated_config_cannot_be_changed():
+    cfg = SftConfig.from_flat({"model": "m", "dataset": ["d"]})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.tuner.lora_rank = 4  # derived values go into the run plan, never back into the config
+
+
+def test_scheduler_names_are_transformers_own():
+    from transformers import SchedulerType
+
+    from swiftkit.config.groups import TRANSFORMERS_SCHEDULERS
+
+    assert set(TRANSFORMERS_SCHEDULERS) == {s.value for s in SchedulerType}
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lr_scheduler_type": "warmup_stable_decay"}, "needs the length of its decay"),
+    ({"lr_scheduler_type": "reduce_lr_on_plateau"}, "pass --val_dataset or --split_dataset_ratio"),
+    ({"lr_scheduler_kwargs": "[1]"}, "--lr_scheduler_kwargs must be a JSON object"),
+    ({"lr_scheduler_kwargs": "{min_lr"}, "--lr_scheduler_kwargs is not valid JSON"),
+])
+def test_scheduler_rules_are_config_errors(values, message):
+    with pytest.raises(ConfigError, match=message):
+        SftConfig.from_flat({"model": "m", "dataset": ["d"], **values})
+
+
+def test_rlhf_flags_of_another_method_are_refused():
+    from swiftkit.config import RlhfConfig
+
+    with pytest.raises(ConfigError, match="--num_generations applies to --rlhf_type grpo, not dpo"):
+        RlhfConfig.from_flat({"model": "m", "dataset": ["d"], "num_generations": 8})
+    cfg = RlhfConfig.from_flat({"model": "m", "dataset": ["d"], "rlhf_type": "kto", "desirable_weight": 2.0,
+                                "per_device_train_batch_size": 2})
+    assert cfg.kto.desirable_weight == 2.0 and cfg.rlhf.beta_value == 0.1

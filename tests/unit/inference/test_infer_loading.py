@@ -91,6 +91,23 @@ def test_settings_come_from_args_json_unless_set_explicitly(make_lora_run):
     assert template.system == "You are Vega." and info["settings"]["max_length"] == 99
 
 
+def test_an_explicit_flag_equal_to_its_default_beats_args_json(make_lora_run):
+    """`--max_length 2048` is the default's value, but the user gave it: it wins over args.json's 77."""
+    from swiftkit.config import TemplateArgs
+
+    ckpt = make_lora_run(args={"max_length": 77})
+    default = TemplateArgs().max_length
+    cfg = InferConfig.from_flat({"adapters": [str(ckpt)], "max_length": default})
+    assert cfg.is_given("max_length") and not cfg.is_given("system")
+    _, template, info = load_for_inference(cfg, registries=registries())
+    assert info["settings"]["max_length"] == template.max_length == default
+    from swiftkit.cli.args import config_and_host
+    from swiftkit.commands import COMMANDS
+
+    cli_cfg, _ = config_and_host(COMMANDS["infer"], ["--adapters", str(ckpt), "--max_length", str(default)])
+    assert load_for_inference(cli_cfg, registries=registries())[2]["settings"]["max_length"] == default
+
+
 def test_tokenizer_and_chat_template_come_from_the_checkpoint(tiny, make_lora_run):
     from transformers import AutoTokenizer
 
