@@ -12,7 +12,17 @@ Two kinds of hooks:
   ``registry.register(name, entry, source=...)``; re-registering a name needs ``override=True``.
 * **Choice hooks** are *firstresult*: swiftkit asks for the part selected by name in the config
   (e.g. ``--loss_type focal``); each plugin answers ``None`` unless the name is its own, and the
-  first non-``None`` answer wins.
+  first non-``None`` answer wins. Plugins are asked in pluggy's order: the last loaded first.
+
+``config`` is the command's frozen config object: its attributes are flag groups
+(``config.training.learning_rate`` is ``--learning_rate``), plus ``config.plugin_options`` (the
+values of flags plugins declare), ``config.given`` (the flags the user set) and
+``config.command``. docs/reference/config.md lists every group and field of every command.
+
+An exception raised inside a hook (or inside what it returns: a loss, a callback, a reward, a
+benchmark, an exporter) stops the command with one line naming the plugin, its package and the
+hook; a :class:`swiftkit.core.errors.SwiftkitError` (e.g. ``ConfigError`` naming a flag) is shown
+as it is. ``--debug`` prints the traceback.
 """
 
 from __future__ import annotations
@@ -107,7 +117,7 @@ def swiftkit_register_reward_funcs(registry):
           completion. It returns one finite float per completion, or ``None`` where it does not
           apply; anything else stops training with an error naming the reward;
         * or a class: a factory built once per run as ``cls(config)`` with the
-          :class:`swiftkit.config.RlhfConfig` (flags such as ``config.rlhf.format_pattern``, or
+          :class:`swiftkit.config.RlhfConfig` (flags such as ``config.grpo.format_pattern``, or
           ``config.plugin_options`` for the plugin's own), whose instances are such functions.
 
         The trainer sees each reward under its registered name (metrics ``rewards/NAME/mean``).
@@ -235,10 +245,17 @@ def swiftkit_get_loss(name, config):
     Firstresult: answer ``None`` unless ``name`` is yours.
 
     :param str name: the selected loss name.
-    :param config: the command's config.
+    :param config: the command's config (``sft`` / ``pt``).
     :return: a callable ``loss(outputs, labels, num_items_in_batch=None) -> torch.Tensor`` (the
         ``compute_loss_func`` contract of ``transformers.Trainer``; ``labels`` are unshifted, -100 is
-        ignored), or ``None`` to keep the model's own loss.
+        ignored), or ``None`` to keep the model's own loss. What it sees: ``outputs.logits`` are the
+        full logits ``[batch, tokens, vocab]`` (the label-only head of the default loss is off);
+        with ``--padding_free`` (the default) a batch is one row ``[1, tokens]`` holding every
+        sequence of the batch joined, each starting at ``position_ids`` 0 with its first label
+        -100, so a loss over shifted labels never crosses from one sequence into the next; with
+        ``--packing`` each row is a bin of whole sequences marked the same way. A loss that
+        returns NaN or inf stops the run at that step, before the update, naming the loss and
+        this plugin.
 
     Use in plugins::
 
@@ -275,7 +292,9 @@ def swiftkit_get_optimizer(name, model, config):
 
     Firstresult: answer ``None`` unless ``name`` is yours.
 
-    :param str name: the selected optimizer name.
+    :param str name: the selected optimizer name. Declare it in ``swiftkit_choice_names("optimizer")``:
+        the optimizer is built after the weights load, so the name is checked against the declared
+        names before (a typo costs nothing).
     :param model: the model being trained (only parameters with ``requires_grad`` should train).
     :param config: the command's config; learning rate and weight decay are in ``config.training``.
     :return: a ``torch.optim.Optimizer`` (the LR schedule stays ``--lr_scheduler_type``), or ``None``.
@@ -319,7 +338,9 @@ def swiftkit_get_callback(name, config):
     Firstresult: answer ``None`` unless ``name`` is yours.
 
     :param str name: one selected callback name.
-    :param config: the command's config.
+    :param config: the command's config. ``config.training.output_dir`` is the ``--output_dir``
+        root; the run's own folder ``OUTPUT_DIR/v{N}-{timestamp}/`` (where checkpoints,
+        ``args.json`` and ``logging.jsonl`` go) is ``args.output_dir`` in the callback's events.
     :return: a ``transformers.TrainerCallback`` instance, or ``None``.
 
     Use in plugins::
@@ -360,10 +381,13 @@ def swiftkit_get_infer_engine(name, model, template, config):
     :param str name: the selected backend (``"transformers"`` is built in).
     :param model: the loaded model (adapters applied), or ``None`` for engines that load their own.
     :param template: the :class:`swiftkit.templates.Template` prompts must be encoded with.
-    :param config: the :class:`swiftkit.config.InferConfig`.
-    :return: an object with ``generate(conversations, **generation) -> list[str]`` and
-        ``stream(messages, **generation) -> Iterator[str]`` (see
-        :class:`swiftkit.inference.engine.TransformersEngine`), or ``None``.
+    :param config: the command's config (``infer``, ``eval`` or ``deploy``).
+    :return: an engine meeting the protocol of the command, or ``None``:
+        :class:`swiftkit.inference.base.ReplyEngine` (``generate(conversations, **generation) ->
+        list[str]`` and ``stream(messages, **generation) -> Iterator[str]``) for ``infer`` and
+        ``eval``, :class:`swiftkit.inference.base.InferEngine` (served models, token-level
+        ``generate_ids`` / ``stream_ids``, ...) for ``deploy``. A missing member is an error naming
+        it when the engine is chosen.
 
     Use in plugins::
 
