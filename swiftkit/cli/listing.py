@@ -39,7 +39,8 @@ def _tags(entry) -> list[str]:
     return list(getattr(entry, "tags", None) or [])
 
 
-def list_command(argv: list[str]) -> int:
+def list_parser() -> argparse.ArgumentParser:
+    """The flags of `swiftkit list`."""
     parser = argparse.ArgumentParser(prog="swiftkit list", description="List registered entries.")
     parser.add_argument("kind", choices=KINDS, help="What to list.")
     parser.add_argument("--tag", action="append", default=[], metavar="TAG",
@@ -49,6 +50,11 @@ def list_command(argv: list[str]) -> int:
                         help="models: only this family (card), model type or config.json model_type.")
     parser.add_argument("--json", action="store_true", help="Print a JSON list instead of a table.")
     add_plugin_options(parser)
+    return parser
+
+
+def list_command(argv: list[str]) -> int:
+    parser = list_parser()
     args = parser.parse_args(argv)
 
     host = build_host(args.plugins, [*args.disable_plugins, *blocked_names(args.blocked)])

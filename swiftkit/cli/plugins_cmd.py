@@ -19,7 +19,8 @@ from swiftkit.core.choices import names_by_plugin
 from swiftkit.core.plugins import REGISTRATION_HOOKS
 
 
-def _parser() -> argparse.ArgumentParser:
+def plugins_parser() -> argparse.ArgumentParser:
+    """The flags of `swiftkit plugins list|new`."""
     parser = argparse.ArgumentParser(prog="swiftkit plugins", description="Inspect or create plugins.")
     sub = parser.add_subparsers(dest="action", required=True)
     lister = sub.add_parser("list", help="Show loaded plugins, their origin and hooks.")
@@ -86,5 +87,5 @@ def _new(args) -> int:
 
 
 def plugins_command(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = plugins_parser().parse_args(argv)
     return _new(args) if args.action == "new" else _list(args)

@@ -16,7 +16,8 @@ from swiftkit.core.registry import closest
 class AdapterArgs:
     adapters: list[str] = arg(
         [], "Trained checkpoints (LoRA adapters, or full weights first); the base model and template "
-        "are read from their args.json. A run directory means its last checkpoint."
+        "are read from their args.json. A run directory means its last checkpoint; an --output_dir holding "
+        "runs means the last checkpoint of its newest run (highest v{N})."
     )
     merge_lora: bool = arg(False, "Merge the adapters into the base weights after loading.")
 

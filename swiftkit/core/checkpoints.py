@@ -15,6 +15,7 @@ from pathlib import Path
 from swiftkit.core.errors import ConfigError
 
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+_RUN_RE = re.compile(r"^v(\d+)-")
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
 
 
@@ -68,20 +69,32 @@ def has_tokenizer(path: Path) -> bool:
     return any((path / name).is_file() for name in TOKENIZER_FILES)
 
 
+def newest_run(output_dir: Path) -> Path | None:
+    """The ``v{N}-{timestamp}`` run folder with the highest N under an ``--output_dir`` that has a
+    checkpoint, or None."""
+    runs = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := _RUN_RE.match(p.name))]
+    for _, run in sorted(runs, reverse=True):
+        if checkpoints(run):
+            return run
+    return None
+
+
 def find_checkpoint(path: str, flag: str = "--adapters") -> Path:
-    """The checkpoint directory for one ``flag`` value (``--adapters``, ``--reward_model``, ...); a
-    run directory means its last one."""
+    """The checkpoint directory for one ``flag`` value (``--adapters``, ``--reward_model``, ...): a
+    checkpoint itself; a run directory means its last checkpoint; an ``--output_dir`` holding runs
+    means the last checkpoint of its newest run (highest ``v{N}``)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise CheckpointError(f"{flag} {path!r} does not exist or is not a directory")
     if is_lora_dir(folder) or (folder / "config.json").is_file():
         return folder
-    found = [p for p in checkpoints(folder) if p.is_dir()]
+    run = folder if checkpoints(folder) else newest_run(folder)
+    found = [p for p in checkpoints(run) if p.is_dir()] if run is not None else []
     if found:
         return found[-1]
     raise CheckpointError(
         f"{flag} {path!r} holds neither a LoRA adapter (adapter_config.json) nor full weights "
-        "(config.json), nor any checkpoint-N directory"
+        "(config.json), nor any checkpoint-N directory or v{N}-... run folder with one"
     )
 
 

@@ -50,3 +50,17 @@ def test_write_json_leaves_no_temp_file(tmp_path):
     write_json(target, {"a": 1, "b": "小星"})
     assert json.loads(target.read_text()) == {"a": 1, "b": "小星"}
     assert [p.name for p in tmp_path.iterdir()] == ["args.json"]
+
+
+def test_an_output_dir_means_the_last_checkpoint_of_its_newest_run(tmp_path):
+    from swiftkit.core.checkpoints import find_checkpoint
+
+    for run, steps in (("v0-20260101-000000", (5,)), ("v1-20260102-000000", (2, 4)), ("v2-20260103-000000", ())):
+        for step in steps:
+            (tmp_path / run / f"checkpoint-{step}").mkdir(parents=True)
+        (tmp_path / run).mkdir(exist_ok=True)
+    # v2 has no checkpoint (a run that failed early): the newest run with one is v1
+    assert find_checkpoint(str(tmp_path)) == tmp_path / "v1-20260102-000000" / "checkpoint-4"
+    assert find_checkpoint(str(tmp_path / "v0-20260101-000000")) == tmp_path / "v0-20260101-000000" / "checkpoint-5"
+    with pytest.raises(CheckpointError, match="nor any checkpoint-N directory or v"):
+        find_checkpoint(str(tmp_path / "v2-20260103-000000"))
