@@ -152,3 +152,26 @@ def test_dash_p_no_blocks_a_plugin():
     assert cfg.plugin.disable_plugins == ["swiftkit_focal_loss"]
     with pytest.raises(ConfigError, match="no:NAME"):
         parse(["-p", "something", "--model", "m", "--dataset", "a"])
+
+
+def test_p_no_name_works_on_every_command(tmp_path, capsys):
+    assert main(["list", "templates", "-p", "no:swiftkit.templates.plugin"]) == 0
+    assert capsys.readouterr().out.strip().endswith("# 0 templates")
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"query": "q", "response": "r"}\n')
+    assert main(["data", "lint", "--dataset", str(data), "-p", "no:swiftkit.data.plugin"]) == 0
+    assert main(["data", "lint", "--dataset", "self-cognition", "-p", "no:swiftkit.data.plugin"]) == 2
+    assert "is not a file, a folder, a registered dataset" in capsys.readouterr().err
+    cfg = parse(["-p", "no:swiftkit.evaluate.plugin", "--adapters", "x", "--val_dataset", "v"], command="eval")
+    assert cfg.plugin.disable_plugins == ["swiftkit.evaluate.plugin"]
+    assert main(["eval", "--adapters", "x", "--val_dataset", "v", "-p", "no:swiftkit.evaluate.plugin"]) == 2
+    assert "unknown --eval_dataset 'qa'" in capsys.readouterr().err  # the built-in benchmark is gone
+
+
+def test_a_user_error_is_one_line_and_debug_adds_the_traceback(capsys):
+    assert main(["sft", "--model", "m", "--dataset", "d", "--lora_rank", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "swiftkit sft: error: --lora_rank must be > 0\n"
+    assert main(["sft", "--model", "m", "--dataset", "d", "--lora_rank", "0", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.endswith("swiftkit sft: error: --lora_rank must be > 0\n")
