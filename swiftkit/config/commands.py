@@ -58,6 +58,9 @@ class CommandConfig:
     command: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
+    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields, by flag name
+    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # the flags the user set
+
     @classmethod
     def groups(cls) -> list[tuple[str, type]]:
         hints = typing.get_type_hints(cls)
@@ -131,8 +134,6 @@ class SftConfig(CommandConfig):
     tuner: TunerArgs = field(default_factory=TunerArgs)
     training: TrainingArgs = field(default_factory=TrainingArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
-    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
-    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.data.dataset:
@@ -271,8 +272,6 @@ class InferConfig(CommandConfig):
     generation: GenerationArgs = field(default_factory=GenerationArgs)
     vllm: VllmArgs = field(default_factory=VllmArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
-    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
-    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.model.model and not self.adapter.adapters:
@@ -304,8 +303,6 @@ class ExportConfig(CommandConfig):
     template: TemplateArgs = field(default_factory=TemplateArgs)
     export: ExportArgs = field(default_factory=ExportArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
-    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
-    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.adapter.adapters:
@@ -330,8 +327,6 @@ class DeployConfig(CommandConfig):
     deploy: DeployArgs = field(default_factory=DeployArgs)
     vllm: VllmArgs = field(default_factory=VllmArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
-    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
-    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.model.model and not self.adapter.adapters:
@@ -356,8 +351,6 @@ class DataLintConfig(CommandConfig):
     data: DataArgs = field(default_factory=DataArgs)
     tool: DataToolArgs = field(default_factory=DataToolArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
-    plugin_options: dict = field(default_factory=dict)  # values of plugin-declared fields
-    given: frozenset = field(default=frozenset(), compare=False, repr=False)  # flags the user set
 
     def __post_init__(self):
         if not self.data.dataset:
