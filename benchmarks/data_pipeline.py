@@ -179,10 +179,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    from swiftkit.core.registry import Registry
     from swiftkit.templates import get_template
 
     tokenizer, load_s = _timed(load_smollm2_tokenizer)
-    template = get_template(tokenizer, max_length=args.max_length)
+    template = get_template(tokenizer, max_length=args.max_length, registry=Registry("template"))  # its own template
     rows = synthetic_rows(args.rows, args.seed)
     print(f"SmolLM2 tokenizer loaded in {load_s:.1f} s; python {sys.version.split()[0]}")
     encoded = bench_encoding(args, rows, tokenizer, template)

@@ -41,9 +41,10 @@ def _read_pairs(path: Path) -> list[dict]:
 
 def _model_path() -> str:
     """The converted model directory swiftkit loads, so both sides start from the same weights."""
+    from swiftkit.commands import build_host
     from swiftkit.models import resolve_model
 
-    return str(resolve_model(MODEL).path)
+    return str(resolve_model(MODEL, registry=build_host().registries.models).path)
 
 
 def _signals(log_history: list[dict]) -> dict:
@@ -79,13 +80,13 @@ def run_swiftkit(args, out: Path) -> dict:
 def _swiftkit_prompt_ids(data: Path) -> list[list[int]]:
     """The prompt ids swiftkit's rlhf recipe trains on, row by row in file order: the same
     tokenizer/template selection, row conversion and pair encoding the recipe uses."""
+    from swiftkit.commands import build_host
     from swiftkit.config import ModelArgs, TemplateArgs
-    from swiftkit.core.plugins import build_registries, get_plugin_manager
     from swiftkit.data.alignment import to_preference_row
     from swiftkit.data.encode_alignment import encode_pair
     from swiftkit.templates.selection import load_tokenizer_and_template
 
-    registries = build_registries(get_plugin_manager())
+    registries = build_host().registries
     _, _, template = load_tokenizer_and_template(ModelArgs(model=MODEL), TemplateArgs(), registries)
     return [encode_pair(template, to_preference_row(row))["prompt_ids"] for row in _read_pairs(data)]
 

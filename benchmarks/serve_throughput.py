@@ -6,7 +6,7 @@ requests/s (requests / wall time), p50 and p99 latency (submit to reply) and gen
   - baseline: a lock serialises requests; each builds its prompt with
     ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)`` and runs plain
     ``model.generate`` on it alone, then decodes the new tokens;
-  - swiftkit: exactly the deploy server's path, in-process: ``engine.prepare_chat(ChatRequest)``
+  - swiftkit: exactly the deploy server's path, in-process: ``prepare_chat(engine, ChatRequest)``
     then ``Scheduler(TransformersEngine, max_batch_size, max_wait_ms).submit(...).result()``, which
     groups waiting requests into left-padded batches;
   - with ``--http``, also swiftkit through the real OpenAI-compatible server (FastAPI + uvicorn on
@@ -143,7 +143,9 @@ def main() -> None:
 
     import torch
 
+    from swiftkit.commands import build_host
     from swiftkit.inference.engine import TransformersEngine
+    from swiftkit.inference.openai import prepare_chat
     from swiftkit.inference.protocol import ChatRequest
     from swiftkit.inference.scheduler import Scheduler
     from swiftkit.models import (
@@ -155,7 +157,8 @@ def main() -> None:
     from swiftkit.templates.template import get_template
 
     set_num_threads(args.num_threads)
-    resolved = resolve_model(args.model)
+    registries = build_host().registries
+    resolved = resolve_model(args.model, registry=registries.models)
     model = load_model(resolved).eval()
     tokenizer = load_tokenizer(resolved)
     model.generation_config.eos_token_id = None  # every request generates exactly max_new_tokens
@@ -163,7 +166,7 @@ def main() -> None:
     n_new = args.max_new_tokens
     conversations = [[{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}] for i in range(args.requests)]
 
-    engine = TransformersEngine(model, get_template(tokenizer))
+    engine = TransformersEngine(model, get_template(tokenizer, registry=registries.templates))
     engine.stop_token_ids = []
     name = "bench"
     engine.add_model(name, None)
@@ -183,7 +186,7 @@ def main() -> None:
     def swiftkit(i: int):
         req = ChatRequest.from_dict({"model": name, "messages": conversations[i], "max_tokens": n_new,
                                      "temperature": 0.0})
-        prompt, params = engine.prepare_chat(req)
+        prompt, params = prepare_chat(engine, req)
         (reply,) = scheduler.submit([prompt], params, req.model).result()
         return reply.text, reply.completion_tokens
 
@@ -209,7 +212,7 @@ def main() -> None:
         if ids != engine.prompt_ids(conv):
             raise SystemExit(f"prompt ids differ between apply_chat_template and the engine for {conv!r}")
     baseline(0)
-    warm = [engine.prepare_chat(ChatRequest.from_dict({"model": name, "messages": conv, "max_tokens": n_new}))
+    warm = [prepare_chat(engine, ChatRequest.from_dict({"model": name, "messages": conv, "max_tokens": n_new}))
             for conv in conversations[:args.max_batch_size]]
     for fut in [scheduler.submit([prompt], params, name) for prompt, params in warm]:
         fut.result()

@@ -44,7 +44,9 @@ def run_trl(args, data: Path, out: Path) -> dict:
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    path = resolve_model("smollm2-135m-instruct").path
+    from swiftkit.commands import build_host
+
+    path = resolve_model("smollm2-135m-instruct", registry=build_host().registries.models).path
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     rows = load_dataset("json", data_files=str(data), split="train")
@@ -88,9 +90,10 @@ def main() -> None:
         print(json.dumps(fn(args, Path(args.data), out)))
         return
 
+    from swiftkit.commands import build_host
     from swiftkit.data import load_rows
 
-    rows = load_rows([f"self-cognition#{args.rows}"], model_name=("小星", "Nova"),
+    rows = load_rows([f"self-cognition#{args.rows}"], registries=build_host().registries, model_name=("小星", "Nova"),
                      model_author=("极光实验室", "Aurora Lab"))
     data = Path(tempfile.mkdtemp(prefix="bench-data-")) / "rows.jsonl"
     data.write_text("".join(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n" for r in rows))

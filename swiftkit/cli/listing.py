@@ -26,7 +26,6 @@ def _detail(kind: str, registry, name: str, entry) -> str:
 
 
 def _as_json(kind: str, registry, name: str, entry) -> dict:
-
     if dataclasses.is_dataclass(entry):
         data = dataclasses.asdict(entry)
     else:

@@ -108,7 +108,6 @@ class PluginHost:
         return host
 
     def _load_entry_points(self, disabled: set[str]) -> None:
-
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in disabled or ep.name in self.infos:
                 continue

@@ -73,7 +73,6 @@ def _place(problem: Problem) -> tuple[str, int]:
 
 
 def _content_key(row: dict) -> str:
-
     return hashlib.sha256(row_content(row).encode()).hexdigest()
 
 

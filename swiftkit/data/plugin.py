@@ -10,13 +10,11 @@ from swiftkit.data.registry import load_cards
 
 @hookimpl
 def swiftkit_register_datasets(registry):
-
     for entry, card in load_cards(data_dir("dataset_registry")):
         registry.register(entry.name, entry, source=f"dataset_registry/{card.name}", override=entry.override)
 
 
 @hookimpl
 def swiftkit_register_preprocessors(registry):
-
     for name, fn in BUILTIN_PREPROCESSORS.items():
         registry.register(name, fn, source="swiftkit.data.preprocess")

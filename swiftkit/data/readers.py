@@ -167,7 +167,6 @@ def _iter_json(path: Path) -> Iterator[dict]:
 
 
 def _iter_csv(path: Path) -> Iterator[dict]:
-
     lines = (line for _, line in _lines(path, keepends=True))
     first = next(lines, None)
     if first is not None and "\r" in first.rstrip("\r\n"):

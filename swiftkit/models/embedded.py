@@ -64,7 +64,6 @@ def _sha256(path: Path) -> str:
 
 
 def _package_version(relpath: str) -> str | None:
-
     try:
         return version(Path(relpath).parts[0].replace("_", "-"))
     except PackageNotFoundError:

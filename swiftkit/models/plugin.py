@@ -29,5 +29,4 @@ def register_cards(registry, folder: str | Path, source: str) -> int:
 
 @hookimpl
 def swiftkit_register_models(registry):
-
     register_cards(registry, data_dir("model_registry"), "swiftkit.models.plugin")

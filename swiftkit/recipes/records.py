@@ -46,7 +46,6 @@ class RunPlan:
 
 
 def library_versions() -> dict[str, str]:
-
     out = {"python": platform.python_version()}
     for name in ("swiftkit", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers"):
         try:

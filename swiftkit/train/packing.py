@@ -142,7 +142,6 @@ class PackedCollator:
         self.flatten = flatten
 
     def __call__(self, features: list[dict]) -> dict:
-
         import torch  # defers torch
 
         rows = []

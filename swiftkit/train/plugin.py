@@ -10,7 +10,6 @@ from swiftkit.train.tuners import BUILTIN_TUNERS
 
 @hookimpl
 def swiftkit_get_tuner(name, model, config):
-
     tuner = BUILTIN_TUNERS.get(name)
     return None if tuner is None else tuner(model, config.tuner)
 
@@ -34,7 +33,6 @@ def swiftkit_choice_names(kind):
 
 @hookimpl
 def swiftkit_get_loss(name, config):
-
     return BUILTIN_LOSSES.get(name)
 
 
@@ -49,6 +47,5 @@ def swiftkit_get_trainer(name, config):
 
 @hookimpl
 def swiftkit_register_reward_funcs(registry):
-
     for name, fn in BUILTIN_REWARDS.items():
         registry.register(name, fn, source="swiftkit.train.rewards")
