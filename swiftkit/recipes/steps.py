@@ -42,7 +42,7 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     ckpt = resolve_resume(path)
     if cfg.model.model:
         return ckpt, {}
-    args, found = read_train_args(ckpt)
+    args, _ = read_train_args(ckpt)
     if args is None or not args.get("model"):
         raise TrainError(f"{ckpt.parent / 'args.json'} is missing: pass --model with --resume_from_checkpoint")
     return ckpt, {"model": args["model"]}
