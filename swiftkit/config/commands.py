@@ -201,7 +201,7 @@ class RlhfConfig(SftConfig):
         if tr.loss_type or tr.metric:
             raise ConfigError("--loss_type/--metric apply to sft/pt; each --rlhf_type has its own loss "
                               "(dpo variants: --dpo_loss_type)")
-        if tr.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS:
+        if tr.plugin_schedule:
             raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type!r}: `swiftkit rlhf` trainers take "
                               f"transformers' schedules ({', '.join(TRANSFORMERS_SCHEDULERS)}); plugin schedules "
                               "apply to sft/pt")

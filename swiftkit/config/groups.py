@@ -253,6 +253,11 @@ class TrainingArgs:
                    "length of its decay: --lr_scheduler_kwargs '{\"num_decay_steps\": N}'")
 
     @property
+    def plugin_schedule(self) -> bool:
+        """Whether --lr_scheduler_type names a plugin's schedule (not one of transformers')."""
+        return self.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS
+
+    @property
     def scheduler_kwargs(self) -> dict:
         """--lr_scheduler_kwargs parsed, plus the documented default of the min-lr schedules."""
         kwargs = json_object(self.lr_scheduler_kwargs, "--lr_scheduler_kwargs", '{"min_lr_rate": 0.05}') \

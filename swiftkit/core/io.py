@@ -56,12 +56,12 @@ def new_run_dir(output_dir: str | Path) -> Path:
             version += 1
 
 
-def timestamped_dir(root: Path) -> Path:
-    """``root/YYYYmmdd-HHMMSS`` (with ``-N`` when taken); not created."""
+def timestamped_path(root: Path, suffix: str = "") -> Path:
+    """``root/YYYYmmdd-HHMMSS{suffix}`` (``-N`` added before the suffix when taken); not created."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path, n = root / stamp, 1
+    path, n = root / f"{stamp}{suffix}", 1
     while path.exists():
-        path, n = root / f"{stamp}-{n}", n + 1
+        path, n = root / f"{stamp}-{n}{suffix}", n + 1
     return path
 
 

@@ -33,11 +33,15 @@ from swiftkit.inference.base import (
 from swiftkit.inference.protocol import SamplingParams
 
 
-def require_vllm() -> None:
-    """A :class:`ConfigError` unless vllm is installed and a CUDA device is visible."""
-
+def require_vllm_package() -> None:
+    """A :class:`ConfigError` unless vllm is installed (looked up without importing it)."""
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError(VLLM_MISSING)
+
+
+def require_vllm() -> None:
+    """A :class:`ConfigError` unless vllm is installed and a CUDA device is visible."""
+    require_vllm_package()
     import torch  # defers torch
 
     if not torch.cuda.is_available():

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
-from swiftkit.config.inference import VLLM_MISSING
 from swiftkit.core.choices import choose
-from swiftkit.core.errors import ChoiceError, ConfigError
+from swiftkit.core.errors import ConfigError
 from swiftkit.inference.base import ReplyEngine, missing_members
 from swiftkit.inference.loading import load_for_inference
-
-
-def check_backend_installed(backend: str) -> None:
-    """Fail before any weights load when ``--infer_backend`` names an optional engine whose package
-    is missing (looked up without importing it)."""
-
-    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise ChoiceError(VLLM_MISSING)
+from swiftkit.inference.vllm_engine import require_vllm_package
 
 
 def load_engine(cfg, host, *, adapters: list[str] | None = None, protocol: type = ReplyEngine):
@@ -26,7 +17,8 @@ def load_engine(cfg, host, *, adapters: list[str] | None = None, protocol: type 
     must meet ``protocol`` (:class:`~swiftkit.inference.base.ReplyEngine` for infer and eval,
     :class:`~swiftkit.inference.base.InferEngine` for deploy)."""
     backend = cfg.generation.infer_backend
-    check_backend_installed(backend)
+    if backend == "vllm":
+        require_vllm_package()  # before any weights load
     model, template, info = load_for_inference(cfg, registries=host.registries, adapters=adapters)
     engine = choose(host, "infer_engine", backend, model=model, template=template, config=cfg)
     missing = missing_members(engine, protocol)

@@ -16,7 +16,7 @@ from pathlib import Path
 from swiftkit.config import EvalConfig
 from swiftkit.core.choices import choose_from
 from swiftkit.core.errors import PluginError
-from swiftkit.core.io import staged_dir, timestamped_dir
+from swiftkit.core.io import staged_dir, timestamped_path
 from swiftkit.recipes.engines import load_engine, seed_sampling
 
 
@@ -46,7 +46,7 @@ class EvalRecipe:
 
     def run(self) -> dict:
         cfg = self.config
-        run_dir = timestamped_dir(Path(cfg.eval.eval_output_dir))
+        run_dir = timestamped_path(Path(cfg.eval.eval_output_dir))
         summary = {}
         for name, choice in self.benchmarks.items():
             start = time.time()

@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from swiftkit.config import InferConfig
+from swiftkit.core.io import timestamped_path
 from swiftkit.inference.replies import batched_replies, generation_kwargs, load_val_rows, split_prompt
 from swiftkit.recipes.engines import load_engine, seed_sampling
 
@@ -57,14 +58,10 @@ def _read_message(stdin, stdout) -> str | None:
 
 
 def default_result_path(cfg: InferConfig) -> Path:
+    """``<first adapter dir or cwd>/infer_result/<timestamp>.jsonl``."""
     adapters = cfg.adapter.adapters
     base = Path(adapters[0]) if adapters else Path.cwd()
-    folder = base / "infer_result"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path, n = folder / f"{stamp}.jsonl", 1
-    while path.exists():
-        path, n = folder / f"{stamp}-{n}.jsonl", n + 1
-    return path
+    return timestamped_path(base / "infer_result", ".jsonl")
 
 
 class InferRecipe:

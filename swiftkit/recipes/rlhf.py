@@ -14,12 +14,11 @@ import copy
 import random
 
 from swiftkit.config import RlhfConfig
-from swiftkit.core.io import write_json
 from swiftkit.data.alignment import CONVERTERS
 from swiftkit.data.encode_alignment import encode_for, real_tokens
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import rlhf_models, steps
-from swiftkit.recipes.records import RunPlan, write_run_records
+from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.rewards import resolve_reward_funcs
 from swiftkit.train.rlhf_trainers import method_config, trainer_class
@@ -53,13 +52,18 @@ class RlhfRecipe:
         self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
             model_args, steps.with_settings(cfg.template, inherited), host.registries)
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
-        self.train_data, self.val_data = self._encode()
+        self.train_data, self.val_data, too_long = self._encode()
         self.reward_funcs = self._reward_funcs()
         self.parts = steps.choose_training_parts(host, cfg, trainer=False)
-        self.plan = self._plan(model_args, inherited)
+        self.plan = steps.new_plan(
+            cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
+            num_train_rows=len(self.train_data), num_val_rows=len(self.val_data), rows_too_long=too_long,
+            resume=self.resume, inherited=inherited, new_adapter=self.adapter_ckpt is None,
+            rlhf_type=self.method, beta=cfg.rlhf.beta_value)
         self.model, self.extra = self._load_models()
+        self.plan.method["reference"] = self.extra.description
         self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
-        self.trainer = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
+        self.trainer, self.counter = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -78,31 +82,14 @@ class RlhfRecipe:
         train, skipped = encode_for(self.method, train_rows, self.template, "--dataset")
         val, val_skipped = encode_for(self.method, val_rows, self.template, "--val_dataset") if val_rows else ([], 0)
         steps.report_too_long(skipped, val_skipped, self.template)
-        self.too_long = skipped + val_skipped
-        return Dataset.from_list(train), Dataset.from_list(val) if val else []
+        return Dataset.from_list(train), Dataset.from_list(val) if val else [], skipped + val_skipped
 
     def _reward_funcs(self) -> list:
         """Reward functions resolve by name before any weights load (a typo costs nothing)."""
         if self.method != "grpo" or not self.config.grpo.reward_funcs:
             return []
-
         return resolve_reward_funcs(self.host.registries.rewards, self.config.grpo.reward_funcs, self.config,
                                     describe=self.host.label)
-
-    def _plan(self, model_args, inherited: dict) -> RunPlan:
-        cfg = self.config
-        tr = cfg.training
-        return RunPlan(
-            model=model_args.model, model_path=self.resolved.path, model_type=self.resolved.model_type,
-            template_name=self.template.name, num_train_rows=len(self.train_data), num_val_rows=len(self.val_data),
-            rows_too_long=self.too_long, bad_rows_skipped=self.rows.bad_rows_skipped,
-            rows_per_step=tr.per_device_train_batch_size * tr.gradient_accumulation_steps,
-            resume_from=str(self.resume) if self.resume else None, inherited=inherited,
-            lr_scheduler=steps.schedule_record(cfg),
-            target_modules=(steps.lora_targets(cfg.tuner, self.resolved)
-                            if cfg.tuner.train_type == "lora" and self.adapter_ckpt is None else None),
-            method={"rlhf_type": self.method, "beta": cfg.rlhf.beta_value},
-        )
 
     def _load_models(self):
         cfg, method = self.config, self.method
@@ -123,16 +110,16 @@ class RlhfRecipe:
             model = steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
         extra = rlhf_models.extra_models(method, cfg, self.host.registries, self.tokenizer, model,
                                          starting_copy=starting_copy, adapter_ckpt=self.adapter_ckpt)
-        self.plan.method["reference"] = extra.description
         return model, extra
 
     def _write_records_and_build_trainer(self):
+        """Write args.json and manifest.json; ``(trainer, its token counter)``."""
         from swiftkit.train.callbacks import CountingCollator  # defers transformers
 
         cfg, method, run_dir, extra = self.config, self.method, self.folder.path, self.extra
         write_run_records(run_dir, cfg, self.plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
                           template=self.template)
-        callbacks, self.counter = steps.record_callbacks(run_dir, f"the {method} loss", PLOTS)
+        callbacks, counter = steps.record_callbacks(run_dir, f"the {method} loss", PLOTS)
         base = steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
         args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision())
         kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
@@ -152,9 +139,9 @@ class RlhfRecipe:
             kw.update(ref_model=extra.reference, reward_model=extra.reward, value_model=extra.value,
                       settings=self._ppo_settings())
         trainer = trainer_class(method)(**kw)
-        trainer.data_collator = CountingCollator(trainer.data_collator, self.counter,
+        trainer.data_collator = CountingCollator(trainer.data_collator, counter,
                                                  count=lambda features: real_tokens(method, features))
-        return trainer
+        return trainer, counter
 
     def _precision(self) -> dict:
         import torch  # defers torch
@@ -188,6 +175,4 @@ class RlhfRecipe:
         result.update(rlhf_type=self.method, signals=signals)
         if not result.get("train_tokens"):
             result["train_tokens"] = result["train_tokens_per_s"] = None  # online methods: see logging.jsonl
-        write_json(self.folder.path / "train_result.json", result)
-        steps.log(f"run finished: {result}")
-        return result
+        return steps.finish(self.folder, result)

@@ -7,7 +7,6 @@ that fails before its first optimizer step removes the folder it made.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from swiftkit.config import PtConfig, SftConfig
@@ -15,7 +14,7 @@ from swiftkit.data.encode import encode_dataset
 from swiftkit.data.streaming import stream_rows
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import steps
-from swiftkit.recipes.records import RunPlan, write_run_records
+from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.collate import make_collator
 from swiftkit.train.packing import pack_rows, packing_is_exact
@@ -37,13 +36,16 @@ class SftRecipe:
         self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
             model_args, cfg.template, host.registries, pretrain=self.pretrain)
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
-        self.train_data, self.val_data = self._encode()
+        self.train_data, self.val_data, too_long = self._encode()
         self.parts = steps.choose_training_parts(host, cfg)
-        self.plan = self._plan(model_args, inherited)
+        self.plan = steps.new_plan(
+            cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
+            num_train_rows=None if self.rows.train is None else len(self.train_data),
+            num_val_rows=len(self.val_data), rows_too_long=too_long, resume=self.resume, inherited=inherited)
         self.model = self._load_model()
-        self.train_data = self._pack()
+        self.train_data, self.plan.packing, self.plan.padding_free = self._pack()
         self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
-        self.trainer = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
+        self.trainer, self.counter = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -52,11 +54,10 @@ class SftRecipe:
 
     def _stream(self):
         """A fresh iterator over the streamed --dataset rows (one per pass over the data)."""
-
         return stream_rows(self.config.data.dataset, registries=self.host.registries, **self._data_options())
 
     def _encode(self):
-        """``(train, val)`` encoded with the template; over-long rows are counted in the plan."""
+        """``(train, val, rows skipped as longer than --max_length)``, encoded with the template."""
         from swiftkit.data.datasets import LazyEncodedDataset, StreamingEncodedDataset  # defers torch
 
         cfg, rows = self.config, self.rows
@@ -72,21 +73,7 @@ class SftRecipe:
             train, skipped = encode_dataset(rows.train, self.template, what="--dataset", **kw)
         val, val_skipped = encode_dataset(rows.val, self.template, what="--val_dataset", **kw) if rows.val else ([], 0)
         steps.report_too_long(skipped, val_skipped, self.template)
-        self.too_long = skipped + val_skipped
-        return train, val
-
-    def _plan(self, model_args, inherited: dict) -> RunPlan:
-        cfg = self.config
-        tr = cfg.training
-        return RunPlan(
-            model=model_args.model, model_path=self.resolved.path, model_type=self.resolved.model_type,
-            template_name=self.template.name, num_train_rows=None if self.rows.train is None else len(self.train_data),
-            num_val_rows=len(self.val_data), rows_too_long=self.too_long, bad_rows_skipped=self.rows.bad_rows_skipped,
-            rows_per_step=tr.per_device_train_batch_size * tr.gradient_accumulation_steps,
-            resume_from=str(self.resume) if self.resume else None, inherited=inherited,
-            lr_scheduler=steps.schedule_record(cfg),
-            target_modules=steps.lora_targets(cfg.tuner, self.resolved) if cfg.tuner.train_type == "lora" else None,
-        )
+        return train, val, skipped + val_skipped
 
     def _load_model(self):
         cfg = self.config
@@ -96,24 +83,24 @@ class SftRecipe:
         return steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
 
     def _pack(self):
-        """--packing (bin-pack encoded rows) and --padding_free, when the model keeps packed samples
-        apart (checked with a probe); the plan records what was used."""
-
-        tr, plan = self.config.training, self.plan
+        """``(train data, packing, padding_free)``: --packing (bin-pack encoded rows) and --padding_free
+        as used, which needs a model that keeps packed samples apart (checked with a probe)."""
+        tr = self.config.training
         exact = (tr.packing or tr.padding_free) and packing_is_exact(self.model)
         if (tr.packing or tr.padding_free) and not exact:
             steps.log("this model's attention does not keep packed sequences apart (checked with a probe); "
                       "training with padded batches, without --packing/--padding_free")
-        plan.packing = tr.packing and exact
-        plan.padding_free = tr.padding_free and exact and not plan.packing  # packed rows are already full
-        if not plan.packing:
-            return self.train_data
+        packing = tr.packing and exact
+        padding_free = tr.padding_free and exact and not packing  # packed rows are already full
+        if not packing:
+            return self.train_data, packing, padding_free
         packed = pack_rows(self.train_data, self.template.max_length)
         steps.log(f"--packing: {len(self.train_data)} rows in {len(packed)} rows of up to "
                   f"{self.template.max_length} tokens")
-        return packed
+        return packed, packing, padding_free
 
     def _write_records_and_build_trainer(self):
+        """Write args.json and manifest.json; ``(trainer, its token counter)``."""
         from transformers import TrainingArguments  # defers transformers
 
         from swiftkit.train.callbacks import CountingCollator  # defers transformers
@@ -122,7 +109,7 @@ class SftRecipe:
         cfg, plan, run_dir = self.config, self.plan, self.folder.path
         write_run_records(run_dir, cfg, plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
                           template=self.template)
-        callbacks, self.counter = steps.record_callbacks(run_dir, self.parts.loss_label)
+        callbacks, counter = steps.record_callbacks(run_dir, self.parts.loss_label)
         # Packed rows are already full: one row per bin (a flattened batch would make attention
         # quadratic in the whole batch's tokens on backends without variable-length kernels).
         collator = make_collator(self.tokenizer, plan.padding_free, packed=plan.packing)
@@ -130,7 +117,7 @@ class SftRecipe:
         trainer = self.parts.trainer_cls(
             model=self.model,
             args=TrainingArguments(**steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))),
-            data_collator=CountingCollator(collator, self.counter),
+            data_collator=CountingCollator(collator, counter),
             train_dataset=self.train_data,
             eval_dataset=self.val_data or None,
             processing_class=self.tokenizer,
@@ -142,11 +129,9 @@ class SftRecipe:
         if isinstance(trainer, SwiftTrainer):  # a plugin's trainer class need not derive from it
             trainer.loss_label = self.parts.loss_label
             trainer.scheduler_factory = steps.scheduler_factory(self.host, cfg)
-        return trainer
+        return trainer, counter
 
     # -- run ---------------------------------------------------------------------------------------
 
     def run(self) -> dict:
-        result = steps.train(self.trainer, self.folder, self.resume, self.counter)
-        steps.log(f"run finished: {json.dumps(result)}")
-        return result
+        return steps.finish(self.folder, steps.train(self.trainer, self.folder, self.resume, self.counter))

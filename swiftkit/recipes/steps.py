@@ -11,11 +11,11 @@ torch, transformers and peft are imported inside the functions that need them (t
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from swiftkit.config.groups import TRANSFORMERS_SCHEDULERS
 from swiftkit.core.checkpoints import checkpoints, read_train_args, resolve_resume
 from swiftkit.core.choices import check_name, choose, choose_from
 from swiftkit.core.errors import ConfigError
@@ -23,6 +23,7 @@ from swiftkit.core.io import discard_unstarted_run, new_run_dir, write_json
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
+from swiftkit.recipes.records import RunPlan
 from swiftkit.train.errors import TrainError
 
 
@@ -174,8 +175,7 @@ def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
         parts.callbacks.append(GuardedCallback(choice.value, host, choice.plugin, name))
     if tr.optimizer:
         check_name(host, "optimizer", tr.optimizer)
-    plugin_schedule = tr.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS
-    if plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now
+    if tr.plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now
         import torch  # defers torch
 
         probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -184,7 +184,7 @@ def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
         from swiftkit.train.trainer import SwiftTrainer  # defers transformers
 
         parts.trainer_cls = choose(host, "trainer", tr.trainer, config=cfg)
-        if plugin_schedule and not issubclass(parts.trainer_cls, SwiftTrainer):
+        if tr.plugin_schedule and not issubclass(parts.trainer_cls, SwiftTrainer):
             raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type} is a plugin's schedule, which swiftkit's "
                               f"trainer builds; the trainer of --trainer {tr.trainer} does not derive from it")
     return parts
@@ -199,7 +199,7 @@ def build_optimizer(host, cfg, model):
 def scheduler_factory(host, cfg):
     """For ``SwiftTrainer.scheduler_factory``: a plugin's schedule by name (None for transformers' own)."""
     name = cfg.training.lr_scheduler_type
-    if name in TRANSFORMERS_SCHEDULERS:
+    if not cfg.training.plugin_schedule:
         return None
 
     def factory(optimizer, num_training_steps):
@@ -212,15 +212,14 @@ def scheduler_factory(host, cfg):
 def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
     """The TrainingArguments fields every training recipe shares (TRL's configs extend the same class)."""
     tr = cfg.training
-    plugin_schedule = tr.lr_scheduler_type not in TRANSFORMERS_SCHEDULERS
     return dict(
         output_dir=str(run_dir),
         num_train_epochs=tr.num_train_epochs,
         max_steps=tr.max_steps,
         learning_rate=tr.learning_rate,
         # A plugin's schedule is built by the scheduler factory; transformers only needs a valid name.
-        lr_scheduler_type="constant" if plugin_schedule else tr.lr_scheduler_type,
-        lr_scheduler_kwargs={} if plugin_schedule else tr.scheduler_kwargs,
+        lr_scheduler_type="constant" if tr.plugin_schedule else tr.lr_scheduler_type,
+        lr_scheduler_kwargs={} if tr.plugin_schedule else tr.scheduler_kwargs,
         warmup_steps=tr.warmup_ratio,  # transformers 5: a float below 1 is a ratio of all steps
         weight_decay=tr.weight_decay,
         max_grad_norm=tr.max_grad_norm,
@@ -243,9 +242,22 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
     )
 
 
-def schedule_record(cfg) -> dict:
+def new_plan(cfg, *, model_args, resolved, template, rows: TrainingRows, num_train_rows: int | None,
+             num_val_rows: int, rows_too_long: int, resume: Path | None, inherited: dict,
+             new_adapter: bool = True, **method) -> RunPlan:
+    """The plan of a training run as set up so far (packing is added once the model is loaded).
+    ``new_adapter`` is False when training continues a trained adapter (its targets are its own)."""
     tr = cfg.training
-    return {"name": tr.lr_scheduler_type, "kwargs": tr.scheduler_kwargs}
+    lora = cfg.tuner.train_type == "lora" and new_adapter
+    return RunPlan(
+        model=model_args.model, model_path=resolved.path, model_type=resolved.model_type,
+        template_name=template.name, num_train_rows=num_train_rows, num_val_rows=num_val_rows,
+        rows_too_long=rows_too_long, bad_rows_skipped=rows.bad_rows_skipped,
+        rows_per_step=tr.per_device_train_batch_size * tr.gradient_accumulation_steps,
+        resume_from=str(resume) if resume else None, inherited=inherited,
+        lr_scheduler={"name": tr.lr_scheduler_type, "kwargs": tr.scheduler_kwargs},
+        target_modules=lora_targets(cfg.tuner, resolved) if lora else None, method=method,
+    )
 
 
 # -- the run folder ------------------------------------------------------------------------------
@@ -299,8 +311,8 @@ def close_progress_bars(trainer) -> None:
 
 
 def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
-    """Run the trainer; the result summary is written to ``train_result.json``. A fresh run that
-    fails before its first optimizer step leaves no run folder behind."""
+    """Run the trainer and return the result summary (see :func:`finish`). A fresh run that fails
+    before its first optimizer step leaves no run folder behind."""
     from swiftkit.train.callbacks import peak_rss_mb  # defers transformers
 
     try:
@@ -323,5 +335,11 @@ def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "loss_plot": str(folder.path / "loss.png"),
     }
+    return result
+
+
+def finish(folder: RunFolder, result: dict) -> dict:
+    """Write the run's result summary to ``train_result.json`` and say the run finished."""
     write_json(folder.path / "train_result.json", result)
+    log(f"run finished: {json.dumps(result, ensure_ascii=False, default=str)}")
     return result
