@@ -50,7 +50,12 @@ class DeployArgs:
     host: str = arg("127.0.0.1", "Address the server listens on (0.0.0.0 for every interface).")
     port: int = arg(8000, "TCP port of the server.")
     api_key: Optional[str] = arg(
-        None, "When set, every /v1 request needs the header `Authorization: Bearer <api_key>`."
+        None, "When set, every /v1 request needs the header `Authorization: Bearer <api_key>`. A flag is "
+        "visible to other users in `ps`: prefer --api_key_file or the SWIFTKIT_API_KEY environment variable."
+    )
+    api_key_file: Optional[str] = arg(
+        None, "A file whose first line is the API key (instead of --api_key; SWIFTKIT_API_KEY is read when "
+        "neither is given)."
     )
     served_model_name: Optional[str] = arg(
         None, "Model id of the base model in the API (default: the last part of --model's name or path)."
@@ -59,6 +64,14 @@ class DeployArgs:
         None, "Most tokens a request may use, prompt plus reply (default: the model's max_position_embeddings)."
     )
     max_body_bytes: int = arg(4 * 1024 * 1024, "Largest request body accepted; larger ones get 413.")
+    max_json_depth: int = arg(64, "Deepest nesting of a request body's JSON (at most 200); deeper ones get 400.")
+    max_request_sequences: int = arg(
+        256, "Most sequences one request may generate (prompts x n); more get 400 before any work starts."
+    )
+    shutdown_timeout: float = arg(
+        30.0, "On SIGINT/SIGTERM: seconds the queued and running requests get to finish; those still running "
+        "then get 503 (a stream: an error event), new ones get 503 at once."
+    )
     batch_wait_ms: float = arg(
         5.0, "How long the scheduler waits for more requests to fill a batch (up to --max_batch_size rows)."
     )
@@ -69,6 +82,10 @@ class DeployArgs:
         _check(self.max_body_bytes > 0, "--max_body_bytes must be > 0")
         _check(self.batch_wait_ms >= 0, "--batch_wait_ms must be >= 0")
         _check(self.api_key is None or bool(self.api_key), "--api_key must not be empty")
+        _check(not (self.api_key and self.api_key_file), "give --api_key or --api_key_file, not both")
+        _check(1 <= self.max_json_depth <= 200, f"--max_json_depth must be 1-200, got {self.max_json_depth}")
+        _check(self.max_request_sequences >= 1, "--max_request_sequences must be >= 1")
+        _check(self.shutdown_timeout >= 0, "--shutdown_timeout must be >= 0")
 
 
 @dataclass(frozen=True)

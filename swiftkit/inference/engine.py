@@ -30,7 +30,7 @@ from swiftkit.inference.base import (
     generate_texts,
     stream_text,
 )
-from swiftkit.inference.protocol import SamplingParams, token_logprob
+from swiftkit.inference.protocol import SamplingParams, sampling, token_logprob
 
 
 class _TokenQueue:
@@ -207,9 +207,9 @@ class TransformersEngine:
             "max_new_tokens": params.max_tokens,
             "eos_token_id": self.stop_token_ids or None,
             "pad_token_id": self.pad_token_id,
-            "do_sample": params.temperature > 0,
+            "do_sample": sampling(params),
         }
-        if params.temperature > 0:
+        if sampling(params):
             kw.update(temperature=params.temperature, top_p=params.top_p,
                       top_k=params.top_k if params.top_k > 0 else None)
         if params.repetition_penalty != 1.0:
@@ -305,14 +305,13 @@ class TransformersEngine:
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             try:
-                yield from self._pieces(streamer, params, cancel)
+                yield from self._pieces(streamer, params, cancel, failure)
             finally:
                 cancel.set()  # a consumer that stops early ends generation too
                 thread.join()
-        if failure:
-            raise failure[0]
 
-    def _pieces(self, streamer: _TokenQueue, params: SamplingParams, cancel: threading.Event):
+    def _pieces(self, streamer: _TokenQueue, params: SamplingParams, cancel: threading.Event,
+                failure: list[BaseException]):
         ids: list[int] = []
         emitted, hit_token, hit_string = "", False, False
         while True:
@@ -333,6 +332,8 @@ class TransformersEngine:
             if text.startswith(emitted) and not text[:end].endswith("\ufffd") and end > len(emitted):
                 yield text[len(emitted):end]
                 emitted = text[:end]
+        if failure:  # raised before the final reply, so a failed stream never ends as a success
+            raise failure[0]
         text, hit_string = cut_at_stop_string(self._decode(ids), params.stop)
         if text.startswith(emitted) and len(text) > len(emitted):
             yield text[len(emitted):]

@@ -13,6 +13,7 @@ build the JSON bodies (``chat.completion``, ``chat.completion.chunk``, ``text_co
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -61,6 +62,14 @@ class SamplingParams:
     top_logprobs: int = 0  # and this many most likely alternatives per position (0-20)
 
 
+MIN_TEMPERATURE = 1e-5  # below it a request is greedy: logits / 1e-310 overflow to inf, then NaN
+
+
+def sampling(params: SamplingParams) -> bool:
+    """Whether ``params`` sample (temperature >= MIN_TEMPERATURE) rather than decode greedily."""
+    return params.temperature >= MIN_TEMPERATURE
+
+
 @dataclass
 class Usage:
     prompt_tokens: int = 0
@@ -80,6 +89,8 @@ def _number(body: dict, name: str, default, *, lo=None, hi=None, integer=False, 
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise ProtocolError(f"'{name}' must be {kind}, got {value!r}", name)
+    if not math.isfinite(value):
+        raise ProtocolError(f"'{name}' must be a finite number, got {value!r}", name)
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise ProtocolError(f"'{name}' must be {'>' if lo_open else '>='} {lo}, got {value!r}", name)
     if hi is not None and value > hi:

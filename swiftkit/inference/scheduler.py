@@ -9,6 +9,13 @@ oldest first. A seeded sampling request always runs alone, so its seed gives the
 whatever else is waiting. ``submit_stream`` queues a streaming request; streams run one at a time
 on the same worker (the model is used by one generate call at a time) and their pieces are handed
 over through a queue.
+
+``cancel(future)`` withdraws a request whose client went away: a waiting job leaves the queue at
+once; a running batch stops at its next token once every job in it is cancelled (a stream stops
+when its consumer closes the iterator). ``drain(timeout)`` is the graceful shutdown: new jobs are
+refused with :class:`SchedulerClosed` at once, the queued and running ones get ``timeout`` seconds
+to finish, then whatever is left fails with ``SchedulerClosed`` (a stream gets it instead of its
+final reply, so a cut-off stream never ends as a success).
 """
 
 from __future__ import annotations
@@ -18,18 +25,17 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from swiftkit.inference.protocol import SamplingParams
+from swiftkit.inference.protocol import SamplingParams, sampling
 
 _unique = itertools.count()
 
 
 def group_key(model: str | None, params: SamplingParams):
     """Jobs with equal keys may share a batch; a seeded sampling job gets a key of its own."""
-    if params.seed is not None and params.temperature > 0:
+    if params.seed is not None and sampling(params):
         return ("alone", next(_unique))
     return (model, params)
 
@@ -43,10 +49,53 @@ class _Job:
     future: Future = field(default_factory=Future)
     stream: queue.Queue | None = None  # set for streaming jobs
     cancel: threading.Event = field(default_factory=threading.Event)
+    shut: bool = False  # cancelled by the shutdown, not by its client
+
+
+class _AllCancelled:
+    """The ``cancel`` handed to the engine for a batch: set once every job in it is cancelled."""
+
+    def __init__(self, jobs: list[_Job]):
+        self.jobs = jobs
+
+    def is_set(self) -> bool:
+        return all(job.cancel.is_set() for job in self.jobs)
+
+
+_WITHDRAWN = object()  # ends a stream's queue when its consumer leaves
+
+
+class _Stream:
+    """What ``submit_stream`` returns: iterates one streaming job's queue; ``close()`` withdraws it."""
+
+    def __init__(self, scheduler: Scheduler, job: _Job):
+        self._scheduler, self._job, self._done = scheduler, job, False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        item = self._job.stream.get()
+        if item is _WITHDRAWN or isinstance(item, BaseException) or not isinstance(item, str):
+            self._done = True
+        if item is _WITHDRAWN:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        if not self._done:
+            self._scheduler._withdraw(self._job)
 
 
 class SchedulerClosed(RuntimeError):
-    """The scheduler was closed before the job ran."""
+    """The scheduler was closed before the job could finish."""
+
+
+SHUTTING_DOWN = "the server is shutting down; retry against another replica or after the restart"
 
 
 class Scheduler:
@@ -58,10 +107,13 @@ class Scheduler:
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
-        self.stats = {"batches": 0, "rows": 0, "max_batch_rows": 0, "streams": 0}
+        self.stats = {"batches": 0, "rows": 0, "max_batch_rows": 0, "streams": 0, "cancelled": 0}
         self._pending: deque[_Job] = deque()
+        self._running: list[_Job] = []
+        self._jobs: dict[Future, _Job] = {}
         self._cond = threading.Condition()
-        self._closed = False
+        self._closed = False  # no new jobs
+        self._stopped = False  # the worker ends
         self._thread = threading.Thread(target=self._loop, name="swiftkit-scheduler", daemon=True)
         self._thread.start()
 
@@ -70,46 +122,61 @@ class Scheduler:
     def _put(self, job: _Job) -> _Job:
         with self._cond:
             if self._closed:
-                raise SchedulerClosed("the server is shutting down")
+                raise SchedulerClosed(SHUTTING_DOWN)
             self._pending.append(job)
+            if job.stream is None:
+                self._jobs[job.future] = job
+                job.future.add_done_callback(self._forget)
             self._cond.notify_all()
         return job
+
+    def _forget(self, future: Future) -> None:
+        with self._cond:
+            self._jobs.pop(future, None)
+
+    def cancel(self, future: Future) -> None:
+        """Withdraw the job of ``future`` (its client went away): out of the queue if it waits,
+        otherwise its rows stop with the batch once every job in the batch is cancelled."""
+        with self._cond:
+            job = self._jobs.get(future)
+            if job is None:
+                return
+            job.cancel.set()
+            self.stats["cancelled"] += 1
+            if job in self._pending:
+                self._pending.remove(job)
+                job.future.cancel()
 
     def submit(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None) -> Future:
         """A future of one :class:`~swiftkit.inference.engine.Generated` per prompt."""
         return self._put(_Job(list(prompts), params, model, group_key(model, params))).future
 
-    def submit_stream(self, prompt: list[int], params: SamplingParams, model: str | None = None) -> Iterator:
-        """Text pieces, then the ``Generated`` reply; closing the iterator early cancels generation."""
-        job = self._put(_Job([prompt], params, model, ("stream", next(_unique)), stream=queue.Queue()))
-        return self._drain(job)
+    def submit_stream(self, prompt: list[int], params: SamplingParams, model: str | None = None) -> _Stream:
+        """An iterator of text pieces, then the ``Generated`` reply; its ``close()`` (from any thread,
+        also while another thread waits on it) withdraws the stream, ending generation."""
+        return _Stream(self, self._put(_Job([prompt], params, model, ("stream", next(_unique)),
+                                            stream=queue.Queue())))
 
-    @staticmethod
-    def _drain(job: _Job):
-        try:
-            while True:
-                item = job.stream.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if not isinstance(item, str):
-                    return
-        finally:
-            job.cancel.set()
+    def _withdraw(self, job: _Job) -> None:
+        with self._cond:
+            if job in self._pending:
+                self._pending.remove(job)
+        job.cancel.set()
+        job.stream.put(_WITHDRAWN)
 
     # -- the worker ------------------------------------------------------------------------------
 
     def _take_batch(self) -> list[_Job] | None:
         """The next batch: the oldest job plus same-key jobs that arrive within ``max_wait``."""
         with self._cond:
-            while not self._pending and not self._closed:
+            while not self._pending and not self._stopped:
                 self._cond.wait()
-            if self._closed:
+            if self._stopped:
                 return None
             head = self._pending[0]
             if head.stream is None and head.key[0] != "alone":
                 deadline = time.monotonic() + self.max_wait
-                while self._rows(head.key) < self.max_batch_size and not self._closed:
+                while self._rows(head.key) < self.max_batch_size and not self._stopped:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -120,6 +187,7 @@ class Scheduler:
                     batch.append(job)
                     rows += len(job.prompts)
                     self._pending.remove(job)
+            self._running = batch
             return batch
 
     def _rows(self, key) -> int:
@@ -130,10 +198,17 @@ class Scheduler:
             batch = self._take_batch()
             if batch is None:
                 return
-            if batch[0].stream is not None:
-                self._run_stream(batch[0])
-            else:
-                self._run_batch(batch)
+            if not batch:  # its jobs were withdrawn while the batch filled
+                continue
+            try:
+                if batch[0].stream is not None:
+                    self._run_stream(batch[0])
+                else:
+                    self._run_batch(batch)
+            finally:
+                with self._cond:
+                    self._running = []
+                    self._cond.notify_all()
 
     def _run_batch(self, batch: list[_Job]) -> None:
         live = [job for job in batch if job.future.set_running_or_notify_cancel()]
@@ -141,7 +216,8 @@ class Scheduler:
             return
         prompts = [p for job in live for p in job.prompts]
         try:
-            replies = self.engine.generate_ids(prompts, live[0].params, model=live[0].model)
+            replies = self.engine.generate_ids(prompts, live[0].params, model=live[0].model,
+                                               cancel=_AllCancelled(live))
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
             for job in live:
                 job.future.set_exception(exc)
@@ -151,30 +227,54 @@ class Scheduler:
         self.stats["max_batch_rows"] = max(self.stats["max_batch_rows"], len(prompts))
         start = 0
         for job in live:
-            job.future.set_result(replies[start:start + len(job.prompts)])
+            if job.shut:  # cut short by the shutdown: never a truncated success
+                job.future.set_exception(SchedulerClosed(SHUTTING_DOWN))
+            else:
+                job.future.set_result(replies[start:start + len(job.prompts)])
             start += len(job.prompts)
 
     def _run_stream(self, job: _Job) -> None:
+        if job.cancel.is_set():
+            return
         self.stats["streams"] += 1
         try:
             for item in self.engine.stream_ids(job.prompts[0], job.params, model=job.model, cancel=job.cancel):
+                if job.shut:
+                    job.stream.put(SchedulerClosed(SHUTTING_DOWN))
+                    return
                 job.stream.put(item)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
-            job.stream.put(exc)
+            job.stream.put(SchedulerClosed(SHUTTING_DOWN) if job.shut else exc)
 
     # -- shutdown --------------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = 30.0) -> None:
-        """Stop taking jobs, fail those still waiting, and let the running batch finish."""
+    def drain(self, timeout: float) -> bool:
+        """Refuse new jobs, give the queued and running ones ``timeout`` seconds, then :meth:`close`.
+        True when everything finished in time."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._closed = True
+            while (self._pending or self._running) and time.monotonic() < deadline:
+                self._cond.wait(min(0.1, max(deadline - time.monotonic(), 0)))
+            finished = not (self._pending or self._running)
+        self.close()
+        return finished
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop taking jobs, fail those still waiting and cut the running ones short (each fails
+        with :class:`SchedulerClosed`), then wait up to ``timeout`` for the worker to end."""
+        with self._cond:
+            self._closed = self._stopped = True
             waiting = list(self._pending)
             self._pending.clear()
+            for job in self._running:
+                job.shut = True
+                job.cancel.set()
             self._cond.notify_all()
         for job in waiting:
             job.cancel.set()
             if job.stream is not None:
-                job.stream.put(SchedulerClosed("the server is shutting down"))
+                job.stream.put(SchedulerClosed(SHUTTING_DOWN))
             elif job.future.set_running_or_notify_cancel():
-                job.future.set_exception(SchedulerClosed("the server is shutting down"))
+                job.future.set_exception(SchedulerClosed(SHUTTING_DOWN))
         self._thread.join(timeout)

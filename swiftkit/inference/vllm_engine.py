@@ -30,7 +30,7 @@ from swiftkit.inference.base import (
     generate_texts,
     stream_text,
 )
-from swiftkit.inference.protocol import SamplingParams
+from swiftkit.inference.protocol import SamplingParams, sampling
 
 
 def require_vllm_package() -> None:
@@ -51,7 +51,7 @@ def require_vllm() -> None:
 
 def sampling_kwargs(params: SamplingParams, stop_token_ids: list[int]) -> dict:
     """Keyword arguments of ``vllm.SamplingParams`` for ``params`` (temperature 0 is greedy)."""
-    greedy = params.temperature <= 0
+    greedy = not sampling(params)
     return {
         "n": 1,
         "max_tokens": params.max_tokens,

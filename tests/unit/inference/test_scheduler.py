@@ -115,7 +115,7 @@ def test_seeded_sampling_runs_alone_and_streams_hand_over_pieces(engine):
         sched.close()
 
 
-def test_close_fails_waiting_jobs_and_refuses_new_ones(engine):
+def test_close_fails_waiting_and_running_jobs_and_refuses_new_ones(engine):
     rec = Recording(engine)
     rec.gate.clear()
     sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
@@ -130,10 +130,76 @@ def test_close_fails_waiting_jobs_and_refuses_new_ones(engine):
         time.sleep(0.001)
     rec.gate.set()
     closer.join(30)
-    assert running.result(30)[0].text  # the running batch finishes
+    with pytest.raises(SchedulerClosed):  # cut short: never a truncated success
+        running.result(30)
     with pytest.raises(SchedulerClosed):
         waiting.result(30)
     with pytest.raises(SchedulerClosed):
         list(stream)
     with pytest.raises(SchedulerClosed):
         sched.submit([row], GREEDY)
+
+
+def test_drain_finishes_what_it_can_in_time_then_fails_the_rest(engine):
+    rec = Recording(engine)
+    rec.gate.clear()
+    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
+    row = prompts(engine, 1)[0]
+    running = sched.submit([row], GREEDY)
+    wait_running(running)
+    queued = sched.submit([row], GREEDY)
+    drained = []
+    drainer = threading.Thread(target=lambda: drained.append(sched.drain(30)))
+    drainer.start()
+    while not sched._closed:
+        time.sleep(0.001)
+    with pytest.raises(SchedulerClosed):  # new work is refused at once
+        sched.submit([row], GREEDY)
+    rec.gate.set()  # the work in hand finishes within the timeout
+    drainer.join(30)
+    assert drained == [True]
+    assert running.result(1)[0].text and queued.result(1)[0].text
+
+    rec = Recording(engine)
+    rec.gate.clear()
+    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
+    running = sched.submit([row], dataclasses.replace(GREEDY, max_tokens=64))
+    wait_running(running)
+    queued = sched.submit([row], GREEDY)
+    threading.Timer(0.5, rec.gate.set).start()  # still running when the 0.2 s drain ends
+    assert sched.drain(0.2) is False
+    with pytest.raises(SchedulerClosed):
+        queued.result(30)
+    with pytest.raises(SchedulerClosed):
+        running.result(30)
+
+
+def test_cancel_withdraws_a_waiting_job_and_stops_a_batch_whose_jobs_all_left(engine):
+    rec = Recording(engine)
+    rec.gate.clear()
+    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
+    try:
+        row = prompts(engine, 1)[0]
+        long = dataclasses.replace(GREEDY, max_tokens=400)
+        running = sched.submit([row], long)
+        wait_running(running)
+        waiting = sched.submit([row], GREEDY)
+        sched.cancel(waiting)
+        assert waiting.cancelled() and not sched._pending
+        sched.cancel(running)
+        rec.gate.set()
+        reply = running.result(30)[0]
+        assert reply.completion_tokens <= 1  # stopped at its first token, not after 400
+        assert sched.stats["cancelled"] == 2 and [n for n, _, _ in rec.calls] == [1]
+
+        stream = sched.submit_stream(row, long)
+        assert isinstance(next(stream), str)
+        stream.close()  # the client went away after its first piece
+        assert list(stream) == []
+        for _ in range(3000):  # the worker is free again: a small request runs at once
+            if not sched._running:
+                break
+            time.sleep(0.01)
+        assert sched.submit([row], GREEDY).result(30)[0].text
+    finally:
+        sched.close()
