@@ -3,12 +3,14 @@
 The command table (:mod:`swiftkit.commands`) says which commands exist and what they do. For a
 recipe command the script builds one plugin host, parses the flags (those plugins add included)
 into the command's config, and runs the recipe. A :class:`~swiftkit.core.errors.SwiftkitError`
-(bad input) is printed as one line and exits with status 2; ``--debug`` (anywhere on the command
+(bad input) is printed as one line and exits with status 2, and so is a write the filesystem refused
+(full disk, read-only folder, a file where a folder should be); ``--debug`` (anywhere on the command
 line) adds the traceback. Heavy libraries are imported by the command that runs, never for ``--help``.
 """
 
 from __future__ import annotations
 
+import pickle
 import sys
 import traceback
 
@@ -17,7 +19,9 @@ from swiftkit.cli.args import config_and_host
 from swiftkit.cli.listing import list_command
 from swiftkit.cli.plugins_cmd import plugins_command
 from swiftkit.commands import COMMANDS, run
+from swiftkit.core.checkpoints import refused_pickle
 from swiftkit.core.errors import SwiftkitError
+from swiftkit.core.io import write_problem
 from swiftkit.core.registry import closest
 
 TOOLS = {"list": list_command, "plugins": plugins_command}  # the table's tool commands
@@ -97,6 +101,24 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         hint = "" if debug else " (--debug shows the traceback)" if exc.__cause__ is not None else ""
         print(f"swiftkit {name}: error: {exc}{hint}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the filesystem refused a write no step turned into an OutputError
+        problem = write_problem(exc)
+        if problem is None or not exc.filename:
+            raise
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (--debug shows the traceback)"
+        print(f"swiftkit {name}: error: {str(exc.filename)!r}: {exc.strerror}: {problem}{hint}", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as exc:  # torch refused to unpickle a file (weights_only=True)
+        if "weights only load failed" not in str(exc).lower():
+            raise
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (--debug shows the traceback)"
+        print(f"swiftkit {name}: error: a model file {refused_pickle(exc)}; use files you trust, saved as "
+              f"safetensors{hint}", file=sys.stderr)
         return 2
 
 

@@ -16,10 +16,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from swiftkit.core.checkpoints import checkpoints, read_train_args, resolve_resume
+from swiftkit.core.checkpoints import last_complete, read_train_args, resolve_resume
 from swiftkit.core.choices import check_name, choose, choose_from
 from swiftkit.core.errors import ConfigError
-from swiftkit.core.io import discard_unstarted_run, new_run_dir, write_json
+from swiftkit.core.io import OutputError, discard_unstarted_run, new_run_dir, write_json, write_problem
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
@@ -281,13 +281,15 @@ def open_run_folder(output_dir: str, resume: Path | None) -> RunFolder:
 
 def record_callbacks(run_dir: Path, loss_label: str, plots=None):
     """``(callbacks, counter)``: the callbacks that write the run's records (logging.jsonl with
-    real-token counts, plots, args.json per checkpoint) and stop it at a non-finite gradient."""
+    real-token counts, plots, args.json per checkpoint), stop it at a non-finite gradient, and keep
+    its checkpoint folders complete or absent (last: a save is done once args.json is copied in)."""
     from swiftkit.train.callbacks import JsonlLoggingCallback, RunFilesCallback, TokenCounter  # defers transformers
+    from swiftkit.train.checkpointing import CheckpointGuard  # defers transformers
     from swiftkit.train.guards import NonFiniteGuard  # defers transformers
 
     counter = TokenCounter()
     return [NonFiniteGuard(loss_label), JsonlLoggingCallback(run_dir / "logging.jsonl", counter),
-            RunFilesCallback(run_dir, plots)], counter
+            RunFilesCallback(run_dir, plots), CheckpointGuard(run_dir)], counter
 
 
 def built_or_discarded(folder: RunFolder, build):
@@ -311,22 +313,33 @@ def close_progress_bars(trainer) -> None:
 
 
 def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
-    """Run the trainer and return the result summary (see :func:`finish`). A fresh run that fails
-    before its first optimizer step leaves no run folder behind."""
+    """Run the trainer and return the result summary (see :func:`finish`).
+
+    When training fails: a checkpoint whose save did not finish is removed (the complete ones stay,
+    resumable); a fresh run that fails before its first optimizer step leaves no run folder behind;
+    a write the filesystem refused (full disk, read-only) becomes one :class:`OutputError` naming the
+    run folder and how to go on."""
     from swiftkit.train.callbacks import peak_rss_mb  # defers transformers
+    from swiftkit.train.checkpointing import checkpoint_guard  # defers transformers
 
     try:
         output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except BaseException:
+    except BaseException as exc:
         close_progress_bars(trainer)
-        if folder.fresh and trainer.state.global_step == 0:
+        problem = write_problem(exc, folder.path)  # before removing anything: a full disk frees up after
+        guard = checkpoint_guard(trainer)
+        partial = guard.discard_unfinished() if guard is not None else None
+        unstarted = folder.fresh and trainer.state.global_step == 0
+        if unstarted:
             discard_unstarted_run(folder.path, folder.root_created)
-        raise
-    found = checkpoints(folder.path)
+        if problem is None:
+            raise
+        raise OutputError(_write_failed_message(folder, partial, unstarted, problem)) from exc
+    found = last_complete(folder.path)
     runtime = output.metrics.get("train_runtime")
     result = {
         "run_dir": str(folder.path),
-        "last_checkpoint": str(found[-1]) if found else None,
+        "last_checkpoint": str(found) if found else None,
         "global_step": output.global_step,
         "train_loss": output.training_loss,
         "train_runtime_s": runtime,
@@ -336,6 +349,18 @@ def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
         "loss_plot": str(folder.path / "loss.png"),
     }
     return result
+
+
+def _write_failed_message(folder: RunFolder, partial: Path | None, unstarted: bool, problem: str) -> str:
+    where = f"checkpoint {partial.name} of {str(folder.path)!r}" if partial else f"the run folder {str(folder.path)!r}"
+    if unstarted:
+        then = "the run folder was removed; start the run again"
+    else:
+        found = last_complete(folder.path)
+        saved = f"its last complete checkpoint is {found.name}" if found else "it has no complete checkpoint yet"
+        then = (f"{'the incomplete checkpoint was removed; ' if partial else ''}{saved}; continue with "
+                f"--resume_from_checkpoint {folder.path}")
+    return f"writing {where} failed: {problem}; {then}"
 
 
 def finish(folder: RunFolder, result: dict) -> dict:

@@ -11,13 +11,15 @@ One Trainer step is one optimizer update. A rollout is made from the step's prom
 (:class:`RepeatedBlocks`) hands those steps the same prompts again, so every prompt is rolled out
 once per pass over the data. Keeping the Trainer loop means checkpoints, resume, the LR schedule, logging and
 callbacks work unchanged; the value model rides along in the optimizer, in gradient clipping, and
-in ``checkpoint-N/value_model/`` (with the cached rollout in ``checkpoint-N/ppo_rollout.pt`` so a
-resume mid-rollout continues exactly). Single process only: the value model is not wrapped for
-data-parallel training.
+in ``checkpoint-N/value_model/`` (with the cached rollout in ``checkpoint-N/ppo_rollout.safetensors``,
+its tensors plus its numbers as JSON metadata, so a resume mid-rollout continues exactly and nothing
+in a checkpoint is unpickled). Single process only: the value model is not wrapped for data-parallel
+training.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from swiftkit.train.errors import TrainError
 from swiftkit.train.trainer import _accepts_logits_to_keep
 
 VALUE_MODEL_DIR = "value_model"
-ROLLOUT_FILE = "ppo_rollout.pt"
+ROLLOUT_FILE = "ppo_rollout.safetensors"
 _HEAD_NAMES = ("score", "classifier")
 
 
@@ -228,8 +230,41 @@ class Rollout:
     def replies(self) -> torch.Tensor:
         return self.ids[:, self.context_length:]
 
-    def state(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+_ROLLOUT_NUMBERS = ("context_length", "stats")  # the fields that are not tensors
+
+
+def save_rollouts(rollouts: list[Rollout], path: str) -> None:
+    """Write cached rollouts as one safetensors file: tensor ``{i}.{field}`` per rollout and field, the
+    other fields as JSON in the file's metadata (nothing pickled)."""
+    from safetensors.torch import save_file  # defers safetensors
+
+    tensors, numbers = {}, []
+    for i, rollout in enumerate(rollouts):
+        for name in rollout.__dataclass_fields__:
+            if name not in _ROLLOUT_NUMBERS:
+                tensors[f"{i}.{name}"] = getattr(rollout, name).detach().contiguous().clone()
+        numbers.append({name: getattr(rollout, name) for name in _ROLLOUT_NUMBERS})
+    save_file(tensors, path, metadata={"rollouts": json.dumps(numbers)})
+
+
+def load_rollouts(path: str, device) -> list[Rollout]:
+    """The rollouts :func:`save_rollouts` wrote, with their tensors on ``device`` (dtypes and values exact)."""
+    from safetensors import safe_open  # defers safetensors
+
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as fh:
+            numbers = json.loads((fh.metadata() or {})["rollouts"])
+            rollouts = []
+            for i, fields in enumerate(numbers):
+                tensors = {name: fh.get_tensor(f"{i}.{name}") for name in Rollout.__dataclass_fields__
+                           if name not in _ROLLOUT_NUMBERS}
+                rollouts.append(Rollout(**tensors, **{k: fields[k] for k in _ROLLOUT_NUMBERS}))
+    except Exception as exc:  # safetensors' own error, a missing key, bad JSON: the file is not a rollout
+        raise TrainError(f"{path} is not a PPO rollout file written by swiftkit ({str(exc).splitlines()[0]}); "
+                         "remove it to roll out again from this checkpoint (resume then is not exact), "
+                         "or resume from another checkpoint") from exc
+    return rollouts
 
 
 class RepeatedBlocks(torch.utils.data.Sampler):
@@ -321,15 +356,19 @@ class PPOTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         # Private transformers.Trainer method (5.x): checkpoints must carry the value model and the
-        # cached rollout for exact resume. Remove when Trainer lets a callback add files to a checkpoint
-        # before it is marked complete.
+        # cached rollout for exact resume. They are written first: the Trainer writes trainer_state.json
+        # last, which marks the checkpoint complete only once everything it needs is there. Remove when
+        # Trainer lets a callback add files to a checkpoint before it is marked complete.
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            self.value_model.save_pretrained(os.path.join(folder, VALUE_MODEL_DIR))
+            rollout = os.path.join(folder, ROLLOUT_FILE)
+            if self._rollouts:
+                save_rollouts(self._rollouts, rollout)
+            elif os.path.exists(rollout):
+                os.remove(rollout)  # an earlier save's: it belongs to another rollout
         super()._save_checkpoint(model, trial)
-        if not self.args.should_save:
-            return
-        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-        self.value_model.save_pretrained(os.path.join(folder, VALUE_MODEL_DIR))
-        if self._rollouts:
-            torch.save([r.state() for r in self._rollouts], os.path.join(folder, ROLLOUT_FILE))
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         # Private transformers.Trainer method (5.x), the counterpart of _save_checkpoint above; remove with it.
@@ -337,8 +376,7 @@ class PPOTrainer(Trainer):
         load_value_weights(self.value_model, os.path.join(resume_from_checkpoint, VALUE_MODEL_DIR))
         path = os.path.join(resume_from_checkpoint, ROLLOUT_FILE)
         if os.path.isfile(path):
-            states = torch.load(path, map_location=self.args.device, weights_only=False)
-            self._rollouts = [Rollout(**s) for s in states]
+            self._rollouts = load_rollouts(path, self.args.device)
 
     # -- rollout ------------------------------------------------------------------------------------
 

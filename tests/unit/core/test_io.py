@@ -26,7 +26,7 @@ def test_checkpoints_sorted_by_step(tmp_path):
 def test_resume_picks_last_complete_checkpoint(tmp_path):
     for step in (2, 4):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
     assert resolve_resume(str(tmp_path)).name == "checkpoint-4"
     assert resolve_resume(str(tmp_path / "checkpoint-2")).name == "checkpoint-2"
     (tmp_path / "checkpoint-6").mkdir()  # a save cut short by a crash
@@ -52,15 +52,20 @@ def test_write_json_leaves_no_temp_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["args.json"]
 
 
-def test_an_output_dir_means_the_last_checkpoint_of_its_newest_run(tmp_path):
+def test_an_output_dir_means_the_last_complete_checkpoint_of_its_newest_run(tmp_path):
     from swiftkit.core.checkpoints import find_checkpoint
 
-    for run, steps in (("v0-20260101-000000", (5,)), ("v1-20260102-000000", (2, 4)), ("v2-20260103-000000", ())):
+    for run, steps in (("v0-20260101-000000", (5,)), ("v1-20260102-000000", (2, 4)), ("v2-20260103-000000", ()),
+                       ("v3-20260104-000000", ())):
         for step in steps:
             (tmp_path / run / f"checkpoint-{step}").mkdir(parents=True)
+            (tmp_path / run / f"checkpoint-{step}" / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
         (tmp_path / run).mkdir(exist_ok=True)
-    # v2 has no checkpoint (a run that failed early): the newest run with one is v1
+    (tmp_path / "v3-20260104-000000" / "checkpoint-1").mkdir()  # a save cut short
+    # v2 has no checkpoint (a run that failed early), v3 no complete one: the newest run with one is v1
     assert find_checkpoint(str(tmp_path)) == tmp_path / "v1-20260102-000000" / "checkpoint-4"
     assert find_checkpoint(str(tmp_path / "v0-20260101-000000")) == tmp_path / "v0-20260101-000000" / "checkpoint-5"
     with pytest.raises(CheckpointError, match="nor any checkpoint-N directory or v"):
         find_checkpoint(str(tmp_path / "v2-20260103-000000"))
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        find_checkpoint(str(tmp_path / "v3-20260104-000000"))

@@ -288,7 +288,7 @@ def test_checkpoint_holds_value_model_and_resume_continues_exactly(tok, tmp_path
     ckpt = tmp_path / "a" / "checkpoint-3"
     assert (ckpt / "adapter_model.safetensors").is_file()
     assert (ckpt / "value_model" / "config.json").is_file()
-    assert (ckpt / "ppo_rollout.pt").is_file()  # step 3 of a 2-step rollout cycle needs it
+    assert (ckpt / "ppo_rollout.safetensors").is_file()  # step 3 of a 2-step rollout cycle needs it
     PeftModel.from_pretrained(make_tiny_model(vocab_size=len(tok)), str(ckpt))  # plain peft loads it
     saved_value = AutoModelForSequenceClassification.from_pretrained(str(ckpt / "value_model"))
 
@@ -360,3 +360,42 @@ def test_fewer_prompts_than_one_step_needs_is_refused(tok, tmp_path):
     trainer = _trainer(tok, tmp_path, n=2, per_device_train_batch_size=4)
     with pytest.raises(TrainError, match="needs at least"):
         trainer.train()
+
+
+def test_rollouts_round_trip_exactly_through_safetensors(tmp_path):
+    """The cached rollout of a checkpoint is tensors plus JSON numbers: nothing is pickled, and dtypes,
+    values and statistics come back exactly (resume continues the same run)."""
+    from safetensors import safe_open
+
+    from swiftkit.train.ppo import Rollout, load_rollouts, save_rollouts
+
+    gen = torch.Generator().manual_seed(0)
+    rollouts = []
+    for context in (3, 5):
+        ids = torch.randint(0, 100, (2, context + 4), generator=gen)
+        floats = [torch.randn(2, 4, generator=gen) for _ in range(6)]
+        rollouts.append(Rollout(ids, torch.ones_like(ids), torch.arange(context + 4).expand(2, -1), context,
+                                (floats[0] > 0).float(), *floats[1:], torch.randn(2, generator=gen),
+                                {"objective/kl": 0.1 + context, "objective/scores": -1 / 3}))
+    path = tmp_path / "ppo_rollout.safetensors"
+    save_rollouts(rollouts, str(path))
+    loaded = load_rollouts(str(path), "cpu")
+    assert len(loaded) == 2
+    for a, b in zip(rollouts, loaded):
+        assert a.context_length == b.context_length and a.stats == b.stats
+        for name in Rollout.__dataclass_fields__:
+            if isinstance(getattr(a, name), torch.Tensor):
+                assert getattr(a, name).dtype == getattr(b, name).dtype, name
+                assert torch.equal(getattr(a, name), getattr(b, name)), name
+    with safe_open(str(path), framework="pt") as fh:  # a plain safetensors file any reader opens
+        assert "0.ids" in list(fh.keys()) and "rollouts" in fh.metadata()
+
+
+def test_a_rollout_file_of_something_else_is_a_clear_error(tmp_path):
+    from safetensors.torch import save_file
+
+    from swiftkit.train.ppo import load_rollouts
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "ppo_rollout.safetensors")
+    with pytest.raises(TrainError, match="not a PPO rollout file"):
+        load_rollouts(str(tmp_path / "ppo_rollout.safetensors"), "cpu")
