@@ -88,6 +88,7 @@ class _Stream:
 
     def close(self) -> None:
         if not self._done:
+            self._done = True
             self._scheduler._withdraw(self._job)
 
 

@@ -19,7 +19,17 @@ import json
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from swiftkit.inference.protocol import MAX_COMPLETION_LOGPROBS, MAX_TOP_LOGPROBS, ROLES, ProtocolError
 
@@ -32,6 +42,15 @@ SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.manual_seed accepts
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
+def _whole(value):
+    """JSON Schema counts 2.0 as an integer; so does the server (but not 2.5, true or "2")."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Int = Annotated[int, BeforeValidator(_whole)]
+ZERO = WithJsonSchema({"type": "number", "minimum": 0, "maximum": 0})  # documented as what is accepted
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -41,15 +60,39 @@ class TextPart(_Body):
     text: str
 
 
-class Message(BaseModel):
-    """One chat message; fields beyond these (``refusal``, ``annotations``, ...) are ignored."""
+class _Message(BaseModel):
+    """Fields beyond these (``refusal``, ``annotations``, ...) are ignored."""
 
     model_config = ConfigDict(extra="allow", strict=True)
-    role: Literal[ROLES]  # type: ignore[valid-type]
-    content: str | list[TextPart] | None = None
     name: Optional[str] = None
-    tool_calls: Optional[list[dict[str, Any]]] = None
+
+
+class OtherMessage(_Message):
+    """A system, user, tool or developer message: its content is required."""
+
+    role: Literal[tuple(r for r in ROLES if r != "assistant")]  # type: ignore[valid-type]
+    content: str | list[TextPart]
     tool_call_id: Optional[str] = None
+
+
+class AssistantMessage(_Message):
+    """An earlier reply: its content may be null when it has tool_calls."""
+
+    role: Literal["assistant"]
+    content: str | list[TextPart] | None = None
+    tool_calls: Optional[list[dict[str, Any]]] = None
+
+
+def _kind(message) -> str | None:
+    role = message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+    return None if role not in ROLES else "AssistantMessage" if role == "assistant" else "OtherMessage"
+
+
+Message = Annotated[
+    Annotated[AssistantMessage, Tag("AssistantMessage")] | Annotated[OtherMessage, Tag("OtherMessage")],
+    Discriminator(_kind, custom_error_type="invalid_role",
+                  custom_error_message="a message needs a known 'role'"),
+]
 
 
 class FunctionDef(_Body):
@@ -72,20 +115,21 @@ class _Sampling(_Body):
     """Fields shared by both endpoints."""
 
     model: str = Field(min_length=1, description="A served model id (GET /v1/models).")
-    max_tokens: Optional[int] = Field(None, ge=1, le=INT32)
+    max_tokens: Optional[Int] = Field(None, ge=1, le=INT32)
     temperature: Optional[Finite] = Field(None, ge=0, le=2, description="0 (or below 1e-5) decodes greedily.")
     top_p: Optional[Finite] = Field(None, gt=0, le=1)
-    top_k: Optional[int] = Field(None, ge=-1, le=INT32, description="Extension; -1 or 0: no top-k cut.")
+    top_k: Optional[Int] = Field(None, ge=-1, le=INT32, description="Extension; -1 or 0: no top-k cut.")
     repetition_penalty: Optional[Finite] = Field(None, gt=0, le=100, description="Extension; 1.0: none.")
-    seed: Optional[int] = Field(None, ge=SEED_MIN, le=SEED_MAX)
+    seed: Optional[Int] = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stop: str | list[str] | None = None
-    n: Optional[int] = Field(None, ge=1, le=MAX_N)
+    n: Optional[Int] = Field(None, ge=1, le=MAX_N)
     stream: Optional[bool] = None
     stream_options: Optional[StreamOptions] = None
     user: Optional[str] = None
-    presence_penalty: Optional[Finite] = Field(None, description="Only 0 is supported.")
-    frequency_penalty: Optional[Finite] = Field(None, description="Only 0 is supported.")
-    logit_bias: Optional[dict[str, Finite]] = Field(None, description="Only an empty map is supported.")
+    presence_penalty: Annotated[Optional[Finite], ZERO] = Field(None, description="Only 0 is supported.")
+    frequency_penalty: Annotated[Optional[Finite], ZERO] = Field(None, description="Only 0 is supported.")
+    logit_bias: Annotated[Optional[dict[str, Finite]], WithJsonSchema({"type": "object", "maxProperties": 0})] = \
+        Field(None, description="Only an empty map is supported.")
 
     @field_validator("stop")
     @classmethod
@@ -114,13 +158,15 @@ class ChatCompletionBody(_Sampling):
     """``POST /v1/chat/completions``."""
 
     messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1, le=INT32)
+    max_completion_tokens: Optional[Int] = Field(None, ge=1, le=INT32)
     tools: Optional[list[Tool]] = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tool_choice: Annotated[Any, WithJsonSchema({"enum": ["none", "auto"]})] = None
     parallel_tool_calls: Optional[bool] = None
     logprobs: Optional[bool] = None
-    top_logprobs: Optional[int] = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
-    response_format: Optional[dict[str, Any]] = Field(None, description='Only {"type": "text"} is supported.')
+    top_logprobs: Optional[Int] = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    response_format: Annotated[Optional[dict[str, Any]], WithJsonSchema(
+        {"type": "object", "properties": {"type": {"enum": ["text"]}}, "required": ["type"],
+         "additionalProperties": False})] = Field(None, description='Only {"type": "text"} is supported.')
 
     @field_validator("tool_choice")
     @classmethod
@@ -144,9 +190,10 @@ class CompletionBody(_Sampling):
 
     prompt: str | list[str]
     echo: Optional[bool] = None
-    logprobs: Optional[int] = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
-    suffix: Optional[str] = Field(None, description="Not supported (no fill-in-the-middle).")
-    best_of: Optional[int] = Field(None, ge=1, le=1, description="Only 1 is supported.")
+    logprobs: Optional[Int] = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
+    suffix: Annotated[Optional[str], WithJsonSchema({"type": "string", "maxLength": 0})] = \
+        Field(None, description="Not supported (no fill-in-the-middle).")
+    best_of: Optional[Int] = Field(None, ge=1, le=1, description="Only 1 is supported.")
 
     @field_validator("prompt")
     @classmethod
@@ -196,6 +243,10 @@ def _message(error: dict) -> tuple[str, str | None]:
     if kind == "extra_forbidden":
         return f"'{where}' is not a field this server supports (a typo, or an OpenAI field it does not " \
                f"implement)", where
+    if kind == "invalid_role":
+        where += ".role"
+        role = error["input"].get("role") if isinstance(error["input"], dict) else None
+        return f"'{where}' must be one of {', '.join(ROLES)}, got {role!r}", where
     if kind == "missing":
         return f"'{where}' is required", where
     shown = error.get("input")
@@ -232,7 +283,8 @@ def parse_body(raw: bytes, body_type: type[_Sampling], max_depth: int = 64) -> d
             raise ProtocolError(f"the request body is not valid JSON: {reason}", code="invalid_json") from None
         if first["type"] == "model_type" and not first["loc"]:
             raise ProtocolError("the request body must be a JSON object", code="invalid_json") from None
-        message, param = _message(first)
+        deepest = max(exc.errors(), key=lambda e: len(e["loc"]))  # the branch that got furthest
+        message, param = _message(deepest if len(deepest["loc"]) > len(first["loc"]) else first)
         more = len(exc.errors()) - 1
         raise ProtocolError(message + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""),
                             param) from None
