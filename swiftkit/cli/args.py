@@ -12,9 +12,10 @@ import dataclasses
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from swiftkit.commands import Command, as_list, build_host, plugin_fields
+from swiftkit.commands import Command, build_host, plugin_fields
 from swiftkit.config import CommandConfig, PluginArgs
 from swiftkit.config.files import load_yaml_config
+from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.registry import closest
 
@@ -52,9 +53,17 @@ def _add_flag(group, name: str, tp, default, help_text: str, choices=()) -> None
     group.add_argument(f"--{name}", **kw)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors (a value of the wrong type, a flag without its value) raised as a
+    one-line ConfigError instead of printing the usage and exiting."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
 def build_parser(cfg_cls: type[CommandConfig], fields_of_plugins: dict | None = None,
                  prog: str = "swiftkit") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"{prog} {cfg_cls.command}",
         description=cfg_cls.description,
         usage=f"{prog} {cfg_cls.command} [config.yaml] [--flag value ...]",
@@ -100,7 +109,7 @@ def plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
 
     Read before the full parse: the loaded plugins decide which flags exist.
     """
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = _Parser(add_help=False, allow_abbrev=False)
     for f in dataclasses.fields(PluginArgs):
         pre.add_argument(f"--{f.name}", nargs="+", default=[])
     ns, _ = pre.parse_known_args(argv)
@@ -163,8 +172,8 @@ def read_yaml_values(argv: list[str]) -> dict:
 def host_selection(argv: list[str], yaml_values: dict) -> tuple[list[str], list[str], list[str]]:
     """(plugin files, disabled names, argv without -p): flags first, the YAML file's otherwise."""
     files, disabled, rest = plugin_selection(argv)
-    files = files or as_list(yaml_values.get("plugins"))
-    disabled = disabled or as_list(yaml_values.get("disable_plugins"))
+    files = files or coerce("--plugins", yaml_values.get("plugins", []), list[str])
+    disabled = disabled or coerce("--disable_plugins", yaml_values.get("disable_plugins", []), list[str])
     return files, disabled, rest
 
 

@@ -43,12 +43,9 @@ from swiftkit.config.rlhf import (
     RlhfArgs,
     RolloutArgs,
 )
+from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.registry import closest
-
-
-def _is_list_type(tp) -> bool:
-    return typing.get_origin(tp) is list
 
 
 @dataclass(frozen=True)
@@ -81,8 +78,9 @@ class CommandConfig:
 
     @classmethod
     def from_flat(cls, values: dict[str, Any], source: str = "argument", plugin_fields: dict | None = None):
-        """Build from a flat mapping; unknown keys are an error naming the closest valid key. Every
-        key given is recorded in ``given``.
+        """Build from a flat mapping; unknown keys are an error naming the closest valid key, a value
+        of the wrong type one naming the flag, the value and the type (:func:`coerce`). Every key
+        given is recorded in ``given``.
 
         ``plugin_fields`` (name -> PluginField) are the fields loaded plugins add; their values go
         to ``config.plugin_options``.
@@ -100,9 +98,9 @@ class CommandConfig:
                     f"unknown {source} {key!r} for `swiftkit {cls.command}`"
                     f"{closest(key, [*fields, *plugin_fields])}"
                 )
-            if _is_list_type(fields[key][2]) and isinstance(value, (str, int, float)):
-                value = [value]  # a single value where a list is expected (YAML, Python API)
-            per_group[fields[key][0]][key] = value
+            gname, f, tp = fields[key]
+            flag = f"--{key}" if source == "flag" else f"{source} {key!r}"
+            per_group[gname][key] = coerce(flag, value, tp, json_object=f.metadata.get("json_object", False))
         kwargs = {}
         for gname, gcls in cls.groups():
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from swiftkit.config.values import coerce, shown
 from swiftkit.core.errors import ConfigError, PluginError
 
 
@@ -26,29 +27,24 @@ class PluginField:
     plugin: str = ""  # filled in by swiftkit: which plugin declared it
 
     def coerce(self, value: Any, source: str) -> Any:
-        """A value from YAML or the Python API, checked against the field's type and choices."""
-        if value is not None and self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if value is not None and not isinstance(value, self.type):
+        """A value from YAML, a flag or the Python API, checked against the field's type and choices
+        as built-in flags are (:func:`swiftkit.config.values.coerce`); None stays None."""
+        flag = f"--{self.name}" if source == "flag" else f"{source} {self.name!r}"
+        if value is not None and self.type in (bool, int, float, str):
             try:
-                value = self.type(value) if self.type is not bool else _to_bool(value)
+                value = coerce(flag, value, self.type)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (a flag of plugin {self.plugin})") from None
+        elif value is not None and not isinstance(value, self.type):
+            try:
+                value = self.type(value)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(
-                    f"{source} {self.name!r} (from plugin {self.plugin}) must be {self.type.__name__}, "
-                    f"got {value!r}"
+                    f"{flag} (from plugin {self.plugin}) must be {self.type.__name__}, got {shown(value)}"
                 ) from exc
         if self.choices and value not in self.choices:
-            raise ConfigError(f"{source} {self.name!r} must be one of {list(self.choices)}, got {value!r}")
+            raise ConfigError(f"{flag} must be one of {list(self.choices)}, got {shown(value)}")
         return value
-
-
-def _to_bool(value: Any) -> bool:
-    text = str(value).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(value)
 
 
 def collect_plugin_fields(host, command: str, builtin_names) -> dict[str, PluginField]:

@@ -93,7 +93,7 @@ def test_bool_and_list_flags():
 
 
 def test_choices_are_enforced():
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="argument --truncation_strategy: invalid choice: 'middle'"):
         parse(["--model", "m", "--dataset", "a", "--truncation_strategy", "middle"])
 
 
