@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from served import KEY, Served, get_json, post
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 CASES = 60
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
