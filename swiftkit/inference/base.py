@@ -72,11 +72,14 @@ class InferEngine(ReplyEngine, Protocol):
 
     def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
                      cancel: threading.Event | None = None) -> list[Generated]:
-        """One reply per prompt (token ids), generated together with ``model``'s adapter."""
+        """One reply per prompt (token ids), generated together with ``model``'s adapter. Once
+        ``cancel.is_set()`` (the deploy scheduler passes any object with ``is_set()``: every client of
+        the batch hung up or the server is shutting down) generation should stop at the next token."""
 
     def stream_ids(self, prompt: list[int], params: SamplingParams, model: str | None = None,
                    cancel: threading.Event | None = None) -> Iterator[str | Generated]:
-        """Text pieces as they are generated, then the :class:`Generated` reply."""
+        """Text pieces as they are generated, then the :class:`Generated` reply; a failure is raised
+        before the reply (never a short reply that looks finished); stops once ``cancel`` is set."""
 
 
 def missing_members(engine, protocol: type = InferEngine) -> list[str]:
