@@ -153,8 +153,13 @@ def sft_resume_argv(target: Path, run: Path, max_steps: int = 3) -> list[str]:
             *SFT_FLAGS, "--max_steps", str(max_steps)]
 
 
+def reward_of(ppo: Path) -> Path:
+    """The rm run whose reward model a :func:`ppo_run` (or a copy of one) used."""
+    return _only_run(ppo.parent.parent / "rm")
+
+
 def ppo_resume_argv(target: Path, run: Path, max_steps: int = 3) -> list[str]:
-    reward = _only_run(run.parent.parent / "rm")
+    reward = reward_of(run)
     return ["rlhf", "--resume_from_checkpoint", str(target), "--dataset", str(data_of(run, "prompts.jsonl")),
             "--reward_model", str(reward), *PPO_FLAGS, "--max_steps", str(max_steps)]
 
