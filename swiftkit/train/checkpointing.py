@@ -45,4 +45,5 @@ class CheckpointGuard(TrainerCallback):
 
 def checkpoint_guard(trainer) -> CheckpointGuard | None:
     """The trainer's :class:`CheckpointGuard` (None when its callbacks have none)."""
-    return next((c for c in trainer.callback_handler.callbacks if isinstance(c, CheckpointGuard)), None)
+    handler = getattr(trainer, "callback_handler", None)  # a plugin's trainer class may lack one
+    return next((c for c in getattr(handler, "callbacks", []) if isinstance(c, CheckpointGuard)), None)

@@ -199,3 +199,26 @@ def test_a_base_model_folder_never_unpickles(model_dir, prompts, tmp_path, marke
     # transformers refuses the file (weights_only=True); it does not say which file, so neither can the line
     assert rc == 2 and "holds pickled Python objects" in error_line(err) and "io.open" in error_line(err), err
 
+
+
+def test_the_libraries_own_loaders_refuse_it_too(lora_run, model_dir, marker, tmp_path):
+    """Checked, not assumed: without swiftkit's check in front, peft 0.21 and the transformers 5.24
+    Trainer load these files with weights_only=True and refuse the payload."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    ckpt = lora_run / "checkpoint-2"
+    _bin_adapter(ckpt, marker)
+    with pytest.raises(pickle.UnpicklingError):
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), str(ckpt))
+    trainer = Trainer(model=AutoModelForCausalLM.from_pretrained(model_dir),
+                      args=TrainingArguments(output_dir=str(tmp_path / "t"), report_to="none", use_cpu=True))
+    trainer.create_optimizer_and_scheduler(num_training_steps=2)
+    plant(ckpt / "optimizer.pt", marker)
+    with pytest.raises(pickle.UnpicklingError):
+        trainer._load_optimizer_and_scheduler(str(ckpt))  # private: the Trainer's own resume step
+    (ckpt / "optimizer.pt").unlink()
+    plant(ckpt / "rng_state.pth", marker)
+    with pytest.raises(pickle.UnpicklingError):
+        trainer._load_rng_state(str(ckpt))
+    assert not marker.exists()

@@ -69,3 +69,40 @@ def test_an_output_dir_means_the_last_complete_checkpoint_of_its_newest_run(tmp_
         find_checkpoint(str(tmp_path / "v2-20260103-000000"))
     with pytest.raises(CheckpointError, match="no complete checkpoint"):
         find_checkpoint(str(tmp_path / "v3-20260104-000000"))
+
+
+def test_an_output_dir_that_is_a_file_or_under_one_is_an_output_error(tmp_path):
+    from swiftkit.core.io import OutputError
+
+    (tmp_path / "notes").write_text("x")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        new_run_dir(tmp_path / "notes")
+    with pytest.raises(OutputError, match="a part of the path is a file"):
+        new_run_dir(tmp_path / "notes" / "out")
+
+
+def test_write_json_in_the_way_of_a_folder_leaves_no_temp_file(tmp_path):
+    from swiftkit.core.io import OutputError
+
+    (tmp_path / "args.json").mkdir()
+    with pytest.raises(OutputError, match="a folder is in the way of a file"):
+        write_json(tmp_path / "args.json", {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["args.json"]
+
+
+def test_write_problem_sees_through_wrapping_and_ignores_other_errors(tmp_path):
+    import errno
+
+    from swiftkit.core.io import write_problem
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/x/optimizer.pt")
+        except OSError as inner:
+            raise RuntimeError("saving the checkpoint failed") from inner
+    except RuntimeError as outer:
+        assert write_problem(outer).startswith("the disk is full")
+    # safetensors spells it in its own error's message
+    assert "read-only" in write_problem(Exception("Error while serializing: I/O error: Read-only file system (os error 30)"))
+    assert write_problem(ValueError("a bug"), tmp_path) is None  # plenty of space here: not a full disk
+    assert write_problem(OSError(errno.ENOENT, "No such file or directory", "x")) is None
