@@ -63,3 +63,19 @@ def test_pick_checkpoint_never_reads_an_unfinished_checkpoint(tmp_path):
     assert pick_checkpoint(str(tmp_path), "--adapters") == tmp_path / "checkpoint-1"
     with pytest.raises(CheckpointError, match="incomplete checkpoint"):
         pick_checkpoint(str(tmp_path / "checkpoint-2"), "--adapters")
+
+
+def test_resume_and_adapters_share_the_rule(tmp_path):
+    from swiftkit.core.checkpoints import find_checkpoint, resolve_resume
+
+    run = tmp_path / "out" / "v0-20260101-000000"
+    _checkpoint(run, 2)
+    _checkpoint(run, 4, state=False)
+    for target in (run, tmp_path / "out"):  # a run folder, an --output_dir holding runs
+        assert resolve_resume(str(target)) == find_checkpoint(str(target)) == run / "checkpoint-2"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    assert find_checkpoint(str(model)) == model  # a model folder is itself for --adapters ...
+    with pytest.raises(CheckpointError, match="holds no checkpoint-N directory"):
+        resolve_resume(str(model))  # ... but resume needs a checkpoint
