@@ -38,6 +38,8 @@ def json_object(text: str, flag: str, example: str) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{flag} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+    except RecursionError as exc:  # the standard parser recurses once per nesting level
+        raise ConfigError(f"{flag} is nested too deeply to parse") from exc
     _check(isinstance(value, dict), f"{flag} must be a JSON object such as '{example}'")
     return value
 
@@ -51,6 +53,10 @@ TRANSFORMERS_SCHEDULERS = (
 EVAL_DRIVEN_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")  # step on evaluation metrics
 MIN_LR_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr")
 DEFAULT_MIN_LR_RATE = 0.1
+# --max_row_bytes: 16 MiB is 4x the text of a 1M-token context (about 4 bytes a token) and leaves room
+# for a few inline base64 images, while one row then costs at most ~5x that while it is read and
+# checked; a file that is one giant line (no newlines, a mislabelled dump) fails fast instead.
+DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,8 @@ class DataArgs:
     )
     columns: Optional[str] = arg(
         None, "JSON object renaming source columns to canonical ones for every dataset, e.g. "
-        '\'{"q": "query", "a": "response"}\'; null drops a column.'
+        '\'{"q": "query", "a": "response"}\'; null drops a column. A YAML config may give it as a mapping.',
+        json_object=True,
     )
     skip_bad_rows: bool = arg(
         False, "Leave out rows that cannot be used (and report how many) instead of refusing to start."
@@ -141,6 +148,12 @@ class DataArgs:
     )
     dataset_num_proc: int = arg(1, "Processes that tokenize the dataset.")
     lazy_tokenize: bool = arg(False, "Tokenize each row when the trainer first asks for it, not up front.")
+    max_row_bytes: int = arg(
+        DEFAULT_MAX_ROW_BYTES,
+        "Largest row accepted, in bytes of its JSON text (a JSON line, a .json list item, a CSV record, a "
+        "parquet or hub row); a larger row is a bad row naming its file:line and size (see --skip_bad_rows). "
+        "JSON lines over it are never read whole. 0 turns the limit off.",
+    )
     load_from_cache_file: bool = arg(
         True, "Reuse tokenized data cached under ~/.cache/swiftkit/encoded (or <--cache_dir>/encoded), "
         "keyed by the data, template, tokenizer and max length."
@@ -154,6 +167,7 @@ class DataArgs:
     def __post_init__(self):
         _check(0.0 <= self.split_dataset_ratio < 1.0, "--split_dataset_ratio must be in [0, 1)")
         _check(self.dataset_num_proc >= 1, "--dataset_num_proc must be >= 1")
+        _check(self.max_row_bytes >= 0, f"--max_row_bytes must be >= 0 (0: no limit), got {self.max_row_bytes}")
         _check(not (self.streaming and self.lazy_tokenize),
                "--streaming already tokenizes lazily; drop --lazy_tokenize")
         if self.columns:
@@ -199,7 +213,9 @@ class TrainingArgs:
     )
     lr_scheduler_kwargs: Optional[str] = arg(
         None, 'JSON object of extra arguments for the schedule, e.g. \'{"min_lr_rate": 0.05}\' or '
-        '\'{"num_decay_steps": 100}\' (scheduler_specific_kwargs of transformers\' get_scheduler).'
+        '\'{"num_decay_steps": 100}\' (scheduler_specific_kwargs of transformers\' get_scheduler). A YAML '
+        "config may give it as a mapping.",
+        json_object=True,
     )
     warmup_ratio: float = arg(0.0, "Fraction of steps for linear warm-up.")
     weight_decay: float = arg(0.1, "AdamW weight decay.")

@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 
 from swiftkit.data.errors import DatasetError
-from swiftkit.data.readers import UNREADABLE
+from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES, MAX_ROW_DEPTH, nesting_depth, row_bytes, too_big, too_deep
+from swiftkit.data.readers import TOO_DEEP_TO_PARSE, UNREADABLE, UNREADABLE_KIND
 
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {
@@ -84,9 +85,14 @@ def _json_field(row: dict, key: str):
     value = row.get(key)
     if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
         try:
-            return json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError as exc:
             raise _fail(row, f"{key!r} holds invalid JSON: {exc.msg} (column {exc.colno})", "invalid_json") from exc
+        except RecursionError as exc:  # the standard parser recurses once per nesting level
+            raise _fail(row, f"{key!r} holds JSON {TOO_DEEP_TO_PARSE}", "too_deep") from exc
+        if nesting_depth(parsed) > MAX_ROW_DEPTH - 1:
+            raise _fail(row, f"{key!r} holds JSON nested more than {MAX_ROW_DEPTH} levels deep", "too_deep")
+        return parsed
     return value
 
 
@@ -162,7 +168,7 @@ def _sharegpt_turn(row: dict, i: int, turn) -> dict:
     if speaker == "function_call" and isinstance(value, str):
         try:
             call = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             call = None
         if isinstance(call, dict) and isinstance(call.get("name"), str):
             function = {"name": call["name"], "arguments": call.get("arguments", {})}
@@ -316,6 +322,8 @@ def validate_messages(messages: list[dict], row: dict, require_reply: bool = Tru
         if "tool_calls" in msg and (role != "assistant" or not isinstance(msg["tool_calls"], list)):
             raise _fail(row, f"messages[{i}] ({role}): 'tool_calls' must be a list on an assistant message",
                         "wrong_type")
+        for call in msg.get("tool_calls") or ():
+            _check_arguments_depth(row, i, call)
         if not content.strip() and not msg.get("tool_calls"):
             raise _fail(row, f"messages[{i}] ({role}): empty content", "empty_content")
         _check_order(row, messages, i)
@@ -323,6 +331,24 @@ def validate_messages(messages: list[dict], row: dict, require_reply: bool = Tru
         raise _fail(row, f"the conversation ends with a {messages[-1]['role']} message; it must end with an "
                     "assistant reply to train on", "missing_reply")
     return messages
+
+
+def _check_arguments_depth(row: dict, i: int, call) -> None:
+    """Tool-call arguments given as a JSON string stay within the nesting rows may have (the chat
+    template decodes them); other problems with a call are the template's to report."""
+    function = call.get("function") if isinstance(call, dict) else None
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if not isinstance(arguments, str) or arguments.strip()[:1] not in ("[", "{"):
+        return
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError:
+        return
+    except RecursionError as exc:  # the standard parser recurses once per nesting level
+        raise _fail(row, f"messages[{i}]: tool call arguments are {TOO_DEEP_TO_PARSE}", "too_deep") from exc
+    if nesting_depth(parsed) > MAX_ROW_DEPTH:
+        raise _fail(row, f"messages[{i}]: tool call arguments are nested more than {MAX_ROW_DEPTH} levels deep",
+                    "too_deep")
 
 
 _NEXT = {  # role -> roles that may follow it
@@ -352,7 +378,22 @@ def _check_order(row: dict, messages: list[dict], i: int) -> None:
 def _check_readable(row: dict) -> None:
     if UNREADABLE in row:
         problem = row[UNREADABLE]
-        raise _fail(row, problem, "invalid_json" if "JSON" in problem else "unreadable")
+        kind = row.get(UNREADABLE_KIND) or ("invalid_json" if "JSON" in problem else "unreadable")
+        raise _fail(row, problem, kind)
+
+
+def check_row_limits(row: dict, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> None:
+    """A :class:`RowError` when a raw row is nested more than :data:`~swiftkit.data.limits.MAX_ROW_DEPTH`
+    levels or is over ``max_row_bytes`` (0: no limit); measured without recursion. Rows the reader
+    could not read pass through (the converter reports them)."""
+    if UNREADABLE in row:
+        return
+    if nesting_depth(row) > MAX_ROW_DEPTH:
+        raise _fail(row, too_deep(), "too_deep")
+    if max_row_bytes:
+        size = row_bytes(row)
+        if size > max_row_bytes:
+            raise _fail(row, too_big(size, max_row_bytes), "row_too_big")
 
 
 def to_messages_row(row: dict, require_reply: bool = True) -> dict:

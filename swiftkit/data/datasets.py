@@ -10,6 +10,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from swiftkit.data.encode import all_too_long, encode_each
 from swiftkit.data.errors import DatasetError
+from swiftkit.data.length import check_length
 from swiftkit.templates import SequenceTooLong
 
 
@@ -43,6 +44,7 @@ class LazyEncodedDataset(Dataset):
             if j in self._too_long:
                 continue
             try:
+                check_length(self.template, self.rows[j])
                 enc = self.template.encode(self.rows[j])
             except SequenceTooLong:
                 self._too_long.add(j)

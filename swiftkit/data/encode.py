@@ -24,6 +24,7 @@ from swiftkit.data.cache import (
     save_entry,
 )
 from swiftkit.data.errors import DatasetError
+from swiftkit.data.length import check_length
 from swiftkit.templates import SequenceTooLong
 
 _CHUNK_ROWS = 1024  # rows per task handed to a worker process
@@ -43,6 +44,7 @@ def encode_each(rows, template):
     delete): the one loop every encoder here shares."""
     for row in rows:
         try:
+            check_length(template, row)  # a row far over --max_length is not tokenized at all
             enc = template.encode(row)
         except SequenceTooLong:
             yield None

@@ -20,6 +20,7 @@ Columns by method:
 from __future__ import annotations
 
 from swiftkit.data.encode import all_too_long
+from swiftkit.data.length import check_length
 from swiftkit.templates import SequenceTooLong
 
 PAIR_METHODS = ("dpo", "orpo", "simpo", "cpo")
@@ -34,12 +35,16 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _rejected_row(row: dict) -> dict:
+    """The conversation of a preference row that ends with the rejected reply."""
+    rejected_reply = {"role": "assistant", "content": row["rejected_response"]}
+    return {**row, "messages": row["messages"][:-1] + [rejected_reply]}
+
+
 def encode_pair(template, row: dict) -> dict:
     """Prompt ids and the chosen / rejected reply ids of one preference row."""
     chosen_prompt, chosen = template.encode_completion(row)
-    rejected_reply = {"role": "assistant", "content": row["rejected_response"]}
-    rejected_row = {**row, "messages": row["messages"][:-1] + [rejected_reply]}
-    rejected_prompt, rejected = template.encode_completion(rejected_row)
+    rejected_prompt, rejected = template.encode_completion(_rejected_row(row))
     # The prompt renders identically before either reply; a tokenizer that merges tokens across the
     # reply boundary would make them differ, and then the shared part is the prompt.
     n = _common_prefix(chosen_prompt, rejected_prompt)
@@ -89,6 +94,9 @@ def encode_row(method: str, template, row: dict) -> dict:
     if method == "grpo":
         template.encode_prompt(row["messages"], row.get("tools"))  # generation starts from this prompt
         return grpo_prompt(template, row)
+    check_length(template, row)  # a conversation far over --max_length is not tokenized at all
+    if "rejected_response" in row and method in (*PAIR_METHODS, "rm"):
+        check_length(template, _rejected_row(row))
     enc = ENCODERS[method](template, row)
     if method == "ppo" and template.max_length is not None and len(enc["input_ids"]) >= template.max_length:
         raise SequenceTooLong(f"{row.get('_origin', '?')}: a prompt of {len(enc['input_ids'])} tokens leaves no "

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from swiftkit.core.netprobe import PROBE_TIMEOUT_S, modelscope_endpoints, unreachable_reason
 from swiftkit.data.errors import DatasetError
+from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES
 from swiftkit.data.readers import iter_folder, read_folder
 
 HUB_FILE_PATTERNS = ["*.jsonl", "*.json", "*.csv", "*.parquet"]
@@ -41,9 +42,10 @@ HF_HUB = "Hugging Face hub"
 
 
 def load_hub_rows(dataset_id: str, *, use_hf: bool = False, subset: str | None = None, split: str = "train",
-                  cache_dir: str | None = None) -> list[dict]:
+                  cache_dir: str | None = None, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> list[dict]:
     """Raw rows (with ``_origin``) of a hub dataset, from the local cache when the hub cannot be used
-    (module docstring); any failure is a :class:`DatasetError`."""
+    (module docstring); any failure is a :class:`DatasetError`. ``max_row_bytes`` bounds the lines
+    of downloaded files (:func:`swiftkit.data.readers.iter_file`); the loader measures every row."""
     if use_hf:
         ds = _hf_dataset(dataset_id, subset, split, cache_dir, streaming=False)
         rows = ds.to_list()
@@ -51,11 +53,11 @@ def load_hub_rows(dataset_id: str, *, use_hf: bool = False, subset: str | None =
             row["_origin"] = _hf_origin(dataset_id, split, i)
         return rows
 
-    return read_folder(_ms_folder(dataset_id, cache_dir), subset, split)
+    return read_folder(_ms_folder(dataset_id, cache_dir), subset, split, max_row_bytes)
 
 
 def iter_hub_rows(dataset_id: str, *, use_hf: bool = False, subset: str | None = None, split: str = "train",
-                  cache_dir: str | None = None) -> Iterator[dict]:
+                  cache_dir: str | None = None, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[dict]:
     """The rows of :func:`load_hub_rows`, one at a time.
 
     Finding the data (probe, cache, download) happens at once, so its errors do too. Hugging Face
@@ -66,7 +68,7 @@ def iter_hub_rows(dataset_id: str, *, use_hf: bool = False, subset: str | None =
     if use_hf:
         return _hf_stream(dataset_id, split, _hf_dataset(dataset_id, subset, split, cache_dir, streaming=True))
 
-    return iter_folder(_ms_folder(dataset_id, cache_dir), subset, split)
+    return iter_folder(_ms_folder(dataset_id, cache_dir), subset, split, max_row_bytes)
 
 
 # --- shared --------------------------------------------------------------------------------------

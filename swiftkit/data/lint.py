@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from swiftkit.data.alignment import CONVERTERS
 from swiftkit.data.encode_alignment import encode_row
+from swiftkit.data.length import check_length
+from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES
 from swiftkit.data.loader import LoadReport, load_rows, row_content
 from swiftkit.templates import SequenceTooLong, TemplateError
 
@@ -93,11 +95,11 @@ def encoding_problems(rows: list[dict], template, rlhf_type: str | None = None) 
     """Encode every row: over-long rows (warnings under ``delete``) and template errors. With
     ``rlhf_type`` rows are encoded as that method's trainer gets them (both replies of a pair)."""
 
-    encode = template.encode
-    if rlhf_type is not None:
-
-        def encode(row):
+    def encode(row):
+        if rlhf_type is not None:
             return encode_row(rlhf_type, template, row)
+        check_length(template, row)  # a row far over --max_length is not tokenized at all
+        return template.encode(row)
 
     out = []
     for row in rows:
@@ -119,11 +121,13 @@ def _strip_origin(exc: Exception, row: dict) -> str:
 
 def lint_dataset(specs, *, registries, template=None, text_only: bool = False, columns=None,
                  seed: int = 42, model_name=(), model_author=(), use_hf: bool = False,
-                 cache_dir: str | None = None, rlhf_type: str | None = None) -> LintReport:
+                 cache_dir: str | None = None, rlhf_type: str | None = None,
+                 max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> LintReport:
     """Lint ``--dataset`` specs: row errors, duplicates and (with ``template``) encoding problems.
 
     ``rlhf_type`` checks rows as that alignment method reads them (:mod:`swiftkit.data.alignment`).
-    File-level problems (a missing file, an unknown dataset) still raise ``DatasetError``.
+    File-level problems (a missing file, an unknown dataset) still raise ``DatasetError``; rows over
+    ``max_row_bytes`` or nested too deeply are row errors (:mod:`swiftkit.data.limits`).
     """
 
     loaded = LoadReport()
@@ -131,7 +135,7 @@ def lint_dataset(specs, *, registries, template=None, text_only: bool = False, c
         specs, registries=registries, seed=seed,
         model_name=tuple(model_name), model_author=tuple(model_author), use_hf=use_hf, cache_dir=cache_dir,
         text_only=text_only, columns=columns, skip_bad_rows=True, report=loaded, sample=False, allow_empty=True,
-        convert=CONVERTERS[rlhf_type] if rlhf_type else None,
+        convert=CONVERTERS[rlhf_type] if rlhf_type else None, max_row_bytes=max_row_bytes,
     )
     # usable source rows: a KTO pair becomes two training rows but is one row of the file
     report = LintReport(rows=loaded.rows_read, usable=loaded.rows_read - len(loaded.skipped))

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swiftkit.core.registry import closest
-from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
+from swiftkit.data.convert import RowError, check_row_limits, rename_columns, to_messages_row, to_text_row
 from swiftkit.data.errors import DatasetError
 from swiftkit.data.hub import iter_hub_rows, load_hub_rows
+from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES
 from swiftkit.data.readers import SUPPORTED_SUFFIXES, iter_file, iter_folder
 from swiftkit.data.registry import resolve_entry_path
 
@@ -150,16 +151,18 @@ def _preprocessor(entry, preprocessors):
 
 
 def _entry_iter(entry, spec: DatasetSpec, *, use_hf: bool, cache_dir, model_name, model_author,
-                preprocessors, streaming: bool = False) -> Iterator[dict]:
+                preprocessors, streaming: bool = False, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[dict]:
 
     subsets = spec.subsets or entry.subsets or [None]  # several subsets: one after another
     if entry.path and spec.hub is None:
         path = resolve_entry_path(entry)
-        sources = [iter_folder(path, s, entry.split) if path.is_dir() else iter_file(path) for s in subsets]
+        sources = [iter_folder(path, s, entry.split, max_row_bytes) if path.is_dir()
+                   else iter_file(path, max_row_bytes) for s in subsets]
     else:
         hub_id, hf = hub_source(entry, use_hf, spec.hub)
         load = iter_hub_rows if streaming else load_hub_rows
-        sources = [load(hub_id, use_hf=hf, subset=s, split=entry.split, cache_dir=cache_dir) for s in subsets]
+        sources = [load(hub_id, use_hf=hf, subset=s, split=entry.split, cache_dir=cache_dir,
+                        max_row_bytes=max_row_bytes) for s in subsets]
     rows = (rename_columns(row, entry.columns) for row in itertools.chain.from_iterable(sources))
     if not entry.preprocessor:
         return rows
@@ -177,29 +180,33 @@ def _chunks(rows: Iterator[dict], size: int | None) -> Iterator[list[dict]]:
         yield part
 
 
-def raw_iter(spec: DatasetSpec, *, registries, streaming: bool = False, **kw) -> Iterator[dict]:
+def raw_iter(spec: DatasetSpec, *, registries, streaming: bool = False, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+             **kw) -> Iterator[dict]:
     """The raw rows (``_origin`` set, columns renamed) of one spec; the source is resolved now,
     rows are read as the iterator is consumed (hub rows too, with ``streaming``). ``registries``
-    are the command's (:class:`swiftkit.core.plugins.Registries`): datasets and preprocessors."""
+    are the command's (:class:`swiftkit.core.plugins.Registries`): datasets and preprocessors.
+    Files' lines over ``max_row_bytes`` come back as unreadable rows, not read whole."""
     source = spec.source
     if spec.hub is None:
         path = Path(source).expanduser()
         if path.is_dir():
-            return itertools.chain.from_iterable(iter_folder(path, s) for s in spec.subsets or [None])
+            return itertools.chain.from_iterable(iter_folder(path, s, max_row_bytes=max_row_bytes)
+                                                 for s in spec.subsets or [None])
         if path.exists() or path.suffix.lower() in SUPPORTED_SUFFIXES:
             if spec.subsets:
                 raise DatasetError(f"--dataset {spec.text!r}: subsets apply to folders and hub datasets, not files")
-            return iter_file(path)
+            return iter_file(path, max_row_bytes)
     registry = registries.datasets
     if source in registry:
         return _entry_iter(registry.get(source), spec, streaming=streaming, preprocessors=registries.preprocessors,
-                           **kw)
+                           max_row_bytes=max_row_bytes, **kw)
     if _HUB_ID.fullmatch(source):
 
         hf = spec.hub == "hf" if spec.hub else kw["use_hf"]
         load = iter_hub_rows if streaming else load_hub_rows
         return itertools.chain.from_iterable(
-            load(source, use_hf=hf, subset=s, cache_dir=kw["cache_dir"]) for s in spec.subsets or [None]
+            load(source, use_hf=hf, subset=s, cache_dir=kw["cache_dir"], max_row_bytes=max_row_bytes)
+            for s in spec.subsets or [None]
         )
 
     raise DatasetError(
@@ -223,7 +230,8 @@ def load_rows(specs: Sequence[str], *, registries, seed: int = 42, model_name: S
               text_only: bool = False, require_reply: bool = True,
               columns: dict | None = None, skip_bad_rows: bool = False,
               report: LoadReport | None = None, sample: bool = True, allow_empty: bool = False,
-              convert: Callable[[dict], dict | list[dict]] | None = None) -> list[dict]:
+              convert: Callable[[dict], dict | list[dict]] | None = None,
+              max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> list[dict]:
     """Canonical rows of every spec, concatenated; mixed or sampled data is shuffled with ``seed``.
 
     Rows are ``{"messages": [...], "_origin": "path:line"}`` (see :mod:`swiftkit.data.convert`
@@ -236,6 +244,8 @@ def load_rows(specs: Sequence[str], *, registries, seed: int = 42, model_name: S
     ``sample=False`` ignores ``#N``/``#R`` (lint checks the data itself); ``allow_empty`` returns
     an empty list rather than failing when no row is usable. ``convert`` replaces the row
     conversion (e.g. :mod:`swiftkit.data.alignment`'s); it may return several rows per source row.
+    A row over ``max_row_bytes`` (0: no limit) or nested too deeply (:mod:`swiftkit.data.limits`)
+    is a bad row.
     """
     if isinstance(specs, str):
         specs = [specs]
@@ -252,14 +262,16 @@ def load_rows(specs: Sequence[str], *, registries, seed: int = 42, model_name: S
     shuffle = len(specs) > 1
     for text in specs:
         spec = parse_spec(text)
-        raw = list(raw_iter(spec, registries=registries, use_hf=use_hf,
-                            cache_dir=cache_dir, model_name=tuple(model_name), model_author=tuple(model_author)))
+        raw = list(raw_iter(spec, registries=registries, use_hf=use_hf, cache_dir=cache_dir,
+                            model_name=tuple(model_name), model_author=tuple(model_author),
+                            max_row_bytes=max_row_bytes))
         if not raw:
             raise DatasetError(f"--dataset {text!r}: the data has no rows")
         report.rows_read += len(raw)
         canonical = []
         for row in raw:
             try:
+                check_row_limits(row, max_row_bytes)
                 out = convert(rename_columns(row, columns) if columns else row)
                 canonical.extend(out if isinstance(out, list) else [out])
             except RowError as exc:

@@ -14,9 +14,10 @@ import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
 
-from swiftkit.data.convert import RowError, rename_columns, to_messages_row, to_text_row
+from swiftkit.data.convert import RowError, check_row_limits, rename_columns, to_messages_row, to_text_row
 from swiftkit.data.errors import DatasetError
 from swiftkit.data.hub import iter_hub_rows
+from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES
 from swiftkit.data.loader import LoadReport, parse_spec, raw_iter
 from swiftkit.data.readers import iter_file, iter_folder
 
@@ -93,7 +94,8 @@ def _shuffled(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[d
 def stream_rows(specs: Sequence[str], *, registries, seed: int = 42,
                 model_name: Sequence[str] = (), model_author: Sequence[str] = (), use_hf: bool = False,
                 cache_dir: str | None = None, text_only: bool = False, columns: dict | None = None,
-                skip_bad_rows: bool = False, report=None, buffer_size: int = 1000) -> Iterator[dict]:
+                skip_bad_rows: bool = False, report=None, buffer_size: int = 1000,
+                max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[dict]:
     """Canonical rows of ``--dataset`` specs, read lazily (``--streaming``).
 
     Sources are resolved now (an unknown name fails at once); rows are read, converted and mixed as
@@ -102,7 +104,8 @@ def stream_rows(specs: Sequence[str], *, registries, seed: int = 42,
     weight, until all are used up). The mix passes through a seeded shuffle buffer of
     ``buffer_size`` rows. A bad row raises its :class:`~swiftkit.data.convert.RowError` when the
     stream reaches it, or with ``skip_bad_rows`` is left out and recorded in ``report``
-    (a :class:`~swiftkit.data.loader.LoadReport`).
+    (a :class:`~swiftkit.data.loader.LoadReport`). A row over ``max_row_bytes`` (0: no limit) or
+    nested too deeply is a bad row; JSON lines over the limit are never read whole.
     """
 
     if isinstance(specs, str):
@@ -116,6 +119,7 @@ def stream_rows(specs: Sequence[str], *, registries, seed: int = 42,
         for row in raw:
             report.rows_read += 1
             try:
+                check_row_limits(row, max_row_bytes)
                 yield convert(rename_columns(row, columns) if columns else row)
             except RowError as exc:
                 if not skip_bad_rows:
@@ -127,7 +131,7 @@ def stream_rows(specs: Sequence[str], *, registries, seed: int = 42,
         spec = parse_spec(text)
         rows = converted(raw_iter(spec, registries=registries, streaming=True,
                                   use_hf=use_hf, cache_dir=cache_dir, model_name=tuple(model_name),
-                                  model_author=tuple(model_author)))
+                                  model_author=tuple(model_author), max_row_bytes=max_row_bytes))
         streams.append(take(rows, spec.count) if spec.count is not None else rows)
         weights.append(spec.ratio if spec.ratio is not None else 1.0)
     mixed = streams[0] if len(streams) == 1 else interleave(streams, weights, seed, stop="all")

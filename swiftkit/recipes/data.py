@@ -28,7 +28,8 @@ def _template(cfg, registries):
 def _data_options(cfg) -> dict:
     d = cfg.data
     return dict(text_only=cfg.tool.pretrain, columns=d.column_map, seed=d.data_seed, model_name=d.model_name,
-                model_author=d.model_author, use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir)
+                model_author=d.model_author, use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir,
+                max_row_bytes=d.max_row_bytes)
 
 
 class DataLintRecipe:

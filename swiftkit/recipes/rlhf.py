@@ -68,7 +68,8 @@ class RlhfRecipe:
     # -- steps -------------------------------------------------------------------------------------
 
     def _data_options(self) -> dict:
-        return steps.data_options(self.config, convert=CONVERTERS[self.method])
+        options = steps.data_options(self.config, convert=CONVERTERS[self.method])
+        return {**options, "max_row_bytes": self.config.data.max_row_bytes}
 
     def _encode(self):
         from datasets import Dataset  # defers pyarrow

@@ -50,7 +50,8 @@ class SftRecipe:
     # -- steps -------------------------------------------------------------------------------------
 
     def _data_options(self) -> dict:
-        return steps.data_options(self.config, text_only=self.pretrain)
+        options = steps.data_options(self.config, text_only=self.pretrain)
+        return {**options, "max_row_bytes": self.config.data.max_row_bytes}
 
     def _stream(self):
         """A fresh iterator over the streamed --dataset rows (one per pass over the data)."""
