@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_MAX_ROW_BYTES", "MAX_ROW_DEPTH", "nesting_depth", "row_bytes
 # well inside Python's default limit of 1000 frames.
 MAX_ROW_DEPTH = 100
 
-_SCALAR_BYTES = 8  # what a number, true/false or null adds to a row's size (JSON text is about that)
+_SCALAR_BYTES = 1  # the least a number, true/false or null takes in JSON text
 
 
 def nesting_depth(value, stop: int = MAX_ROW_DEPTH) -> int:
@@ -49,8 +49,9 @@ def _text_bytes(text: str) -> int:
 
 
 def row_bytes(row: dict) -> int:
-    """About how many bytes ``row`` takes as JSON text: its strings' UTF-8 bytes plus a few bytes
-    per other value (``_origin`` left out)."""
+    """The least number of bytes ``row`` takes as JSON text (its strings' UTF-8 bytes and quotes,
+    brackets, a byte per other value; ``_origin`` left out), so a JSON line within the limit is
+    never measured over it."""
     total = 0
     stack = [v for k, v in row.items() if k != "_origin"]
     stack += [k for k in row if isinstance(k, str) and k != "_origin"]
