@@ -158,7 +158,7 @@ def _json_problem(path: Path) -> str | None:
     try:
         json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-        return f"is not valid JSON ({_first_line(exc)})"
+        return f"cannot be read as JSON ({_first_line(exc)})"
     return None
 
 
@@ -169,7 +169,7 @@ def _safetensors_problem(path: Path) -> str | None:
         with safe_open(str(path), framework="numpy") as fh:
             fh.keys()
     except Exception as exc:  # safetensors raises its own SafetensorError (and OSError)
-        return f"is not a whole safetensors file ({_first_line(exc)})"
+        return f"not a whole safetensors file ({_first_line(exc)})"
     return None
 
 
@@ -189,7 +189,7 @@ def _torch_problem(path: Path) -> str | None:
     except pickle.UnpicklingError as exc:
         return refused_pickle(exc)
     except Exception as exc:  # torch raises RuntimeError/EOFError/OSError for a damaged archive
-        return f"is damaged ({_first_line(exc)})"
+        return f"damaged: it cannot be read as a torch file ({_first_line(exc)})"
     return None
 
 
@@ -200,7 +200,7 @@ def refused_pickle(exc: pickle.UnpicklingError) -> str:
     if unsafe:
         return (f"holds pickled Python objects, not only tensors (loading it would call {unsafe.group(1)}), "
                 "so it is not loaded: a model or checkpoint file must hold tensors only")
-    return "is not a torch tensor file (it cannot be read as one)"
+    return "not a torch tensor file (it cannot be read as one)"
 
 
 def _problem(path: Path) -> str | None:
@@ -231,7 +231,7 @@ def check_files(folder: Path, flag: str) -> None:
         problem = _problem(path)
         if problem:
             raise CheckpointError(
-                f"{flag}: {str(path)!r} {problem}; replace it with an intact copy, or pass another checkpoint"
+                f"{flag}: {path}: {problem}; replace it with an intact copy, or pass another checkpoint"
             )
 
 
@@ -243,13 +243,13 @@ def read_train_args(ckpt: Path) -> tuple[dict | None, Path | None]:
                 data = json.loads(candidate.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise CheckpointError(
-                    f"{str(candidate)!r} cannot be read as JSON ({_first_line(exc)}); restore it from another copy "
+                    f"{candidate}: cannot be read as JSON ({_first_line(exc)}); restore it from another copy "
                     "(the run folder and every checkpoint-N hold one) or delete it and pass --model"
                 ) from exc
             if not isinstance(data, dict):
                 raise CheckpointError(
-                    f"{str(candidate)!r}: expected a JSON object of training arguments; restore it from another "
-                    "copy or delete it and pass --model"
+                    f"{candidate}: expected a JSON object of training arguments; restore it from another copy or "
+                    "delete it and pass --model"
                 )
             return data, candidate
     return None, None

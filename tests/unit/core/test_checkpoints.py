@@ -35,7 +35,7 @@ def test_check_files_reads_every_kind_and_skips_training_args(tmp_path):
     check_files(tmp_path, "--adapters")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "config.json").write_text("{")
-    with pytest.raises(CheckpointError, match=r"sub/config.json' is not valid JSON"):
+    with pytest.raises(CheckpointError, match=r"sub/config.json: cannot be read as JSON"):
         check_files(tmp_path, "--adapters")
 
 

@@ -47,6 +47,7 @@ def make_lora_run(tiny, tmp_path_factory):
                 if "lora_B" in name:
                     param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
         model.save_pretrained(ckpt)
+        (ckpt / "trainer_state.json").write_text('{"global_step": 5}')  # saved to the end, as training does
         if tokenizer:
             AutoTokenizer.from_pretrained(tiny).save_pretrained(ckpt)
         if with_args:

@@ -172,6 +172,7 @@ def test_full_weights_checkpoint_is_the_model(tiny, tmp_path, write_train_args):
         model.lm_head.weight.add_(0.5)
     model.save_pretrained(ckpt)
     AutoTokenizer.from_pretrained(tiny).save_pretrained(ckpt)
+    (ckpt / "trainer_state.json").write_text('{"global_step": 3}')  # a complete checkpoint
     write_train_args(ckpt.parent, train_type="full")
     loaded, _, info = load_for_inference(InferConfig.from_flat({"adapters": [str(ckpt)]}), registries=registries())
     assert info["model_path"] == str(ckpt.resolve()) and info["adapters"] == []
