@@ -114,3 +114,16 @@ def test_infer_results_to_a_read_only_folder(checkpoint, tmp_path, request, caps
     assert rc == 2
     line = error_line(err)
     assert str(result.parent) in line and "the filesystem is read-only" in line
+
+
+def test_torchs_opaque_full_disk_error_is_recognised(tmp_path, request):
+    """torch.save reports a full disk as a failed stream, without an errno; the free space left tells."""
+    import torch
+
+    from swiftkit.core.io import write_problem
+
+    disk = mount_tmpfs(request, tmp_path, "256k")
+    with pytest.raises(Exception) as failed:
+        torch.save({"w": torch.zeros(200_000)}, disk.path / "optimizer.pt")
+    assert write_problem(failed.value, disk.path).startswith("the disk is full")
+    assert write_problem(failed.value, tmp_path) is None  # the same error where space is left: not ours to name
