@@ -188,6 +188,16 @@ def test_full_weights_checkpoint_never_unpickles(pristine_full, prompts, tmp_pat
         _assert_outcome(rc, err, "refused", planted)
 
 
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "generation_config.json", "tokenizer.json"])
+def test_infer_of_a_full_weights_checkpoint_never_unpickles(name, pristine_full, prompts, tmp_path, marker, capsys):
+    run = copy_run(pristine_full, tmp_path / "copy")
+    planted = plant(run / "checkpoint-2" / name, marker)
+    rc, err = run_cli(["infer", "--adapters", run / "checkpoint-2", "--val_dataset", prompts, "--max_new_tokens", "2"],
+                      capsys)
+    assert not marker.exists()
+    _assert_outcome(rc, err, "refused", planted)
+
+
 def test_a_base_model_folder_never_unpickles(model_dir, prompts, tmp_path, marker, capsys):
     import shutil
 
