@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import uvicorn
 from anyio import to_thread
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from swiftkit.inference.openai import (
@@ -153,9 +155,6 @@ def _counting(events, counter: list):
 
 def _openapi(app: FastAPI, bodies: dict[str, type]):
     """``app.openapi`` documenting each POST route's request body (read by hand, not by FastAPI)."""
-    from fastapi.openapi.utils import get_openapi
-    from pydantic.json_schema import models_json_schema
-
     def build() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
