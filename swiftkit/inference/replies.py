@@ -34,5 +34,5 @@ def load_val_rows(cfg, registries, *, require_reply: bool) -> list[dict]:
     return load_rows(
         d.val_dataset, registries=registries, seed=d.data_seed, model_name=tuple(d.model_name),
         model_author=tuple(d.model_author), use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir,
-        require_reply=require_reply,
+        require_reply=require_reply, max_row_bytes=d.max_row_bytes,
     )

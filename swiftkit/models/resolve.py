@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from swiftkit.core.checkpoints import check_files
 from swiftkit.core.registry import RegistryError, closest
 from swiftkit.models import embedded, hub
 from swiftkit.models.errors import ModelNotFoundError
@@ -59,6 +60,7 @@ def _looks_like_path(model: str) -> bool:
 
 def _check_model_dir(path: Path, model: str) -> Path:
     if (path / "config.json").is_file():
+        check_files(path, "--model")  # a damaged or pickled file is one line naming it, before loading
         return path
     hint = ""
     if (path / "adapter_config.json").is_file():

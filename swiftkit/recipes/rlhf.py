@@ -68,8 +68,7 @@ class RlhfRecipe:
     # -- steps -------------------------------------------------------------------------------------
 
     def _data_options(self) -> dict:
-        options = steps.data_options(self.config, convert=CONVERTERS[self.method])
-        return {**options, "max_row_bytes": self.config.data.max_row_bytes}
+        return steps.data_options(self.config, convert=CONVERTERS[self.method])
 
     def _encode(self):
         from datasets import Dataset  # defers pyarrow

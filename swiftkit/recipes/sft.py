@@ -50,8 +50,7 @@ class SftRecipe:
     # -- steps -------------------------------------------------------------------------------------
 
     def _data_options(self) -> dict:
-        options = steps.data_options(self.config, text_only=self.pretrain)
-        return {**options, "max_row_bytes": self.config.data.max_row_bytes}
+        return steps.data_options(self.config, text_only=self.pretrain)
 
     def _stream(self):
         """A fresh iterator over the streamed --dataset rows (one per pass over the data)."""

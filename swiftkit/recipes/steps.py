@@ -70,7 +70,7 @@ def data_options(cfg, *, text_only: bool = False, convert=None) -> dict:
     d = cfg.data
     options = dict(seed=d.data_seed, model_name=tuple(d.model_name), model_author=tuple(d.model_author),
                    use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir, text_only=text_only,
-                   columns=d.column_map, skip_bad_rows=d.skip_bad_rows)
+                   columns=d.column_map, skip_bad_rows=d.skip_bad_rows, max_row_bytes=d.max_row_bytes)
     if convert is not None:
         options["convert"] = convert
     return options
