@@ -51,6 +51,17 @@ Int = Annotated[int, BeforeValidator(_whole)]
 ZERO = WithJsonSchema({"type": "number", "minimum": 0, "maximum": 0})  # documented as what is accepted
 
 
+def _refused(*fields: str, reason: str):
+    """A validator refusing any value of ``fields`` but an empty one (0, "", {}, null)."""
+
+    def check(cls, value):
+        if value:
+            raise ValueError(reason)
+        return value
+
+    return field_validator(*fields)(classmethod(check))
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -139,19 +150,9 @@ class _Sampling(_Body):
             raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings, got {len(items)}")
         return value
 
-    @field_validator("presence_penalty", "frequency_penalty")
-    @classmethod
-    def _penalties(cls, value):
-        if value:
-            raise ValueError("is not supported; use 'repetition_penalty' (an extension)")
-        return value
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _no_bias(cls, value):
-        if value:
-            raise ValueError("is not supported by this server")
-        return value
+    _penalties = _refused("presence_penalty", "frequency_penalty",
+                          reason="is not supported; use 'repetition_penalty' (an extension)")
+    _bias = _refused("logit_bias", reason="is not supported by this server")
 
 
 class ChatCompletionBody(_Sampling):
@@ -202,12 +203,7 @@ class CompletionBody(_Sampling):
             raise ValueError("must be a string or a non-empty list of strings")
         return value
 
-    @field_validator("suffix")
-    @classmethod
-    def _suffix(cls, value):
-        if value:
-            raise ValueError("is not supported by this server (no fill-in-the-middle)")
-        return value
+    _suffix = _refused("suffix", reason="is not supported by this server (no fill-in-the-middle)")
 
 
 class ErrorDetail(BaseModel):

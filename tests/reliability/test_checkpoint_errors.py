@@ -16,32 +16,14 @@ from conftest_checkpoints import (
     ppo_run,
     run_cli,
     sft_resume_argv,
-    sft_run,
-    write_jsonl,
 )
 
 from swiftkit.core.checkpoints import is_complete
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    return tiny_model_dir("llama", "chatml")
-
-
-@pytest.fixture(scope="module")
-def runs_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("runs")
-
-
 @pytest.fixture
-def run(model_dir, runs_root, tmp_path):
-    """A copy of a 2-step LoRA sft run: checkpoint-1 and checkpoint-2."""
-    return copy_run(sft_run(model_dir, runs_root), tmp_path / "copy")
-
-
-@pytest.fixture
-def prompts(tmp_path):
-    return write_jsonl(tmp_path / "eval.jsonl", [{"query": "Hello!"}])
+def run(lora_run):
+    return lora_run
 
 
 def truncate(path, keep=0.5):

@@ -83,11 +83,6 @@ def plugin(tmp_path, fill_at=2, leave=16384):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    return tiny_model_dir("llama", "chatml")
-
-
-@pytest.fixture(scope="module")
 def pristine_ppo(model_dir, tmp_path_factory):
     return ppo_run(model_dir, tmp_path_factory.mktemp("runs"))
 

@@ -20,11 +20,6 @@ from conftest_checkpoints import (
 from hosts import HOST
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    return tiny_model_dir("llama", "chatml")
-
-
 def cut_short(ckpt):
     """Make ``ckpt`` look like a save that died half-way."""
     (ckpt / "trainer_state.json").unlink()
@@ -38,11 +33,6 @@ def run(model_dir, tmp_path_factory, tmp_path):
     copy = copy_run(sft_run(model_dir, tmp_path_factory.getbasetemp() / "runs-selection"), tmp_path / "copy")
     cut_short(copy / "checkpoint-2")
     return copy
-
-
-@pytest.fixture
-def prompts(tmp_path):
-    return write_jsonl(tmp_path / "eval.jsonl", [{"query": "Hello!", "response": "Hi"}])
 
 
 @pytest.mark.parametrize("target", ["run", "output_dir"])

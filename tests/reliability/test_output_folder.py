@@ -19,11 +19,6 @@ from conftest_checkpoints import (
 )
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    return tiny_model_dir("llama", "chatml")
-
-
 @pytest.fixture
 def data(tmp_path):
     return write_jsonl(tmp_path / "train.jsonl", ROWS * 2)

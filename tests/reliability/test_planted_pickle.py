@@ -24,7 +24,6 @@ from conftest_checkpoints import (
     run_cli,
     sft_resume_argv,
     sft_run,
-    write_jsonl,
 )
 
 # Files of a LoRA sft checkpoint and what resuming from it does when the file holds a pickle payload:
@@ -53,26 +52,6 @@ PPO_RESUME = {
 @pytest.fixture
 def marker(tmp_path):
     return tmp_path / "PWNED"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir):
-    return tiny_model_dir("llama", "chatml")
-
-
-@pytest.fixture(scope="module")
-def runs_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("runs")
-
-
-@pytest.fixture
-def lora_run(model_dir, runs_root, tmp_path):
-    return copy_run(sft_run(model_dir, runs_root), tmp_path / "copy")
-
-
-@pytest.fixture
-def prompts(tmp_path):
-    return write_jsonl(tmp_path / "eval.jsonl", [{"query": "Hello!"}])
 
 
 def test_the_payload_runs_when_unpickled(tmp_path, marker):

@@ -115,17 +115,30 @@ def test_seeded_sampling_runs_alone_and_streams_hand_over_pieces(engine):
         sched.close()
 
 
-def test_close_fails_waiting_and_running_jobs_and_refuses_new_ones(engine):
+def held(engine, params=GREEDY):
+    """``(recording engine, one-row scheduler, a prompt, the running job's future)``: the job is
+    held at the engine's gate until the test opens it."""
     rec = Recording(engine)
     rec.gate.clear()
     sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
     row = prompts(engine, 1)[0]
-    running = sched.submit([row], GREEDY)
+    running = sched.submit([row], params)
     wait_running(running)
+    return rec, sched, row, running
+
+
+def in_thread(call) -> threading.Thread:
+    """``call`` started on a thread of its own."""
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def test_close_fails_waiting_and_running_jobs_and_refuses_new_ones(engine):
+    rec, sched, row, running = held(engine)
     waiting = sched.submit([row], GREEDY)
     stream = sched.submit_stream(row, GREEDY)
-    closer = threading.Thread(target=sched.close)
-    closer.start()
+    closer = in_thread(sched.close)
     while not sched._closed:  # close() has failed the waiting jobs before the running one ends
         time.sleep(0.001)
     rec.gate.set()
@@ -141,16 +154,10 @@ def test_close_fails_waiting_and_running_jobs_and_refuses_new_ones(engine):
 
 
 def test_drain_finishes_what_it_can_in_time_then_fails_the_rest(engine):
-    rec = Recording(engine)
-    rec.gate.clear()
-    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
-    row = prompts(engine, 1)[0]
-    running = sched.submit([row], GREEDY)
-    wait_running(running)
+    rec, sched, row, running = held(engine)
     queued = sched.submit([row], GREEDY)
     drained = []
-    drainer = threading.Thread(target=lambda: drained.append(sched.drain(30)))
-    drainer.start()
+    drainer = in_thread(lambda: drained.append(sched.drain(30)))
     while not sched._closed:
         time.sleep(0.001)
     with pytest.raises(SchedulerClosed):  # new work is refused at once
@@ -160,11 +167,7 @@ def test_drain_finishes_what_it_can_in_time_then_fails_the_rest(engine):
     assert drained == [True]
     assert running.result(1)[0].text and queued.result(1)[0].text
 
-    rec = Recording(engine)
-    rec.gate.clear()
-    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
-    running = sched.submit([row], dataclasses.replace(GREEDY, max_tokens=64))
-    wait_running(running)
+    rec, sched, row, running = held(engine, dataclasses.replace(GREEDY, max_tokens=64))
     queued = sched.submit([row], GREEDY)
     threading.Timer(0.5, rec.gate.set).start()  # still running when the 0.2 s drain ends
     assert sched.drain(0.2) is False
@@ -175,14 +178,9 @@ def test_drain_finishes_what_it_can_in_time_then_fails_the_rest(engine):
 
 
 def test_cancel_withdraws_a_waiting_job_and_stops_a_batch_whose_jobs_all_left(engine):
-    rec = Recording(engine)
-    rec.gate.clear()
-    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
+    long = dataclasses.replace(GREEDY, max_tokens=400)
+    rec, sched, row, running = held(engine, long)
     try:
-        row = prompts(engine, 1)[0]
-        long = dataclasses.replace(GREEDY, max_tokens=400)
-        running = sched.submit([row], long)
-        wait_running(running)
         waiting = sched.submit([row], GREEDY)
         sched.cancel(waiting)
         assert waiting.cancelled() and not sched._pending
