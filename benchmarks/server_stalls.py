@@ -9,6 +9,9 @@
    idle server (dropped requests must stop generating).
 3. Status of a 392-byte ``/v1/completions`` body asking for 64 prompts x n=16 = 1,024 generations
    (the per-request sequence cap).
+4. With ``--shutdown``: 10 clients each ask for 500 tokens one at a time (more than the 30 s grace
+   period of work in all), the server gets SIGTERM 1 s later; what each client got: a 200, a 503, or
+   a dropped connection (which must not happen).
 
 The server runs as a child process (``python -m swiftkit.cli.main deploy``), so whichever swiftkit
 is first on ``PYTHONPATH`` is measured. Prints one line per measurement plus a JSON summary.
@@ -48,9 +51,9 @@ def _get_seconds(url: str) -> float:
     return time.perf_counter() - start
 
 
-def _start(model: str, port: int) -> subprocess.Popen:
+def _start(model: str, port: int, *flags: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "swiftkit.cli.main", "deploy", "--model", model, "--port", str(port),
-           "--max_new_tokens", "200", "--max_batch_size", "4"]
+           "--max_new_tokens", "200", "--max_batch_size", "4", *flags]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -131,18 +134,45 @@ def fan_out(url: str, model: str) -> dict:
             "fan_out_error": (answer.get("error") or {}).get("message")}
 
 
+def shutdown_outcomes(model_name: str, port: int) -> dict:
+    proc = _start(model_name, port, "--max_batch_size", "1")
+    url = f"http://127.0.0.1:{port}"
+    with urllib.request.urlopen(url + "/v1/models", timeout=60) as response:
+        model = json.loads(response.read())["data"][0]["id"]
+    ask_long = [{"role": "user", "content": "Count from 1 to 1000, one number a line."}]
+    body = {"model": model, "messages": ask_long, "max_tokens": 500, "temperature": 0.0}
+    outcomes: list[str] = []
+
+    def ask():
+        status, _ = _post(url + "/v1/chat/completions", body)
+        outcomes.append(str(status) if status else "dropped")
+
+    clients = [threading.Thread(target=ask) for _ in range(10)]
+    for t in clients:
+        t.start()
+    time.sleep(1)
+    start = time.perf_counter()
+    proc.terminate()
+    for t in clients:
+        t.join()
+    proc.wait(120)
+    counts = {k: outcomes.count(k) for k in sorted(set(outcomes))}
+    return {"shutdown_outcomes": counts, "shutdown_s": round(time.perf_counter() - start, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--port", type=int, default=8321)
+    parser.add_argument("--shutdown", action="store_true", help="also measure 4 (about a minute more)")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     proc = _start(args.model, args.port)
     url = f"http://127.0.0.1:{args.port}"
+    results: dict = {}
     try:
         with urllib.request.urlopen(url + "/v1/models", timeout=60) as response:
             model = json.loads(response.read())["data"][0]["id"]
-        results = {}
         measures = (lambda: health_under_large_prompts(url, model),
                     lambda: small_request_after_drops(url, args.port, model, stream=True),
                     lambda: small_request_after_drops(url, args.port, model, stream=False),
@@ -151,10 +181,15 @@ def main() -> None:
             for key, value in measure.items():
                 print(f"{key}: {value}")
             results.update(measure)
-        print(json.dumps(results))
     finally:
         proc.terminate()
         proc.wait(60)
+    if args.shutdown:
+        measure = shutdown_outcomes(args.model, args.port + 1)
+        for key, value in measure.items():
+            print(f"{key}: {value}")
+        results.update(measure)
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":
