@@ -84,6 +84,10 @@ def stream_events(port: int, path: str, body: dict, key: str | None = KEY, stop_
         headers["Authorization"] = f"Bearer {key}"
     conn.request("POST", path, json.dumps({**body, "stream": True}), headers)
     response = conn.getresponse()
+    if response.status != 200:  # refused before the stream started: an ordinary JSON error body
+        error = json.loads(response.read())
+        conn.close()
+        return response.status, [error]
     events = []
     try:
         while stop_after is None or len(events) < stop_after:
