@@ -105,6 +105,13 @@ def _measure(tokenizer) -> float:
     return float(longest) * shrink if longest else 0.0
 
 
+def tokens_at_least(tokenizer, chars: int) -> int:
+    """A lower bound on the tokens of a text of ``chars`` characters (0 when this tokenizer gives
+    no bound)."""
+    span = chars_per_token(tokenizer)
+    return int(chars / span) if span and chars > 0 else 0
+
+
 def _content_chars(row: dict) -> int:
     if "text" in row and "messages" not in row:
         return len(row["text"]) if isinstance(row["text"], str) else 0
@@ -133,13 +140,12 @@ def fewest_tokens(template, row: dict) -> int | None:
     limit = template.max_length
     if limit is None or _content_chars(row) <= limit:
         return None
-    span = chars_per_token(template.tokenizer)
-    if not span or _content_chars(row) - SLACK_CHARS <= limit * span:
+    if tokens_at_least(template.tokenizer, _content_chars(row) - SLACK_CHARS) <= limit:
         return None
     chars = _rendered_chars(template, row)
     if chars is None:
         return None
-    bound = int((chars - SLACK_CHARS) / span)
+    bound = tokens_at_least(template.tokenizer, chars - SLACK_CHARS)
     return bound if bound > limit else None
 
 

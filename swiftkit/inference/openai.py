@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
+from swiftkit.data.length import SLACK_CHARS, tokens_at_least
 from swiftkit.inference.base import Generated
 from swiftkit.inference.protocol import (
     ChatRequest,
@@ -46,6 +47,20 @@ def fit(max_model_len: int | None, prompt_len: int, params: SamplingParams, give
     return params
 
 
+def _refuse_surely_too_long(engine, chars: int, param: str) -> None:
+    """A prompt whose text alone cannot fit the context is refused before it is tokenized: the
+    engine's tokenizer is shared under one lock, so tokenizing megabytes would stall every other
+    request's generation (the bound: no token covers more characters than the longest vocabulary
+    entry, see :mod:`swiftkit.data.length`)."""
+    if engine.max_model_len is None:
+        return
+    fewest = tokens_at_least(engine.template.tokenizer, chars - SLACK_CHARS)
+    if fewest > engine.max_model_len:
+        raise ProtocolError(f"the prompt has at least {fewest:,} tokens (counted without tokenizing), but this "
+                            f"model's context is {engine.max_model_len} tokens (max_model_len)", param,
+                            code="context_length_exceeded")
+
+
 def _check_logprobs(engine, params: SamplingParams) -> None:
     if params.logprobs and not engine.supports_logprobs:
         raise ProtocolError("'logprobs' is not supported by this engine (--infer_backend); use --infer_backend "
@@ -56,6 +71,7 @@ def prepare_chat(engine, request: ChatRequest) -> tuple[list[int], SamplingParam
     """Prompt ids (the training encoding) and the fitted sampling params of a chat request."""
     _check_logprobs(engine, request.params)
     engine.check_model(request.model)
+    _refuse_surely_too_long(engine, sum(len(m["content"]) for m in request.messages), "messages")
     try:
         prompt = engine.prompt_ids(request.messages, tools=request.tools)
     except ValueError as exc:
@@ -69,6 +85,7 @@ def prepare_completion(engine, request: CompletionRequest) -> list[tuple[list[in
     engine.check_model(request.model)
     out = []
     for text in request.prompts:
+        _refuse_surely_too_long(engine, len(text), "prompt")
         prompt = engine.text_ids(text)
         if not prompt:
             raise ProtocolError("'prompt' encodes to no tokens", "prompt")

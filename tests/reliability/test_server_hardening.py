@@ -123,6 +123,37 @@ def test_health_stays_fast_while_huge_prompts_are_tokenized(served):
     assert worst < 0.5, f"/health took {worst:.2f} s while prompts were tokenized"
 
 
+def test_a_stream_keeps_flowing_while_a_huge_prompt_arrives(served):
+    """The tokenizer is shared under one lock: a prompt that cannot fit is refused before it is
+    tokenized, so the other clients' generation never waits seconds for it."""
+    huge = {"model": served.model, "messages": [{"role": "user", "content": "word " * (3_900_000 // 5)}]}
+    refused: list = []
+    threading.Timer(0.2, lambda: refused.append(post(served.url + "/v1/chat/completions", huge))).start()
+    gaps, last = [], time.perf_counter()
+    for _ in stream_iter(served, {"model": served.model, "messages": HI, "max_tokens": LONG}):
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+    assert refused and refused[0][0] == 400 and "counted without tokenizing" in refused[0][1]["error"]["message"]
+    assert max(gaps[1:]) < 0.5, f"the stream stalled {max(gaps[1:]):.2f} s while the huge prompt arrived"
+
+
+def stream_iter(served, body):
+    """The stream's events as they arrive (a generator over one live connection)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+    conn.request("POST", "/v1/chat/completions", json.dumps({**body, "stream": True}),
+                 {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    response = conn.getresponse()
+    try:
+        while (line := response.fp.readline()) and b"[DONE]" not in line:
+            if line.startswith(b"data: "):
+                yield json.loads(line[6:])
+    finally:
+        conn.close()
+
+
 def test_a_dropped_request_stops_generating(served):
     full = seconds(lambda: chat(served, max_tokens=LONG, temperature=0))
     cancelled = served.scheduler.stats["cancelled"]
