@@ -159,6 +159,47 @@ class PromptCodec:
         return ids
 
 
+class CodecEngine:
+    """What the built-in engines share: prompts encoded and decoded through ``self.codec`` (a
+    :class:`PromptCodec`), model names kept in ``self.served`` (a :class:`ServedModels`), and the
+    simple ``generate`` / ``stream`` API on top of ``generate_ids`` / ``stream_ids``."""
+
+    codec: PromptCodec
+    served: ServedModels
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """The token ids generation stops at (the template's end-of-turn tokens)."""
+        return self.codec.stop_token_ids
+
+    @stop_token_ids.setter
+    def stop_token_ids(self, ids) -> None:
+        self.codec.stop_token_ids = list(ids)
+
+    def served_models(self) -> dict[str, str | None]:
+        return dict(self.served.names)
+
+    def model_names(self) -> list[str]:
+        return list(self.served.names)
+
+    def check_model(self, name: str) -> None:
+        self.served.check(name)
+
+    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.codec.prompt_ids(messages, tools)
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.codec.text_ids(text)
+
+    def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
+        """One reply per conversation, generated as one batch."""
+        return generate_texts(self, conversations, **generation)
+
+    def stream(self, messages: list[dict], **generation) -> Iterator[str]:
+        """Yield the reply to ``messages`` in text pieces (same text as generate)."""
+        return stream_text(self, messages, **generation)
+
+
 def cut_at_stop_string(text: str, stops) -> tuple[str, bool]:
     """``text`` cut before the first stop string, and whether one was found."""
     found = [i for i in (text.find(s) for s in stops) if i >= 0]

@@ -23,12 +23,11 @@ import threading
 from collections.abc import Iterator
 
 from swiftkit.inference.base import (
+    CodecEngine,
     Generated,
     PromptCodec,
     ServedModels,
     cut_at_stop_string,
-    generate_texts,
-    stream_text,
 )
 from swiftkit.inference.protocol import SamplingParams, sampling, token_logprob
 
@@ -109,7 +108,7 @@ def _held_back(text: str, stops) -> int:
     return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
 
 
-class TransformersEngine:
+class TransformersEngine(CodecEngine):
     """Replies from a causal LM and a template (``encode_prompt``, ``decode``, stop ids); meets
     :class:`~swiftkit.inference.base.InferEngine`."""
 
@@ -126,19 +125,7 @@ class TransformersEngine:
         self.served = ServedModels()  # model name -> peft adapter name (None: base model)
         self._model_lock = threading.Lock()
 
-    @property
-    def stop_token_ids(self) -> list[int]:
-        """The token ids generation stops at (the template's end-of-turn tokens)."""
-        return self.codec.stop_token_ids
-
-    @stop_token_ids.setter
-    def stop_token_ids(self, ids) -> None:
-        self.codec.stop_token_ids = list(ids)
-
     # -- served models ---------------------------------------------------------------------------
-
-    def served_models(self) -> dict[str, str | None]:
-        return dict(self.served.names)
 
     def add_model(self, name: str, adapter: str | None = None) -> None:
         """Serve the base model (``adapter`` None) or an already loaded peft adapter as ``name``."""
@@ -157,12 +144,6 @@ class TransformersEngine:
             self.model.eval()
         self.add_model(name, internal)
 
-    def model_names(self) -> list[str]:
-        return list(self.served.names)
-
-    def check_model(self, name: str) -> None:
-        self.served.check(name)
-
     @contextlib.contextmanager
     def _using(self, name: str | None):
         """Run with the adapter served as ``name`` active (None: the model as loaded)."""
@@ -180,12 +161,6 @@ class TransformersEngine:
             yield
 
     # -- building blocks -------------------------------------------------------------------------
-
-    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
-        return self.codec.prompt_ids(messages, tools)
-
-    def text_ids(self, text: str) -> list[int]:
-        return self.codec.text_ids(text)
 
     def _decode(self, ids) -> str:
         return self.codec.decode(ids)
@@ -339,13 +314,3 @@ class TransformersEngine:
             yield text[len(emitted):]
         done = hit_token or hit_string or len(ids) < params.max_tokens
         yield Generated(text, len(ids) + int(hit_token), "stop" if done else "length")
-
-    # -- the simple API of `swiftkit infer` / `swiftkit eval` ------------------------------------
-
-    def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
-        """One reply per conversation, generated as one left-padded batch."""
-        return generate_texts(self, conversations, **generation)
-
-    def stream(self, messages: list[dict], **generation) -> Iterator[str]:
-        """Yield the reply to ``messages`` in text pieces as tokens arrive (same text as generate)."""
-        return stream_text(self, messages, **generation)

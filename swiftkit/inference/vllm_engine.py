@@ -23,12 +23,11 @@ from swiftkit.config.inference import VLLM_MISSING, named_adapters
 from swiftkit.core.checkpoints import find_checkpoint, is_lora_dir
 from swiftkit.core.errors import ConfigError
 from swiftkit.inference.base import (
+    CodecEngine,
     Generated,
     PromptCodec,
     ServedModels,
     cut_at_stop_string,
-    generate_texts,
-    stream_text,
 )
 from swiftkit.inference.protocol import SamplingParams, sampling
 
@@ -65,7 +64,7 @@ def sampling_kwargs(params: SamplingParams, stop_token_ids: list[int]) -> dict:
     }
 
 
-class VllmEngine:
+class VllmEngine(CodecEngine):
     """Replies from ``vllm.LLM`` for prompts encoded by ``template``; LoRA adapters by name. Meets
     :class:`~swiftkit.inference.base.InferEngine` (without logprobs)."""
 
@@ -103,15 +102,6 @@ class VllmEngine:
         for name, path in adapters.items():
             self._add_lora(name, path)
 
-    @property
-    def stop_token_ids(self) -> list[int]:
-        """The token ids generation stops at (the template's end-of-turn tokens)."""
-        return self.codec.stop_token_ids
-
-    @stop_token_ids.setter
-    def stop_token_ids(self, ids) -> None:
-        self.codec.stop_token_ids = list(ids)
-
     # -- served models ---------------------------------------------------------------------------
 
     def _add_lora(self, adapter: str, path: str) -> None:
@@ -123,15 +113,6 @@ class VllmEngine:
         if not Path(path, "adapter_config.json").is_file():
             raise ConfigError(f"{path!r} is not a LoRA adapter folder (no adapter_config.json)")
         self._loras[adapter] = LoRARequest(adapter, len(self._loras) + 1, str(path))  # ids start at 1
-
-    def served_models(self) -> dict[str, str | None]:
-        return dict(self.served.names)
-
-    def model_names(self) -> list[str]:
-        return list(self.served.names)
-
-    def check_model(self, name: str) -> None:
-        self.served.check(name)
 
     def add_model(self, name: str, adapter: str | None = None) -> None:
         """Serve the base model (``adapter`` None) or an adapter given at construction as ``name``."""
@@ -146,18 +127,6 @@ class VllmEngine:
         adapter = f"adapter{len(self._loras)}"  # never clashes with the names given at construction
         self._add_lora(adapter, path)
         self.add_model(name, adapter)
-
-    def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
-        return self.codec.prompt_ids(messages, tools)
-
-    def text_ids(self, text: str) -> list[int]:
-        return self.codec.text_ids(text)
-
-    def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
-        return generate_texts(self, conversations, **generation)
-
-    def stream(self, messages: list[dict], **generation):
-        return stream_text(self, messages, **generation)
 
     def _lora_request(self, model: str | None):
         if model is None or not self.served.names:
