@@ -15,7 +15,6 @@ check how fields combine (``logprobs`` with ``stream``, ``n`` with ``stream``, .
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated, Any, Literal, Optional
 
@@ -267,7 +266,7 @@ def _depth(value, limit: int) -> bool:
 def parse_body(raw: bytes, body_type: type[_Sampling], max_depth: int = 64) -> dict:
     """The body as a dict once it passes ``body_type``; otherwise a 400 naming the field."""
     try:
-        body_type.model_validate_json(raw)
+        body = body_type.model_validate_json(raw).model_dump(exclude_unset=True)  # parsed once
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
@@ -284,7 +283,6 @@ def parse_body(raw: bytes, body_type: type[_Sampling], max_depth: int = 64) -> d
         more = len(exc.errors()) - 1
         raise ProtocolError(message + (f" (and {more} more problem{'s' * (more > 1)})" if more else ""),
                             param) from None
-    body = json.loads(raw)
     if not _depth(body, max_depth):
         raise ProtocolError(f"the request body nests JSON deeper than {max_depth} levels (max_json_depth)",
                             code="invalid_json")
