@@ -4,6 +4,8 @@
 
 1. ``/health`` latency while 4 clients each post a 3.9 MB chat prompt (the tokenizer's work must
    not run on the event loop).
+   Also the worst gap between the events of a 200-token stream while one such prompt arrives
+   (the engine's tokenizer is shared under a lock: a prompt that cannot fit must not hold it).
 2. Latency of a 1-token request right after 3 clients each asked for 200 tokens and hung up
    (streams after their first chunk, plain requests after 0.5 s), next to the same request on the
    idle server (dropped requests must stop generating).
@@ -85,6 +87,23 @@ def health_under_large_prompts(url: str, model: str) -> dict:
         t.join()
     return {"health_idle_s": round(idle, 3), "health_worst_under_load_s": round(worst, 3),
             "large_prompt_statuses": sorted(statuses)}
+
+
+def stream_gap_under_large_prompt(url: str, port: int, model: str) -> dict:
+    huge = {"model": model, "messages": [{"role": "user", "content": "word " * (3_900_000 // 5)}], "max_tokens": 1}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request("POST", "/v1/chat/completions", json.dumps({
+        "model": model, "messages": [{"role": "user", "content": "Count from 1 to 1000, one number a line."}],
+        "max_tokens": 200, "stream": True, "temperature": 0.0}), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    threading.Timer(0.3, lambda: _post(url + "/v1/chat/completions", huge)).start()
+    worst, last = 0.0, time.perf_counter()
+    while (line := response.fp.readline()) and b"[DONE]" not in line:
+        if line.startswith(b"data:"):
+            now = time.perf_counter()
+            worst, last = max(worst, now - last), now
+    conn.close()
+    return {"stream_worst_gap_while_large_prompt_arrives_s": round(worst, 3)}
 
 
 def _drop(port: int, model: str, stream: bool) -> None:
@@ -174,6 +193,7 @@ def main() -> None:
         with urllib.request.urlopen(url + "/v1/models", timeout=60) as response:
             model = json.loads(response.read())["data"][0]["id"]
         measures = (lambda: health_under_large_prompts(url, model),
+                    lambda: stream_gap_under_large_prompt(url, args.port, model),
                     lambda: small_request_after_drops(url, args.port, model, stream=True),
                     lambda: small_request_after_drops(url, args.port, model, stream=False),
                     lambda: fan_out(url, model))
