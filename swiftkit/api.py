@@ -27,7 +27,8 @@ from swiftkit.templates import get_template as get
 def _run(name: str, config: str | None, fields: dict) -> dict:
     command = commands.COMMANDS[name]
     values = commands.api_values(config, fields)
-    host = commands.build_host(commands.as_list(values.get("plugins")), commands.as_list(values.get("disable_plugins")))
+    files = values.get("plugins", values.get("external_plugins"))
+    host = commands.build_host(commands.as_list(files), commands.as_list(values.get("disable_plugins")))
     cfg = commands.config_from_values(command, host, values, source="argument")
     return commands.run(command, cfg, host)
 

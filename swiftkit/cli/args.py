@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 from swiftkit.commands import Command, build_host, plugin_fields
 from swiftkit.config import CommandConfig, PluginArgs
 from swiftkit.config.files import load_yaml_config
+from swiftkit.config.flagnames import canonical_keys, refusal
 from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.registry import closest
@@ -37,7 +38,7 @@ def _unwrap_optional(tp):
     return tp
 
 
-def _add_flag(group, name: str, tp, default, help_text: str, choices=()) -> None:
+def _add_flag(group, name: str, tp, default, help_text: str, choices=(), aliases=()) -> None:
     tp = _unwrap_optional(tp)
     help_text = f"{help_text} (default: {default!r})".replace("%", "%%")
     kw: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS, "dest": name}
@@ -50,7 +51,7 @@ def _add_flag(group, name: str, tp, default, help_text: str, choices=()) -> None
         kw.update(choices=list(choices or get_args(tp)), type=str if origin is Literal else tp)
     else:
         kw.update(type=tp, metavar=name.upper())
-    group.add_argument(f"--{name}", **kw)
+    group.add_argument(f"--{name}", *(f"--{a}" for a in aliases), **kw)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,7 +78,8 @@ def build_parser(cfg_cls: type[CommandConfig], fields_of_plugins: dict | None = 
         hints = typing.get_type_hints(gcls)
         for f in dataclasses.fields(gcls):
             default = f.default_factory() if callable(f.default_factory) else f.default
-            _add_flag(group, f.name, hints[f.name], default, f.metadata.get("help", ""))
+            _add_flag(group, f.name, hints[f.name], default, f.metadata.get("help", ""),
+                      aliases=f.metadata.get("aliases", ()))
     if fields_of_plugins:
         group = parser.add_argument_group("options added by plugins")
         for f in fields_of_plugins.values():
@@ -89,7 +91,8 @@ def add_plugin_options(parser: argparse.ArgumentParser) -> None:
     """``--plugins``, ``--disable_plugins`` (as PluginArgs defines them) and ``-p no:NAME``, for the
     tool commands (list, plugins) that have no config."""
     for f in dataclasses.fields(PluginArgs):
-        parser.add_argument(f"--{f.name}", nargs="+", default=[], help=f.metadata["help"])
+        parser.add_argument(f"--{f.name}", *(f"--{a}" for a in f.metadata.get("aliases", ())), dest=f.name,
+                            nargs="+", default=[], help=f.metadata["help"])
     parser.add_argument("-p", action="append", default=[], dest="blocked", metavar="no:NAME",
                         help="Do not load the plugin NAME (as pytest's -p no:NAME).")
 
@@ -111,7 +114,8 @@ def plugin_selection(argv: list[str]) -> tuple[list[str], list[str], list[str]]:
     """
     pre = _Parser(add_help=False, allow_abbrev=False)
     for f in dataclasses.fields(PluginArgs):
-        pre.add_argument(f"--{f.name}", nargs="+", default=[])
+        pre.add_argument(f"--{f.name}", *(f"--{a}" for a in f.metadata.get("aliases", ())), dest=f.name,
+                         nargs="+", default=[])
     ns, _ = pre.parse_known_args(argv)
     disabled = list(ns.disable_plugins)
     rest: list[str] = []
@@ -144,6 +148,9 @@ def parse_config(command: Command, argv: list[str], host, yaml_values: dict) -> 
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
         flag = bad.split("=", 1)[0]
+        refused = refusal(cfg_cls, flag.lstrip("-"))
+        if refused is not None:
+            raise refused
         hint = closest(flag.lstrip("-"), fields)
         if hint:
             hint = hint.replace("'", "'--", 1)
@@ -156,10 +163,11 @@ def parse_config(command: Command, argv: list[str], host, yaml_values: dict) -> 
             f"unexpected argument {positional!r}: the only positional argument is a .yaml config "
             "file, given first"
         )
+    yaml_values = canonical_keys(cfg_cls, yaml_values, f"key in {config_file}")
     unknown_keys = [k for k in yaml_values if k not in fields]
     if unknown_keys:
         key = unknown_keys[0]
-        raise ConfigError(f"unknown key in {config_file} {key!r}{closest(key, fields)}")
+        raise refusal(cfg_cls, key) or ConfigError(f"unknown key in {config_file} {key!r}{closest(key, fields)}")
     values = {**yaml_values, **given}
     return cfg_cls.from_flat(values, source="flag", plugin_fields=extra)
 
@@ -172,7 +180,7 @@ def read_yaml_values(argv: list[str]) -> dict:
 def host_selection(argv: list[str], yaml_values: dict) -> tuple[list[str], list[str], list[str]]:
     """(plugin files, disabled names, argv without -p): flags first, the YAML file's otherwise."""
     files, disabled, rest = plugin_selection(argv)
-    files = files or coerce("--plugins", yaml_values.get("plugins", []), list[str])
+    files = files or coerce("--plugins", yaml_values.get("plugins", yaml_values.get("external_plugins", [])), list[str])
     disabled = disabled or coerce("--disable_plugins", yaml_values.get("disable_plugins", []), list[str])
     return files, disabled, rest
 

@@ -18,7 +18,7 @@ from swiftkit.config.commands import (
     RlhfConfig,
     SftConfig,
 )
-from swiftkit.config.groups import DataArgs, ModelArgs, PluginArgs, TemplateArgs, TrainingArgs, TunerArgs
+from swiftkit.config.groups import DataArgs, ModelArgs, PluginArgs, TemplateArgs, TrainingArgs
 from swiftkit.config.inference import (
     AdapterArgs,
     DataToolArgs,
@@ -29,12 +29,45 @@ from swiftkit.config.inference import (
     VllmArgs,
 )
 from swiftkit.config.rlhf import CpoArgs, DpoArgs, GrpoArgs, KtoArgs, PpoArgs, RewardModelArgs, RlhfArgs, RolloutArgs
+from swiftkit.config.training_parts import CallbackArgs, OptimArgs
+from swiftkit.config.tuners import QuantArgs, TunerArgs
 from swiftkit.core.errors import ConfigError
 
 __all__ = [
-    "CONFIGS", "AdapterArgs", "CommandConfig", "ConfigError", "CpoArgs", "DataArgs", "DataLintConfig",
-    "DataPreviewConfig", "DataToolArgs", "DeployArgs", "DeployConfig", "DpoArgs", "EvalArgs", "EvalConfig",
-    "ExportArgs", "ExportConfig", "GenerationArgs", "GrpoArgs", "InferConfig", "KtoArgs", "ModelArgs", "PluginArgs",
-    "PpoArgs", "PtConfig", "RewardModelArgs", "RlhfArgs", "RlhfConfig", "RolloutArgs", "SftConfig", "TemplateArgs",
-    "TrainingArgs", "TunerArgs", "VllmArgs",
+    "AdapterArgs",
+    "CONFIGS",
+    "CallbackArgs",
+    "CommandConfig",
+    "ConfigError",
+    "CpoArgs",
+    "DataArgs",
+    "DataLintConfig",
+    "DataPreviewConfig",
+    "DataToolArgs",
+    "DeployArgs",
+    "DeployConfig",
+    "DpoArgs",
+    "EvalArgs",
+    "EvalConfig",
+    "ExportArgs",
+    "ExportConfig",
+    "GenerationArgs",
+    "GrpoArgs",
+    "InferConfig",
+    "KtoArgs",
+    "ModelArgs",
+    "OptimArgs",
+    "PluginArgs",
+    "PpoArgs",
+    "PtConfig",
+    "QuantArgs",
+    "RewardModelArgs",
+    "RlhfArgs",
+    "RlhfConfig",
+    "RolloutArgs",
+    "SftConfig",
+    "TemplateArgs",
+    "TrainingArgs",
+    "TunerArgs",
+    "VllmArgs",
 ]

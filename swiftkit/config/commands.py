@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from swiftkit.config.flagnames import canonical_keys, refusal
 from swiftkit.config.groups import (
     EVAL_DRIVEN_SCHEDULERS,
     TRANSFORMERS_SCHEDULERS,
@@ -21,7 +22,6 @@ from swiftkit.config.groups import (
     PluginArgs,
     TemplateArgs,
     TrainingArgs,
-    TunerArgs,
 )
 from swiftkit.config.inference import (
     AdapterArgs,
@@ -43,9 +43,14 @@ from swiftkit.config.rlhf import (
     RlhfArgs,
     RolloutArgs,
 )
+from swiftkit.config.training_parts import CallbackArgs, OptimArgs
+from swiftkit.config.tuners import LORA_LIKE, QuantArgs, TunerArgs
 from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.registry import closest
+
+# Built-in tuner names (the tuner-specific flag check leaves plugins' tuners alone).
+KNOWN_TUNERS = (*LORA_LIKE, "full", "freeze", "adalora", "vera", "boft", "ia3", "loha", "lokr", "llamapro", "reft")
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class CommandConfig:
         """
         fields = cls.flat_fields()
         plugin_fields = plugin_fields or {}
+        values = canonical_keys(cls, values, "flag" if source == "flag" else source)
         per_group: dict[str, dict] = {g: {} for g, _ in cls.groups()}
         options = {name: f.default for name, f in plugin_fields.items()}
         for key, value in values.items():
@@ -94,6 +100,9 @@ class CommandConfig:
                 options[key] = plugin_fields[key].coerce(value, source)
                 continue
             if key not in fields:
+                refused = refusal(cls, key)
+                if refused is not None:
+                    raise refused
                 raise ConfigError(
                     f"unknown {source} {key!r} for `swiftkit {cls.command}`"
                     f"{closest(key, [*fields, *plugin_fields])}"
@@ -130,10 +139,14 @@ class SftConfig(CommandConfig):
     template: TemplateArgs = field(default_factory=TemplateArgs)
     data: DataArgs = field(default_factory=DataArgs)
     tuner: TunerArgs = field(default_factory=TunerArgs)
+    quant: QuantArgs = field(default_factory=QuantArgs)
     training: TrainingArgs = field(default_factory=TrainingArgs)
+    optim: OptimArgs = field(default_factory=OptimArgs)
+    callback: CallbackArgs = field(default_factory=CallbackArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
 
     def __post_init__(self):
+        self._check_tuner_flags()
         if not self.data.dataset:
             raise ConfigError(f"`swiftkit {self.command}` needs --dataset")
         if not self.model.model and not self.training.resume_from_checkpoint and not self._starts_from_adapters():
@@ -155,6 +168,26 @@ class SftConfig(CommandConfig):
     def _starts_from_adapters(self) -> bool:
         """Whether the base model comes from trained adapters' args.json (rlhf --adapters)."""
         return False
+
+    def _check_tuner_flags(self) -> None:
+        """Tuner-specific flags given a value of their own must apply to --train_type; quantization needs an
+        adapter tuner (a 4/8-bit weight cannot take a gradient)."""
+        kind = self.tuner.train_type
+        for f in dataclasses.fields(TunerArgs):
+            tuners = f.metadata.get("tuners")
+            changed = getattr(self.tuner, f.name) != (f.default_factory() if callable(f.default_factory) else f.default)
+            if tuners and kind not in tuners and kind in KNOWN_TUNERS and self.is_given(f.name) and changed:
+                raise ConfigError(f"--{f.name} applies to --train_type {'/'.join(tuners)}, not {kind}")
+        if self.quant.quant_method and kind in ("full", "freeze", "llamapro"):
+            raise ConfigError(f"--quant_method {self.quant.quant_method}: a quantized base cannot train with "
+                              f"--train_type {kind}; use --train_type lora (QLoRA) or another adapter tuner")
+
+    @property
+    def effective_optimizer(self):
+        """The optimizer chosen by name: --optimizer, or lorap when --lorap_lr_ratio is set."""
+        if self.training.optimizer:
+            return self.training.optimizer
+        return "lorap" if self.optim.lorap_lr_ratio is not None else None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,10 @@ class ModelArgs:
     cache_dir: Optional[str] = arg(
         None, "Where downloaded and converted models are cached (default ~/.cache/swiftkit)."
     )
+    attn_impl: Optional[Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"]] = arg(
+        None, "Attention implementation passed to transformers (default: its choice, sdpa where supported); "
+        "flash_attention_2/3 need a CUDA GPU and the flash-attn package.",
+    )
     num_threads: int = arg(
         1,
         "CPU threads for torch. 1 is the safe default on small shared machines (2 threads under "
@@ -102,6 +106,10 @@ class TemplateArgs:
         "delete",
         "What to do with rows longer than --max_length: delete drops them (counted in the log), "
         "left/right cut tokens from that side.",
+    )
+    enable_thinking: Optional[bool] = arg(
+        None, "Passed to chat templates that take it (Qwen3 and others): false renders replies without a "
+        "thinking block. Default: the template's own default.",
     )
     loss_scale: Literal["default", "last_round", "all"] = arg(
         "default",
@@ -154,6 +162,10 @@ class DataArgs:
         "parquet or hub row); a larger row is a bad row naming its file:line and size (see --skip_bad_rows). "
         "JSON lines over it are never read whole. 0 turns the limit off.",
     )
+    load_data_args: bool = arg(
+        False, "Take --dataset/--val_dataset (and their data flags) from the args.json of the checkpoint being "
+        "resumed or the --adapters run, when not given.",
+    )
     load_from_cache_file: bool = arg(
         True, "Reuse tokenized data cached under ~/.cache/swiftkit/encoded (or <--cache_dir>/encoded), "
         "keyed by the data, template, tokenizer and max length."
@@ -174,29 +186,6 @@ class DataArgs:
             check_columns(json_object(self.columns, "--columns", '{"q": "query"}'), "--columns")
         _check(len(self.model_name) <= 2, "--model_name takes one or two values (Chinese, English)")
         _check(len(self.model_author) <= 2, "--model_author takes one or two values")
-
-
-@dataclass(frozen=True)
-class TunerArgs:
-    train_type: str = arg(
-        "lora",
-        "Tuner: lora (adapters, default targets every linear layer), full (all weights), freeze "
-        "(only the last --freeze_trainable_layers layers), or one a plugin registers.",
-    )
-    lora_rank: int = arg(8, "LoRA rank r.")
-    lora_alpha: int = arg(32, "LoRA alpha (scale = alpha / rank).")
-    lora_dropout: float = arg(0.05, "Dropout on the LoRA path.")
-    target_modules: list[str] = arg(
-        ["all-linear"], "Modules that get LoRA adapters; all-linear = every linear layer but the head."
-    )
-    freeze_trainable_layers: int = arg(
-        1, "With --train_type freeze: how many of the last decoder layers train (plus the norm)."
-    )
-
-    def __post_init__(self):
-        _check(self.lora_rank > 0, "--lora_rank must be > 0")
-        _check(0.0 <= self.lora_dropout < 1.0, "--lora_dropout must be in [0, 1)")
-        _check(self.freeze_trainable_layers >= 0, "--freeze_trainable_layers must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -226,6 +215,15 @@ class TrainingArgs:
     gradient_checkpointing: bool = arg(
         False, "Recompute activations in backward (saves GPU memory, costs ~20-30% time)."
     )
+    gradient_checkpointing_kwargs: Optional[str] = arg(
+        None, 'JSON object of gradient checkpointing options, e.g. \'{"use_reentrant": false}\' (the default).',
+        json_object=True,
+    )
+    bf16: Optional[bool] = arg(
+        None, "bfloat16 mixed precision (autocast; weights stay in --torch_dtype). Default: off on CPU, on with "
+        "a CUDA GPU that supports it.",
+    )
+    fp16: Optional[bool] = arg(None, "float16 mixed precision with loss scaling (CUDA GPUs).")
     padding_free: bool = arg(
         True,
         "Pack each batch into one row with position_ids instead of padding (same loss, no compute "
@@ -235,8 +233,21 @@ class TrainingArgs:
         False, "Bin-pack tokenized samples into rows of up to --max_length tokens before batching "
         "(fewer, fuller rows; samples never attend to each other)."
     )
+    save_strategy: Literal["steps", "epoch", "no", "best"] = arg(
+        "steps", "When to save checkpoints: every --save_steps, every epoch, never (the final model is still "
+        "written), or best (when --metric_for_best_model improves).",
+    )
     save_steps: int = arg(500, "Save a checkpoint every N steps (and at the end).")
+    save_only_model: bool = arg(
+        False, "Checkpoints hold the weights only (no optimizer, scheduler or RNG state): smaller, but a run "
+        "resumed from one does not continue exactly.",
+    )
     save_total_limit: Optional[int] = arg(None, "Keep at most N checkpoints (oldest deleted).")
+    eval_strategy: Optional[Literal["steps", "epoch", "no"]] = arg(
+        None, "When to evaluate: steps (every --eval_steps), epoch, or no (default: steps when there is "
+        "evaluation data). Alias: --evaluation_strategy.",
+        aliases=("evaluation_strategy",),
+    )
     eval_steps: Optional[int] = arg(None, "Evaluate every N steps (default: --save_steps).")
     logging_steps: int = arg(5, "Log loss/lr every N steps.")
     seed: int = arg(42, "Random seed for model init and training.")
@@ -252,8 +263,17 @@ class TrainingArgs:
         "Trainer by name (a plugin's); default is transformers.Trainer computing the LM head only "
         "where a label is.",
     )
-    report_to: list[str] = arg(["tensorboard"], "Loggers: tensorboard, wandb, none, ...")
+    report_to: list[str] = arg(
+        ["tensorboard"], "Experiment trackers: tensorboard, wandb, swanlab, mlflow (each logs locally/offline "
+        "unless its own settings point elsewhere), or none.",
+    )
     dataloader_num_workers: int = arg(0, "DataLoader worker processes.")
+    dataloader_drop_last: bool = arg(False, "Drop the last incomplete batch of each epoch.")
+    dry_run: bool = arg(
+        False, "Resolve model (config only), data, template and tuner; print trainable/total parameters per "
+        "module group, the estimated peak memory, tokens per step and steps per epoch; then exit without "
+        "loading weights or writing a run folder.",
+    )
 
     def __post_init__(self):
         _check(self.learning_rate > 0, "--learning_rate must be > 0")
@@ -262,6 +282,7 @@ class TrainingArgs:
         _check(self.gradient_accumulation_steps > 0, "--gradient_accumulation_steps must be > 0")
         _check(self.save_steps > 0, "--save_steps must be > 0")
         _check(self.logging_steps > 0, "--logging_steps must be > 0")
+        _check(not (self.bf16 and self.fp16), "--bf16 and --fp16 exclude each other")
         _check(self.max_steps > 0 or self.num_train_epochs > 0, "set --max_steps or --num_train_epochs > 0")
         kwargs = self.scheduler_kwargs  # parses --lr_scheduler_kwargs
         if self.lr_scheduler_type == "warmup_stable_decay":
@@ -285,5 +306,6 @@ class TrainingArgs:
 
 @dataclass(frozen=True)
 class PluginArgs:
-    plugins: list[str] = arg([], "Local plugin files (.py) to load besides installed ones.")
+    plugins: list[str] = arg([], "Local plugin files (.py) to load besides installed ones. Alias: --external_plugins.",
+                             aliases=("external_plugins",))
     disable_plugins: list[str] = arg([], "Plugin names (entry-point names) not to load.")

@@ -74,12 +74,14 @@ def load_tokenizer(model, **resolve_kwargs):
 
 
 def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, scalar_head: bool = False,
-               **resolve_kwargs):
+               attn_implementation: str | None = None, quantization_config=None, **resolve_kwargs):
     """The causal LM for ``model`` loaded with ``AutoModelForCausalLM`` in ``torch_dtype`` (for a
     multimodal checkpoint without a causal-LM class, its ``AutoModelForImageTextToText`` class).
 
     ``scalar_head`` loads ``AutoModelForSequenceClassification`` with one output instead: a reward
     or value model (a new head is initialised when the checkpoint has none).
+    ``attn_implementation`` (--attn_impl) and ``quantization_config`` (a transformers quantization
+    config, e.g. ``BitsAndBytesConfig``) are passed to ``from_pretrained`` when given.
     The model stays on the CPU; moving it to a device is the caller's choice.
     """
     from transformers import (  # defers transformers
@@ -91,6 +93,10 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
     dtype = resolve_dtype(torch_dtype)
     resolved = _resolved(model, resolve_kwargs)
     kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
     try:
         if scalar_head:
             return AutoModelForSequenceClassification.from_pretrained(resolved.path, num_labels=1, **kwargs)

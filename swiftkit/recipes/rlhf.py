@@ -103,7 +103,7 @@ class RlhfRecipe:
         starting_copy = (rlhf_models.freeze(copy.deepcopy(model))
                          if rlhf_models.uses_reference_copy(method, cfg.tuner.train_type, cfg) else None)
         if cfg.training.gradient_checkpointing:
-            steps.enable_gradient_checkpointing(model)
+            steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
         if self.adapter_ckpt is not None:
             model = rlhf_models.continue_adapter(model, self.adapter_ckpt)
         else:

@@ -79,7 +79,7 @@ class SftRecipe:
         cfg = self.config
         model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed)
         if cfg.training.gradient_checkpointing:
-            steps.enable_gradient_checkpointing(model)
+            steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
         return steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
 
     def _pack(self):

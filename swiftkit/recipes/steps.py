@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from swiftkit.config.training_parts import gradient_checkpointing_options
 from swiftkit.core.checkpoints import last_complete, read_train_args, resolve_resume
 from swiftkit.core.choices import check_name, choose, choose_from
 from swiftkit.core.errors import ConfigError
@@ -132,8 +133,9 @@ def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False):
         raise
 
 
-def enable_gradient_checkpointing(model) -> None:
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+def enable_gradient_checkpointing(model, options_text: str | None = None) -> None:
+    """Turn on gradient checkpointing with --gradient_checkpointing_kwargs (use_reentrant False by default)."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_options(options_text))
     model.enable_input_require_grads()
 
 
@@ -170,11 +172,11 @@ def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
         parts.loss_label = f"--loss_type {tr.loss_type} from {choice.label}"
     if tr.metric:
         parts.metrics = choose(host, "metrics", tr.metric, config=cfg)
-    for name in tr.callbacks:
+    for name in callback_names(cfg):
         choice = choose_from(host, "callback", name, config=cfg)
         parts.callbacks.append(GuardedCallback(choice.value, host, choice.plugin, name))
-    if tr.optimizer:
-        check_name(host, "optimizer", tr.optimizer)
+    if cfg.effective_optimizer:
+        check_name(host, "optimizer", cfg.effective_optimizer)
     if tr.plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now
         import torch  # defers torch
 
@@ -190,9 +192,18 @@ def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
     return parts
 
 
+def callback_names(cfg) -> list[str]:
+    """``--callbacks``, plus the built-in callbacks that flags switch on (each once, in that order)."""
+    names = list(cfg.training.callbacks)
+    implied = {"early_stop": cfg.callback.early_stop_interval is not None,
+               "lisa": cfg.optim.lisa_activated_layers > 0}
+    names += [name for name, on in implied.items() if on and name not in names]
+    return names
+
+
 def build_optimizer(host, cfg, model):
-    """``--optimizer``'s optimizer for ``model`` (None: the trainer's AdamW)."""
-    name = cfg.training.optimizer
+    """``--optimizer``'s optimizer for ``model`` (None: the trainer's own, from --optim)."""
+    name = cfg.effective_optimizer
     return choose(host, "optimizer", name, model=model, config=cfg) if name else None
 
 
@@ -211,7 +222,8 @@ def scheduler_factory(host, cfg):
 
 def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
     """The TrainingArguments fields every training recipe shares (TRL's configs extend the same class)."""
-    tr = cfg.training
+    tr, opt, cb = cfg.training, cfg.optim, cfg.callback
+    eval_strategy = (tr.eval_strategy or "steps") if has_val else "no"
     return dict(
         output_dir=str(run_dir),
         num_train_epochs=tr.num_train_epochs,
@@ -226,17 +238,30 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
         per_device_train_batch_size=tr.per_device_train_batch_size,
         per_device_eval_batch_size=tr.per_device_eval_batch_size,
         gradient_accumulation_steps=tr.gradient_accumulation_steps,
-        save_strategy="steps",
+        optim=opt.optim,
+        optim_args=opt.optim_args,
+        adam_beta1=opt.adam_beta1,
+        adam_beta2=opt.adam_beta2,
+        adam_epsilon=opt.adam_epsilon,
+        save_strategy=tr.save_strategy,
         save_steps=tr.save_steps,
         save_total_limit=tr.save_total_limit,
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=(tr.eval_steps or tr.save_steps) if has_val else None,
+        save_only_model=tr.save_only_model,
+        eval_strategy=eval_strategy,
+        eval_steps=(tr.eval_steps or tr.save_steps) if eval_strategy == "steps" else None,
+        load_best_model_at_end=cb.load_best_model_at_end,
+        metric_for_best_model=cb.metric_for_best_model,
+        greater_is_better=cb.greater_is_better,
+        neftune_noise_alpha=cb.neftune_noise_alpha,
+        bf16=bool(tr.bf16),
+        fp16=bool(tr.fp16),
         logging_steps=tr.logging_steps,
         logging_first_step=True,
         seed=tr.seed,
         data_seed=cfg.data.data_seed,
         report_to=[r for r in tr.report_to if r != "none"] or "none",
         dataloader_num_workers=tr.dataloader_num_workers,
+        dataloader_drop_last=tr.dataloader_drop_last,
         remove_unused_columns=False,
         dataloader_pin_memory=False,
     )

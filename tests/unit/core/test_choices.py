@@ -77,11 +77,12 @@ def test_unknown_name_with_no_declared_names_says_who_implements_the_hook(tmp_pa
         def swiftkit_get_optimizer(name, model, config):
             return None
     """)
-    host = builtin_host([silent])
+    host = builtin_host([silent], disabled=["swiftkit.train.plugin"])  # its built-in optimizers left out
     msg = str(unknown_choice(host, "optimizer", "lion"))
     assert msg.startswith("unknown --optimizer 'lion'; valid --optimizer values: none")
     assert f"implemented by: file:{silent}" in msg
-    assert "no plugin implements swiftkit_get_callback" in str(unknown_choice(builtin_host(), "callback", "x"))
+    no_train = builtin_host(disabled=["swiftkit.train.plugin"])
+    assert "no plugin implements swiftkit_get_callback" in str(unknown_choice(no_train, "callback", "x"))
 
 
 def test_names_by_plugin_groups_declarations_per_plugin(two_loss_plugins):
