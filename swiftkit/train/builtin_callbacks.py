@@ -5,4 +5,8 @@ Each entry is ``name -> build(config) -> transformers.TrainerCallback``; transfo
 
 from __future__ import annotations
 
-BUILTIN_CALLBACKS: dict = {}
+from swiftkit.train.lisa import build_lisa
+
+BUILTIN_CALLBACKS: dict = {
+    "lisa": build_lisa,
+}

@@ -1,8 +1,27 @@
-"""Built-in optimizers selected by ``--optimizer`` (the ``swiftkit_get_optimizer`` hook).
+"""Built-in optimizers selected by ``--optimizer`` (the ``swiftkit_get_optimizer`` hook), and the helpers
+they share: which parameters take weight decay, and the optimizer class ``--optim`` names.
 
-Each entry is ``name -> build(model, config) -> torch.optim.Optimizer``; torch is imported inside.
+Each entry is ``name -> build(model, config) -> torch.optim.Optimizer``; torch and transformers are
+imported inside. The trainer's learning-rate schedule drives whatever is returned: a schedule scales
+every param group's starting ``lr`` by the same factor, so the ratios between groups (LoRA+) hold.
+
+- ``lorap``: LoRA+ (:mod:`swiftkit.train.optim_lorap`), also selected by ``--lorap_lr_ratio``.
+- ``galore``: GaLore (:mod:`swiftkit.train.optim_galore`), also selected by ``--optim galore_adamw``,
+  ``galore_adafactor`` or ``galore_adamw_8bit``.
 """
 
 from __future__ import annotations
 
-BUILTIN_OPTIMIZERS: dict = {}
+from swiftkit.train.optim_galore import build_galore
+from swiftkit.train.optim_lorap import build_lorap
+
+BUILTIN_OPTIMIZERS: dict = {"lorap": build_lorap, "galore": build_galore}
+
+# --optim names that are built by a built-in --optimizer (transformers' own handler for them needs
+# optim_target_modules and reads its settings from --optim_args; swiftkit has typed flags for them).
+_IMPLIED = {"galore_adamw": "galore", "galore_adafactor": "galore", "galore_adamw_8bit": "galore"}
+
+
+def optimizer_name(cfg) -> str | None:
+    """The built-in or plugin optimizer that builds this run's optimizer (None: the trainer's own from --optim)."""
+    return cfg.effective_optimizer or _IMPLIED.get(cfg.optim.optim)
