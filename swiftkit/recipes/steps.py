@@ -26,6 +26,8 @@ from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
 from swiftkit.recipes.records import RunPlan
 from swiftkit.train.errors import TrainError
+from swiftkit.train.optim_names import check_optim_flags
+from swiftkit.train.optimizers import optimizer_name
 
 
 def log(message: str) -> None:
@@ -177,6 +179,7 @@ def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
         parts.callbacks.append(GuardedCallback(choice.value, host, choice.plugin, name))
     if cfg.effective_optimizer:
         check_name(host, "optimizer", cfg.effective_optimizer)
+    check_optim_flags(cfg)  # --optim's name, what it needs on this machine, and that it fits --optimizer
     if tr.plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now
         import torch  # defers torch
 
@@ -202,8 +205,9 @@ def callback_names(cfg) -> list[str]:
 
 
 def build_optimizer(host, cfg, model):
-    """``--optimizer``'s optimizer for ``model`` (None: the trainer's own, from --optim)."""
-    name = cfg.effective_optimizer
+    """``--optimizer``'s optimizer for ``model`` (also for the --optim names a built-in one builds, such as
+    galore_adamw); None: the trainer's own, from --optim."""
+    name = optimizer_name(cfg)
     return choose(host, "optimizer", name, model=model, config=cfg) if name else None
 
 
