@@ -17,6 +17,7 @@ from typing import Literal, Optional
 
 from swiftkit.config.columns import check_columns
 from swiftkit.core.errors import ConfigError
+from swiftkit.core.registry import closest
 
 
 def arg(default, help: str, **kw):
@@ -57,6 +58,9 @@ DEFAULT_MIN_LR_RATE = 0.1
 # for a few inline base64 images, while one row then costs at most ~5x that while it is read and
 # checked; a file that is one giant line (no newlines, a mislabelled dump) fails fast instead.
 DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
+# --report_to: the trackers swiftkit drives itself (swiftkit/train/trackers.py), plus all and none.
+TRACKERS = ("tensorboard", "wandb", "swanlab", "mlflow")
+REPORT_TO = (*TRACKERS, "all", "none")
 
 
 @dataclass(frozen=True)
@@ -264,8 +268,18 @@ class TrainingArgs:
         "where a label is.",
     )
     report_to: list[str] = arg(
-        ["tensorboard"], "Experiment trackers: tensorboard, wandb, swanlab, mlflow (each logs locally/offline "
-        "unless its own settings point elsewhere), or none.",
+        ["tensorboard"], "Experiment trackers: tensorboard, wandb, swanlab, mlflow, all (those installed) or none. "
+        "Each logs loss, learning rate, grad norm and eval metrics per optimizer step, args.json as the run's "
+        "config, and args.json + manifest.json as files, under the run folder (see --tracker_mode).",
+    )
+    tracker_mode: Literal["offline", "online"] = arg(
+        "offline", "offline: --report_to trackers write only under the run folder (upload later with `wandb sync` / "
+        "`swanlab sync`); online: wandb and swanlab also upload as you are logged in (`wandb login`, `swanlab "
+        "login`) and mlflow logs to the tracking server MLflow is set to. tensorboard is always local.",
+    )
+    tracker_project: str = arg(
+        "swiftkit", "Project (wandb, swanlab) or experiment (mlflow) the --report_to runs go under; each run is named "
+        "after its run folder.",
     )
     dataloader_num_workers: int = arg(0, "DataLoader worker processes.")
     dataloader_drop_last: bool = arg(False, "Drop the last incomplete batch of each epoch.")
@@ -283,6 +297,11 @@ class TrainingArgs:
         _check(self.save_steps > 0, "--save_steps must be > 0")
         _check(self.logging_steps > 0, "--logging_steps must be > 0")
         _check(not (self.bf16 and self.fp16), "--bf16 and --fp16 exclude each other")
+        for name in self.report_to:
+            _check(name in REPORT_TO,
+                   f"unknown --report_to {name!r}{closest(name, REPORT_TO)}; valid: {', '.join(REPORT_TO)}")
+        _check("none" not in self.report_to or len(self.report_to) == 1,
+               f"--report_to none cannot be combined with trackers (got: {' '.join(self.report_to)})")
         _check(self.max_steps > 0 or self.num_train_epochs > 0, "set --max_steps or --num_train_epochs > 0")
         kwargs = self.scheduler_kwargs  # parses --lr_scheduler_kwargs
         if self.lr_scheduler_type == "warmup_stable_decay":

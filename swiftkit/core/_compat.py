@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from urllib.parse import urlparse
 
 
 def silence_known_warnings() -> None:
@@ -16,3 +18,18 @@ def silence_known_warnings() -> None:
     """
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+def allow_mlflow_file_store(uri: str) -> None:
+    """Let MLflow open the local file-system tracking store at ``uri``.
+
+    MLflow 3.13 refuses its file store unless ``MLFLOW_ALLOW_FILE_STORE`` is true, and the database
+    store it recommends (``sqlite:///``) needs SQLAlchemy, which ``mlflow-skinny`` does not ship. The
+    offline ``--report_to mlflow`` store is a directory in the run folder, so it opts in: for local
+    URIs only, keeping a value the user set; an MLflow without the gate (before 3.13) is left alone.
+    Remove when that store moves to a backend ``mlflow-skinny`` opens as it is.
+    """
+    import mlflow.environment_variables as mlflow_env  # defers mlflow
+
+    if urlparse(uri).scheme in ("", "file") and hasattr(mlflow_env, "MLFLOW_ALLOW_FILE_STORE"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")

@@ -55,6 +55,7 @@ class RlhfRecipe:
         self.train_data, self.val_data, too_long = self._encode()
         self.reward_funcs = self._reward_funcs()
         self.parts = steps.choose_training_parts(host, cfg, trainer=False)
+        self.trackers = steps.tracker_callbacks(cfg)
         self.plan = steps.new_plan(
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
             num_train_rows=len(self.train_data), num_val_rows=len(self.val_data), rows_too_long=too_long,
@@ -123,7 +124,7 @@ class RlhfRecipe:
         base = steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
         args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision())
         kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
-                  processing_class=self.tokenizer, callbacks=[*callbacks, *self.parts.callbacks],
+                  processing_class=self.tokenizer, callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
                   optimizers=(steps.build_optimizer(self.host, cfg, self.model), None))
         if method in ("dpo", "kto", "grpo"):
             kw["ref_model"] = extra.reference

@@ -38,6 +38,7 @@ class SftRecipe:
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
         self.train_data, self.val_data, too_long = self._encode()
         self.parts = steps.choose_training_parts(host, cfg)
+        self.trackers = steps.tracker_callbacks(cfg)
         self.plan = steps.new_plan(
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
             num_train_rows=None if self.rows.train is None else len(self.train_data),
@@ -123,7 +124,7 @@ class SftRecipe:
             processing_class=self.tokenizer,
             compute_loss_func=self.parts.loss,
             compute_metrics=self.parts.metrics,
-            callbacks=[*callbacks, *self.parts.callbacks],
+            callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
             optimizers=(steps.build_optimizer(self.host, cfg, self.model), None),
         )
         if isinstance(trainer, SwiftTrainer):  # a plugin's trainer class need not derive from it

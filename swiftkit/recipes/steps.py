@@ -263,12 +263,26 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
         logging_first_step=True,
         seed=tr.seed,
         data_seed=cfg.data.data_seed,
-        report_to=[r for r in tr.report_to if r != "none"] or "none",
+        report_to="none",  # --report_to: swiftkit's own tracker callbacks (tracker_callbacks below)
         dataloader_num_workers=tr.dataloader_num_workers,
         dataloader_drop_last=tr.dataloader_drop_last,
         remove_unused_columns=False,
         dataloader_pin_memory=False,
     )
+
+
+def tracker_callbacks(cfg) -> list:
+    """``--report_to``'s tracker callbacks (swiftkit drives the trackers, so transformers gets "none"),
+    each tracker's package imported now, before any weights load. ``--callbacks mlflow`` (the
+    swiftkit-mlflow plugin) also logs to MLflow: with it, ``--report_to mlflow`` is refused and ``all``
+    leaves mlflow out, so no metric is logged twice."""
+    from swiftkit.train.trackers import tracker_callbacks as build  # defers transformers
+
+    tr = cfg.training
+    if "mlflow" in tr.report_to and "mlflow" in tr.callbacks:
+        raise ConfigError("--report_to mlflow and --callbacks mlflow both log the run to MLflow: keep one (--report_to "
+                          "mlflow: a store in the run folder; --callbacks mlflow: wherever --mlflow_tracking_uri says)")
+    return build(tr, excluded=("mlflow",) if "mlflow" in tr.callbacks else ())
 
 
 def new_plan(cfg, *, model_args, resolved, template, rows: TrainingRows, num_train_rows: int | None,
