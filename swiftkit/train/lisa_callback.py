@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from swiftkit.train.errors import TrainError
@@ -66,5 +67,5 @@ class LisaCallback(TrainerCallback):
                 if not on:
                     p.grad = None  # nothing stale reaches the optimizer
                 p.requires_grad_(on)
-        print(f"[swiftkit] LISA: steps {interval * self.interval + 1}-{(interval + 1) * self.interval} train "
-              f"decoder layers {self.sample}", file=sys.stderr)
+        tqdm.write(f"[swiftkit] LISA: steps {interval * self.interval + 1}-{(interval + 1) * self.interval} train "
+                   f"decoder layers {self.sample}", file=sys.stderr)
