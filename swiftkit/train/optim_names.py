@@ -28,7 +28,6 @@ _PACKAGES: list[tuple[str, tuple[str, str]]] = [
     ("adamw_torch_4bit", ("torchao", "torchao: pip install torchao")),
     ("adamw_torch_8bit", ("torchao", "torchao: pip install torchao")),
     ("galore_", _GALORE),
-    ("apollo_", ("apollo_torch", "apollo-torch: pip install apollo-torch")),
     ("lomo", ("lomo_optim", "lomo-optim: pip install lomo-optim")),
     ("adalomo", ("lomo_optim", "lomo-optim: pip install lomo-optim")),
     ("grokadamw", ("grokadamw", "grokadamw: pip install grokadamw")),
@@ -39,15 +38,16 @@ _PACKAGES: list[tuple[str, tuple[str, str]]] = [
 ]
 
 # Names transformers offers that cannot train correctly in a swiftkit run, and why.
-REFUSED = {
-    "galore_adamw_layerwise": "layer-wise",
-    "galore_adamw_8bit_layerwise": "layer-wise",
-    "galore_adafactor_layerwise": "layer-wise",
-    "apollo_adamw_layerwise": "layer-wise",
-}
 _LAYERWISE_WHY = ("transformers' layer-wise optimizers step inside the backward pass, where the learning-rate "
                   "schedule, gradient clipping and accumulation do not reach them, and their checkpoints hold no "
                   "optimizer state")
+REFUSED = {
+    **{name: f"{_LAYERWISE_WHY}; use --optim {name.replace('_layerwise', '')} (or --optimizer galore) instead"
+       for name in ("galore_adamw_layerwise", "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise")},
+    "apollo_adamw_layerwise": f"{_LAYERWISE_WHY}; use --optimizer galore instead",
+    "apollo_adamw": "transformers builds it only for its optim_target_modules setting, which swiftkit does not "
+                    "pass; use --optimizer galore (low-rank optimizer state with typed flags) instead",
+}
 
 # Names whose transformers handler builds its own parameter list (so LoRA+ cannot group parameters for it).
 OWN_PARAMS_PREFIXES = ("galore_", "apollo_", "lomo", "adalomo")
@@ -80,8 +80,7 @@ def _has_cuda() -> bool:
 def optim_problem(optim: str) -> str | None:
     """Why ``--optim optim`` cannot run on this machine (one line), or None when it can."""
     if optim in REFUSED:
-        return (f"--optim {optim}: {_LAYERWISE_WHY}; use --optim {optim.replace('_layerwise', '')} "
-                "(or --optimizer galore) instead")
+        return f"--optim {optim}: {REFUSED[optim]}"
     for prefix, (module, what) in _PACKAGES:
         if optim.startswith(prefix):
             if importlib.util.find_spec(module) is None:

@@ -48,7 +48,7 @@ def test_builtin_parts_declare_their_names():
     assert choice_names(host, "eval_benchmark") == ["qa"]
     assert choice_names(host, "export_format") == ["merged"]
     assert {"linear", "cosine", "constant"} <= set(choice_names(host, "lr_scheduler"))
-    assert choice_names(host, "optimizer") == [] and choice_names(host, "callback") == []
+    assert choice_names(host, "optimizer") == ["galore", "lorap"] and "lisa" in choice_names(host, "callback")
     with pytest.raises(KeyError, match="unknown choice kind 'losses'"):
         choice_names(host, "losses")
 

@@ -73,7 +73,7 @@ def test_each_optim_that_cannot_run_here_says_what_it_needs_in_one_line(name):
     problem = optim_problem(name)
     assert "\n" not in problem and problem.startswith(f"--optim {name}")
     assert any(word in problem for word in ("pip install", "needs a CUDA GPU", "device", "NPU", "package",
-                                            "layer-wise")), problem
+                                            "instead")), problem
     with pytest.raises(ConfigError, match=f"^--optim {name}"):
         check_optim_flags(config(optim=name))
 
