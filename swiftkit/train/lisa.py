@@ -19,6 +19,7 @@ a run resumed from a checkpoint trains the same layers as one that never stopped
 from __future__ import annotations
 
 import random
+from functools import partial
 
 from swiftkit.core.errors import ConfigError
 
@@ -40,4 +41,5 @@ def build_lisa(config):
                           "time)")
     from swiftkit.train.lisa_callback import LisaCallback  # defers transformers
 
-    return LisaCallback(opt.lisa_activated_layers, opt.lisa_step_interval, config.training.seed)
+    active = opt.lisa_activated_layers
+    return LisaCallback(active, opt.lisa_step_interval, partial(lisa_sample, config.training.seed, active=active))

@@ -1,4 +1,4 @@
-"""The LISA trainer callback (see :mod:`swiftkit.train.lisa` for the method and its flags)."""
+"""The LISA trainer callback (see :mod:`swiftkit.train.lisa` for the method, its flags and the sampling)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from swiftkit.train.errors import TrainError
-from swiftkit.train.lisa import lisa_sample
 
 
 def decoder_layers(model):
@@ -27,10 +26,11 @@ def decoder_layers(model):
 
 
 class LisaCallback(TrainerCallback):
-    """Freeze all decoder layers but ``active`` sampled ones, anew every ``interval`` steps."""
+    """Freeze all decoder layers but ``active`` ones, anew every ``interval`` steps; ``sample(interval index,
+    number of layers)`` says which (sorted indices)."""
 
-    def __init__(self, active: int, interval: int, seed: int):
-        self.active, self.interval, self.seed = active, interval, seed
+    def __init__(self, active: int, interval: int, sample):
+        self.active, self.interval, self.pick = active, interval, sample
         self.layers = None
         self.trainable: dict[int, bool] = {}  # id(parameter) -> requires_grad before LISA touched it
         self.current: int | None = None  # the interval whose sample is applied
@@ -59,7 +59,7 @@ class LisaCallback(TrainerCallback):
         if interval == self.current:
             return
         self.current = interval
-        self.sample = lisa_sample(self.seed, interval, len(self.layers), self.active)
+        self.sample = self.pick(interval, len(self.layers))
         chosen = set(self.sample)
         for index, layer in enumerate(self.layers):
             for p in layer.parameters():
