@@ -19,6 +19,8 @@ import inspect
 import typing
 
 from swiftkit import commands
+from swiftkit.config import PluginArgs
+from swiftkit.config.flagnames import given_value
 from swiftkit.models import load_tokenizer as load
 from swiftkit.models import resolve_model
 from swiftkit.templates import get_template as get
@@ -27,7 +29,7 @@ from swiftkit.templates import get_template as get
 def _run(name: str, config: str | None, fields: dict) -> dict:
     command = commands.COMMANDS[name]
     values = commands.api_values(config, fields)
-    files = values.get("plugins", values.get("external_plugins"))
+    files = given_value(values, PluginArgs, "plugins")
     host = commands.build_host(commands.as_list(files), commands.as_list(values.get("disable_plugins")))
     cfg = commands.config_from_values(command, host, values, source="argument")
     return commands.run(command, cfg, host)

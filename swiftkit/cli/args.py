@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 from swiftkit.commands import Command, build_host, plugin_fields
 from swiftkit.config import CommandConfig, PluginArgs
 from swiftkit.config.files import load_yaml_config
-from swiftkit.config.flagnames import canonical_keys, refusal
+from swiftkit.config.flagnames import canonical_keys, check_spellings, given_value, refusal
 from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.registry import closest
@@ -144,6 +144,7 @@ def parse_config(command: Command, argv: list[str], host, yaml_values: dict) -> 
     extra = plugin_fields(host, command)
     parser = build_parser(cfg_cls, extra)
     ns, unknown = parser.parse_known_args(argv)
+    check_spellings(cfg_cls, argv)
     fields = [*cfg_cls.flat_fields(), *extra]
     if unknown:
         bad = next((u for u in unknown if u.startswith("-")), unknown[0])
@@ -163,7 +164,7 @@ def parse_config(command: Command, argv: list[str], host, yaml_values: dict) -> 
             f"unexpected argument {positional!r}: the only positional argument is a .yaml config "
             "file, given first"
         )
-    yaml_values = canonical_keys(cfg_cls, yaml_values, f"key in {config_file}")
+    yaml_values = canonical_keys(cfg_cls, yaml_values, f"key in {config_file}", extra_names=extra)
     unknown_keys = [k for k in yaml_values if k not in fields]
     if unknown_keys:
         key = unknown_keys[0]
@@ -180,7 +181,7 @@ def read_yaml_values(argv: list[str]) -> dict:
 def host_selection(argv: list[str], yaml_values: dict) -> tuple[list[str], list[str], list[str]]:
     """(plugin files, disabled names, argv without -p): flags first, the YAML file's otherwise."""
     files, disabled, rest = plugin_selection(argv)
-    files = files or coerce("--plugins", yaml_values.get("plugins", yaml_values.get("external_plugins", [])), list[str])
+    files = files or coerce("--plugins", given_value(yaml_values, PluginArgs, "plugins", []), list[str])
     disabled = disabled or coerce("--disable_plugins", yaml_values.get("disable_plugins", []), list[str])
     return files, disabled, rest
 

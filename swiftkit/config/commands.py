@@ -33,6 +33,8 @@ from swiftkit.config.inference import (
     VllmArgs,
 )
 from swiftkit.config.rlhf import (
+    DPO_LOSS_TYPES,
+    GRPO_LOSS_TYPES,
     REFERENCE_FREE,
     CpoArgs,
     DpoArgs,
@@ -49,6 +51,10 @@ from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.registry import closest
 
+# The data flags --load_data_args takes from a run's args.json when they are not given: the ones that decide
+# which rows are read and how (so a split held out in training is held out again, row for row).
+DATA_ARGS = ("dataset", "val_dataset", "split_dataset_ratio", "data_seed", "model_name", "model_author", "columns",
+             "skip_bad_rows", "max_row_bytes", "streaming")
 # Built-in tuner names (the tuner-specific flag check leaves plugins' tuners alone).
 KNOWN_TUNERS = (*LORA_LIKE, "full", "freeze", "adalora", "vera", "boft", "ia3", "loha", "lokr", "llamapro", "reft")
 
@@ -92,7 +98,7 @@ class CommandConfig:
         """
         fields = cls.flat_fields()
         plugin_fields = plugin_fields or {}
-        values = canonical_keys(cls, values, "flag" if source == "flag" else source)
+        values = canonical_keys(cls, values, "flag" if source == "flag" else source, extra_names=plugin_fields)
         per_group: dict[str, dict] = {g: {} for g, _ in cls.groups()}
         options = {name: f.default for name, f in plugin_fields.items()}
         for key, value in values.items():
@@ -129,6 +135,17 @@ class CommandConfig:
         """Whether the user set ``flag`` (command line, YAML or API), whatever its value."""
         return flag in self.given
 
+    def with_data_args(self, train_args: dict) -> tuple[CommandConfig, dict]:
+        """``(config, inherited)``: a copy whose data flags the user did not give come from a run's
+        ``train_args`` (its args.json; --load_data_args), validated again, and what was taken."""
+        inherited = {k: train_args[k] for k in DATA_ARGS if k in train_args and not self.is_given(k)}
+        if not inherited:
+            return self, {}
+        fields = self.flat_fields()
+        values = {k: coerce(f"--{k} (from args.json)", v, fields[k][2], json_object=fields[k][1].metadata.get(
+            "json_object", False)) for k, v in inherited.items()}
+        return dataclasses.replace(self, data=dataclasses.replace(self.data, **values)), inherited
+
 
 @dataclass(frozen=True)
 class SftConfig(CommandConfig):
@@ -147,11 +164,18 @@ class SftConfig(CommandConfig):
 
     def __post_init__(self):
         self._check_tuner_flags()
-        if not self.data.dataset:
-            raise ConfigError(f"`swiftkit {self.command}` needs --dataset")
+        d, tr = self.data, self.training
+        if not d.dataset and not self.data_from_checkpoint:
+            raise ConfigError(f"`swiftkit {self.command}` needs --dataset (or --load_data_args true with "
+                              "--resume_from_checkpoint, to take the resumed run's)")
         if not self.model.model and not self.training.resume_from_checkpoint and not self._starts_from_adapters():
             raise ConfigError(f"`swiftkit {self.command}` needs --model")
-        d, tr = self.data, self.training
+        if d.load_data_args and not tr.resume_from_checkpoint:
+            raise ConfigError(f"--load_data_args takes the data flags of the run --resume_from_checkpoint continues; "
+                              f"pass --resume_from_checkpoint, or drop --load_data_args (`swiftkit {self.command}` "
+                              "needs --dataset)")
+        if self.data_from_checkpoint:
+            return  # the data flags come from the checkpoint's args.json; checked when they are filled in
         if d.streaming:
             if tr.max_steps <= 0:
                 raise ConfigError("--streaming needs --max_steps: a stream's length is not known in advance")
@@ -164,6 +188,40 @@ class SftConfig(CommandConfig):
         if tr.lr_scheduler_type in EVAL_DRIVEN_SCHEDULERS and not (d.val_dataset or d.split_dataset_ratio > 0):
             raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type} adjusts the learning rate on evaluation "
                               "loss: pass --val_dataset or --split_dataset_ratio")
+        self._check_strategies(bool(d.val_dataset or d.split_dataset_ratio > 0))
+
+    @property
+    def data_from_checkpoint(self) -> bool:
+        """Whether the data flags are still to be read from the resumed run's args.json (--load_data_args
+        with --resume_from_checkpoint and no --dataset)."""
+        return bool(self.data.load_data_args and self.training.resume_from_checkpoint and not self.data.dataset)
+
+    def _check_strategies(self, has_eval_data: bool) -> None:
+        """--eval_strategy and --save_strategy fit each other and the data: evaluating needs evaluation data,
+        saving the best checkpoint needs evaluations, --eval_steps needs --eval_strategy steps."""
+        tr = self.training
+        evaluates = (tr.eval_strategy in ("steps", "epoch") and self.is_given("eval_strategy")) or \
+            tr.save_strategy == "best"
+        no_eval = self._no_evaluation()
+        if evaluates and no_eval:
+            raise ConfigError(f"{no_eval}: drop --eval_strategy {tr.eval_strategy}" if tr.save_strategy != "best"
+                              else f"{no_eval}: --save_strategy best has no evaluation to compare")
+        if tr.eval_strategy in ("steps", "epoch") and self.is_given("eval_strategy") and not has_eval_data:
+            raise ConfigError(f"--eval_strategy {tr.eval_strategy} evaluates on validation data: pass --val_dataset "
+                              "or --split_dataset_ratio (or --eval_strategy no)")
+        if tr.save_strategy == "best":
+            if not has_eval_data:
+                raise ConfigError("--save_strategy best saves when the evaluation metric improves: pass --val_dataset "
+                                  "or --split_dataset_ratio")
+            if tr.eval_strategy == "no":
+                raise ConfigError("--save_strategy best saves when an evaluation improves the metric; --eval_strategy "
+                                  "no runs none: use --eval_strategy steps or epoch")
+        if self.is_given("eval_steps") and tr.eval_strategy in ("epoch", "no"):
+            raise ConfigError(f"--eval_steps applies to --eval_strategy steps, not {tr.eval_strategy}")
+
+    def _no_evaluation(self) -> str | None:
+        """Why this config cannot evaluate while training (None: it can)."""
+        return None
 
     def _starts_from_adapters(self) -> bool:
         """Whether the base model comes from trained adapters' args.json (rlhf --adapters)."""
@@ -229,9 +287,9 @@ class RlhfConfig(SftConfig):
             raise ConfigError("`swiftkit rlhf` keeps each pair (or prompt) in its own row; drop --packing")
         if tr.trainer != "default":
             raise ConfigError("--trainer chooses the sft/pt trainer; `swiftkit rlhf` uses the trainer of --rlhf_type")
-        if tr.loss_type or tr.metric:
-            raise ConfigError("--loss_type/--metric apply to sft/pt; each --rlhf_type has its own loss "
-                              "(dpo variants: --dpo_loss_type)")
+        if tr.metric:
+            raise ConfigError("--metric applies to sft/pt; each --rlhf_type logs its own metrics")
+        self._check_loss_type(kind)
         if tr.plugin_schedule:
             raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type!r}: `swiftkit rlhf` trainers take "
                               f"transformers' schedules ({', '.join(TRANSFORMERS_SCHEDULERS)}); plugin schedules "
@@ -282,6 +340,41 @@ class RlhfConfig(SftConfig):
                 if methods and kind not in methods and self.is_given(f.name):
                     raise ConfigError(f"--{f.name} applies to --rlhf_type {'/'.join(methods)}, not {kind}")
 
+    def _check_loss_type(self, kind: str) -> None:
+        """--loss_type as ms-swift spells it in rlhf: dpo's loss variant (--dpo_loss_type) or grpo's
+        (--grpo_loss_type); the other methods have one loss."""
+        loss = self.training.loss_type
+        if loss is None:
+            return
+        own = {"dpo": ("dpo_loss_type", DPO_LOSS_TYPES), "grpo": ("grpo_loss_type", GRPO_LOSS_TYPES)}.get(kind)
+        if own is None:
+            raise ConfigError(f"--loss_type chooses the loss variant of --rlhf_type dpo or grpo; --rlhf_type {kind} "
+                              "has one loss")
+        flag, valid = own
+        if self.is_given(flag):
+            raise ConfigError(f"--loss_type is --{flag} for --rlhf_type {kind}; give only one of them")
+        if loss not in valid:
+            raise ConfigError(f"unknown --loss_type {loss!r} for --rlhf_type {kind}{closest(loss, valid)}; valid: "
+                              f"{', '.join(valid)}")
+        if kind == "dpo" and len(self.dpo.dpo_loss_weights) > 1:
+            raise ConfigError(f"--dpo_loss_weights has {len(self.dpo.dpo_loss_weights)} values for the one --loss_type "
+                              "(several losses: --dpo_loss_type A B ... with one weight each)")
+
+    @property
+    def dpo_losses(self) -> list[str]:
+        """The DPO loss variants: --loss_type (ms-swift's name) or --dpo_loss_type."""
+        loss = self.training.loss_type
+        return [loss] if loss and self.rlhf.rlhf_type == "dpo" else list(self.dpo.dpo_loss_type)
+
+    @property
+    def grpo_loss(self) -> str:
+        """GRPO's loss aggregation: --loss_type (ms-swift's name) or --grpo_loss_type."""
+        loss = self.training.loss_type
+        return loss if loss and self.rlhf.rlhf_type == "grpo" else self.grpo.grpo_loss_type
+
+    def _no_evaluation(self) -> str | None:
+        return "--rlhf_type ppo does not evaluate" if self.rlhf.rlhf_type == "ppo" else None
+
     def _starts_from_adapters(self) -> bool:
         return bool(self.rlhf.adapters)
 
@@ -307,6 +400,15 @@ class InferConfig(CommandConfig):
     def __post_init__(self):
         if not self.model.model and not self.adapter.adapters:
             raise ConfigError(f"`swiftkit {self.command}` needs --model or --adapters")
+        if self.data.load_data_args and not self.adapter.adapters:
+            raise ConfigError("--load_data_args takes the validation data of the --adapters run: pass --adapters RUN")
+
+    @property
+    def has_val_data(self) -> bool:
+        """Whether rows are given to generate for: --val_dataset, or the share of --dataset that
+        --split_dataset_ratio holds out (as training held it out)."""
+        d = self.data
+        return bool(d.val_dataset or (d.dataset and d.split_dataset_ratio > 0))
 
 
 @dataclass(frozen=True)
@@ -320,8 +422,9 @@ class EvalConfig(InferConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if "qa" in self.eval.eval_dataset and not self.data.val_dataset:
-            raise ConfigError("--eval_dataset qa scores --val_dataset rows: pass --val_dataset FILE_OR_NAME")
+        if "qa" in self.eval.eval_dataset and not self.has_val_data and not self.data.load_data_args:
+            raise ConfigError("--eval_dataset qa scores --val_dataset rows: pass --val_dataset FILE_OR_NAME (or "
+                              "--load_data_args true to take the --adapters run's validation data)")
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,10 @@ class ModelArgs:
     cache_dir: Optional[str] = arg(
         None, "Where downloaded and converted models are cached (default ~/.cache/swiftkit)."
     )
-    attn_impl: Optional[Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"]] = arg(
+    attn_impl: Optional[Literal["sdpa", "eager", "flash_attn", "flash_attention_2", "flash_attention_3",
+                                "flash_attention_4", "flex_attention"]] = arg(
         None, "Attention implementation passed to transformers (default: its choice, sdpa where supported); "
-        "flash_attention_2/3 need a CUDA GPU and the flash-attn package.",
+        "flash_attention_2/3/4 need a CUDA GPU and the flash-attn package (flash_attn means flash_attention_2).",
     )
     num_threads: int = arg(
         1,
@@ -259,7 +260,8 @@ class TrainingArgs:
         None, "Checkpoint directory to continue from (weights, optimizer, scheduler, RNG, step)."
     )
     loss_type: Optional[str] = arg(None, "Loss function by name (a plugin's); default: the model's own.")
-    metric: Optional[str] = arg(None, "Evaluation metric by name (a plugin's).")
+    metric: Optional[str] = arg(None, "Evaluation metric by name (a plugin's). Alias: --eval_metric.",
+                                aliases=("eval_metric",))
     optimizer: Optional[str] = arg(None, "Optimizer by name (a plugin's); default: AdamW.")
     callbacks: list[str] = arg([], "Extra trainer callbacks by name (plugins').")
     trainer: str = arg(
@@ -325,6 +327,7 @@ class TrainingArgs:
 
 @dataclass(frozen=True)
 class PluginArgs:
-    plugins: list[str] = arg([], "Local plugin files (.py) to load besides installed ones. Alias: --external_plugins.",
-                             aliases=("external_plugins",))
+    plugins: list[str] = arg([], "Local plugin files (.py) to load besides installed ones. Aliases: --external_plugins "
+                             "(and ms-swift 3.x's --custom_register_path).",
+                             aliases=("external_plugins", "custom_register_path"))
     disable_plugins: list[str] = arg([], "Plugin names (entry-point names) not to load.")

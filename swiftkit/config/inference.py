@@ -142,9 +142,11 @@ VLLM_MISSING = "--infer_backend vllm needs the vllm package: pip install 'swiftk
 class VllmArgs:
     """Settings of the vLLM engine (``--infer_backend vllm``); the transformers engine ignores them."""
 
-    tensor_parallel_size: int = arg(1, "--infer_backend vllm: GPUs the model is split across (tensor parallel).")
+    tensor_parallel_size: int = arg(1, "--infer_backend vllm: GPUs the model is split across (tensor parallel). "
+                                    "Alias: --vllm_tensor_parallel_size.", aliases=("vllm_tensor_parallel_size",))
     gpu_memory_utilization: float = arg(
-        0.9, "--infer_backend vllm: fraction of each GPU's memory vLLM may take (weights plus KV cache)."
+        0.9, "--infer_backend vllm: fraction of each GPU's memory vLLM may take (weights plus KV cache). "
+        "Alias: --vllm_gpu_memory_utilization.", aliases=("vllm_gpu_memory_utilization",),
     )
     vllm_max_model_len: Optional[int] = arg(
         None, "--infer_backend vllm: context length (prompt plus reply) vLLM plans its KV cache for "

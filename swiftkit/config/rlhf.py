@@ -82,7 +82,10 @@ class DpoArgs:
         "apo_zero, apo_down, discopop, sft, ...); several are summed with --dpo_loss_weights.",
         methods=("dpo",),
     )
-    dpo_loss_weights: list[float] = arg([], "dpo: weight of each --dpo_loss_type (default 1 each).", methods=("dpo",))
+    dpo_loss_weights: list[float] = arg(
+        [], "dpo: weight of each --dpo_loss_type (default 1 each). Alias: --loss_weights.", methods=("dpo",),
+        aliases=("loss_weights",),
+    )
     label_smoothing: float = arg(0.0, "dpo/cpo: probability that a preference label is flipped (robust/cDPO).",
                                  methods=("dpo", "cpo", "simpo"))
     rpo_alpha: Optional[float] = arg(
@@ -136,9 +139,11 @@ class RewardModelArgs:
 class RolloutArgs:
     """How the online methods (grpo, ppo) generate replies while training."""
 
-    max_completion_length: int = arg(256, "grpo/ppo: most tokens generated per reply.", methods=("grpo", "ppo"))
+    max_completion_length: int = arg(256, "grpo/ppo: most tokens generated per reply. Alias: --response_length "
+                                     "(ms-swift 3.x).", methods=("grpo", "ppo"), aliases=("response_length",))
     temperature: float = arg(1.0, "grpo/ppo: sampling temperature of the replies.", methods=("grpo", "ppo"))
-    cliprange: float = arg(0.2, "ppo/grpo: clip range of the policy ratio (grpo: epsilon).", methods=("grpo", "ppo"))
+    cliprange: float = arg(0.2, "ppo/grpo: clip range of the policy ratio (grpo: epsilon). Alias: --epsilon.",
+                           methods=("grpo", "ppo"), aliases=("epsilon",))
 
     def __post_init__(self):
         _check(self.max_completion_length > 0, "--max_completion_length must be > 0")

@@ -128,7 +128,7 @@ def _rendered_chars(template, row: dict) -> int | None:
                 for m in row["messages"]]
     try:
         text = template.tokenizer.apply_chat_template(messages, chat_template=template.chat_template,
-                                                      tokenize=False)
+                                                      tokenize=False, **template.chat_kwargs)
     except Exception:  # the chat template refuses the simplified conversation (jinja raise_exception)
         return None
     return len(text) if isinstance(text, str) else None

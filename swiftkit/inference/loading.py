@@ -1,8 +1,8 @@
 """Load the model, tokenizer and template for inference from ``--model`` and/or ``--adapters``.
 
 ``--adapters CKPT`` needs nothing else: the training run's ``args.json`` (in the checkpoint or
-its run directory) says which base model, template, system prompt and max length were used, and
-the checkpoint's own tokenizer carries the chat template of training. A flag the user sets
+its run directory) says which base model, template, system prompt, max length and --enable_thinking
+were used, and the checkpoint's own tokenizer carries the chat template of training. A flag the user sets
 explicitly (on the command line, in YAML or as an API argument; see ``CommandConfig.given``) wins
 over ``args.json``, even when it equals the flag's default.
 
@@ -14,12 +14,14 @@ unless ``--merge_lora`` is set. A checkpoint that holds full weights (``config.j
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from swiftkit.config import InferConfig
 from swiftkit.core.checkpoints import find_checkpoint, has_tokenizer, is_full_weights_dir, is_lora_dir, read_train_args
 from swiftkit.inference.errors import InferError
 from swiftkit.models import ResolvedModel, load_model, load_tokenizer, resolve_model, set_num_threads
+from swiftkit.models.attention import attention_implementation
 from swiftkit.templates import get_template
 
 # args.json key -> config group that owns it; filled from training unless set explicitly.
@@ -31,6 +33,7 @@ INHERITED = {
     "template": "template",
     "system": "template",
     "max_length": "template",
+    "enable_thinking": "template",
 }
 
 
@@ -84,6 +87,29 @@ def _template_name(settings: dict, tokenizer, train_args: dict | None, entry) ->
     return entry.template if entry is not None and entry.template else None
 
 
+def with_run_data_args(cfg):
+    """``cfg`` with --load_data_args applied: the data flags the user did not give taken from the args.json of
+    the first --adapters run, so infer/eval generate for the rows that run held out for validation
+    (its --val_dataset, or the --split_dataset_ratio share of its --dataset, split the same way)."""
+    if not cfg.data.load_data_args:
+        return cfg
+    ckpt = find_checkpoint(cfg.adapter.adapters[0])
+    train_args, _ = read_train_args(ckpt)
+    where = f"--load_data_args: the --adapters run of {str(ckpt)!r}"
+    if train_args is None:
+        raise InferError(f"{where} has no args.json to take the data flags from; pass --val_dataset")
+    if train_args.get("command") not in ("sft", None):
+        raise InferError(f"{where} is a `swiftkit {train_args['command']}` run, whose rows are not conversations to "
+                         "answer; pass --val_dataset")
+    cfg, inherited = cfg.with_data_args(train_args)
+    if not cfg.has_val_data:
+        raise InferError(f"{where} held out no validation data (no --val_dataset or --split_dataset_ratio); pass "
+                         "--val_dataset")
+    shown = ", ".join(f"--{k}" for k in inherited) or "nothing (all given)"
+    print(f"[swiftkit] --load_data_args: took {shown} from {str(ckpt)!r}", file=sys.stderr)
+    return cfg
+
+
 def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | None = None):
     """Load ``(model, template, info)`` for ``cfg``; see the module docstring for the rules.
 
@@ -95,6 +121,7 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
     import torch  # defers torch
 
     set_num_threads(cfg.model.num_threads)
+    attention_implementation(cfg.model.attn_impl)  # a flash-attention kernel this machine lacks: fail before loading
     adapters = list(cfg.adapter.adapters) if adapters is None else adapters
     ckpts = [find_checkpoint(p) for p in adapters]
     train_args, args_path = read_train_args(ckpts[0]) if ckpts else (None, None)
@@ -124,7 +151,8 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
     tok_source = ResolvedModel(str(tok_dir.resolve()), None, None, "local", str(tok_dir)) if tok_dir else resolved
     tokenizer = load_tokenizer(tok_source, trust_remote_code=cfg.model.trust_remote_code)
 
-    model = load_model(resolved, torch_dtype=cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
+    model = load_model(resolved, torch_dtype=cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code,
+                       attn_implementation=cfg.model.attn_impl)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))  # tokens added in training
     merged = bool(lora_dirs) and (cfg.adapter.merge_lora or len(lora_dirs) > 1)
@@ -136,7 +164,7 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
     template = get_template(
         tokenizer, _template_name(settings, tokenizer, train_args, entry), system=settings["system"],
         max_length=settings["max_length"], truncation_strategy=cfg.template.truncation_strategy,
-        registry=registries.templates,
+        enable_thinking=settings["enable_thinking"], registry=registries.templates,
     )
     info = {
         "model_path": resolved.path,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swiftkit.data import load_rows
+from swiftkit.data import load_rows, split_rows
 
 
 def split_prompt(messages: list[dict]) -> tuple[list[dict], str | None]:
@@ -28,11 +28,15 @@ def batched_replies(engine, prompts, batch_size: int, gen_kwargs: dict):
 
 
 def load_val_rows(cfg, registries, *, require_reply: bool) -> list[dict]:
-    """The ``--val_dataset`` rows of an inference-side config (messages rows)."""
+    """The ``--val_dataset`` rows of an inference-side config (messages rows); without it, the share of
+    ``--dataset`` that ``--split_dataset_ratio`` holds out, read and split exactly as training did (same
+    options and seed, so the rows are the ones that run validated on)."""
 
     d = cfg.data
-    return load_rows(
-        d.val_dataset, registries=registries, seed=d.data_seed, model_name=tuple(d.model_name),
-        model_author=tuple(d.model_author), use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir,
-        require_reply=require_reply, max_row_bytes=d.max_row_bytes,
-    )
+    options = dict(registries=registries, seed=d.data_seed, model_name=tuple(d.model_name),
+                   model_author=tuple(d.model_author), use_hf=cfg.model.use_hf, cache_dir=cfg.model.cache_dir,
+                   columns=d.column_map, max_row_bytes=d.max_row_bytes)
+    if d.val_dataset:
+        return load_rows(d.val_dataset, require_reply=require_reply, **options)
+    rows = load_rows(d.dataset, skip_bad_rows=d.skip_bad_rows, **options)
+    return split_rows(rows, d.split_dataset_ratio, seed=d.data_seed)[1]

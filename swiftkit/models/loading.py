@@ -6,6 +6,7 @@ torch and transformers are imported inside the functions, so importing this modu
 from __future__ import annotations
 
 from swiftkit.core.registry import closest
+from swiftkit.models.attention import attention_implementation
 from swiftkit.models.errors import ModelNotFoundError
 from swiftkit.models.resolve import ResolvedModel, resolve_model
 
@@ -80,8 +81,9 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
 
     ``scalar_head`` loads ``AutoModelForSequenceClassification`` with one output instead: a reward
     or value model (a new head is initialised when the checkpoint has none).
-    ``attn_implementation`` (--attn_impl) and ``quantization_config`` (a transformers quantization
-    config, e.g. ``BitsAndBytesConfig``) are passed to ``from_pretrained`` when given.
+    ``attn_implementation`` (--attn_impl, checked by :func:`~swiftkit.models.attention.attention_implementation`
+    before anything loads) and ``quantization_config`` (a transformers quantization config, e.g.
+    ``BitsAndBytesConfig``) are passed to ``from_pretrained`` when given.
     The model stays on the CPU; moving it to a device is the caller's choice.
     """
     from transformers import (  # defers transformers
@@ -90,6 +92,7 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
         AutoModelForSequenceClassification,
     )
 
+    attn_implementation = attention_implementation(attn_implementation)  # a kernel this machine lacks fails here
     dtype = resolve_dtype(torch_dtype)
     resolved = _resolved(model, resolve_kwargs)
     kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)

@@ -17,6 +17,7 @@ from swiftkit.config import EvalConfig
 from swiftkit.core.choices import choose_from
 from swiftkit.core.errors import PluginError
 from swiftkit.core.io import staged_dir, timestamped_path
+from swiftkit.inference.loading import with_run_data_args
 from swiftkit.recipes.engines import load_engine, seed_sampling
 
 
@@ -36,6 +37,7 @@ class EvalRecipe:
         self.host = host
 
     def setup(self) -> None:
+        self.config = with_run_data_args(self.config)  # --load_data_args: the run's validation rows
         cfg, host = self.config, self.host
         self.benchmarks = {
             name: choose_from(host, "eval_benchmark", name, config=cfg, registries=host.registries)

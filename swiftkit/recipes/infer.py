@@ -1,7 +1,9 @@
 """The inference recipe: ``setup()`` loads model + template, ``run()`` chats or answers a dataset.
 
-Batch mode (``--val_dataset`` given): every row's prompt is its messages without the final
-assistant reply, which becomes ``labels``; replies are written as JSON lines to
+Batch mode (``--val_dataset`` given, or the validation rows of the ``--adapters`` run with
+``--load_data_args true``, see :func:`~swiftkit.inference.loading.with_run_data_args`): every row's
+prompt is its messages without the final assistant reply, which becomes ``labels``; replies are
+written as JSON lines to
 ``--result_path`` (default ``<first adapter dir or cwd>/infer_result/<timestamp>.jsonl``). The
 file appears under its final name only once every row is written.
 
@@ -24,6 +26,7 @@ from tqdm import tqdm
 
 from swiftkit.config import InferConfig
 from swiftkit.core.io import timestamped_path
+from swiftkit.inference.loading import with_run_data_args
 from swiftkit.inference.replies import batched_replies, generation_kwargs, load_val_rows, split_prompt
 from swiftkit.recipes.engines import load_engine, seed_sampling
 
@@ -72,6 +75,7 @@ class InferRecipe:
         self.host = host
 
     def setup(self) -> None:
+        self.config = with_run_data_args(self.config)  # --load_data_args: the run's validation rows
         self.engine, self.info = load_engine(self.config, self.host)
         self.gen_kwargs = generation_kwargs(self.config.generation)
         seed_sampling(self.config.data.data_seed)
@@ -79,8 +83,8 @@ class InferRecipe:
     # -- run ------------------------------------------------------------------------------------
 
     def run(self, stdin=None, stdout=None) -> dict:
-        """Batch mode when --val_dataset is set, else interactive chat on stdin/stdout."""
-        if self.config.data.val_dataset:
+        """Batch mode when there are rows to answer (--val_dataset), else interactive chat on stdin/stdout."""
+        if self.config.has_val_data:
             return self.run_batch()
         return self.run_interactive(stdin or sys.stdin, stdout or sys.stdout)
 

@@ -20,6 +20,7 @@ from swiftkit.models import set_num_threads
 from swiftkit.recipes import rlhf_models, steps
 from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
+from swiftkit.train.precision import mixed_precision, weights_precision
 from swiftkit.train.rewards import resolve_reward_funcs
 from swiftkit.train.rlhf_trainers import method_config, trainer_class
 
@@ -43,10 +44,11 @@ class RlhfRecipe:
         self.method = config.rlhf.rlhf_type
 
     def setup(self) -> None:
+        self.config, data_inherited = steps.resume_data_args(self.config)  # --load_data_args
         cfg, host = self.config, self.host
         self.resume, resumed = steps.resume_point(cfg)
         self.adapter_ckpt, inherited = rlhf_models.adapter_start(cfg)
-        inherited = {**resumed, **inherited}
+        inherited = {**data_inherited, **resumed, **inherited}
         set_num_threads(cfg.model.num_threads)
         model_args = steps.with_settings(cfg.model, inherited)
         self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
@@ -54,7 +56,7 @@ class RlhfRecipe:
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
         self.train_data, self.val_data, too_long = self._encode()
         self.reward_funcs = self._reward_funcs()
-        self.parts = steps.choose_training_parts(host, cfg, trainer=False)
+        self.parts = steps.choose_training_parts(host, cfg, trainer=False, loss=False)  # the method's own loss
         self.trackers = steps.tracker_callbacks(cfg)
         self.plan = steps.new_plan(
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
@@ -122,7 +124,8 @@ class RlhfRecipe:
                           template=self.template)
         callbacks, counter = steps.record_callbacks(run_dir, f"the {method} loss", PLOTS)
         base = steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
-        args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision())
+        args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision(),
+                             chat_kwargs=self.template.chat_kwargs)
         kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
                   processing_class=self.tokenizer, callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
                   optimizers=(steps.build_optimizer(self.host, cfg, self.model), None))
@@ -145,10 +148,11 @@ class RlhfRecipe:
         return trainer, counter
 
     def _precision(self) -> dict:
-        import torch  # defers torch
-
-        dtype = next(self.model.parameters()).dtype
-        return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+        """--bf16/--fp16 when given; otherwise the weights' dtype (TRL's trainers compute in it)."""
+        tr = self.config.training
+        if self.config.is_given("bf16") or self.config.is_given("fp16"):
+            return mixed_precision(tr.bf16, tr.fp16)
+        return weights_precision(self.model)
 
     def _ppo_settings(self):
         from swiftkit.train.ppo import PPOSettings  # defers torch

@@ -29,8 +29,10 @@ class SftRecipe:
         self.pretrain = isinstance(config, PtConfig)
 
     def setup(self) -> None:
+        self.config, data_inherited = steps.resume_data_args(self.config)  # --load_data_args
         cfg, host = self.config, self.host
         self.resume, inherited = steps.resume_point(cfg)
+        inherited = {**data_inherited, **inherited}
         set_num_threads(cfg.model.num_threads)
         model_args = steps.with_settings(cfg.model, inherited)
         self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(

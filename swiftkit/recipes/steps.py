@@ -24,10 +24,12 @@ from swiftkit.core.io import OutputError, discard_unstarted_run, new_run_dir, wr
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
+from swiftkit.models.attention import attention_implementation
 from swiftkit.recipes.records import RunPlan
 from swiftkit.train.errors import TrainError
 from swiftkit.train.optim_names import check_optim_flags
 from swiftkit.train.optimizers import optimizer_name
+from swiftkit.train.precision import mixed_precision
 
 
 def log(message: str) -> None:
@@ -44,12 +46,31 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     if not path:
         return None, {}
     ckpt = resolve_resume(path)
+    if not (ckpt / "optimizer.pt").is_file():
+        log(f"--resume_from_checkpoint {ckpt.name} holds the weights only (saved with --save_only_model): training "
+            "continues from its step with a new optimizer state, learning-rate schedule and RNG, so it does not "
+            "continue exactly as the interrupted run would have")
     if cfg.model.model:
         return ckpt, {}
     args, _ = read_train_args(ckpt)
     if args is None or not args.get("model"):
         raise TrainError(f"{ckpt.parent / 'args.json'} is missing: pass --model with --resume_from_checkpoint")
     return ckpt, {"model": args["model"]}
+
+
+def resume_data_args(cfg):
+    """``(config, inherited)``: with --load_data_args and --resume_from_checkpoint, the data flags not given
+    (--dataset, --val_dataset, --split_dataset_ratio, ...) taken from the resumed run's args.json."""
+    if not (cfg.data.load_data_args and cfg.training.resume_from_checkpoint):
+        return cfg, {}
+    ckpt = resolve_resume(cfg.training.resume_from_checkpoint)
+    args, _ = read_train_args(ckpt)
+    if args is None:
+        raise TrainError(f"{ckpt.parent / 'args.json'} is missing, so --load_data_args has no data flags to take; "
+                         "pass --dataset")
+    cfg, inherited = cfg.with_data_args(args)
+    log(f"--load_data_args: took {', '.join(f'--{k}' for k in inherited) or 'nothing (all given)'} from {ckpt}")
+    return cfg, inherited
 
 
 def with_settings(group, settings: dict):
@@ -162,13 +183,13 @@ class TrainingParts:
     trainer_cls: type | None = None
 
 
-def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
+def choose_training_parts(host, cfg, *, trainer: bool = True, loss: bool = True) -> TrainingParts:
     """Resolve every part selected by name before weights load, so a typo costs nothing: loss,
     metrics, callbacks, the trainer, and (checked by name; built later) the optimizer and schedule."""
     from swiftkit.train.guards import GuardedCallback, guarded_loss  # defers transformers
 
     tr, parts = cfg.training, TrainingParts()
-    if tr.loss_type:
+    if tr.loss_type and loss:  # rlhf: --loss_type is the method's variant (config.dpo_losses, config.grpo_loss)
         choice = choose_from(host, "loss", tr.loss_type, config=cfg)
         parts.loss = guarded_loss(choice.value, host, choice.plugin, tr.loss_type)
         parts.loss_label = f"--loss_type {tr.loss_type} from {choice.label}"
@@ -180,6 +201,8 @@ def choose_training_parts(host, cfg, *, trainer: bool = True) -> TrainingParts:
     if cfg.effective_optimizer:
         check_name(host, "optimizer", cfg.effective_optimizer)
     check_optim_flags(cfg)  # --optim's name, what it needs on this machine, and that it fits --optimizer
+    mixed_precision(tr.bf16, tr.fp16)  # --bf16/--fp16 the device cannot run fail now
+    attention_implementation(cfg.model.attn_impl)  # so does an --attn_impl kernel it lacks
     if tr.plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now
         import torch  # defers torch
 
@@ -257,8 +280,7 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
         metric_for_best_model=cb.metric_for_best_model,
         greater_is_better=cb.greater_is_better,
         neftune_noise_alpha=cb.neftune_noise_alpha,
-        bf16=bool(tr.bf16),
-        fp16=bool(tr.fp16),
+        **mixed_precision(tr.bf16, tr.fp16),  # bf16, fp16 and use_cpu for this machine
         logging_steps=tr.logging_steps,
         logging_first_step=True,
         seed=tr.seed,

@@ -61,6 +61,7 @@ def load_tokenizer_and_template(model_args, template_args, registries, *, pretra
         template_name(tokenizer, t.template, resolved.entry, pretrain, resolved.candidates, registry=registries.models),
         system=t.system,
         max_length=t.max_length, truncation_strategy=t.truncation_strategy,
-        loss_scale="all" if pretrain else t.loss_scale, registry=registries.templates,
+        loss_scale="all" if pretrain else t.loss_scale, enable_thinking=t.enable_thinking,
+        registry=registries.templates,
     )
     return resolved, tokenizer, template

@@ -15,10 +15,12 @@ from bisect import bisect_left
 from swiftkit.templates.errors import TemplateError
 
 
-def render(tokenizer, messages: list[dict], generation_prompt: bool = False, tools=None) -> str:
-    """The conversation as text, rendered by the tokenizer's chat template (``tools`` as its tools)."""
+def render(tokenizer, messages: list[dict], generation_prompt: bool = False, tools=None,
+           chat_kwargs: dict | None = None) -> str:
+    """The conversation as text, rendered by the tokenizer's chat template (``tools`` as its tools,
+    ``chat_kwargs`` as extra template variables such as ``enable_thinking``)."""
     return tokenizer.apply_chat_template(
-        messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt
+        messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt, **(chat_kwargs or {})
     )
 
 
@@ -83,12 +85,13 @@ def _end_marker(reply: str, content: str) -> str:
 
 
 def reply_span(tokenizer, messages: list[dict], i: int, full: str, cursor: int,
-               tools=None) -> tuple[int, int]:
+               tools=None, chat_kwargs: dict | None = None) -> tuple[int, int]:
     """Character span ``[start, end)`` of assistant message ``i``'s reply in ``full``.
 
     The span holds the reply and its end-of-turn marker, not the whitespace after it. ``cursor`` is
     where the previous located reply ended; spans never go backwards. ``tools`` are the row's tool
-    schemas, rendered the same way for every prefix. Errors do not name the message: the caller
+    schemas and ``chat_kwargs`` the template variables, rendered the same way for every prefix. Errors do not name
+    the message: the caller
     knows its index in the row.
     """
     if i == 0:
@@ -96,8 +99,8 @@ def reply_span(tokenizer, messages: list[dict], i: int, full: str, cursor: int,
             "a reply with nothing before it; a conversation needs a system or user message "
             "before the first assistant reply"
         )
-    prompt = render(tokenizer, messages[:i], generation_prompt=True, tools=tools)
-    upto = render(tokenizer, messages[: i + 1], tools=tools)
+    prompt = render(tokenizer, messages[:i], generation_prompt=True, tools=tools, chat_kwargs=chat_kwargs)
+    upto = render(tokenizer, messages[: i + 1], tools=tools, chat_kwargs=chat_kwargs)
     if not upto.startswith(prompt):
         raise TemplateError(
             "the chat template's generation prompt is not how it starts this reply, so training "

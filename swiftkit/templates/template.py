@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from contextlib import contextmanager
 
 from swiftkit.templates.errors import SequenceTooLong, TemplateError
@@ -43,7 +44,8 @@ class Template:
 
     def __init__(self, tokenizer, name: str, chat_template: str, *, system: str | None = None,
                  max_length: int | None = None, truncation_strategy: str = "delete",
-                 loss_scale: str = "default", stop_words: list[str] | tuple[str, ...] = ()):
+                 loss_scale: str = "default", stop_words: list[str] | tuple[str, ...] = (),
+                 chat_kwargs: dict | None = None):
         if truncation_strategy not in TRUNCATION_STRATEGIES:
             raise TemplateError(
                 f"truncation_strategy {truncation_strategy!r} is not one of "
@@ -64,6 +66,7 @@ class Template:
         self.truncation_strategy = truncation_strategy
         self.loss_scale = loss_scale
         self.stop_words = list(stop_words)
+        self.chat_kwargs = dict(chat_kwargs or {})  # extra template variables (--enable_thinking), every render
         self._arguments_form: str | None = None  # found on the first tool call, see _calls_for_template
         self._parity_checks = 0
         self._control_texts: list[str] | None = None
@@ -100,14 +103,14 @@ class Template:
                 f"message {len(messages) - 1}: a generation prompt must end with a user or tool "
                 f"message, not {msgs[-1]['role']!r}"
             )
-        tok = self.tokenizer
+        tok, kw = self.tokenizer, self.chat_kwargs
         with _template_errors(""):
             if tools is not None or _has_tool_calls(msgs):
                 check_template_uses_tools(
-                    lambda m, t: render(tok, m, True, t), msgs, tools, render(tok, msgs, True, tools),
+                    lambda m, t: render(tok, m, True, t, kw), msgs, tools, render(tok, msgs, True, tools, kw),
                     "", len(msgs) - len(messages),
                 )
-            out = tok.apply_chat_template(msgs, tools=tools, tokenize=True, add_generation_prompt=True)
+            out = tok.apply_chat_template(msgs, tools=tools, tokenize=True, add_generation_prompt=True, **kw)
         return input_ids_of(out)
 
     def encode_completion(self, row: dict) -> tuple[list[int], list[int]]:
@@ -207,7 +210,7 @@ class Template:
         """Decoded ``calls`` with arguments in the form this chat template renders correctly."""
         if self._arguments_form is None:
             tok = self.tokenizer
-            self._arguments_form = arguments_form(lambda m: render(tok, m))
+            self._arguments_form = arguments_form(lambda m: render(tok, m, chat_kwargs=self.chat_kwargs))
         return with_arguments_form(calls, self._arguments_form)
 
     @staticmethod
@@ -226,17 +229,17 @@ class Template:
     def _labelled(self, msgs: list[dict], flags: list, where: str, shift: int, loss_scale: str,
                   tools: list[dict] | None = None):
         """Token ids of the conversation and its labels (before truncation)."""
-        tok = self.tokenizer
+        tok, kw = self.tokenizer, self.chat_kwargs
         with _template_errors(where):
-            full = render(tok, msgs, tools=tools)
+            full = render(tok, msgs, tools=tools, chat_kwargs=kw)
             if tools is not None or _has_tool_calls(msgs):
                 check_template_uses_tools(
-                    lambda m, t: render(tok, m, tools=t), msgs, tools, full, where, shift
+                    lambda m, t: render(tok, m, tools=t, chat_kwargs=kw), msgs, tools, full, where, shift
                 )
             text = TokenizedText(tok, full)
             reference = text.ids
             if self._needs_parity_check(msgs, tools):
-                reference = input_ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True))
+                reference = input_ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True, **kw))
         if text.ids != reference:
             raise TemplateError(
                 f"{where}tokenizing the rendered conversation gives other ids than "
@@ -248,7 +251,7 @@ class Template:
         for i in sorted(trained + excluded):
             try:
                 with _template_errors(""):
-                    start, end = reply_span(tok, msgs, i, full, cursor, tools)
+                    start, end = reply_span(tok, msgs, i, full, cursor, tools, kw)
             except TemplateError as exc:
                 raise TemplateError(f"{where}message {i - shift} (assistant): {exc}") from exc
             cursor = end
@@ -323,6 +326,8 @@ class Template:
             "eos_token_id": tok.eos_token_id,
             "pad_token_id": tok.pad_token_id,
         }
+        if self.chat_kwargs:  # only then, so templates without them keep their fingerprints
+            payload["chat_kwargs"] = self.chat_kwargs
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
     def _stop_token_ids(self) -> list[int]:
@@ -377,14 +382,29 @@ def _own_chat_template(tokenizer) -> str | None:
     return tokenizer.get_chat_template()  # named templates: the default one
 
 
+def thinking_kwargs(chat_template: str, enable_thinking: bool | None, name: str) -> dict:
+    """The template variables for --enable_thinking: ``{"enable_thinking": value}`` when the chat template
+    reads that variable; a template that does not is rendered as it is, with a note saying the flag is
+    ignored (its replies have no thinking block to switch)."""
+    if enable_thinking is None:
+        return {}
+    if "enable_thinking" in chat_template:
+        return {"enable_thinking": enable_thinking}
+    print(f"[swiftkit] --enable_thinking {str(enable_thinking).lower()}: the chat template "
+          f"{'of the model' if name == OWN_TEMPLATE else repr(name)} does not read enable_thinking; ignored",
+          file=sys.stderr)
+    return {}
+
+
 def get_template(tokenizer, template: str | None = None, *, system: str | None = None,
                  max_length: int | None = None, truncation_strategy: str = "delete",
-                 loss_scale: str = "default", registry) -> Template:
+                 loss_scale: str = "default", enable_thinking: bool | None = None, registry) -> Template:
     """The template for ``tokenizer``: its own chat template, or the registered one named ``template``.
 
     A registered template is also assigned to ``tokenizer.chat_template``, so the tokenizer saved
     after training carries the exact template the model was trained with. ``registry`` is the
-    command's template registry (its plugins' templates included).
+    command's template registry (its plugins' templates included). ``enable_thinking`` (None: the
+    template's default) is passed to every render of a template that reads it (:func:`thinking_kwargs`).
     """
     options = {"system": system, "max_length": max_length,
                "truncation_strategy": truncation_strategy, "loss_scale": loss_scale}
@@ -397,10 +417,12 @@ def get_template(tokenizer, template: str | None = None, *, system: str | None =
                 f"the tokenizer of {model} has no chat template; choose one with --template NAME "
                 f"(registered templates: {names})"
             )
-        return Template(tokenizer, OWN_TEMPLATE, source, **options)
+        return Template(tokenizer, OWN_TEMPLATE, source, **options,
+                        chat_kwargs=thinking_kwargs(source, enable_thinking, OWN_TEMPLATE))
     try:
         entry = registry.get(template)
     except ValueError as exc:
         raise TemplateError(str(exc)) from exc
     tokenizer.chat_template = entry.chat_template
-    return Template(tokenizer, entry.name, entry.chat_template, stop_words=entry.stop_words, **options)
+    return Template(tokenizer, entry.name, entry.chat_template, stop_words=entry.stop_words, **options,
+                    chat_kwargs=thinking_kwargs(entry.chat_template, enable_thinking, entry.name))

@@ -165,19 +165,22 @@ def trainer_class(method: str):
     return TRAINERS[method]()
 
 
-def method_config(method: str, base: dict, cfg, *, max_length: int | None, precision: dict):
+def method_config(method: str, base: dict, cfg, *, max_length: int | None, precision: dict,
+                  chat_kwargs: dict | None = None):
     """The TRL config of ``method``: ``base`` (swiftkit's shared TrainingArguments fields) plus the
-    method's own settings from its flag group (``cfg.dpo``, ``cfg.grpo``, ...).
+    method's own settings from its flag group (``cfg.dpo``, ``cfg.grpo``, ...). --loss_type, ms-swift's
+    name for a method's loss variant, is read through ``cfg.dpo_losses`` and ``cfg.grpo_loss``.
 
     TRL turns gradient checkpointing and bf16 on by default; swiftkit decides both itself (the
-    recipe enables checkpointing when asked, the dtype follows --torch_dtype)."""
+    recipe enables checkpointing when asked; ``precision`` is --bf16/--fp16, or follows --torch_dtype).
+    ``chat_kwargs`` (the template's --enable_thinking) reach the chat template GRPO renders prompts with."""
     common = dict(base, gradient_checkpointing=False, **precision)
     beta = cfg.rlhf.beta_value
     if method == "dpo":
         from trl import DPOConfig  # defers trl
 
         d = cfg.dpo
-        loss_type = list(d.dpo_loss_type)
+        loss_type = list(cfg.dpo_losses)  # --dpo_loss_type, or ms-swift's --loss_type
         weights = list(d.dpo_loss_weights) or None
         if d.rpo_alpha is not None:
             loss_type.append("sft")
@@ -212,10 +215,11 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
         return GRPOConfig(**common, beta=beta, num_generations=g.num_generations,
                           max_completion_length=o.max_completion_length, temperature=o.temperature,
                           epsilon=o.cliprange, reward_weights=list(g.reward_weights) or None,
-                          loss_type=g.grpo_loss_type, scale_rewards=g.scale_rewards,
-                          num_iterations=g.num_iterations, log_completions=False)
+                          loss_type=cfg.grpo_loss, scale_rewards=g.scale_rewards,
+                          num_iterations=g.num_iterations, log_completions=False,
+                          chat_template_kwargs=dict(chat_kwargs) if chat_kwargs else None)
     if method == "ppo":
         from transformers import TrainingArguments  # defers transformers
 
-        return TrainingArguments(**base, **precision)
+        return TrainingArguments(**{**base, **precision})
     raise TrainError(f"unknown rlhf method {method!r}")

@@ -1,0 +1,65 @@
+"""--bf16 / --fp16: mixed precision as the machine can run it, decided (and refused) before weights load.
+
+Mixed precision keeps the weights in --torch_dtype and runs the forward pass under torch autocast in
+bfloat16 or float16. On a CUDA GPU, --bf16 needs bfloat16 support (Ampere or newer) and is on by
+default where the GPU has it. Without an accelerator, torch (2.x) autocasts on the CPU in both dtypes
+and transformers trains so once ``use_cpu`` is set (it refuses bf16 on the CPU otherwise): --bf16 runs
+natively on CPUs with AVX512-BF16/AMX and emulated (slower) elsewhere. A dtype torch cannot autocast to
+on the device is a one-line error naming the flag.
+"""
+
+from __future__ import annotations
+
+from swiftkit.core.errors import ConfigError
+
+
+def _accelerator() -> str | None:
+    """The accelerator torch trains on (``cuda``, ``mps``, ...), or None on a CPU-only machine."""
+    import torch  # defers torch
+
+    current = torch.accelerator.current_accelerator() if hasattr(torch, "accelerator") else None
+    if current is not None:
+        return current.type
+    return "cuda" if torch.cuda.is_available() else None
+
+
+def _autocasts(device: str, dtype) -> bool:
+    """Whether torch runs a matmul under autocast to ``dtype`` on ``device`` (and gets ``dtype`` back)."""
+    import torch  # defers torch
+
+    try:
+        with torch.autocast(device, dtype=dtype):
+            out = torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)
+    except (RuntimeError, ValueError, AssertionError):
+        return False
+    return out.dtype == dtype
+
+
+def mixed_precision(bf16: bool | None, fp16: bool | None) -> dict:
+    """transformers' ``bf16``, ``fp16`` and ``use_cpu`` for --bf16/--fp16 (None: the default) on this
+    machine; a precision the device cannot run is a ConfigError naming the flag."""
+    import torch  # defers torch
+
+    device = _accelerator()
+    if device == "cuda" and bf16 is None and not fp16:
+        bf16 = torch.cuda.is_bf16_supported()  # on by default where the GPU has it
+    bf16, fp16 = bool(bf16), bool(fp16)
+    if device == "cuda" and bf16 and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"--bf16: this GPU ({torch.cuda.get_device_name()}) has no bfloat16 support; use --fp16 "
+                          "true, or --bf16 false for float32")
+    where = device or "cpu"
+    for flag, on, dtype in (("--bf16", bf16, torch.bfloat16), ("--fp16", fp16, torch.float16)):
+        if on and not _autocasts(where, dtype):
+            raise ConfigError(f"{flag}: torch {torch.__version__} cannot autocast to {str(dtype)[6:]} on this "
+                              f"{where}; train without it ({flag} false)")
+    return {"bf16": bf16, "fp16": fp16, "use_cpu": device is None and (bf16 or fp16)}
+
+
+def weights_precision(model) -> dict:
+    """``bf16``/``fp16`` that match ``model``'s weights dtype (TRL's trainers compute in it), with
+    ``use_cpu`` as :func:`mixed_precision` sets it."""
+    import torch  # defers torch
+
+    dtype = next(model.parameters()).dtype
+    bf16, fp16 = dtype == torch.bfloat16, dtype == torch.float16
+    return {"bf16": bf16, "fp16": fp16, "use_cpu": _accelerator() is None and (bf16 or fp16)}
