@@ -30,6 +30,8 @@ def batch():
 def train_losses(model, optimizer, steps: int = 20) -> list[float]:
     """Losses of ``steps`` optimizer steps on one fixed batch."""
     model.train()
+    if callable(getattr(optimizer, "train", None)):  # schedule-free optimizers: the trainer switches them too
+        optimizer.train()
     inputs, losses = batch(), []
     for _ in range(steps):
         loss = model(**inputs).loss
