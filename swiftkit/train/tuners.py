@@ -1,70 +1,46 @@
-"""Built-in tuners: which parameters train. ``lora`` (peft), ``full`` and ``freeze``.
+"""Built-in tuners: which weights train. Each is selected by ``--train_type`` (alias ``--tuner_type``)
+through the ``swiftkit_get_tuner`` hook, so a plugin can add its own without touching this file.
 
-Each is selected by ``--train_type`` through the ``swiftkit_get_tuner`` hook, so a plugin can add
-its own (e.g. a different peft method) without touching this file.
+Every entry of :data:`BUILTIN_TUNERS` is ``build(model, config) -> model to train``, where ``config``
+is the whole command config (``config.tuner``, ``config.quant``, ``config.training`` ...).
+
+- adapters (peft, :mod:`swiftkit.train.tuners_peft`): lora, qlora (lora on a 4-bit bitsandbytes
+  base unless --quant_bits says 8), adalora, vera, boft, ia3, loha, lokr;
+- full weights: full (with the --freeze_parameters* / --trainable_parameters* selection), freeze (the
+  last --freeze_trainable_layers layers), llamapro (new identity blocks, :mod:`swiftkit.train.llamapro`);
+- refused with the reason: reft (pyreft cannot be installed with transformers 5) and longlora
+  (needs patched attention code).
 """
 
 from __future__ import annotations
 
-import sys
-
 from swiftkit.train.errors import TrainError
+from swiftkit.train.llamapro import apply_llamapro, decoder_layers
+from swiftkit.train.tuner_params import apply_full_selection, check_multimodal_flags
+from swiftkit.train.tuners_peft import (
+    apply_adalora,
+    apply_boft,
+    apply_ia3,
+    apply_loha,
+    apply_lokr,
+    apply_lora,
+    apply_vera,
+)
 
 
-def _has_fused_experts(model) -> bool:
-    """Whether some module named ``experts`` holds a 3-D parameter (fused expert weights)."""
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] == "experts" and any(p.dim() == 3 for p in module.parameters(recurse=False)):
-            return True
-    return False
-
-
-def apply_lora(model, tuner):
-    from peft import LoraConfig, get_peft_model  # defers peft
-
-    targets = list(tuner.target_modules)
-    target = "all-linear" if targets == ["all-linear"] else targets
-    dropout = tuner.lora_dropout
-    if dropout > 0 and _has_fused_experts(model):
-        # transformers 5 keeps MoE experts as fused 3-D parameters; peft adapts those as parameters,
-        # which cannot take dropout.
-        print(f"[swiftkit] this model's MoE experts are fused parameters: --lora_dropout {dropout} -> 0.0",
-              file=sys.stderr)
-        dropout = 0.0
-    config = LoraConfig(
-        r=tuner.lora_rank,
-        lora_alpha=tuner.lora_alpha,
-        lora_dropout=dropout,
-        target_modules=target,
-        # A reward/value model's score head is new: SEQ_CLS trains it fully and saves it with the adapter.
-        task_type="SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM",
-    )
-    try:
-        return get_peft_model(model, config)
-    except ValueError as exc:
-        raise TrainError(f"--target_modules {' '.join(targets)}: {exc}") from exc
-
-
-def apply_full(model, tuner):
-    for param in model.parameters():
-        param.requires_grad_(True)
+def apply_full(model, config):
+    """Every weight trains, except those --freeze_parameters* freeze (--trainable_parameters* win)."""
+    check_multimodal_flags(model, config)
+    apply_full_selection(model, config.tuner)
     return model
 
 
-def _decoder_layers(model):
-    """The repeated decoder blocks: the longest ModuleList in the model."""
-    import torch  # defers torch
-
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    if not lists:
-        raise TrainError("--train_type freeze: the model has no list of decoder layers")
-    return max(lists, key=len)
-
-
-def apply_freeze(model, tuner):
+def apply_freeze(model, config):
     """Train only the last N decoder layers plus the modules after them (final norm, head)."""
-    layers = _decoder_layers(model)
-    n = tuner.freeze_trainable_layers
+    check_multimodal_flags(model, config)
+    parent, attr = decoder_layers(model)
+    layers = getattr(parent, attr)
+    n = config.tuner.freeze_trainable_layers
     if n > len(layers):
         raise TrainError(f"--freeze_trainable_layers {n} exceeds the model's {len(layers)} layers")
     for param in model.parameters():
@@ -81,4 +57,50 @@ def apply_freeze(model, tuner):
     return model
 
 
-BUILTIN_TUNERS = {"lora": apply_lora, "full": apply_full, "freeze": apply_freeze}
+def refuse_reft(model, config):
+    raise TrainError("--train_type reft needs pyreft, whose every release pins transformers 4.x (0.1.0: "
+                     "transformers==4.45.1), so it cannot be installed beside transformers 5; use --train_type "
+                     "lora (or vera/ia3 for fewer trained parameters)")
+
+
+def refuse_longlora(model, config):
+    raise TrainError("--train_type longlora needs shifted sparse attention, a patch of each model's attention "
+                     "code that swiftkit does not make; for long contexts use --train_type lora with a larger "
+                     "--max_length (and the model's own rope scaling), or --gradient_checkpointing")
+
+
+BUILTIN_TUNERS = {
+    "lora": apply_lora,
+    "qlora": apply_lora,  # the base was loaded 4/8-bit by the recipe (swiftkit.models.quantization)
+    "full": apply_full,
+    "freeze": apply_freeze,
+    "adalora": apply_adalora,
+    "vera": apply_vera,
+    "boft": apply_boft,
+    "ia3": apply_ia3,
+    "loha": apply_loha,
+    "lokr": apply_lokr,
+    "llamapro": apply_llamapro,
+    "reft": refuse_reft,
+    "longlora": refuse_longlora,
+}
+
+
+
+def _adalora_callback(config):
+    from swiftkit.train.tuner_callbacks import AdaLoraAllocation  # defers transformers
+
+    return AdaLoraAllocation()
+
+
+def _conversion_callback(config):
+    from swiftkit.train.tuner_callbacks import AdapterConversion  # defers transformers
+
+    return AdapterConversion()
+
+
+# Callbacks the recipe adds for some tuners (swiftkit.recipes.steps.callback_names), by name.
+TUNER_CALLBACKS = {"adalora": _adalora_callback, "adapter_conversion": _conversion_callback}
+
+# Tuners whose output is a peft adapter (the others save full weights).
+ADAPTER_TUNERS = ("lora", "qlora", "adalora", "vera", "boft", "ia3", "loha", "lokr")
