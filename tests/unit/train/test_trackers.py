@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -136,3 +137,34 @@ def test_a_missing_tracker_package_is_one_line_before_weights_load(tiny_model_di
         "EXIT none 0",
     ], proc.stderr[-3000:]
     assert not out.exists()
+
+
+def test_mlflow_online_logs_where_mlflow_is_pointed_and_starts_after_the_first_step(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    server = (tmp_path / "server").as_uri()  # a tracking URI MLflow is set to (a file store stands in for a server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    run_dir = tmp_path / "v0-20261202-120000"
+    run_dir.mkdir()
+    (run_dir / "args.json").write_text(json.dumps({"max_steps": 2, "report_to": ["mlflow"]}))
+    (run_dir / "manifest.json").write_text(json.dumps({"seed": 42}))
+    (callback,) = steps.tracker_callbacks(sft_config(report_to=["mlflow"], tracker_mode="online",
+                                                     tracker_project="ablation"))
+    args, state, control = TrainingArguments(output_dir=str(run_dir), report_to="none"), TrainerState(), TrainerControl()
+    callback.on_train_begin(args, state, control)
+    callback.on_log(args, state, control, logs={"loss": 9.0})  # before any optimizer step: no run yet
+    assert not (tmp_path / "server").exists()
+    for step, loss in ((1, 2.5), (2, 2.0)):
+        state.global_step = step
+        callback.on_step_end(args, state, control)
+        callback.on_log(args, state, control, logs={"loss": loss, "learning_rate": 1e-3})
+    callback.on_train_end(args, state, control)
+
+    client = MlflowClient(tracking_uri=server)
+    (run,) = client.search_runs([client.get_experiment_by_name("ablation").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == run_dir.name
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(1, 2.5), (2, 2.0)]
+    assert run.data.params == {"max_steps": "2", "report_to": '["mlflow"]'}
+    assert not (run_dir / "mlruns").exists()
