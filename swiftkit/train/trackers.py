@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import numbers
 import weakref
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def tracker_metrics(logs: dict | None) -> dict[str, float]:
     -> ``train/loss`` (strings and booleans are left out)."""
     metrics = {}
     for key, value in (logs or {}).items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy scalars too
             continue
         metrics[f"eval/{key[len('eval_'):]}" if key.startswith("eval_") else f"train/{key}"] = float(value)
     return metrics

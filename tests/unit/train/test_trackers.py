@@ -33,11 +33,16 @@ def test_all_is_every_installed_tracker(monkeypatch):
 
 
 def test_metric_names_follow_train_and_eval():
+    import numpy as np
+
     logs = {"loss": 1.5, "grad_norm": 0.25, "learning_rate": 1e-4, "epoch": 0.5, "eval_loss": 2.0,
-            "eval_runtime": 0.1, "rewards/chosen": -0.5, "note": "text", "flag": True, "count": 3}
-    assert tracker_metrics(logs) == {"train/loss": 1.5, "train/grad_norm": 0.25, "train/learning_rate": 1e-4,
-                                     "train/epoch": 0.5, "eval/loss": 2.0, "eval/runtime": 0.1,
-                                     "train/rewards/chosen": -0.5, "train/count": 3.0}
+            "eval_runtime": 0.1, "rewards/chosen": -0.5, "note": "text", "flag": True, "count": 3,
+            "kl": np.float32(0.125)}
+    metrics = tracker_metrics(logs)
+    assert metrics == {"train/loss": 1.5, "train/grad_norm": 0.25, "train/learning_rate": 1e-4, "train/epoch": 0.5,
+                       "eval/loss": 2.0, "eval/runtime": 0.1, "train/rewards/chosen": -0.5, "train/count": 3.0,
+                       "train/kl": 0.125}
+    assert all(type(v) is float for v in metrics.values())
     assert tracker_metrics(None) == {}
 
 
