@@ -52,6 +52,9 @@ REFUSED = {
 # Names whose transformers handler builds its own parameter list (so LoRA+ cannot group parameters for it).
 OWN_PARAMS_PREFIXES = ("galore_", "apollo_", "lomo", "adalomo")
 
+# Built-in tuners whose trainable weights are the model's own matrices (what GaLore projects).
+_FULL_WEIGHTS = ("full", "freeze", "llamapro")
+
 # --optim -> the galore-torch optimizer --optimizer galore uses for it.
 GALORE_VARIANTS = {
     "adamw_torch": "AdamW", "adamw_torch_fused": "AdamW", "galore_adamw": "AdamW",
@@ -109,36 +112,59 @@ def check_optim_name(optim: str) -> None:
                           f"valid: {', '.join(names)}")
 
 
+def optimizer_name(cfg) -> str | None:
+    """The built-in or plugin optimizer that builds this run's optimizer: --optimizer (lorap when
+    --lorap_lr_ratio is set), galore for --optim galore_adamw/galore_adafactor/galore_adamw_8bit (transformers'
+    own handler for those needs optim_target_modules and reads its settings from --optim_args; swiftkit has
+    typed flags for them); None: the trainer builds --optim itself."""
+    if cfg.effective_optimizer:
+        return cfg.effective_optimizer
+    return "galore" if cfg.optim.optim in ("galore_adamw", "galore_adafactor", "galore_adamw_8bit") else None
+
+
 def check_optim_flags(cfg) -> None:
     """Every optimizer flag checked before weights load: --optim's name and what it needs here, and that it
     fits --optimizer lorap / galore (each needs --optim to be one it can use)."""
-    opt, chosen = cfg.optim, cfg.effective_optimizer
+    opt, chosen = cfg.optim, optimizer_name(cfg)
     check_optim_name(opt.optim)
-    if chosen not in (None, "lorap", "galore"):  # a plugin's optimizer: --optim is not used
-        return
-    if chosen == "galore" and opt.optim not in GALORE_VARIANTS:
-        raise ConfigError(f"--optimizer galore runs GaLore's AdamW, Adafactor or 8-bit AdamW; --optim {opt.optim} "
-                          f"has no GaLore form: use --optim {', '.join(sorted(GALORE_VARIANTS))}")
-    if chosen == "galore" and opt.lorap_lr_ratio is not None:
-        raise ConfigError("--lorap_lr_ratio selects --optimizer lorap, which cannot be combined with --optimizer "
-                          "galore: drop one of them")
-    if chosen == "lorap" and opt.optim.startswith(OWN_PARAMS_PREFIXES):
-        raise ConfigError(f"--optimizer lorap groups the LoRA parameters itself; --optim {opt.optim} builds its own "
-                          "parameter list: use an optimizer such as adamw_torch, adafactor, sgd or lion_32bit")
-    if chosen == "lorap":
-        check_lorap_flags(cfg)
     if chosen == "galore":
-        _check_package_for("--optimizer galore", _GALORE)
-        if GALORE_VARIANTS[opt.optim] == "AdamW8bit" and not _has_cuda():
-            raise ConfigError(f"--optimizer galore with --optim {opt.optim} {_CUDA_ONLY}")
+        check_galore_flags(cfg)
+        return
+    if chosen not in (None, "lorap"):  # a plugin's optimizer: --optim is not used
         return
     problem = optim_problem(opt.optim)
     if problem:
         raise ConfigError(problem)
+    if chosen == "lorap":
+        check_lorap_flags(cfg)
+
+
+def check_galore_flags(cfg) -> None:
+    """GaLore needs galore-torch, an --optim it has a form of (8-bit: CUDA) and a tuner training whole weights."""
+    opt = cfg.optim
+    what = "--optimizer galore" if cfg.effective_optimizer else f"--optim {opt.optim}"
+    if opt.optim not in GALORE_VARIANTS:
+        raise ConfigError(f"--optimizer galore runs GaLore's AdamW, Adafactor or 8-bit AdamW; --optim {opt.optim} "
+                          f"has no GaLore form: use --optim {', '.join(sorted(GALORE_VARIANTS))}")
+    _check_package_for(what, _GALORE)
+    if GALORE_VARIANTS[opt.optim] == "AdamW8bit" and not _has_cuda():
+        with_optim = f" with --optim {opt.optim}" if cfg.effective_optimizer else ""
+        raise ConfigError(f"{what}{with_optim} {_CUDA_ONLY}")
+    if opt.lorap_lr_ratio is not None:
+        raise ConfigError("--lorap_lr_ratio selects --optimizer lorap, which cannot be combined with --optimizer "
+                          "galore: drop one of them")
+    kind = cfg.tuner.train_type
+    if kind in KNOWN_TUNERS and kind not in _FULL_WEIGHTS:
+        raise ConfigError(f"{what} projects the gradients of whole weight matrices; --train_type {kind} trains "
+                          "adapters: use --train_type full (or freeze)")
 
 
 def check_lorap_flags(cfg) -> None:
-    """LoRA+ needs a ratio and a tuner with LoRA B matrices (a plugin's tuner is checked on the model)."""
+    """LoRA+ needs a ratio, an --optim taking param groups and a tuner with LoRA B matrices (a plugin's tuner is
+    checked on the model)."""
+    if cfg.optim.optim.startswith(OWN_PARAMS_PREFIXES):
+        raise ConfigError(f"--optimizer lorap groups the LoRA parameters itself; --optim {cfg.optim.optim} builds its "
+                          "own parameter list: use an optimizer such as adamw_torch, adafactor, sgd or lion_32bit")
     if cfg.optim.lorap_lr_ratio is None:
         raise ConfigError("--optimizer lorap needs --lorap_lr_ratio (the LoRA B learning rate over --learning_rate; "
                           "16 in the LoRA+ paper)")

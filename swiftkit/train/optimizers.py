@@ -14,14 +14,8 @@ from __future__ import annotations
 
 from swiftkit.train.optim_galore import build_galore
 from swiftkit.train.optim_lorap import build_lorap
+from swiftkit.train.optim_names import optimizer_name
+
+__all__ = ["BUILTIN_OPTIMIZERS", "optimizer_name"]
 
 BUILTIN_OPTIMIZERS: dict = {"lorap": build_lorap, "galore": build_galore}
-
-# --optim names that are built by a built-in --optimizer (transformers' own handler for them needs
-# optim_target_modules and reads its settings from --optim_args; swiftkit has typed flags for them).
-_IMPLIED = {"galore_adamw": "galore", "galore_adafactor": "galore", "galore_adamw_8bit": "galore"}
-
-
-def optimizer_name(cfg) -> str | None:
-    """The built-in or plugin optimizer that builds this run's optimizer (None: the trainer's own from --optim)."""
-    return cfg.effective_optimizer or _IMPLIED.get(cfg.optim.optim)

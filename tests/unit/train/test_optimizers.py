@@ -7,9 +7,8 @@ import pytest
 
 from swiftkit.config import SftConfig
 from swiftkit.core.errors import ConfigError
-from swiftkit.train.optim_names import check_optim_flags, optim_names, optim_problem
+from swiftkit.train.optim_names import check_optim_flags, optim_names, optim_problem, optimizer_name
 from swiftkit.train.optim_params import optim_class_and_kwargs
-from swiftkit.train.optimizers import optimizer_name
 
 # Built by --optimizer galore (tested in test_optimizers_galore.py), not by the trainer's handler.
 GALORE_BUILT = {"galore_adamw", "galore_adafactor", "galore_adamw_8bit"}

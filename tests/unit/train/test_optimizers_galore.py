@@ -18,7 +18,7 @@ RANK = 4
 
 
 def galore_config(**flags):
-    return config(train_type="full", optimizer="galore", galore_rank=RANK, learning_rate=1e-3, **flags)
+    return config(**{"train_type": "full", "optimizer": "galore", "galore_rank": RANK, "learning_rate": 1e-3, **flags})
 
 
 @pytest.fixture
@@ -108,6 +108,9 @@ def test_an_unmatched_target_is_a_clear_error(model):
 @pytest.mark.parametrize(("flags", "message"), [
     ({"optim": "sgd"}, "--optim sgd has no GaLore form"),
     ({"optim": "adamw_bnb_8bit"}, "needs a CUDA GPU"),
+    ({"train_type": "lora"}, "^--optimizer galore projects the gradients of whole weight matrices; --train_type lora "
+                             "trains adapters"),
+    ({"train_type": "lora", "optimizer": None, "optim": "galore_adamw"}, "^--optim galore_adamw projects"),
 ])
 def test_galore_flag_mistakes_fail_before_weights_load(flags, message):
     import torch
