@@ -83,6 +83,16 @@ class WandbRun(TrackerRun):
 
     run = None
 
+    def check(self) -> None:
+        """Online needs wandb's own login (``wandb login`` or its API key setting), checked now."""
+        if self.mode != "online":
+            return
+        import wandb  # defers wandb
+
+        if not wandb.login(verify=False, prompt=False):
+            raise ConfigError("--report_to wandb --tracker_mode online: wandb is not logged in; run `wandb login` "
+                              "first, or use --tracker_mode offline and `wandb sync` the run later")
+
     def start(self, run_dir: Path, config: dict, files: list[Path]) -> None:
         import wandb  # defers wandb
 
@@ -105,6 +115,16 @@ class SwanlabRun(TrackerRun):
     """A SwanLab run under ``<run>/swanlog``: ``offline`` (sync later with ``swanlab sync``) or ``online``."""
 
     run = None
+
+    def check(self) -> None:
+        """Online needs swanlab's own login (``swanlab login`` or its API key setting), checked now."""
+        if self.mode != "online":
+            return
+        import swanlab  # defers swanlab
+
+        if not swanlab.Settings().api_key:
+            raise ConfigError("--report_to swanlab --tracker_mode online: swanlab is not logged in; run `swanlab "
+                              "login` first, or use --tracker_mode offline and `swanlab sync` the run later")
 
     def start(self, run_dir: Path, config: dict, files: list[Path]) -> None:
         import swanlab  # defers swanlab

@@ -173,3 +173,15 @@ def test_mlflow_online_logs_where_mlflow_is_pointed_and_starts_after_the_first_s
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(1, 2.5), (2, 2.0)]
     assert run.data.params == {"max_steps": "2", "report_to": '["mlflow"]'}
     assert not (run_dir / "mlruns").exists()
+
+
+@pytest.mark.parametrize("tracker, login", [("wandb", "wandb login"), ("swanlab", "swanlab login")])
+def test_online_without_the_trackers_login_stops_before_weights_load(tracker, login, tmp_path, monkeypatch):
+    for name in ("WANDB_API_KEY", "NETRC", "WANDB_CONFIG_DIR", "SWANLAB_API_KEY", "SWANLAB_ROOT", "SWANLAB_SAVE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no ~/.swanlab: nobody is logged in
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"--report_to {tracker} --tracker_mode online: {tracker} is not logged in; "
+                                          f"run `{login}` first"):
+        steps.tracker_callbacks(sft_config(report_to=[tracker], tracker_mode="online"))
+    assert steps.tracker_callbacks(sft_config(report_to=[tracker]))  # offline needs no login
