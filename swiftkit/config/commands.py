@@ -356,9 +356,6 @@ class RlhfConfig(SftConfig):
         if loss not in valid:
             raise ConfigError(f"unknown --loss_type {loss!r} for --rlhf_type {kind}{closest(loss, valid)}; valid: "
                               f"{', '.join(valid)}")
-        if kind == "dpo" and len(self.dpo.dpo_loss_weights) > 1:
-            raise ConfigError(f"--dpo_loss_weights has {len(self.dpo.dpo_loss_weights)} values for the one --loss_type "
-                              "(several losses: --dpo_loss_type A B ... with one weight each)")
 
     @property
     def dpo_losses(self) -> list[str]:

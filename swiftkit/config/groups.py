@@ -299,6 +299,10 @@ class TrainingArgs:
         _check(self.save_steps > 0, "--save_steps must be > 0")
         _check(self.logging_steps > 0, "--logging_steps must be > 0")
         _check(not (self.bf16 and self.fp16), "--bf16 and --fp16 exclude each other")
+        if self.gradient_checkpointing_kwargs:
+            flag = "--gradient_checkpointing_kwargs"
+            json_object(self.gradient_checkpointing_kwargs, flag, '{"use_reentrant": false}')
+            _check(self.gradient_checkpointing, f"{flag} applies with --gradient_checkpointing true")
         for name in self.report_to:
             _check(name in REPORT_TO,
                    f"unknown --report_to {name!r}{closest(name, REPORT_TO)}; valid: {', '.join(REPORT_TO)}")

@@ -277,7 +277,8 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
         eval_strategy=eval_strategy,
         eval_steps=(tr.eval_steps or tr.save_steps) if eval_strategy == "steps" else None,
         load_best_model_at_end=cb.load_best_model_at_end,
-        metric_for_best_model=cb.metric_for_best_model,
+        # --save_strategy best compares eval loss unless --metric_for_best_model names another metric
+        metric_for_best_model=cb.metric_for_best_model or ("loss" if tr.save_strategy == "best" else None),
         greater_is_better=cb.greater_is_better,
         neftune_noise_alpha=cb.neftune_noise_alpha,
         **mixed_precision(tr.bf16, tr.fp16),  # bf16, fp16 and use_cpu for this machine
@@ -346,15 +347,17 @@ def open_run_folder(output_dir: str, resume: Path | None) -> RunFolder:
 
 def record_callbacks(run_dir: Path, loss_label: str, plots=None):
     """``(callbacks, counter)``: the callbacks that write the run's records (logging.jsonl with
-    real-token counts, plots, args.json per checkpoint), stop it at a non-finite gradient, and keep
-    its checkpoint folders complete or absent (last: a save is done once args.json is copied in)."""
+    real-token counts, plots, args.json per checkpoint), stop it at a non-finite gradient, save the final
+    model under --save_strategy no, and keep its checkpoint folders complete or absent (last: a save is
+    done once args.json is copied in)."""
     from swiftkit.train.callbacks import JsonlLoggingCallback, RunFilesCallback, TokenCounter  # defers transformers
     from swiftkit.train.checkpointing import CheckpointGuard  # defers transformers
+    from swiftkit.train.final_save import FinalSave  # defers transformers
     from swiftkit.train.guards import NonFiniteGuard  # defers transformers
 
     counter = TokenCounter()
     return [NonFiniteGuard(loss_label), JsonlLoggingCallback(run_dir / "logging.jsonl", counter),
-            RunFilesCallback(run_dir, plots), CheckpointGuard(run_dir)], counter
+            RunFilesCallback(run_dir, plots), FinalSave(), CheckpointGuard(run_dir)], counter
 
 
 def built_or_discarded(folder: RunFolder, build):

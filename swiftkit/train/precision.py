@@ -2,10 +2,12 @@
 
 Mixed precision keeps the weights in --torch_dtype and runs the forward pass under torch autocast in
 bfloat16 or float16. On a CUDA GPU, --bf16 needs bfloat16 support (Ampere or newer) and is on by
-default where the GPU has it. Without an accelerator, torch (2.x) autocasts on the CPU in both dtypes
-and transformers trains so once ``use_cpu`` is set (it refuses bf16 on the CPU otherwise): --bf16 runs
-natively on CPUs with AVX512-BF16/AMX and emulated (slower) elsewhere. A dtype torch cannot autocast to
-on the device is a one-line error naming the flag.
+default where the GPU has it. Without an accelerator, transformers (5.x) trains in bf16 once
+``use_cpu`` is set (it refuses bf16 on the CPU otherwise): --bf16 runs natively on CPUs with
+AVX512-BF16/AMX and emulated (slower) elsewhere. --fp16 on the CPU is refused: torch could autocast to
+float16 there, but accelerate (which runs the trainer's autocast) leaves fp16 off on the CPU without a
+word, so the run would train in float32 while its args.json said fp16. A dtype torch cannot autocast
+to on the device is a one-line error naming the flag too.
 """
 
 from __future__ import annotations
@@ -47,12 +49,15 @@ def mixed_precision(bf16: bool | None, fp16: bool | None) -> dict:
     if device == "cuda" and bf16 and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"--bf16: this GPU ({torch.cuda.get_device_name()}) has no bfloat16 support; use --fp16 "
                           "true, or --bf16 false for float32")
+    if fp16 and device is None:
+        raise ConfigError("--fp16: the trainer (accelerate) does not run float16 mixed precision on the CPU and would "
+                          "train in float32; use --bf16 true on the CPU (float16 needs a CUDA GPU)")
     where = device or "cpu"
     for flag, on, dtype in (("--bf16", bf16, torch.bfloat16), ("--fp16", fp16, torch.float16)):
         if on and not _autocasts(where, dtype):
             raise ConfigError(f"{flag}: torch {torch.__version__} cannot autocast to {str(dtype)[6:]} on this "
                               f"{where}; train without it ({flag} false)")
-    return {"bf16": bf16, "fp16": fp16, "use_cpu": device is None and (bf16 or fp16)}
+    return {"bf16": bf16, "fp16": fp16, "use_cpu": device is None and bf16}
 
 
 def weights_precision(model) -> dict:
@@ -62,4 +67,4 @@ def weights_precision(model) -> dict:
 
     dtype = next(model.parameters()).dtype
     bf16, fp16 = dtype == torch.bfloat16, dtype == torch.float16
-    return {"bf16": bf16, "fp16": fp16, "use_cpu": _accelerator() is None and (bf16 or fp16)}
+    return {"bf16": bf16, "fp16": fp16, "use_cpu": _accelerator() is None and bf16}

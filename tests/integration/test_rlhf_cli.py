@@ -269,7 +269,8 @@ def test_bad_rows_stop_before_anything_is_written(method, rows, message, model_d
     (["--rlhf_type", "grpo", "--reward_funcs", "length", "--grpo_loss_type", "dr_grp"], "did you mean 'dr_grpo'"),
     (["--rlhf_type", "dpo", "--packing", "true"], "drop --packing"),
     (["--rlhf_type", "ppo", "--reward_model", "rm", "--split_dataset_ratio", "0.1"], "does not evaluate"),
-    (["--rlhf_type", "dpo", "--loss_type", "focal"], "each --rlhf_type has its own loss"),
+    (["--rlhf_type", "dpo", "--loss_type", "focal"], "unknown --loss_type 'focal' for --rlhf_type dpo"),
+    (["--rlhf_type", "orpo", "--loss_type", "sigmoid"], "--rlhf_type orpo has one loss"),
 ])
 def test_bad_flags_are_one_clear_error(flags, message, model_dir, pairs, tmp_path, capsys):
     rc = main(["rlhf", "--model", str(model_dir), "--dataset", str(pairs), "--output_dir", str(tmp_path / "out"),
