@@ -260,10 +260,16 @@ class TrainingArgs:
         None, "Checkpoint directory to continue from (weights, optimizer, scheduler, RNG, step)."
     )
     loss_type: Optional[str] = arg(None, "Loss function by name (a plugin's); default: the model's own.")
-    metric: Optional[str] = arg(None, "Evaluation metric by name (a plugin's). Alias: --eval_metric.",
-                                aliases=("eval_metric",))
+    metric: Optional[str] = arg(
+        None, "Evaluation metric by name: acc (token accuracy), rouge-l (alias rouge), bleu, nlg (both; these score "
+        "generated replies, see --predict_with_generate), or a plugin's. Alias: --eval_metric.",
+        aliases=("eval_metric",),
+    )
     optimizer: Optional[str] = arg(None, "Optimizer by name (a plugin's); default: AdamW.")
-    callbacks: list[str] = arg([], "Extra trainer callbacks by name (plugins').")
+    callbacks: list[str] = arg(
+        [], "Extra trainer callbacks by name: early_stop, neftune, graceful_exit, perf_log, save_best, or a "
+        "plugin's.",
+    )
     trainer: str = arg(
         "default",
         "Trainer by name (a plugin's); default is transformers.Trainer computing the LM head only "

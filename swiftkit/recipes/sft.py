@@ -17,6 +17,8 @@ from swiftkit.recipes import steps
 from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.collate import make_collator
+from swiftkit.train.errors import TrainError
+from swiftkit.train.generate_eval import generation_eval
 from swiftkit.train.packing import pack_rows, packing_is_exact
 
 
@@ -116,6 +118,12 @@ class SftRecipe:
         # Packed rows are already full: one row per bin (a flattened batch would make attention
         # quadratic in the whole batch's tokens on backends without variable-length kernels).
         collator = make_collator(self.tokenizer, plan.padding_free, packed=plan.packing)
+        # --predict_with_generate: the metric scores generated replies (GenerationEval), not the eval logits
+        generate = cfg.callback.predict_with_generate and self.parts.metrics is not None
+        if generate and not issubclass(self.parts.trainer_cls, SwiftTrainer):
+            raise TrainError(f"--predict_with_generate needs swiftkit's trainer; --trainer {cfg.training.trainer} "
+                             "does not derive from swiftkit.train.trainer.SwiftTrainer")
+        metrics = None if generate else self.parts.metrics
 
         trainer = self.parts.trainer_cls(
             model=self.model,
@@ -125,13 +133,17 @@ class SftRecipe:
             eval_dataset=self.val_data or None,
             processing_class=self.tokenizer,
             compute_loss_func=self.parts.loss,
-            compute_metrics=self.parts.metrics,
+            compute_metrics=metrics,
+            preprocess_logits_for_metrics=getattr(metrics, "preprocess_logits_for_metrics", None),
             callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
             optimizers=(steps.build_optimizer(self.host, cfg, self.model), None),
         )
         if isinstance(trainer, SwiftTrainer):  # a plugin's trainer class need not derive from it
             trainer.loss_label = self.parts.loss_label
             trainer.scheduler_factory = steps.scheduler_factory(self.host, cfg)
+        if generate:
+            trainer.generation_eval = generation_eval(self.template, self.rows.val, self.parts.metrics,
+                                                      cfg.training.per_device_eval_batch_size)
         return trainer, counter
 
     # -- run ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
 from swiftkit.models.attention import attention_implementation
 from swiftkit.recipes.records import RunPlan
+from swiftkit.train.callback_setup import training_overrides
 from swiftkit.train.errors import TrainError
 from swiftkit.train.optim_names import check_optim_flags
 from swiftkit.train.optimizers import optimizer_name
@@ -193,6 +194,9 @@ def choose_training_parts(host, cfg, *, trainer: bool = True, loss: bool = True)
         choice = choose_from(host, "loss", tr.loss_type, config=cfg)
         parts.loss = guarded_loss(choice.value, host, choice.plugin, tr.loss_type)
         parts.loss_label = f"--loss_type {tr.loss_type} from {choice.label}"
+    if cfg.callback.predict_with_generate and not tr.metric:
+        raise ConfigError("--predict_with_generate scores generated replies with --metric: add --metric rouge-l "
+                          "(or bleu, nlg, a plugin's)")
     if tr.metric:
         parts.metrics = choose(host, "metrics", tr.metric, config=cfg)
     for name in callback_names(cfg):
@@ -222,6 +226,8 @@ def callback_names(cfg) -> list[str]:
     """``--callbacks``, plus the built-in callbacks that flags switch on (each once, in that order)."""
     names = list(cfg.training.callbacks)
     implied = {"early_stop": cfg.callback.early_stop_interval is not None,
+               "neftune": cfg.callback.neftune_noise_alpha is not None,
+               "save_best": cfg.callback.load_best_model_at_end,
                "lisa": cfg.optim.lisa_activated_layers > 0}
     names += [name for name, on in implied.items() if on and name not in names]
     return names
@@ -251,7 +257,7 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
     """The TrainingArguments fields every training recipe shares (TRL's configs extend the same class)."""
     tr, opt, cb = cfg.training, cfg.optim, cfg.callback
     eval_strategy = (tr.eval_strategy or "steps") if has_val else "no"
-    return dict(
+    args = dict(
         output_dir=str(run_dir),
         num_train_epochs=tr.num_train_epochs,
         max_steps=tr.max_steps,
@@ -292,6 +298,7 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
         remove_unused_columns=False,
         dataloader_pin_memory=False,
     )
+    return {**args, **training_overrides(cfg)}  # save_best aligns saves with evaluations; neftune is a callback
 
 
 def tracker_callbacks(cfg) -> list:
@@ -416,6 +423,8 @@ def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "loss_plot": str(folder.path / "loss.png"),
     }
+    if trainer.state.best_model_checkpoint:  # --metric_for_best_model / save_best
+        result.update(best_checkpoint=trainer.state.best_model_checkpoint, best_metric=trainer.state.best_metric)
     return result
 
 

@@ -5,7 +5,12 @@ SFT). Computing the vocabulary projection everywhere else wastes time and memory
 49k-row head is ~20% of the forward FLOPs and T x 49k logits dominate activation memory). The
 loss is the same sum over labelled tokens divided by the same ``num_items_in_batch`` as the
 model's own ``ForCausalLMLoss``; a test checks equality. Models that do not take
-``logits_to_keep``, and runs with a plugin loss, use the stock path.
+``logits_to_keep``, and runs with a plugin loss, use the stock path; so does an evaluation whose
+``compute_metrics`` reads the logits.
+
+With ``--predict_with_generate`` the recipe sets ``generation_eval``
+(:class:`swiftkit.train.generate_eval.GenerationEval`): every evaluation then also generates replies
+to the validation prompts and logs the metric's scores of them beside the eval loss.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class SwiftTrainer(Trainer):
 
     scheduler_factory = None
     loss_label = "the model's own cross-entropy"
+    generation_eval = None  # --predict_with_generate: GenerationEval(model) -> {metric: score}
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -69,7 +75,7 @@ class SwiftTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         stock = (
             self.compute_loss_func is not None
-            or self.compute_metrics is not None  # metrics need full logits
+            or (self.compute_metrics is not None and return_outputs)  # an evaluation's metrics read the logits
             or "labels" not in inputs
             or not _accepts_logits_to_keep(model)
         )
@@ -83,3 +89,12 @@ class SwiftTrainer(Trainer):
         count = num_items_in_batch if self.model_accepts_loss_kwargs else None
         loss, outputs = label_only_loss(model, inputs, count)
         return (loss, outputs) if return_outputs else loss
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        if self.generation_eval is not None and description == "Evaluation":
+            scores = self.generation_eval(self.model)
+            output.metrics.update({f"{metric_key_prefix}_{key}": value for key, value in scores.items()})
+        return output
