@@ -194,6 +194,9 @@ def choose_training_parts(host, cfg, *, trainer: bool = True, loss: bool = True)
         choice = choose_from(host, "loss", tr.loss_type, config=cfg)
         parts.loss = guarded_loss(choice.value, host, choice.plugin, tr.loss_type)
         parts.loss_label = f"--loss_type {tr.loss_type} from {choice.label}"
+    if cfg.callback.predict_with_generate and cfg.command != "sft":
+        raise ConfigError(f"--predict_with_generate scores replies to --val_dataset conversations in `swiftkit sft`; "
+                          f"`swiftkit {cfg.command}` does not take it")
     if cfg.callback.predict_with_generate and not tr.metric:
         raise ConfigError("--predict_with_generate scores generated replies with --metric: add --metric rouge-l "
                           "(or bleu, nlg, a plugin's)")

@@ -143,3 +143,19 @@ def test_a_missing_package_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nltk" else real(name, *a))
     with pytest.raises(ConfigError, match=r"needs the nltk package: pip install 'swiftkit\[metrics\]'"):
         BUILTIN_METRICS["bleu"](config(predict_with_generate=True))
+
+
+@pytest.mark.parametrize(("cls", "flags", "message"), [
+    (SftConfig, {}, "--predict_with_generate scores generated replies with --metric: add --metric rouge-l"),
+    (PtConfig, {"metric": "bleu"}, "--predict_with_generate scores replies to --val_dataset conversations in "
+                                   "`swiftkit sft`; `swiftkit pt` does not take it"),
+])
+def test_predict_with_generate_flag_errors(cls, flags, message):
+    from hosts import HOST
+
+    from swiftkit.recipes.steps import choose_training_parts
+
+    with pytest.raises(ConfigError, match=message):
+        choose_training_parts(HOST, config(cls, predict_with_generate=True, **flags))
+    parts = choose_training_parts(HOST, config(SftConfig, predict_with_generate=True, metric="rouge"))
+    assert parts.metrics.names == ("rouge-l",)
