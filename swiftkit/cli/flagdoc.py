@@ -168,6 +168,44 @@ sampling with `--data_seed`). Where ms-swift takes any transformers `TrainingArg
 swiftkit takes the ones listed here. Values can differ too: swiftkit's defaults are its own
 (`swiftkit sft --help`), `--attn_impl flash_attn` means `flash_attention_2` as in ms-swift, and
 `--loss_type` in `rlhf` is `--dpo_loss_type` for dpo and `--grpo_loss_type` for grpo.
+
+## What some of them do
+
+```bash
+swiftkit sft --model smollm2-135m-instruct --dataset data.jsonl --split_dataset_ratio 0.25 --bf16 true \\
+    --save_strategy best --eval_steps 1 --attn_impl sdpa --output_dir out-flags
+swiftkit infer --adapters out-flags --load_data_args true --max_new_tokens 32
+swiftkit rlhf --rlhf_type dpo --loss_type ipo --model smollm2-135m-instruct --dataset dpo-mix-7k --output_dir out-dpo
+```
+
+- `--bf16 true` runs the forward pass under bfloat16 autocast; the weights stay in `--torch_dtype`. It
+  works on the CPU (natively with AVX512-BF16/AMX) and is on by default on a CUDA GPU that supports
+  it. `--fp16 true` needs a CUDA GPU: on the CPU it is refused, because the trainer (accelerate) would
+  quietly train in float32.
+- `--attn_impl sdpa|eager|flex_attention|flash_attn|flash_attention_2|3|4` is passed to transformers
+  wherever a model loads (sft, pt, rlhf, infer, eval, export, deploy). The flash-attention kernels
+  need a CUDA GPU and their package; without them the command stops before any weights load.
+- `--gradient_checkpointing_kwargs '{"use_reentrant": false}'` (JSON, or a mapping in YAML) goes to
+  torch's checkpoint with `--gradient_checkpointing true`; `use_reentrant` is false unless given.
+- `--dataloader_drop_last true` drops the last, incomplete batch of each epoch.
+- `--save_only_model true` writes checkpoints without optimizer, scheduler and RNG state. A run
+  resumed from one continues from its step but not exactly (a new optimizer state and learning-rate
+  schedule); swiftkit says so when it resumes.
+- `--save_strategy steps|epoch|no|best`: `no` still writes the final checkpoint; `best` saves when
+  `--metric_for_best_model` (eval loss by default) improves, so it needs evaluation data.
+  `--eval_strategy steps|epoch` needs `--val_dataset` or `--split_dataset_ratio`, and `--eval_steps`
+  goes with `--eval_strategy steps`.
+- `--load_data_args true` takes the data flags you did not give (`--dataset`, `--val_dataset`,
+  `--split_dataset_ratio`, `--data_seed`, `--columns`, ...) from a run's `args.json`: in `infer` and
+  `eval` from the `--adapters` run, which then answer exactly the rows that run held out for
+  validation; in `sft` and `rlhf` from the run `--resume_from_checkpoint` continues.
+- `--enable_thinking true|false` is passed to every render of a chat template that reads it (Qwen3
+  and others): training ids, labels and generation prompts alike. Inference takes the training run's
+  value from its `args.json` unless you give the flag. A template that does not read it ignores it,
+  with a note.
+- `--loss_type` in `rlhf` chooses the loss variant of dpo (`sigmoid`, `ipo`, `hinge`, ...; several
+  with `--dpo_loss_type A B --dpo_loss_weights ...`) or grpo (`grpo`, `dapo`, `dr_grpo`, `bnpo`, ...);
+  the other methods have one loss.
 """
 
 COLUMNS = ("sft", "rlhf", "infer", "eval", "export", "deploy")
