@@ -17,7 +17,7 @@ from swiftkit.config import RlhfConfig
 from swiftkit.data.alignment import CONVERTERS
 from swiftkit.data.encode_alignment import encode_for, real_tokens
 from swiftkit.models import set_num_threads
-from swiftkit.recipes import rlhf_models, steps
+from swiftkit.recipes import dryrun, rlhf_models, steps
 from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.precision import mixed_precision, weights_precision
@@ -63,6 +63,12 @@ class RlhfRecipe:
             num_train_rows=len(self.train_data), num_val_rows=len(self.val_data), rows_too_long=too_long,
             resume=self.resume, inherited=inherited, new_adapter=self.adapter_ckpt is None,
             rlhf_type=self.method, beta=cfg.rlhf.beta_value)
+        if cfg.training.dry_run:  # the plan without weights or a run folder; run() returns it
+            self.dry_run = dryrun.rlhf_plan(
+                host, cfg, method=self.method, resolved=self.resolved, template=self.template, rows=self.rows,
+                train_data=self.train_data, val_data=self.val_data, too_long=too_long, run_plan=self.plan,
+                adapter_ckpt=self.adapter_ckpt)
+            return
         self.model, self.extra = self._load_models()
         self.plan.method["reference"] = self.extra.description
         self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
@@ -170,6 +176,9 @@ class RlhfRecipe:
     # -- run ---------------------------------------------------------------------------------------
 
     def run(self) -> dict:
+        if self.config.training.dry_run:
+            dryrun.show(self.dry_run)
+            return self.dry_run
         result = steps.train(self.trainer, self.folder, self.resume, self.counter)
         history = self.trainer.state.log_history
         signals = {}

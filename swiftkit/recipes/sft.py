@@ -13,7 +13,7 @@ from swiftkit.config import PtConfig, SftConfig
 from swiftkit.data.encode import encode_dataset
 from swiftkit.data.streaming import stream_rows
 from swiftkit.models import set_num_threads
-from swiftkit.recipes import steps
+from swiftkit.recipes import dryrun, steps
 from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.collate import make_collator
@@ -47,6 +47,11 @@ class SftRecipe:
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
             num_train_rows=None if self.rows.train is None else len(self.train_data),
             num_val_rows=len(self.val_data), rows_too_long=too_long, resume=self.resume, inherited=inherited)
+        if cfg.training.dry_run:  # the plan without weights or a run folder; run() returns it
+            self.dry_run = dryrun.sft_plan(
+                host, cfg, command=cfg.command, resolved=self.resolved, template=self.template, rows=self.rows,
+                train_data=self.train_data, val_data=self.val_data, too_long=too_long, run_plan=self.plan)
+            return
         self.model = self._load_model()
         self.train_data, self.plan.packing, self.plan.padding_free = self._pack()
         self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
@@ -149,4 +154,7 @@ class SftRecipe:
     # -- run ---------------------------------------------------------------------------------------
 
     def run(self) -> dict:
+        if self.config.training.dry_run:
+            dryrun.show(self.dry_run)
+            return self.dry_run
         return steps.finish(self.folder, steps.train(self.trainer, self.folder, self.resume, self.counter))
