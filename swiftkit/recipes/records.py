@@ -40,6 +40,7 @@ class RunPlan:
     inherited: dict = field(default_factory=dict)  # settings taken from an args.json (rlhf --adapters, resume)
     lr_scheduler: dict = field(default_factory=dict)
     method: dict = field(default_factory=dict)  # rlhf: beta, reference model, extra models
+    quantization: dict | None = None  # how the base was loaded for QLoRA (method, bits, 4-bit options); None: not
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -23,6 +23,8 @@ from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.precision import mixed_precision, weights_precision
 from swiftkit.train.rewards import resolve_reward_funcs
 from swiftkit.train.rlhf_trainers import method_config, trainer_class
+from swiftkit.train.tuners import ADAPTER_TUNERS
+from swiftkit.train.tuners_peft import prepare_quantized
 
 # What each method logs that says whether it learns; drawn into PNGs next to loss.png.
 PLOTS = {
@@ -102,19 +104,22 @@ class RlhfRecipe:
 
     def _load_models(self):
         cfg, method = self.config, self.method
-        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, scalar_head=method == "rm")
+        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, scalar_head=method == "rm",
+                                   quantization=self.plan.quantization)
         if method == "rm":
             model.config.pad_token_id = self.tokenizer.pad_token_id
         if method in ("grpo", "ppo"):
             # Generation stops at the template's end of turn, not only at the tokenizer's EOS.
             model.generation_config.eos_token_id = list(self.template.stop_token_ids)
             model.generation_config.pad_token_id = self.tokenizer.pad_token_id
+        # every adapter tuner (not only lora) gives a reference by switching its adapters off: no copy
+        tuner_kind = "lora" if cfg.tuner.train_type in ADAPTER_TUNERS else cfg.tuner.train_type
         starting_copy = (rlhf_models.freeze(copy.deepcopy(model))
-                         if rlhf_models.uses_reference_copy(method, cfg.tuner.train_type, cfg) else None)
+                         if rlhf_models.uses_reference_copy(method, tuner_kind, cfg) else None)
         if cfg.training.gradient_checkpointing:
             steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
         if self.adapter_ckpt is not None:
-            model = rlhf_models.continue_adapter(model, self.adapter_ckpt)
+            model = rlhf_models.continue_adapter(prepare_quantized(model), self.adapter_ckpt)
         else:
             model = steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
         extra = rlhf_models.extra_models(method, cfg, self.host.registries, self.tokenizer, model,

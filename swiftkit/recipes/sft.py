@@ -87,10 +87,11 @@ class SftRecipe:
 
     def _load_model(self):
         cfg = self.config
-        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed)
+        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, quantization=self.plan.quantization)
         if cfg.training.gradient_checkpointing:
             steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
-        return steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
+        return steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules),
+                                 data_pass=lambda: steps.init_batches(self.train_data, self.tokenizer))
 
     def _pack(self):
         """``(train data, packing, padding_free)``: --packing (bin-pack encoded rows) and --padding_free

@@ -25,12 +25,16 @@ from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
 from swiftkit.models.attention import attention_implementation
+from swiftkit.models.quantization import bnb_config, effective_quantization, keep_4bit_trainable_on_cpu
 from swiftkit.recipes.records import RunPlan
 from swiftkit.train.callback_setup import training_overrides
+from swiftkit.train.collate import make_collator
 from swiftkit.train.errors import TrainError
 from swiftkit.train.optim_names import check_optim_flags
 from swiftkit.train.optimizers import optimizer_name
 from swiftkit.train.precision import mixed_precision
+from swiftkit.train.tuners import ADAPTER_TUNERS
+from swiftkit.train.tuners_peft import DATA_INITS, MUTATING_INITS, corda_preprocess, eva_initialise, init_kind
 
 
 def log(message: str) -> None:
@@ -142,14 +146,26 @@ def lora_targets(tuner, resolved) -> list[str]:
     return list(tuner.target_modules)
 
 
-def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False):
-    """The base model's weights, with the seed set first (a tuner initialises adapters after this)."""
+def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, quantization: dict | None = None):
+    """The base model's weights, with the seed set first (a tuner initialises adapters after this).
+    ``quantization`` (:func:`~swiftkit.models.quantization.effective_quantization`) loads it 4/8-bit
+    through bitsandbytes (QLoRA); --attn_impl picks the attention implementation."""
     from transformers import set_seed  # defers transformers
 
     set_seed(seed)
+    if quantization is not None:
+        log(f"loading the base {quantization['quant_bits']}-bit ({quantization['quant_method']}) for QLoRA")
     try:
-        return load_model(resolved, torch_dtype=model_args.torch_dtype, trust_remote_code=model_args.trust_remote_code,
-                          scalar_head=scalar_head)
+        model = load_model(resolved, torch_dtype=model_args.torch_dtype, trust_remote_code=model_args.trust_remote_code,
+                           scalar_head=scalar_head, attn_implementation=model_args.attn_impl,
+                           quantization_config=bnb_config(quantization, model_args.torch_dtype))
+        if quantization is not None:
+            keep_4bit_trainable_on_cpu(model)
+        return model
+    except ImportError as exc:
+        if quantization is None:
+            raise
+        raise TrainError(f"--quant_method bnb needs bitsandbytes: pip install 'swiftkit[qlora]' ({exc})") from exc
     except ValueError as exc:
         if scalar_head and "Unrecognized configuration class" in str(exc):
             raise TrainError(f"transformers has no sequence-classification class for {resolved.path} (a reward "
@@ -163,11 +179,34 @@ def enable_gradient_checkpointing(model, options_text: str | None = None) -> Non
     model.enable_input_require_grads()
 
 
-def apply_tuner(host, cfg, model, targets: list[str]):
+def apply_tuner(host, cfg, model, targets: list[str], *, data_pass=None):
     """``--train_type``'s tuner (a plugin's or built in) applied to ``model``, with the LoRA targets
-    resolved for this model (the tuner sees them as ``config.tuner.target_modules``)."""
+    resolved for this model (the tuner sees them as ``config.tuner.target_modules``).
+
+    ``--init_weights eva/corda`` read training batches: ``data_pass()`` returns them (sft/pt rows);
+    corda's pass runs before the tuner, eva's after it."""
     tuned = dataclasses.replace(cfg, tuner=dataclasses.replace(cfg.tuner, target_modules=targets))
-    return choose(host, "tuner", cfg.tuner.train_type, model=model, config=tuned)
+    kind = init_kind(cfg.tuner.init_weights) if cfg.tuner.train_type in ("lora", "qlora") else None
+    if kind in MUTATING_INITS and cfg.training.resume_from_checkpoint:
+        raise TrainError(f"--resume_from_checkpoint: the checkpoints of an --init_weights {cfg.tuner.init_weights} run "
+                         "hold the adapter converted for the original base, which cannot continue the run; start a "
+                         "new run (e.g. rlhf/sft --adapters CHECKPOINT continues that adapter as plain LoRA)")
+    if kind in DATA_INITS and data_pass is None:
+        raise TrainError(f"--init_weights {kind} initialises the adapters from a pass over sft/pt training rows; "
+                         f"`swiftkit {cfg.command}` has none to give it: use --init_weights true or pissa")
+    if kind == "corda":
+        corda_preprocess(model, tuned, data_pass())
+    model = choose(host, "tuner", cfg.tuner.train_type, model=model, config=tuned)
+    if kind == "eva":
+        eva_initialise(model, data_pass())
+    return model
+
+
+def init_batches(rows, tokenizer, batch_size: int = 16, limit: int = 64) -> list[dict]:
+    """Up to ``limit`` encoded training rows as padded batches, for --init_weights eva/corda."""
+    collate = make_collator(tokenizer, padding_free=False)
+    picked = [{"input_ids": r["input_ids"], "labels": r["labels"]} for _, r in zip(range(limit), rows)]
+    return [dict(collate(picked[i:i + batch_size])) for i in range(0, len(picked), batch_size)]
 
 
 # -- the parts plugins supply --------------------------------------------------------------------
@@ -231,7 +270,11 @@ def callback_names(cfg) -> list[str]:
     implied = {"early_stop": cfg.callback.early_stop_interval is not None,
                "neftune": cfg.callback.neftune_noise_alpha is not None,
                "save_best": cfg.callback.load_best_model_at_end,
-               "lisa": cfg.optim.lisa_activated_layers > 0}
+               "lisa": cfg.optim.lisa_activated_layers > 0,
+               # tuners that act while training (swiftkit.train.tuner_callbacks)
+               "adalora": cfg.tuner.train_type == "adalora",
+               "adapter_conversion": cfg.tuner.train_type in ("lora", "qlora")
+               and init_kind(cfg.tuner.init_weights) in MUTATING_INITS}
     names += [name for name, on in implied.items() if on and name not in names]
     return names
 
@@ -324,7 +367,8 @@ def new_plan(cfg, *, model_args, resolved, template, rows: TrainingRows, num_tra
     """The plan of a training run as set up so far (packing is added once the model is loaded).
     ``new_adapter`` is False when training continues a trained adapter (its targets are its own)."""
     tr = cfg.training
-    lora = cfg.tuner.train_type == "lora" and new_adapter
+    # the adapter tuners' targets (--target_regex, when given, replaces them)
+    adapters = cfg.tuner.train_type in ADAPTER_TUNERS and new_adapter and cfg.tuner.target_regex is None
     return RunPlan(
         model=model_args.model, model_path=resolved.path, model_type=resolved.model_type,
         template_name=template.name, num_train_rows=num_train_rows, num_val_rows=num_val_rows,
@@ -332,7 +376,8 @@ def new_plan(cfg, *, model_args, resolved, template, rows: TrainingRows, num_tra
         rows_per_step=tr.per_device_train_batch_size * tr.gradient_accumulation_steps,
         resume_from=str(resume) if resume else None, inherited=inherited,
         lr_scheduler={"name": tr.lr_scheduler_type, "kwargs": tr.scheduler_kwargs},
-        target_modules=lora_targets(cfg.tuner, resolved) if lora else None, method=method,
+        target_modules=lora_targets(cfg.tuner, resolved) if adapters else None, method=method,
+        quantization=effective_quantization(cfg.quant, cfg.tuner.train_type),
     )
 
 

@@ -16,6 +16,7 @@ from swiftkit.train.callback_setup import (
     build_save_best,
 )
 from swiftkit.train.lisa import build_lisa
+from swiftkit.train.tuners import TUNER_CALLBACKS
 
 BUILTIN_CALLBACKS: dict = {
     "early_stop": build_early_stop,
@@ -24,4 +25,5 @@ BUILTIN_CALLBACKS: dict = {
     "perf_log": build_perf_log,
     "save_best": build_save_best,
     "lisa": build_lisa,
+    **TUNER_CALLBACKS,  # added by the recipe for the tuners that need them (adalora, adapter_conversion)
 }

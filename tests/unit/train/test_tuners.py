@@ -1,10 +1,14 @@
-"""Built-in tuners on a tiny model: which parameters train."""
+"""Built-in tuners on a tiny model: which parameters train (full/freeze selection, refusals, registry)."""
 
 import pytest
 
-from swiftkit.config import TunerArgs
+from swiftkit.config import SftConfig
 from swiftkit.train.errors import TrainError
-from swiftkit.train.tuners import apply_freeze, apply_full, apply_lora
+from swiftkit.train.tuners import BUILTIN_TUNERS, apply_freeze, apply_full, apply_lora
+
+
+def config(**flags):
+    return SftConfig.from_flat({"model": "m", "dataset": ["d.jsonl"], **flags})
 
 
 @pytest.fixture
@@ -19,8 +23,7 @@ def trainable(model):
 
 
 def test_lora_targets_every_linear_layer_but_the_head(model):
-    tuned = apply_lora(model, TunerArgs())
-    names = trainable(tuned)
+    names = trainable(apply_lora(model, config()))
     assert names and all("lora_" in n for n in names)
     for proj in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
         assert any(f"{proj}.lora_A" in n for n in names), proj
@@ -28,18 +31,80 @@ def test_lora_targets_every_linear_layer_but_the_head(model):
 
 
 def test_lora_bad_target_is_a_clear_error(model):
-    with pytest.raises(TrainError, match="--target_modules"):
-        apply_lora(model, TunerArgs(target_modules=["no_such_module"]))
+    with pytest.raises(TrainError, match="--target_modules no_such_module"):
+        apply_lora(model, config(target_modules=["no_such_module"]))
 
 
 def test_full_trains_everything(model):
     for p in model.parameters():
         p.requires_grad_(False)
-    assert trainable(apply_full(model, TunerArgs())) == {n for n, _ in model.named_parameters()}
+    assert trainable(apply_full(model, config(train_type="full"))) == {n for n, _ in model.named_parameters()}
+
+
+def test_full_freezes_prefixes_and_regex_and_trainable_wins(model):
+    tuned = apply_full(model, config(train_type="full", freeze_parameters=["model.embed_tokens"],
+                                     freeze_parameters_regex=r"layers\.0\.", trainable_parameters=["model.layers.0.mlp"]))
+    names = trainable(tuned)
+    assert not any(n.startswith("model.embed_tokens") for n in names)
+    assert not any(n.startswith("model.layers.0.self_attn") for n in names)
+    assert {n for n in names if n.startswith("model.layers.0.")} == {
+        "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight"}
+    assert "lm_head.weight" in names and "model.layers.1.self_attn.q_proj.weight" in names
+
+
+def test_full_freeze_ratio_counts_from_the_embeddings(model):
+    params = list(model.named_parameters())
+    total = sum(p.numel() for _, p in params)
+    frozen = set(n for n, _ in params) - trainable(apply_full(model, config(train_type="full",
+                                                                           freeze_parameters_ratio=0.4)))
+    order = [n for n, _ in params]
+    # a prefix of the parameter order, holding at least 40% of the weights, without the last parameter that crossed
+    assert frozen == set(order[:len(frozen)]) and order[0] == "model.embed_tokens.weight"
+    held = sum(p.numel() for n, p in params if n in frozen)
+    last = dict(params)[order[len(frozen) - 1]].numel()
+    assert held >= 0.4 * total > held - last
+
+
+def test_full_selection_errors(model):
+    with pytest.raises(TrainError, match="--freeze_parameters/--freeze_parameters_regex model.nope matches no"):
+        apply_full(model, config(train_type="full", freeze_parameters=["model.nope"]))
+    with pytest.raises(TrainError, match="froze every parameter"):
+        apply_full(model, config(train_type="full", freeze_parameters_ratio=1.0))
 
 
 def test_freeze_trains_only_last_layers(model):
-    names = trainable(apply_freeze(model, TunerArgs(freeze_trainable_layers=1)))
+    names = trainable(apply_freeze(model, config(train_type="freeze", freeze_trainable_layers=1)))
     assert names and all(n.startswith(("model.layers.1.", "model.norm")) for n in names)
     with pytest.raises(TrainError, match="exceeds"):
-        apply_freeze(model, TunerArgs(freeze_trainable_layers=3))
+        apply_freeze(model, config(train_type="freeze", freeze_trainable_layers=3))
+
+
+@pytest.mark.parametrize("flag", ["freeze_llm", "freeze_vit", "freeze_aligner"])
+@pytest.mark.parametrize("train_type", ["lora", "full", "ia3"])
+def test_multimodal_flags_on_a_text_model_are_refused(model, flag, train_type):
+    with pytest.raises(TrainError, match=f"--{flag}: the model has no vision tower"):
+        BUILTIN_TUNERS[train_type](model, config(train_type=train_type, **{flag: False}))
+
+
+def test_multimodal_defaults_are_fine_on_a_text_model(model):
+    assert trainable(apply_full(model, config(train_type="full")))
+
+
+@pytest.mark.parametrize("train_type,message", [
+    ("reft", "pyreft, whose every release pins transformers 4.x"),
+    ("longlora", "shifted sparse attention"),
+])
+def test_unsupported_tuners_are_one_line_with_the_reason(model, train_type, message):
+    with pytest.raises(TrainError, match=message) as info:
+        BUILTIN_TUNERS[train_type](model, config(train_type=train_type))
+    assert "\n" not in str(info.value) and "--train_type lora" in str(info.value)
+
+
+def test_every_builtin_tuner_is_a_choice():
+    from hosts import HOST
+
+    from swiftkit.core.choices import choice_names
+
+    names = set(choice_names(HOST, "tuner"))
+    assert {"lora", "qlora", "full", "freeze", "adalora", "vera", "boft", "ia3", "loha", "lokr", "llamapro",
+            "reft", "longlora"} <= names
