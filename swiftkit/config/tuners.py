@@ -14,7 +14,7 @@ from typing import Literal, Optional
 from swiftkit.config.groups import _check, arg
 from swiftkit.core.errors import ConfigError
 
-LORA_LIKE = ("lora", "qlora", "longlora")
+LORA_LIKE = ("lora", "qlora")
 INIT_WEIGHTS = ("true", "false", "gaussian", "pissa", "pissa_niter_N", "olora", "loftq", "eva", "corda")
 _PISSA_NITER = re.compile(r"pissa_niter_[1-9][0-9]*")
 
@@ -23,10 +23,11 @@ _PISSA_NITER = re.compile(r"pissa_niter_[1-9][0-9]*")
 class TunerArgs:
     train_type: str = arg(
         "lora",
-        "Tuner: lora (adapters; default targets every linear layer), qlora (lora on a 4/8-bit base: "
-        "--quant_method bnb), full (all weights, or those --freeze_parameters*/--trainable_parameters* "
+        "Tuner: lora (adapters; default targets every linear layer), qlora (lora on a 4-bit bitsandbytes "
+        "base, or as --quant_method/--quant_bits say), full (all weights, or those --freeze_parameters*/--trainable_parameters* "
         "select), freeze (the last --freeze_trainable_layers layers), adalora, vera, boft, ia3, loha, "
-        "lokr (peft), llamapro (new identity blocks), reft (pyreft), or one a plugin registers. "
+        "lokr (peft), llamapro (new identity blocks), or one a plugin registers (reft and longlora are refused "
+        "with the reason: docs/tuners.md). "
         "Alias: --tuner_type.",
         aliases=("tuner_type",),
     )

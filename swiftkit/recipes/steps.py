@@ -33,7 +33,7 @@ from swiftkit.train.errors import TrainError
 from swiftkit.train.optim_names import check_optim_flags
 from swiftkit.train.optimizers import optimizer_name
 from swiftkit.train.precision import mixed_precision
-from swiftkit.train.tuners import ADAPTER_TUNERS
+from swiftkit.train.tuners import ADAPTER_TUNERS, check_before_loading
 from swiftkit.train.tuners_peft import DATA_INITS, MUTATING_INITS, corda_preprocess, eva_initialise, init_kind
 
 
@@ -367,6 +367,7 @@ def new_plan(cfg, *, model_args, resolved, template, rows: TrainingRows, num_tra
     """The plan of a training run as set up so far (packing is added once the model is loaded).
     ``new_adapter`` is False when training continues a trained adapter (its targets are its own)."""
     tr = cfg.training
+    check_before_loading(cfg)
     # the adapter tuners' targets (--target_regex, when given, replaces them)
     adapters = cfg.tuner.train_type in ADAPTER_TUNERS and new_adapter and cfg.tuner.target_regex is None
     return RunPlan(

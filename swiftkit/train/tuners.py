@@ -14,10 +14,12 @@ is the whole command config (``config.tuner``, ``config.quant``, ``config.traini
 
 from __future__ import annotations
 
+from swiftkit.models.quantization import effective_quantization
 from swiftkit.train.errors import TrainError
 from swiftkit.train.llamapro import apply_llamapro, decoder_layers
 from swiftkit.train.tuner_params import apply_full_selection, check_multimodal_flags
 from swiftkit.train.tuners_peft import (
+    DATA_INITS,
     apply_adalora,
     apply_boft,
     apply_ia3,
@@ -25,6 +27,8 @@ from swiftkit.train.tuners_peft import (
     apply_lokr,
     apply_lora,
     apply_vera,
+    check_init,
+    init_kind,
 )
 
 
@@ -67,6 +71,20 @@ def refuse_longlora(model, config):
     raise TrainError("--train_type longlora needs shifted sparse attention, a patch of each model's attention "
                      "code that swiftkit does not make; for long contexts use --train_type lora with a larger "
                      "--max_length (and the model's own rope scaling), or --gradient_checkpointing")
+
+
+def check_before_loading(config) -> None:
+    """The refusals that need no weights (an unsupported tuner, an --init_weights the base cannot take),
+    so such a run stops before anything loads."""
+    kind = config.tuner.train_type
+    if kind in ("reft", "longlora"):
+        BUILTIN_TUNERS[kind](None, config)
+    if kind in ("lora", "qlora"):
+        check_init(config.tuner, quantized=effective_quantization(config.quant, kind) is not None)
+        init = init_kind(config.tuner.init_weights)
+        if init in DATA_INITS and config.command == "rlhf":
+            raise TrainError(f"--init_weights {init} initialises the adapters from a pass over sft/pt training rows; "
+                             "`swiftkit rlhf` has none to give it: use --init_weights true or pissa")
 
 
 BUILTIN_TUNERS = {

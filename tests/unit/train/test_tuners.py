@@ -108,3 +108,20 @@ def test_every_builtin_tuner_is_a_choice():
     names = set(choice_names(HOST, "tuner"))
     assert {"lora", "qlora", "full", "freeze", "adalora", "vera", "boft", "ia3", "loha", "lokr", "llamapro",
             "reft", "longlora"} <= names
+
+
+@pytest.mark.parametrize("command,flags,message", [
+    ("sft", {"train_type": "reft"}, "pyreft"),
+    ("sft", {"train_type": "longlora"}, "shifted sparse attention"),
+    ("sft", {"init_weights": "loftq"}, "add --quant_method bnb --quant_bits 4"),
+    ("sft", {"train_type": "qlora", "init_weights": "olora"}, "cannot start from a 4/8-bit base"),
+    ("rlhf", {"init_weights": "eva", "rlhf_type": "dpo"}, "`swiftkit rlhf` has none to give it"),
+])
+def test_refusals_come_before_any_weights_load(command, flags, message):
+    from swiftkit.config import RlhfConfig
+    from swiftkit.train.tuners import check_before_loading
+
+    cls = RlhfConfig if command == "rlhf" else SftConfig
+    with pytest.raises(TrainError, match=message):
+        check_before_loading(cls.from_flat({"model": "m", "dataset": ["d.jsonl"], **flags}))
+    check_before_loading(cls.from_flat({"model": "m", "dataset": ["d.jsonl"]}))  # the defaults pass
