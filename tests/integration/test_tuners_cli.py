@@ -122,8 +122,8 @@ def test_qlora_records_quantization_and_export_merges_into_full_precision_weight
       activations the error acts on, so the bound is 2x that (measured: 1.3x), and the export must be
       closer to the trained model than the untuned base is (the training is in it).
     """
-    import torch
     import bitsandbytes as bnb
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 

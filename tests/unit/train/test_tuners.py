@@ -55,7 +55,7 @@ def test_full_freezes_prefixes_and_regex_and_trainable_wins(model):
 def test_full_freeze_ratio_counts_from_the_embeddings(model):
     params = list(model.named_parameters())
     total = sum(p.numel() for _, p in params)
-    frozen = set(n for n, _ in params) - trainable(apply_full(model, config(train_type="full",
+    frozen = {n for n, _ in params} - trainable(apply_full(model, config(train_type="full",
                                                                            freeze_parameters_ratio=0.4)))
     order = [n for n, _ in params]
     # a prefix of the parameter order, holding at least 40% of the weights, without the last parameter that crossed

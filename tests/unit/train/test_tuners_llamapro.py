@@ -35,9 +35,8 @@ def test_plan_puts_copies_of_each_groups_last_block_after_it():
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_new_blocks_keep_the_output_and_are_all_that_trains(arch, tmp_path):
     import torch
-    from transformers import AutoModelForCausalLM
-
     from tiny import make_tiny_model
+    from transformers import AutoModelForCausalLM
 
     model = make_tiny_model(arch)
     before = logits(model)
@@ -55,7 +54,7 @@ def test_new_blocks_keep_the_output_and_are_all_that_trains(arch, tmp_path):
         assert len(tuned.config.layer_types) == 4
 
     with torch.no_grad():  # stand-in for training: the new blocks move
-        for n, p in tuned.named_parameters():
+        for p in tuned.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     expected = logits(tuned)

@@ -130,7 +130,7 @@ def test_modules_to_save_and_trainable_parameters_are_saved_with_the_adapter(tmp
     assert not any("layers.0.self_attn.q_proj.lora_" in n for n in names)  # trained fully, not adapted
     assert any("layers.1.self_attn.q_proj.lora_A" in n for n in names)
     with torch.no_grad():  # stand-in for training: move every trainable weight
-        for n, p in tuned.named_parameters():
+        for p in tuned.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     expected = logits(tuned)
@@ -155,7 +155,7 @@ def test_a_base_moving_adapter_is_converted_on_save_for_the_original_base(tmp_pa
     callback = AdapterConversion()
     callback.on_train_begin(args, state, TrainerControl(), model=tuned)
     with torch.no_grad():  # stand-in for training
-        for n, p in tuned.named_parameters():
+        for p in tuned.parameters():
             if p.requires_grad:
                 p.add_(0.02 * torch.randn_like(p))
     expected = logits(tuned)

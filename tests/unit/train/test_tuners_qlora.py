@@ -162,3 +162,18 @@ def test_loftq_starts_closer_to_the_full_precision_model(model_dir):
 
     plain, loftq = gap("true"), gap("loftq")
     assert loftq < 0.7 * plain, (loftq, plain)
+
+
+def test_merged_export_refuses_a_quantized_base(model_dir, tmp_path):
+    """`swiftkit export` merges QLoRA adapters into the unquantized base; handed a 4-bit one (merging
+    would round the adapter into 4-bit weights) the merged format refuses instead of writing it."""
+    from transformers import AutoTokenizer
+
+    from swiftkit.core.errors import SwiftkitError
+    from swiftkit.exporters.formats import export_merged
+
+    cfg = config(train_type="qlora")
+    tuned = apply_lora(load(model_dir, cfg), cfg)
+    with pytest.raises(SwiftkitError, match="merged writes full-precision weights"):
+        export_merged(tuned, AutoTokenizer.from_pretrained(model_dir), tmp_path / "out", None)
+    assert not (tmp_path / "out").exists()
