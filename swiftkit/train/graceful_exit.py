@@ -5,7 +5,9 @@ The first signal only asks: training goes on until the end of the current optimi
 that arrives after that step's optimizer update, e.g. during an evaluation or a save, is acted on
 at the next step), then transformers saves ``checkpoint-N`` the usual way (weights, optimizer,
 scheduler, RNG state, trainer state; swiftkit adds args.json), so ``--resume_from_checkpoint`` continues
-the run exactly. The run then ends as a finished one (exit status 0, train_result.json written). A
+the run exactly. No evaluation runs at that step (it may take long while a scheduler's grace period
+runs out, and under ``--save_strategy best`` it would decide whether to save; the resumed run evaluates
+on schedule). The run then ends as a finished one (exit status 0, train_result.json written). A
 second signal does what the process did before training started (Ctrl-C raises KeyboardInterrupt,
 SIGTERM terminates).
 
@@ -99,15 +101,22 @@ class GracefulExit(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
 
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop_step == state.global_step:
+            control.should_evaluate = False  # save and stop; under save_strategy best an evaluation would veto the save
+
     def on_train_end(self, args, state, control, **kwargs):
         self._restore()
         if self.stop_step is None:
             return
         run = Path(self.run_dir or args.output_dir)
-        saved = last_complete(run)
-        name = signal.Signals(self.received).name
-        if saved is None:
+        name, saved = signal.Signals(self.received).name, last_complete(run)
+        resume = f"swiftkit {self.command} --resume_from_checkpoint {run} (and the same flags)"
+        if saved is not None and saved.name == f"checkpoint-{state.global_step}":
+            _log(f"stopped by {name} at step {state.global_step}; {saved.name} is saved. Continue the run with: "
+                 f"{resume}")
+        elif saved is not None:  # no save at this step
+            _log(f"stopped by {name} at step {state.global_step}, whose checkpoint was not saved; the last complete "
+                 f"one is {saved.name}: {resume} repeats the steps after it")
+        else:
             _log(f"stopped by {name} at step {state.global_step}; no complete checkpoint was saved")
-            return
-        _log(f"stopped by {name} at step {state.global_step}; {saved.name} is saved. Continue the run with: "
-             f"swiftkit {self.command} --resume_from_checkpoint {run} (and the same flags)")

@@ -158,6 +158,46 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly(model_dir, data, tmp_pa
         assert resumed[step] == pytest.approx(uninterrupted[step], rel=1e-4), step
 
 
+SIGTERM_AT = '''
+import signal
+
+import swiftkit
+from transformers import TrainerCallback
+
+
+class SigtermDuringStep(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step + 1 == {step}:
+            signal.raise_signal(signal.SIGTERM)
+
+
+@swiftkit.hookimpl
+def swiftkit_choice_names(kind):
+    return ["sigterm_at"] if kind == "callback" else []
+
+
+@swiftkit.hookimpl
+def swiftkit_get_callback(name, config):
+    return SigtermDuringStep() if name == "sigterm_at" else None
+'''
+
+
+def test_sigterm_saves_even_where_save_best_would_not(model_dir, data, held_out, tmp_path, capsys):
+    """Under --load_best_model_at_end only improving evaluations save; a SIGTERM during step 6 (whose
+    evaluation would not improve: the loss rises after step 4) still ends with checkpoint-6."""
+    plugin = tmp_path / "sigterm_at.py"
+    plugin.write_text(SIGTERM_AT.replace("{step}", "6"))
+    run = run_sft(model_dir, data, tmp_path / "out", "--val_dataset", str(held_out), *OVERFIT, "--max_steps", "12",
+                  "--load_best_model_at_end", "true", "--plugins", str(plugin), "--callbacks", "sigterm_at",
+                  "graceful_exit")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back
+    assert [c.name for c in checkpoints(run)] == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert is_complete(run / "checkpoint-6") and sorted(evals(run)) == [2, 4]  # no evaluation at the stop
+    info = result(run)
+    assert info["global_step"] == 6 and info["best_checkpoint"] == str(run / "checkpoint-4")
+    assert "stopped by SIGTERM at step 6; checkpoint-6 is saved" in capsys.readouterr().err
+
+
 # -- perf_log ----------------------------------------------------------------------------------------------
 
 

@@ -180,3 +180,6 @@ def test_graceful_exit_asks_for_a_save_and_a_stop_at_the_next_optimizer_step():
     callback.received = signal.SIGTERM
     callback.on_optimizer_step(Args(), state, control)
     assert control.should_save and control.should_training_stop and callback.stop_step == 7
+    state.global_step, control.should_evaluate = 7, True  # an evaluation step (set by DefaultFlowCallback)
+    callback.on_step_end(Args(), state, control)
+    assert not control.should_evaluate and control.should_save
