@@ -10,7 +10,7 @@ import pytest
 
 import swiftkit
 from swiftkit.cli.args import build_parser, config_and_host, host_selection, plugin_selection
-from swiftkit.cli.flagdoc import render
+from swiftkit.cli.flagdoc import MSSWIFT, msswift_flags, refused_table, render
 from swiftkit.cli.main import main
 from swiftkit.commands import COMMANDS, build_host, config_from_values
 from swiftkit.config import CONFIGS, PluginArgs, RlhfConfig, SftConfig
@@ -55,6 +55,17 @@ def test_docs_list_exactly_the_aliases_the_fields_declare():
 def test_docs_list_exactly_the_refusals_with_their_reasons():
     documented = {row[0].strip("`"): row[2].replace("\\|", "|") for row in _table("Why a flag is refused")}
     assert documented == {f"--{flag}": reason for flag, reason in REFUSED.items()}
+
+
+@pytest.mark.parametrize("command", sorted(MSSWIFT))
+def test_every_ms_swift_flag_on_the_page_is_taken_renamed_or_refused(command):
+    cfg_cls = MSSWIFT[command][1]
+    unknown = [flag for flag in msswift_flags(command) if flag_status(cfg_cls, flag)[0] == "unknown"]
+    assert not unknown, f"`swiftkit {command}` neither takes nor refuses: {unknown}"
+
+
+def test_every_refusal_applies_to_some_command():
+    assert [flag for flag, commands in refused_table() if not commands] == []
 
 
 def test_sft_page_links_the_table():
