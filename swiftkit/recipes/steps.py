@@ -25,7 +25,12 @@ from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
 from swiftkit.models.attention import attention_implementation
-from swiftkit.models.quantization import bnb_config, effective_quantization, keep_4bit_trainable_on_cpu
+from swiftkit.models.quantization import (
+    bnb_config,
+    effective_quantization,
+    keep_4bit_trainable_on_cpu,
+    release_checkpoint_mapping,
+)
 from swiftkit.recipes.records import RunPlan
 from swiftkit.train.callback_setup import training_overrides
 from swiftkit.train.collate import make_collator
@@ -161,6 +166,7 @@ def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, 
                            quantization_config=bnb_config(quantization, model_args.torch_dtype))
         if quantization is not None:
             keep_4bit_trainable_on_cpu(model)
+            release_checkpoint_mapping(model)
         return model
     except ImportError as exc:
         if quantization is None:

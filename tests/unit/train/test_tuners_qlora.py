@@ -177,3 +177,24 @@ def test_merged_export_refuses_a_quantized_base(model_dir, tmp_path):
     with pytest.raises(SwiftkitError, match="merged writes full-precision weights"):
         export_merged(tuned, AutoTokenizer.from_pretrained(model_dir), tmp_path / "out", None)
     assert not (tmp_path / "out").exists()
+
+
+def test_copying_unquantized_weights_out_of_the_checkpoint_map_keeps_ties_and_values(tmp_path):
+    """The loader copies a quantized model's full-precision parameters out of the safetensors map (so
+    the map, holding every weight the quantizer read, can go): values unchanged, tied weights still one."""
+    import torch
+    from tiny import make_tokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = make_tokenizer()
+    cfg = AutoConfig.for_model("llama", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                               tie_word_embeddings=True)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    reference = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
+    model = load(tmp_path, config(train_type="qlora"))
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert torch.equal(model.model.embed_tokens.weight, reference.model.embed_tokens.weight)
+    assert torch.equal(model.model.norm.weight, reference.model.norm.weight)
