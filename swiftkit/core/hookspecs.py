@@ -347,7 +347,7 @@ def swiftkit_get_callback(name, config):
 
         @swiftkit.hookimpl
         def swiftkit_get_callback(name, config):
-            if name == "early_stop":
+            if name == "patience_3":
                 return transformers.EarlyStoppingCallback(early_stopping_patience=3)
     """
 

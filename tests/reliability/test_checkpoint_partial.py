@@ -161,3 +161,17 @@ def test_a_stale_checkpoint_folder_is_replaced_not_mixed(model_dir, tmp_path, ca
                       capsys)
     assert rc == 0, err
     assert is_complete(run / "checkpoint-2") and not (run / "checkpoint-2" / "leftover.json").exists()
+
+
+def test_an_exception_while_saving_the_best_checkpoint_leaves_no_partial_one(model_dir, tmp_path, capsys):
+    """--save_strategy best decides to save after an evaluation, without telling callbacks first: a save
+    that breaks there is still found and removed."""
+    data = write_jsonl(tmp_path / "train.jsonl", ROWS * 2)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="the save broke half-way"):
+        run_cli(sft_argv(model_dir, data, out, "--max_steps", "3", "--plugins", plugin(tmp_path),
+                         "--trainer", "fails-saving", "--val_dataset", data, "--save_strategy", "best",
+                         "--eval_steps", "1", "--learning_rate", "1e-3"), capsys)
+    run = next(out.glob("v*-*"))
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert is_complete(run / "checkpoint-1")
