@@ -11,8 +11,10 @@ example scripts use. What swiftkit does with each name comes from the code (fiel
 
 from __future__ import annotations
 
+import functools
+
 from swiftkit.config import DeployConfig, EvalConfig, ExportConfig, InferConfig, RlhfConfig, SftConfig
-from swiftkit.config.flagnames import REFUSED, field_aliases, flag_status
+from swiftkit.config.flagnames import REFUSED, field_aliases
 from swiftkit.core.cards import markdown_cell
 
 
@@ -211,11 +213,26 @@ swiftkit rlhf --rlhf_type dpo --loss_type ipo --model smollm2-135m-instruct --da
 COLUMNS = ("sft", "rlhf", "infer", "eval", "export", "deploy")
 
 
+@functools.cache
+def _names_of(cfg_cls) -> tuple[frozenset, dict]:
+    return frozenset(cfg_cls.flat_fields()), field_aliases(cfg_cls)
+
+
+def _status(cfg_cls, flag: str) -> tuple[str, str | None]:
+    """:func:`~swiftkit.config.flagnames.flag_status`, with each config's field names read once."""
+    fields, aliases = _names_of(cfg_cls)
+    if flag in fields:
+        return "accepted", None
+    if flag in aliases:
+        return "renamed", aliases[flag]
+    return ("refused", REFUSED[flag]) if flag in REFUSED else ("unknown", None)
+
+
 def _cell(command: str, flag: str) -> str:
     names, cfg_cls = MSSWIFT[command]
     if flag not in names and flag not in OLDER.get(command, ()):
         return ""
-    status, detail = flag_status(cfg_cls, flag)
+    status, detail = _status(cfg_cls, flag)
     return {"accepted": "yes", "renamed": f"→ --{detail}", "refused": "refused"}.get(status, "?")
 
 
@@ -254,7 +271,7 @@ def refused_table() -> list[tuple[str, list[str]]]:
     """``(flag, commands that refuse it)`` for every entry of REFUSED."""
     out = []
     for flag in sorted(REFUSED):
-        commands = [c for c, cfg_cls in SWIFTKIT_COMMANDS if flag_status(cfg_cls, flag)[0] == "refused"]
+        commands = [c for c, cfg_cls in SWIFTKIT_COMMANDS if _status(cfg_cls, flag)[0] == "refused"]
         out.append((flag, commands))
     return out
 

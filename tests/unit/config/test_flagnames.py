@@ -10,7 +10,7 @@ import pytest
 
 import swiftkit
 from swiftkit.cli.args import build_parser, config_and_host, host_selection, plugin_selection
-from swiftkit.cli.flagdoc import MSSWIFT, msswift_flags, refused_table, render
+from swiftkit.cli.flagdoc import MSSWIFT, _status, msswift_flags, refused_table, render
 from swiftkit.cli.main import main
 from swiftkit.commands import COMMANDS, build_host, config_from_values
 from swiftkit.config import CONFIGS, PluginArgs, RlhfConfig, SftConfig
@@ -62,6 +62,7 @@ def test_every_ms_swift_flag_on_the_page_is_taken_renamed_or_refused(command):
     cfg_cls = MSSWIFT[command][1]
     unknown = [flag for flag in msswift_flags(command) if flag_status(cfg_cls, flag)[0] == "unknown"]
     assert not unknown, f"`swiftkit {command}` neither takes nor refuses: {unknown}"
+    assert all(_status(cfg_cls, flag) == flag_status(cfg_cls, flag) for flag in msswift_flags(command))
 
 
 def test_every_refusal_applies_to_some_command():
