@@ -30,6 +30,7 @@ CONFIGS = {
     "qlora8": ["--train_type", "lora", "--quant_method", "bnb", "--quant_bits", "8"],
     "full": ["--train_type", "full"],
     "lora_gc": ["--train_type", "lora", "--gradient_checkpointing", "true"],
+    "lora_ga": ["--train_type", "lora", "--gradient_accumulation_steps", "2"],
 }
 WORDS = ("sea", "sky", "river", "stone", "light", "wind", "field", "cloud", "night", "tree")
 

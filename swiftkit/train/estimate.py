@@ -101,9 +101,9 @@ def base_parameter_names(model) -> set[str]:
 
 def count_parameters(model, base_names: set[str]) -> ParameterCount:
     """Parameters of ``model`` (tuned) by group; a parameter whose name is not in ``base_names`` was
-    added by the tuner and counts as ``adapters``. A tensor tied to another counts once."""
+    added by the tuner and counts as ``adapters``. A tensor tied to another counts once, in the group
+    of the module that holds it first (tied input and output embeddings: ``embeddings``)."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
     seen: dict[int, str] = {}
     out = ParameterCount()
     for path, module in model.named_modules():
@@ -115,7 +115,7 @@ def count_parameters(model, base_names: set[str]) -> ParameterCount:
                 continue
             seen[id(param)] = name
             new = name not in base_names
-            group = "adapters" if new else _group(_module_path(path), module, id(param) in head_ids)
+            group = "adapters" if new else _group(_module_path(path), module, module is head)
             info = ParamInfo(name, group, param.numel(), tuple(param.shape), param.element_size(),
                              bool(param.requires_grad), new, type(module).__name__)
             out.params.append(info)

@@ -164,3 +164,45 @@ def test_the_fake_trace_equals_the_live_bytes_of_a_real_step(padding_free):
     assert traced["peak"] > 0
     assert math.isclose(traced["peak"], peak, rel_tol=0.02)
     assert math.isclose(traced["peak_without_gradients"], without, rel_tol=0.02)
+
+
+def test_tied_embeddings_count_once_as_embeddings():
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("llama", vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                  num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    count = estimate.count_parameters(model, estimate.base_parameter_names(model))
+    assert count.groups["embeddings"]["total"] == 128 * 32 and count.groups["head"]["total"] == 0
+    assert count.tied == ["lm_head.weight = model.embed_tokens.weight"]
+    assert count.total == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantized_weight_bytes_equal_a_model_bitsandbytes_loaded(tmp_path, bits):
+    """Which weights transformers quantizes (every linear layer but the head) and how they are stored."""
+    pytest.importorskip("bitsandbytes")
+    from tiny import save_tiny_model
+    from transformers import AutoConfig, AutoModelForCausalLM, BitsAndBytesConfig
+
+    path = save_tiny_model(tmp_path / "tiny")
+    quant = {"quant_method": "bnb", "quant_bits": bits, "bnb_4bit_use_double_quant": True}
+    config = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                 bnb_4bit_compute_dtype=torch.float32) if bits == 4 else
+              BitsAndBytesConfig(load_in_8bit=True))
+    loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, quantization_config=config)
+    stored = 0
+    for module in loaded.modules():
+        for param in module.parameters(recurse=False):
+            stored += param.numel() * param.element_size()
+            state = getattr(param, "quant_state", None)
+            if state is not None:
+                stored += sum(v.numel() * v.element_size() for v in state.as_dict(packed=False).values()
+                              if torch.is_tensor(v))
+            if getattr(param, "SCB", None) is not None:
+                stored += param.SCB.numel() * param.SCB.element_size()
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    count = estimate.count_parameters(meta, estimate.base_parameter_names(meta))
+    assert estimate.weight_bytes(count, quant)["base"] == stored
