@@ -327,7 +327,7 @@ class RlhfConfig(SftConfig):
             if kind == "rm":
                 raise ConfigError("--rlhf_type rm trains a reward head on the base model; --adapters (a causal-LM "
                                   "adapter) cannot start it")
-            if self.tuner.train_type != "lora":
+            if self.tuner.train_type not in LORA_LIKE:  # qlora: the same adapter on a quantized base
                 raise ConfigError(f"--adapters continues training a LoRA adapter; --train_type {self.tuner.train_type} "
                                   "does not apply (merge it with `swiftkit export` and pass the folder as --model)")
         self._check_method_flags(kind)

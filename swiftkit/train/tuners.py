@@ -14,12 +14,14 @@ is the whole command config (``config.tuner``, ``config.quant``, ``config.traini
 
 from __future__ import annotations
 
+from swiftkit.config.rlhf import REFERENCE_FREE
 from swiftkit.models.quantization import effective_quantization
 from swiftkit.train.errors import TrainError
 from swiftkit.train.llamapro import apply_llamapro, decoder_layers
 from swiftkit.train.tuner_params import apply_full_selection, check_multimodal_flags
 from swiftkit.train.tuners_peft import (
     DATA_INITS,
+    MUTATING_INITS,
     apply_adalora,
     apply_boft,
     apply_ia3,
@@ -85,6 +87,12 @@ def check_before_loading(config) -> None:
         if init in DATA_INITS and config.command == "rlhf":
             raise TrainError(f"--init_weights {init} initialises the adapters from a pass over sft/pt training rows; "
                              "`swiftkit rlhf` has none to give it: use --init_weights true or pissa")
+        rlhf = getattr(config, "rlhf", None)
+        if (init in MUTATING_INITS and rlhf is not None and rlhf.rlhf_type not in REFERENCE_FREE
+                and not rlhf.ref_model):
+            raise TrainError(f"--init_weights {config.tuner.init_weights} moves the base weights, so the base with the "
+                             f"adapters switched off (the {rlhf.rlhf_type} reference) is no longer the starting model: "
+                             "pass --ref_model with the base model, or use --init_weights true")
 
 
 BUILTIN_TUNERS = {

@@ -242,3 +242,22 @@ def test_dpo_on_an_adapter_tuner_uses_the_adapters_off_reference(tiny_model_dir,
     plan = json.loads((run / "args.json").read_text())["plan"]
     assert plan["method"]["reference"] == "the policy with its adapters switched off"
     assert (plan["quantization"] is not None) == (train_type == "qlora")
+
+
+def test_dpo_continues_a_qlora_adapter_on_the_4bit_base(tiny_model_dir, data, tmp_path):
+    """rlhf --adapters RUN --train_type qlora: the QLoRA adapter trains on, on a 4-bit base again."""
+    from test_rlhf_cli import pair_rows
+
+    model_dir = tiny_model_dir("llama", "chatml")
+    _, sft_run = train(model_dir, data, tmp_path / "sft", 5e-3, train_type="qlora")
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", pair_rows())
+    out = tmp_path / "dpo"
+    assert main(["rlhf", "--rlhf_type", "dpo", "--adapters", str(sft_run), "--train_type", "qlora", "--dataset",
+                 str(pairs), "--output_dir", str(out), "--per_device_train_batch_size", "8", "--learning_rate", "1e-2",
+                 "--max_steps", "4", "--save_steps", "4", "--report_to", "none", "--logging_steps", "1"]) == 0
+    run = next(out.glob("v0-*"))
+    margins = json.loads((run / "train_result.json").read_text())["signals"]["rewards/margins"]
+    # policy and reference start equal; the 4-bit kernels round the two passes apart by ~2e-4
+    assert abs(margins["first"]) < 1e-3 and margins["last"] > margins["first"] + 0.1, margins
+    args = json.loads((run / "args.json").read_text())
+    assert args["plan"]["quantization"]["quant_bits"] == 4 and args["model"] == str(model_dir)

@@ -116,6 +116,9 @@ def test_every_builtin_tuner_is_a_choice():
     ("sft", {"init_weights": "loftq"}, "add --quant_method bnb --quant_bits 4"),
     ("sft", {"train_type": "qlora", "init_weights": "olora"}, "cannot start from a 4/8-bit base"),
     ("rlhf", {"init_weights": "eva", "rlhf_type": "dpo"}, "`swiftkit rlhf` has none to give it"),
+    ("rlhf", {"init_weights": "pissa", "rlhf_type": "dpo"}, "the dpo reference.* pass --ref_model"),
+    ("rlhf", {"init_weights": "olora", "rlhf_type": "grpo", "reward_funcs": ["format"],
+              "per_device_train_batch_size": 4}, "the grpo reference"),
 ])
 def test_refusals_come_before_any_weights_load(command, flags, message):
     from swiftkit.config import RlhfConfig
@@ -125,3 +128,13 @@ def test_refusals_come_before_any_weights_load(command, flags, message):
     with pytest.raises(TrainError, match=message):
         check_before_loading(cls.from_flat({"model": "m", "dataset": ["d.jsonl"], **flags}))
     check_before_loading(cls.from_flat({"model": "m", "dataset": ["d.jsonl"]}))  # the defaults pass
+
+
+def test_base_moving_inits_are_fine_where_no_adapters_off_reference_is_used():
+    from swiftkit.config import RlhfConfig
+    from swiftkit.train.tuners import check_before_loading
+
+    base = {"model": "m", "dataset": ["d.jsonl"], "init_weights": "pissa"}
+    check_before_loading(RlhfConfig.from_flat({**base, "rlhf_type": "orpo"}))
+    check_before_loading(RlhfConfig.from_flat({**base, "rlhf_type": "dpo", "ref_model": "m"}))
+    check_before_loading(SftConfig.from_flat(base))
