@@ -24,8 +24,9 @@ class TunerArgs:
     train_type: str = arg(
         "lora",
         "Tuner: lora (adapters; default targets every linear layer), qlora (lora on a 4-bit bitsandbytes "
-        "base, or as --quant_method/--quant_bits say), full (all weights, or those --freeze_parameters*/--trainable_parameters* "
-        "select), freeze (the last --freeze_trainable_layers layers), adalora, vera, boft, ia3, loha, "
+        "base, or as --quant_method/--quant_bits say), full (all weights, or those "
+        "--freeze_parameters*/--trainable_parameters* select), "
+        "freeze (the last --freeze_trainable_layers layers), adalora, vera, boft, ia3, loha, "
         "lokr (peft), llamapro (new identity blocks), or one a plugin registers (reft and longlora are refused "
         "with the reason: docs/tuners.md). "
         "Alias: --tuner_type.",
