@@ -85,7 +85,7 @@ def _memory(m: dict) -> list[str]:
 def render(plan: dict) -> str:
     """The plan in a few dozen lines."""
     model = plan["model"]
-    lines = [f"swiftkit {plan['command']} --dry_run: nothing was loaded or written",
+    lines = [f"swiftkit {plan['command']} dry run: nothing was loaded or written",
              f"model: {model['model']} ({model['architecture']}, {model['path']}); template {model['template']}, "
              f"--max_length {model['max_length']}; --train_type {model['train_type']}", ""]
     lines += _parameters(plan["parameters"]) + [""]
