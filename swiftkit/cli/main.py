@@ -19,6 +19,7 @@ from swiftkit.cli.args import config_and_host
 from swiftkit.cli.listing import list_command
 from swiftkit.cli.plugins_cmd import plugins_command
 from swiftkit.commands import COMMANDS, run
+from swiftkit.core._compat import silence_known_warnings
 from swiftkit.core.checkpoints import refused_pickle
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.io import write_problem
@@ -80,6 +81,7 @@ def run_command(name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    silence_known_warnings()  # the tool commands (list, plugins) import peft/transformers too
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from urllib.parse import urlparse
@@ -15,8 +16,13 @@ def silence_known_warnings() -> None:
     - TRL 1.16's configs declare ``gradient_checkpointing``, which transformers 5.24 renames
       ``activation_checkpointing`` (a FutureWarning on every `swiftkit rlhf` run, whatever the value).
       Remove once TRL's configs use the new name.
+    - bitsandbytes 0.50 logs a warning whenever it is imported on a CPU with AVX512-BF16 (peft and
+      transformers import it when it is installed, so every command printed it): its optional CPU kernel
+      comes from the ``kernels`` package, which downloads it from the Hugging Face hub. The built-in path
+      it falls back to is the one swiftkit uses and tests. Remove once bitsandbytes stops logging it.
     """
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
