@@ -118,7 +118,9 @@ def continued_adapter(model, ckpt: Path):
     are not read): the shapes training continues."""
     from peft import PeftConfig, get_peft_model  # defers peft
 
-    return get_peft_model(model, PeftConfig.from_pretrained(str(ckpt)))
+    config = PeftConfig.from_pretrained(str(ckpt))
+    config.inference_mode = False  # the run continues training it (peft's is_trainable)
+    return get_peft_model(model, config)
 
 
 def count_with_tuner(host, cfg, resolved, targets: list[str], *, scalar_head: bool = False,
@@ -219,7 +221,7 @@ def memory_plan(cfg, resolved, counted: dict, batch: TraceBatch, *, scalar_head:
     quant = effective_quantization(cfg.quant, cfg.tuner.train_type)
     load_dtype = resolve_dtype(cfg.model.torch_dtype)
     weights = estimate.weight_bytes(count, quant)
-    weights["base"] *= 1 + frozen_copies
+    weights["frozen_copies"] = frozen_copies * weights["base"]
     disk = weights_on_disk(resolved.path, counted["config"], count, load_dtype)
     trainable = [p for p in count.params if p.trainable]
     o = cfg.optim

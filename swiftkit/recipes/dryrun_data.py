@@ -9,7 +9,7 @@ estimate is for the worst step of the run, not an average one.
 from __future__ import annotations
 
 from swiftkit.data.encode import encode_rows
-from swiftkit.data.encode_alignment import PAIR_METHODS, real_tokens
+from swiftkit.data.encode_alignment import real_tokens
 from swiftkit.data.lint import duplicate_problems
 from swiftkit.train import estimate
 from swiftkit.train.estimate_trace import TraceBatch
@@ -110,32 +110,34 @@ def sft_schedule_and_batch(cfg, encoded, template, *, packing: bool, padding_fre
 # -- rlhf ----------------------------------------------------------------------------------------
 
 
-def _sequences(method: str, row: dict, completion: int) -> list[int]:
-    """The sequences the policy runs for one row, as token counts."""
-    if method in PAIR_METHODS or method == "rm":
-        prompt = len(row.get("prompt_ids", ()))
-        return [prompt + len(row["chosen_ids"]), prompt + len(row["rejected_ids"])]
+def _sequences(method: str, row: dict) -> list[int]:
+    """The sequences the policy runs for one encoded row of an offline method, as token counts."""
     if method == "kto":  # the reply, and the mismatched reply of the KL term when there is one
         prompt, kl = len(row["prompt_ids"]), row.get("KL_completion_ids")
         return [prompt + len(row["completion_ids"])] + ([prompt + len(kl)] if kl else [])
-    return [len(row.get("input_ids", row.get("prompt_ids", ()))) + completion]  # grpo / ppo: prompt + reply
+    prompt = len(row.get("prompt_ids", ()))
+    return [prompt + len(row["chosen_ids"]), prompt + len(row["rejected_ids"])]
 
 
 def rlhf_data_and_batch(cfg, method: str, rows, train_data, val_data, template, too_long: int):
     """``(summary, schedule, trace batch)`` of an rlhf run. Pairwise methods run chosen and rejected
     replies as rows of one padded batch (twice the rows); grpo/ppo run prompt + --max_completion_length."""
     out = _counts(rows, val_data, too_long)
-    completion = cfg.rollout.max_completion_length if method in ("grpo", "ppo") else 0
     train = [train_data[i] for i in range(len(train_data))]
-    online = method in ("grpo", "ppo")
-    lengths = ([len(r.get("input_ids", r.get("prompt_ids", ()))) for r in train] if online
-               else [real_tokens(method, [r]) for r in train])
-    _lengths(out, lengths, "prompt tokens (replies are generated)" if online else "tokens the policy runs per row")
+    if method in ("grpo", "ppo"):
+        prompts = ([len(template.encode_prompt(r["messages"], r.get("tools"))) for r in rows.train] if method == "grpo"
+                   else [len(r["input_ids"]) for r in train])
+        _lengths(out, prompts, "prompt tokens (replies are generated)")
+        sequences = [[n + cfg.rollout.max_completion_length] for n in prompts]
+        tokens = None
+    else:
+        sequences = [_sequences(method, r) for r in train]
+        _lengths(out, [real_tokens(method, [r]) for r in train], "tokens the policy runs per row")
+        tokens = out["tokens"]
     trainer_rows = len(train) * (cfg.grpo.num_generations if method == "grpo" else 1)
-    schedule = _schedule(cfg, trainer_rows, None if online else sum(lengths))
+    schedule = _schedule(cfg, trainer_rows, tokens)
     if method == "grpo":
         schedule["note"] = f"each prompt is sampled --num_generations {cfg.grpo.num_generations} times"
     batch = cfg.training.per_device_train_batch_size
-    widest = sorted((_sequences(method, r, completion) for r in train), key=lambda s: -max(s))[:batch]
-    seqs = [n for s in widest for n in s]
-    return out, schedule, TraceBatch(len(seqs), max(seqs), None, max(seqs))
+    widest = [n for seqs in sorted(sequences, key=lambda seqs: -max(seqs))[:batch] for n in seqs]
+    return out, schedule, TraceBatch(len(widest), max(widest), None, max(widest))

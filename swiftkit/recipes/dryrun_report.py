@@ -56,10 +56,14 @@ def _schedule(s: dict, data: dict) -> list[str]:
     if s.get("steps_per_epoch") is None:
         return [f"steps: {s['total_steps']} (--max_steps), {s['rows_per_step']} rows per step; {s.get('note', '')}"]
     how = "packed rows" if data.get("packing") else "rows"
-    return [f"steps: {s['steps_per_epoch']} per epoch of {s['trainer_rows']} {how}, {s['total_steps']} in all "
-            f"({s['epochs']} epochs); {s['rows_per_step']} rows per step",
-            f"  tokens per step: {s['tokens_per_step']} on average (real tokens; {count(s['tokens_per_epoch'])} "
-            "per epoch)"]
+    lines = [f"steps: {s['steps_per_epoch']} per epoch of {s['trainer_rows']} {how}, {s['total_steps']} in all "
+             f"({s['epochs']} epochs); {s['rows_per_step']} rows per step"]
+    if "tokens_per_step" in s:
+        lines.append(f"  tokens per step: {s['tokens_per_step']} on average (real tokens; "
+                     f"{count(s['tokens_per_epoch'])} per epoch)")
+    if s.get("note"):
+        lines.append(f"  {s['note']}")
+    return lines
 
 
 def _memory(m: dict) -> list[str]:

@@ -38,8 +38,9 @@ class WeightsOnDisk:
 
 
 def cpu_weights(weights: dict, disk: WeightsOnDisk, quant: dict | None) -> tuple[int, int, str]:
-    """``(resident while training, resident while loading, how)`` for the CPU."""
-    base, new = weights["base"], weights["adapters"]
+    """``(resident while training, resident while loading, how)`` for the CPU. Frozen copies of the
+    base (an rlhf reference) are copies in memory whatever the checkpoint."""
+    base, new = weights["base"], weights["adapters"] + weights.get("frozen_copies", 0)
     if quant is None and disk.mapped_same_dtype:
         return disk.bytes + new, disk.bytes, "the checkpoint's pages (memory-mapped, same dtype)"
     if quant is not None and disk.mapped_same_dtype:
@@ -75,8 +76,8 @@ def peak_memory(*, device: str, runtime: int, weights: dict, disk: WeightsOnDisk
         slack_how = (f"glibc keeps freed blocks: +{factor:.0%} of the activations and workspace"
                      + (" (gradient checkpointing frees and reallocates them)" if checkpointing else ""))
     else:
-        resident, how = weights["base"] + weights["adapters"], "on the device"
-        loading = weights["base"] + weights["adapters"]
+        resident = weights["base"] + weights["adapters"] + weights.get("frozen_copies", 0)
+        loading, how = resident, "on the device"
         runtime, slack = CUDA_CONTEXT_BYTES, 0
         runtime_how = "CUDA context and kernels (typical; not measured)"
         slack_how = "not included (torch's caching allocator reserves some more)"

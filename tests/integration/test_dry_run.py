@@ -122,17 +122,33 @@ def test_steps_and_tokens_are_those_of_a_real_run(tiny_model_dir, tmp_path, flag
                 else result["train_tokens"] == epochs * schedule["tokens_per_epoch"])
 
 
-def test_rlhf_dry_run_counts_the_steps_of_a_real_dpo_run(tiny_model_dir, tmp_path):
-    model_dir = str(tiny_model_dir("llama", "chatml"))
-    data = ROOT / "examples" / "data" / "preference_pairs.jsonl"
-    flags = dict(rlhf_type="dpo", model=model_dir, dataset=[f"{data}#6"], per_device_train_batch_size=2,
-                 report_to=["none"], save_steps=1000)
+def _rlhf_data(method: str, folder: Path) -> str:
+    if method == "dpo":
+        return f"{ROOT / 'examples' / 'data' / 'preference_pairs.jsonl'}#6"
+    if method == "kto":
+        rows = [{"messages": [{"role": "user", "content": f"Say {w}."}, {"role": "assistant", "content": f"{w}."}],
+                 "label": i % 2 == 0} for i, w in enumerate(["sea", "sky", "tree", "stone", "light", "wind"])]
+    else:
+        rows = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"}], "solution": str(2 * i)}
+                for i in range(6)]
+    return str(write_jsonl(folder / f"{method}.jsonl", rows))
+
+
+@pytest.mark.parametrize("method,flags,steps", [
+    ("dpo", {}, 3),
+    ("kto", {"num_train_epochs": 2}, 6),
+    ("grpo", {"reward_funcs": ["accuracy"], "num_generations": 2, "max_completion_length": 4}, 6),
+])
+def test_rlhf_dry_run_counts_the_steps_of_a_real_run(tiny_model_dir, tmp_path, method, flags, steps):
+    flags = dict(rlhf_type=method, model=str(tiny_model_dir("llama", "chatml")),
+                 dataset=[_rlhf_data(method, tmp_path)], per_device_train_batch_size=2, report_to=["none"],
+                 save_steps=1000, **flags)
     plan = swiftkit.rlhf(**flags, output_dir=str(tmp_path / "dry"), dry_run=True)
-    assert plan["command"] == "rlhf" and plan["model"]["rlhf_type"] == "dpo"
+    assert plan["command"] == "rlhf" and plan["model"]["rlhf_type"] == method
     assert plan["parameters"]["trainable"] == plan["parameters"]["groups"]["adapters"]["trainable"] > 0
     assert not (tmp_path / "dry").exists()
     result = swiftkit.rlhf(**flags, output_dir=str(tmp_path / "out"))
-    assert result["global_step"] == plan["schedule"]["total_steps"] == 3
+    assert result["global_step"] == plan["schedule"]["total_steps"] == steps
 
 
 def _cli(*argv) -> subprocess.CompletedProcess:
@@ -173,3 +189,18 @@ def test_the_memory_estimate_of_smollm2_lora_is_within_a_quarter_of_its_measured
          "--max_steps", "3", "--per_device_train_batch_size", "4", "--max_length", "512", "--report_to", "none",
          "--save_steps", "1000"], out)
     assert 0.75 <= estimate / measured <= 1.25, (estimate, measured)
+
+
+def test_rlhf_counts_a_continued_adapter_and_a_frozen_reference_copy(tiny_model_dir, trained, tmp_path):
+    data = [_rlhf_data("dpo", tmp_path)]
+    common = dict(rlhf_type="dpo", dataset=data, report_to=["none"], output_dir=str(tmp_path / "dry"), dry_run=True)
+    continued = swiftkit.rlhf(adapters=[str(trained)], **common)
+    fresh_sft = dry_run(tiny_model_dir("llama", "chatml"), write_jsonl(tmp_path / "t.jsonl", ROWS), tmp_path / "dry")
+    assert continued["parameters"] == fresh_sft["parameters"]  # the sft run's adapter: lora r8, all linear
+    assert "adapter" in continued["model"]["counted"]
+
+    full = swiftkit.rlhf(model=str(tiny_model_dir("llama", "chatml")), train_type="full", **common)
+    base = full["parameters"]["total"] * 4  # float32
+    assert full["memory"]["parts"]["weights"] >= full["memory"]["checkpoint_bytes"] + base
+    assert any("frozen copy" in note for note in full["notes"])
+    assert not (tmp_path / "dry").exists()
