@@ -89,6 +89,17 @@ def _analytic_lora(model, cfg, targets: list[str]) -> list[tuple[str, int]]:
     return out
 
 
+def _analytic_llamapro(model, cfg) -> list[tuple[str, int]]:
+    """``(what, parameters)`` LLaMA-Pro adds: --llamapro_num_new_blocks copies of a decoder block."""
+    import torch  # defers torch
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        return []
+    block = max(lists, key=len)[0]
+    return [("new decoder blocks", cfg.tuner.llamapro_num_new_blocks * sum(p.numel() for p in block.parameters()))]
+
+
 def tuned_meta_model(host, cfg, model, targets: list[str]) -> tuple[object, str]:
     """``(model, how it was counted)``: --train_type's tuner applied to the meta model. LoRA
     initialisations that read the weights or data (PiSSA, OLoRA, LoftQ, EVA, CorDA) are applied as the
@@ -106,10 +117,12 @@ def tuned_meta_model(host, cfg, model, targets: list[str]) -> tuple[object, str]
         raise  # the real run fails the same way: say so now
     except Exception as exc:  # noqa: BLE001 - any failure on meta tensors falls back to counting
         why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+    counted = t.train_type in (*LORA_LIKE, "llamapro")
     for param in model.parameters():
-        param.requires_grad_(t.train_type not in LORA_LIKE)
-    if t.train_type in LORA_LIKE:
-        return model, f"analytic LoRA formula (the tuner cannot run on meta tensors: {why})"
+        param.requires_grad_(not counted)
+    if counted:
+        formula = "LLaMA-Pro: new copies of a decoder block" if t.train_type == "llamapro" else "LoRA formula"
+        return model, f"analytic {formula} (the tuner cannot run on meta tensors: {why})"
     return model, f"unknown: the tuner cannot run on meta tensors ({why}); every parameter counted as trainable"
 
 
@@ -131,15 +144,18 @@ def count_with_tuner(host, cfg, resolved, targets: list[str], *, scalar_head: bo
     base_names = estimate.base_parameter_names(model)
     if cfg.training.gradient_checkpointing:
         steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
-    lora_extra = _analytic_lora(model, cfg, targets) if cfg.tuner.train_type in LORA_LIKE else []
+    kind = cfg.tuner.train_type
+    extra = (_analytic_lora(model, cfg, targets) if kind in LORA_LIKE
+             else _analytic_llamapro(model, cfg) if kind == "llamapro" else [])
     if adapter_ckpt is not None:
         model, how = continued_adapter(model, adapter_ckpt), f"exact: the adapter of {adapter_ckpt} (its config)"
     else:
         model, how = tuned_meta_model(host, cfg, model, targets)
     count = estimate.count_parameters(model, base_names)
-    if how.startswith("analytic"):
-        for name, numel in lora_extra:
-            count.params.append(estimate.ParamInfo(f"{name}.lora", "adapters", numel, (numel,), 4, True, True))
+    if how.startswith("analytic"):  # LoRA adapters are float32 (peft's); new blocks are in --torch_dtype
+        itemsize = 4 if kind in LORA_LIKE else resolve_dtype(cfg.model.torch_dtype).itemsize
+        for name, numel in extra:
+            count.params.append(estimate.ParamInfo(name, "adapters", numel, (numel,), itemsize, True, True))
             count.groups["adapters"]["total"] += numel
             count.groups["adapters"]["trainable"] += numel
     return {"config": config, "model": model, "count": count, "counted": how}

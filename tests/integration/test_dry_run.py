@@ -82,7 +82,10 @@ def _real_model(model_dir, data, out, flags: dict):
     {"train_type": "lora", "target_modules": ["q_proj", "v_proj"], "modules_to_save": ["lm_head"]},
     {"train_type": "full"},
     {"train_type": "freeze", "freeze_trainable_layers": 1},
-], ids=["lora", "dora", "lora-targets-saved-head", "full", "freeze"])
+    {"train_type": "vera"},
+    {"train_type": "ia3"},
+    {"train_type": "loha"},
+], ids=["lora", "dora", "lora-targets-saved-head", "full", "freeze", "vera", "ia3", "loha"])
 def test_parameter_counts_are_those_of_the_really_tuned_model(tiny_model_dir, data_file, tmp_path, flags):
     from transformers import AutoModelForCausalLM
 
@@ -95,6 +98,19 @@ def test_parameter_counts_are_those_of_the_really_tuned_model(tiny_model_dir, da
     assert params["total"] == sum(p.numel() for p in unique)
     base = base_parameter_names(AutoModelForCausalLM.from_pretrained(model_dir))
     assert params == count_parameters(real, base).as_dict()  # the same groups, on the real weights
+
+
+def test_a_tuner_that_cannot_run_on_meta_tensors_is_counted_by_formula(tiny_model_dir, data_file, tmp_path):
+    """LLaMA-Pro checks its copies' values (which meta tensors do not have): its new blocks are counted
+    analytically, and the totals are the real tuned model's."""
+    model_dir = tiny_model_dir("llama", "chatml")
+    flags = {"train_type": "llamapro", "llamapro_num_new_blocks": 2}
+    plan = dry_run(model_dir, data_file, tmp_path / "dry", **flags)
+    assert plan["model"]["counted"].startswith("analytic")
+    assert any("parameter counts: analytic" in note for note in plan["notes"])
+    unique = list({id(p): p for p in _real_model(model_dir, data_file, tmp_path / "real", flags).parameters()}.values())
+    assert plan["parameters"]["trainable"] == sum(p.numel() for p in unique if p.requires_grad)
+    assert plan["parameters"]["total"] == sum(p.numel() for p in unique)
 
 
 @pytest.mark.parametrize("flags", [
