@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import resource
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -15,8 +16,21 @@ from transformers import TrainerCallback
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, the peak of this program's own memory. ``getrusage``'s
+    ``ru_maxrss`` is not: it survives ``exec``, so a run started by a large process (a test session, a
+    web UI) reports its parent's peak when that is higher. Elsewhere ``ru_maxrss`` (bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 class TokenCounter:
