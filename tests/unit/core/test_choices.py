@@ -41,14 +41,17 @@ def two_loss_plugins(tmp_path):
 
 def test_builtin_parts_declare_their_names():
     host = builtin_host()
-    assert choice_names(host, "tuner") == ["freeze", "full", "lora"]
+    assert choice_names(host, "tuner") == ["adalora", "boft", "freeze", "full", "ia3", "llamapro", "loha", "lokr",
+                                           "longlora", "lora", "qlora", "reft", "vera"]  # longlora, reft: refused
     assert choice_names(host, "trainer") == ["default"]
     assert choice_names(host, "loss") == ["cross_entropy"]
     assert choice_names(host, "infer_engine") == ["transformers", "vllm"]
     assert choice_names(host, "eval_benchmark") == ["qa"]
     assert choice_names(host, "export_format") == ["merged"]
     assert {"linear", "cosine", "constant"} <= set(choice_names(host, "lr_scheduler"))
-    assert choice_names(host, "optimizer") == ["galore", "lorap"] and "lisa" in choice_names(host, "callback")
+    assert choice_names(host, "optimizer") == ["galore", "lorap"]
+    assert {"early_stop", "neftune", "graceful_exit", "perf_log", "save_best", "lisa"} <= set(choice_names(host, "callback"))
+    assert {"acc", "rouge-l", "bleu"} <= set(choice_names(host, "metrics"))
     with pytest.raises(KeyError, match="unknown choice kind 'losses'"):
         choice_names(host, "losses")
 

@@ -277,8 +277,8 @@ def test_plugins_list_shows_origin_hooks_and_what_each_plugin_registered(tmp_pat
     train = out.split("swiftkit.train.plugin\n", 1)[1].splitlines()
     assert train[0] == "    from:  builtin"
     assert "swiftkit_get_trainer" in train[1] and "swiftkit_get_tuner" in train[1]
-    assert "    tuner: freeze, full, lora" in train[2:7]
-    assert "    registered rewards: accuracy, format, length" in train[2:9]
+    assert "    tuner: adalora, boft, freeze, full, ia3, llamapro, loha, lokr, ... (13)" in train[2:7]
+    assert "    registered rewards: accuracy, format, length" in train[2:12]
     expected = (f"file:{path}\n    from:  file {path}\n    hooks: swiftkit_choice_names, swiftkit_get_loss, "
                 "swiftkit_register_templates\n    loss: lossier, lossy\n    registered templates: lossy-fmt\n")
     assert expected in out
