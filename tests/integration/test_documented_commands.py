@@ -37,6 +37,7 @@ from swiftkit.cli.listing import list_parser
 from swiftkit.cli.main import main
 from swiftkit.cli.plugins_cmd import plugins_parser
 from swiftkit.commands import COMMANDS
+from swiftkit.config.flagnames import field_aliases
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -160,7 +161,8 @@ def _capped(argv: list[str], flag: str, limit: int) -> list[str]:
 def _known_flags(name: str, rest: list[str]) -> set[str]:
     command = COMMANDS[name]
     if command.config is not None:
-        return {f"--{f}" for f in command.config.flat_fields()} | {"--help", "--debug", "-p"}
+        aliases = {f"--{a}" for a in field_aliases(command.config)}  # ms-swift's names of swiftkit's fields
+        return {f"--{f}" for f in command.config.flat_fields()} | aliases | {"--help", "--debug", "-p"}
     parser = list_parser() if name == "list" else plugins_parser()
     if name == "plugins" and rest and rest[0] in parser._subparsers._group_actions[0].choices:
         parser = parser._subparsers._group_actions[0].choices[rest[0]]
