@@ -98,14 +98,14 @@ def main() -> int:
         plan = estimate(argv)
         result = measure(argv, out)
         est = plan["memory"]["peak_bytes"] / 2**20
-        rows.append((name, est, result["peak_rss_mb"], plan["memory"]["batch"], plan["memory"]["parts"]))
+        rows.append((name, est, result["peak_rss_mb"], plan["memory"]["batch"], result["train_tokens_per_s"]))
         print(f"  estimate {est:.1f} MiB ({plan['memory']['peak_stage']}), measured {result['peak_rss_mb']:.1f} MiB, "
               f"ratio {est / result['peak_rss_mb']:.3f}", flush=True)
         print("  parts (MiB): " + ", ".join(f"{k} {v / 2**20:.1f}" for k, v in plan["memory"]["parts"].items()),
               flush=True)
-    print(f"\n{'config':<10}{'estimate MiB':>14}{'measured MiB':>14}{'ratio':>8}  largest batch")
-    for name, est, measured, batch, _ in rows:
-        print(f"{name:<10}{est:>14.1f}{measured:>14.1f}{est / measured:>8.3f}  "
+    print(f"\n{'config':<10}{'estimate MiB':>14}{'measured MiB':>14}{'ratio':>8}{'tokens/s':>10}  largest batch")
+    for name, est, measured, batch, speed in rows:
+        print(f"{name:<10}{est:>14.1f}{measured:>14.1f}{est / measured:>8.3f}{speed:>10.1f}  "
               f"{batch['rows']} x {batch['width']} tokens")
     return 0
 

@@ -6,8 +6,10 @@ reports), and these rules, measured on this project's CPU runs, decide it:
 - a ``.safetensors`` checkpoint is memory-mapped: weights kept in the file's dtype *are* the file's
   pages, resident once read; weights converted to another dtype are copies, and the file's pages
   stay resident while loading (the loading peak holds both);
-- bitsandbytes quantizes each weight as it loads; the unquantized ones (embeddings, norms, head) stay
-  views of the mapped file when their dtype is the file's, which keeps the whole file resident;
+- bitsandbytes quantizes each weight as it loads; the unquantized ones (embeddings, norms, head) are
+  then copied out of the mapped file (:func:`swiftkit.models.quantization.release_checkpoint_mapping`),
+  so after loading only the quantized storage and those copies stay resident (the file's pages count
+  while loading);
 - glibc's allocator keeps freed blocks of the activations' sizes (its mmap threshold grows to the
   largest block freed, and smaller blocks come from a heap that fragments): the resident memory grows
   by about 1.5x the activations' traced peak (measured 1.36-1.51x for 70 to 1120 tokens), and by
@@ -43,9 +45,6 @@ def cpu_weights(weights: dict, disk: WeightsOnDisk, quant: dict | None) -> tuple
     base, new = weights["base"], weights["adapters"] + weights.get("frozen_copies", 0)
     if quant is None and disk.mapped_same_dtype:
         return disk.bytes + new, disk.bytes, "the checkpoint's pages (memory-mapped, same dtype)"
-    if quant is not None and disk.mapped_same_dtype:
-        return (disk.bytes + base + new, disk.bytes + base,
-                "quantized copies plus the checkpoint's pages (its unquantized weights stay mapped views)")
     if quant is not None:
         return base + new, disk.bytes + base, "quantized copies (the checkpoint is read while quantizing)"
     return base + new, disk.bytes + base, "copies converted to --torch_dtype (the checkpoint is read while loading)"

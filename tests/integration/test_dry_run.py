@@ -192,9 +192,10 @@ def test_the_memory_estimate_of_a_tiny_run_is_near_its_measured_peak(tiny_model_
 
 
 @pytest.mark.slow
-def test_the_memory_estimate_of_smollm2_lora_is_within_a_quarter_of_its_measured_peak(tmp_path):
-    """The real SmolLM2-135M, LoRA, batch 4 of ~130-token rows (each batch as large as the largest the
-    estimate plans for); benchmarks/dry_run_memory.py runs more configurations."""
+@pytest.mark.parametrize("tuner", [[], ["--quant_method", "bnb", "--quant_bits", "4"]], ids=["lora", "qlora"])
+def test_the_memory_estimate_of_smollm2_lora_is_within_a_quarter_of_its_measured_peak(tuner, tmp_path):
+    """The real SmolLM2-135M, LoRA and QLoRA (4-bit), batch 4 of ~130-token rows (each batch as large as the
+    largest the estimate plans for); benchmarks/dry_run_memory.py runs more configurations."""
     rows = [{"messages": [{"role": "user", "content": f"Tell me about number {i}."},
                           {"role": "assistant", "content": " ".join(["sea sky river stone light"] * 12)}]}
             for i in range(16)]
@@ -203,7 +204,7 @@ def test_the_memory_estimate_of_smollm2_lora_is_within_a_quarter_of_its_measured
     estimate, measured = _estimate_and_measure(
         ["sft", "--model", "smollm2-135m-instruct", "--dataset", str(data), "--output_dir", str(out),
          "--max_steps", "3", "--per_device_train_batch_size", "4", "--max_length", "512", "--report_to", "none",
-         "--save_steps", "1000"], out)
+         "--save_steps", "1000", *tuner], out)
     assert 0.75 <= estimate / measured <= 1.25, (estimate, measured)
 
 
