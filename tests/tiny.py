@@ -211,3 +211,19 @@ def save_tiny_model(path: str | Path, arch: str = "llama", style: str | None = "
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def probe_ids():
+    """One fixed row of token ids (inside the tiny vocabulary) to compare a model's outputs on."""
+    import torch
+
+    return torch.tensor([[5, 17, 42, 99, 7, 3, 64, 12, 88, 30]])
+
+
+def eval_logits(model):
+    """``model``'s logits on :func:`probe_ids` in eval mode, without gradients."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=probe_ids()).logits

@@ -50,6 +50,20 @@ class TrackerRun:
         """Raise a ConfigError now if this tracker cannot run as configured."""
 
 
+class HostedRun(TrackerRun):
+    """A run of a tracker with its own run object (wandb, swanlab): files saved with it, metrics logged to it."""
+
+    run = None
+
+    def attach(self, run, run_dir: Path, files: list[Path]) -> None:
+        self.run = run
+        for path in files:
+            run.save(str(path), base_path=str(run_dir), policy="now")
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(metrics, step=step)
+
+
 class TensorBoardRun(TrackerRun):
     """Event files in ``<run>/runs``: scalars, the config in the HParams tab, the run files as text."""
 
@@ -78,10 +92,8 @@ class TensorBoardRun(TrackerRun):
             writer.close()
 
 
-class WandbRun(TrackerRun):
+class WandbRun(HostedRun):
     """A wandb run under ``<run>/wandb``: ``offline`` (sync later with ``wandb sync``) or ``online``."""
-
-    run = None
 
     def check(self) -> None:
         """Online needs wandb's own login (``wandb login`` or its API key setting), checked now."""
@@ -97,13 +109,9 @@ class WandbRun(TrackerRun):
         import wandb  # defers wandb
 
         # console="off": the run's output stays swiftkit's (wandb would otherwise wrap stdout/stderr).
-        self.run = wandb.init(mode=self.mode, dir=str(run_dir), project=self.project, name=run_dir.name,
-                              config=config, reinit="create_new", settings=wandb.Settings(console="off"))
-        for path in files:
-            self.run.save(str(path), base_path=str(run_dir), policy="now")
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        self.run.log(metrics, step=step)
+        self.attach(wandb.init(mode=self.mode, dir=str(run_dir), project=self.project, name=run_dir.name,
+                               config=config, reinit="create_new", settings=wandb.Settings(console="off")),
+                    run_dir, files)
 
     def finish(self, ok: bool) -> None:
         run, self.run = self.run, None
@@ -111,10 +119,8 @@ class WandbRun(TrackerRun):
             run.finish(exit_code=0 if ok else 1)
 
 
-class SwanlabRun(TrackerRun):
+class SwanlabRun(HostedRun):
     """A SwanLab run under ``<run>/swanlog``: ``offline`` (sync later with ``swanlab sync``) or ``online``."""
-
-    run = None
 
     def check(self) -> None:
         """Online needs swanlab's own login (``swanlab login`` or its API key setting), checked now."""
@@ -131,13 +137,8 @@ class SwanlabRun(TrackerRun):
 
         # proxy_type none: swanlab would otherwise copy the terminal's output into the run.
         settings = swanlab.Settings(terminal=swanlab.Settings.Terminal(proxy_type="none"))
-        self.run = swanlab.init(mode=self.mode, log_dir=str(run_dir / "swanlog"), project=self.project,
-                                name=run_dir.name, config=config, settings=settings, reinit=True)
-        for path in files:
-            self.run.save(str(path), base_path=str(run_dir), policy="now")
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        self.run.log(metrics, step=step)
+        self.attach(swanlab.init(mode=self.mode, log_dir=str(run_dir / "swanlog"), project=self.project,
+                                 name=run_dir.name, config=config, settings=settings, reinit=True), run_dir, files)
 
     def finish(self, ok: bool) -> None:
         run, self.run = self.run, None

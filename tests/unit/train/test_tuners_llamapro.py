@@ -1,6 +1,8 @@
 """LLaMA-Pro block expansion: identity at step 0, only the new blocks train, plain transformers reloads it."""
 
 import pytest
+from tiny import eval_logits as logits
+from tiny import probe_ids as ids
 
 from swiftkit.config import SftConfig
 from swiftkit.train.errors import TrainError
@@ -9,20 +11,6 @@ from swiftkit.train.llamapro import apply_llamapro, expansion_plan
 
 def config(**flags):
     return SftConfig.from_flat({"model": "m", "dataset": ["d.jsonl"], "train_type": "llamapro", **flags})
-
-
-def ids():
-    import torch
-
-    return torch.tensor([[5, 17, 42, 99, 7, 3, 64, 12, 88, 30]])
-
-
-def logits(model):
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        return model(input_ids=ids()).logits
 
 
 def test_plan_puts_copies_of_each_groups_last_block_after_it():

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from tiny import eval_logits as logits
 
 from swiftkit.config import SftConfig
 from swiftkit.train.errors import TrainError
@@ -22,20 +23,6 @@ def tiny(arch="llama"):
     from tiny import make_tiny_model
 
     return make_tiny_model(arch)
-
-
-def ids():
-    import torch
-
-    return torch.tensor([[5, 17, 42, 99, 7, 3, 64, 12, 88, 30]])
-
-
-def logits(model):
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        return model(input_ids=ids()).logits
 
 
 def lora_layers(model):
