@@ -64,7 +64,9 @@ def deploy(config: str | None = None, /, **fields) -> dict:
 
 
 RESULTS = {
-    "sft": "``run_dir``, ``last_checkpoint``, ``global_step``, ``train_loss``, ``train_tokens_per_s``, ``peak_rss_mb``",
+    "sft": "``run_dir``, ``last_checkpoint``, ``global_step``, ``train_loss``, ``train_tokens_per_s``, ``peak_rss_mb`` "
+           "(``best_checkpoint`` and ``best_metric`` with save_best); with ``dry_run=True`` the plan instead: "
+           "``model``, ``parameters``, ``data``, ``schedule``, ``memory``, ``notes``",
     "pt": "the same as sft",
     "rlhf": "the same as sft, plus ``rlhf_type`` and ``signals`` (the method's logged metrics, first and last)",
     "infer": "``result_path`` and ``num_rows`` in batch mode (``--val_dataset``); ``turns`` interactively",
