@@ -17,7 +17,7 @@ from swiftkit.config import RlhfConfig
 from swiftkit.data.alignment import CONVERTERS
 from swiftkit.data.encode_alignment import encode_for, real_tokens
 from swiftkit.models import set_num_threads
-from swiftkit.recipes import dryrun, rlhf_models, steps
+from swiftkit.recipes import dryrun, parts, rlhf_models, steps
 from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.precision import mixed_precision, weights_precision
@@ -58,8 +58,8 @@ class RlhfRecipe:
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
         self.train_data, self.val_data, too_long = self._encode()
         self.reward_funcs = self._reward_funcs()
-        self.parts = steps.choose_training_parts(host, cfg, trainer=False, loss=False)  # the method's own loss
-        self.trackers = steps.tracker_callbacks(cfg)
+        self.parts = parts.choose_training_parts(host, cfg, trainer=False, loss=False)  # the method's own loss
+        self.trackers = parts.tracker_callbacks(cfg)
         self.plan = steps.new_plan(
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
             num_train_rows=len(self.train_data), num_val_rows=len(self.val_data), rows_too_long=too_long,
@@ -134,12 +134,12 @@ class RlhfRecipe:
         write_run_records(run_dir, cfg, self.plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
                           template=self.template)
         callbacks, counter = steps.record_callbacks(run_dir, f"the {method} loss", PLOTS)
-        base = steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
+        base = parts.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
         args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision(),
                              chat_kwargs=self.template.chat_kwargs)
         kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
                   processing_class=self.tokenizer, callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
-                  optimizers=(steps.build_optimizer(self.host, cfg, self.model), None))
+                  optimizers=(parts.build_optimizer(self.host, cfg, self.model), None))
         if method in ("dpo", "kto", "grpo"):
             kw["ref_model"] = extra.reference
             # a trained starting adapter: TRL's frozen copy of it is the reference

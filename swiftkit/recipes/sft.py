@@ -13,7 +13,7 @@ from swiftkit.config import PtConfig, SftConfig
 from swiftkit.data.encode import encode_dataset
 from swiftkit.data.streaming import stream_rows
 from swiftkit.models import set_num_threads
-from swiftkit.recipes import dryrun, steps
+from swiftkit.recipes import dryrun, parts, steps
 from swiftkit.recipes.records import write_run_records
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.collate import make_collator
@@ -41,8 +41,8 @@ class SftRecipe:
             model_args, cfg.template, host.registries, pretrain=self.pretrain)
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
         self.train_data, self.val_data, too_long = self._encode()
-        self.parts = steps.choose_training_parts(host, cfg)
-        self.trackers = steps.tracker_callbacks(cfg)
+        self.parts = parts.choose_training_parts(host, cfg)
+        self.trackers = parts.tracker_callbacks(cfg)
         self.plan = steps.new_plan(
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
             num_train_rows=None if self.rows.train is None else len(self.train_data),
@@ -133,7 +133,7 @@ class SftRecipe:
 
         trainer = self.parts.trainer_cls(
             model=self.model,
-            args=TrainingArguments(**steps.training_arguments(cfg, run_dir, has_val=bool(self.val_data))),
+            args=TrainingArguments(**parts.training_arguments(cfg, run_dir, has_val=bool(self.val_data))),
             data_collator=CountingCollator(collator, counter),
             train_dataset=self.train_data,
             eval_dataset=self.val_data or None,
@@ -142,11 +142,11 @@ class SftRecipe:
             compute_metrics=metrics,
             preprocess_logits_for_metrics=getattr(metrics, "preprocess_logits_for_metrics", None),
             callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
-            optimizers=(steps.build_optimizer(self.host, cfg, self.model), None),
+            optimizers=(parts.build_optimizer(self.host, cfg, self.model), None),
         )
         if isinstance(trainer, SwiftTrainer):  # a plugin's trainer class need not derive from it
             trainer.loss_label = self.parts.loss_label
-            trainer.scheduler_factory = steps.scheduler_factory(self.host, cfg)
+            trainer.scheduler_factory = parts.scheduler_factory(self.host, cfg)
         if generate:
             trainer.generation_eval = generation_eval(self.template, self.rows.val, self.parts.metrics,
                                                       cfg.training.per_device_eval_batch_size)

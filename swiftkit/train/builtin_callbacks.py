@@ -2,7 +2,7 @@
 
 Each entry is ``name -> build(config) -> transformers.TrainerCallback``; transformers is imported inside.
 Flags switch some on as if named (``--early_stop_interval``, ``--neftune_noise_alpha``,
-``--load_best_model_at_end``: see ``recipes.steps.callback_names``); their builders and flag checks are in
+``--load_best_model_at_end``: see ``recipes.parts.callback_names``); their builders and flag checks are in
 :mod:`swiftkit.train.callback_setup`.
 """
 

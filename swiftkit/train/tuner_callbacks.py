@@ -1,5 +1,5 @@
 """Trainer callbacks some tuners need while training; the recipe adds them for those tuners
-(:func:`swiftkit.recipes.steps.callback_names`), by name through the callback hook.
+(:func:`swiftkit.recipes.parts.callback_names`), by name through the callback hook.
 
 - ``adalora``: AdaLoRA prunes ranks from gradients after every optimizer step
   (``update_and_allocate``, before the gradients are cleared); its schedule needs the run's total

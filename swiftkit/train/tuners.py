@@ -125,7 +125,7 @@ def _conversion_callback(config):
     return AdapterConversion()
 
 
-# Callbacks the recipe adds for some tuners (swiftkit.recipes.steps.callback_names), by name.
+# Callbacks the recipe adds for some tuners (swiftkit.recipes.parts.callback_names), by name.
 TUNER_CALLBACKS = {"adalora": _adalora_callback, "adapter_conversion": _conversion_callback}
 
 # Tuners whose output is a peft adapter (the others save full weights).

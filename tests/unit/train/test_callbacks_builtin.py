@@ -10,7 +10,7 @@ from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from swiftkit.config import SftConfig
 from swiftkit.core.errors import ConfigError
-from swiftkit.recipes.steps import callback_names, training_arguments
+from swiftkit.recipes.parts import callback_names, training_arguments
 from swiftkit.train.builtin_callbacks import BUILTIN_CALLBACKS
 from swiftkit.train.callback_setup import training_overrides
 from swiftkit.train.early_stop import EarlyStop, evaluations_since_best

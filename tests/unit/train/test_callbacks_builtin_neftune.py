@@ -10,7 +10,7 @@ import torch
 from tiny import make_tiny_model
 
 from swiftkit.config import SftConfig
-from swiftkit.recipes.steps import callback_names, training_arguments
+from swiftkit.recipes.parts import callback_names, training_arguments
 from swiftkit.train.builtin_callbacks import BUILTIN_CALLBACKS
 from swiftkit.train.neftune import NEFTune, attach_neftune, sequence_lengths
 

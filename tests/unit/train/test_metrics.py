@@ -153,7 +153,7 @@ def test_a_missing_package_names_the_extra(monkeypatch):
 def test_predict_with_generate_flag_errors(cls, flags, message):
     from hosts import HOST
 
-    from swiftkit.recipes.steps import choose_training_parts
+    from swiftkit.recipes.parts import choose_training_parts
 
     with pytest.raises(ConfigError, match=message):
         choose_training_parts(HOST, config(cls, predict_with_generate=True, **flags))

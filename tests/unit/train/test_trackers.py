@@ -11,7 +11,7 @@ import pytest
 
 from swiftkit.config import SftConfig
 from swiftkit.core.errors import ConfigError
-from swiftkit.recipes import steps
+from swiftkit.recipes import parts
 from swiftkit.train.trackers import TrackersCallback, is_installed, selected_trackers, tracker_metrics
 
 
@@ -67,15 +67,15 @@ def test_tracker_settings_are_validated():
 
 
 def test_one_callback_feeds_every_tracker_and_none_adds_nothing():
-    (callback,) = steps.tracker_callbacks(sft_config(report_to=["tensorboard", "mlflow"]))
+    (callback,) = parts.tracker_callbacks(sft_config(report_to=["tensorboard", "mlflow"]))
     assert isinstance(callback, TrackersCallback) and list(callback.runs) == ["tensorboard", "mlflow"]
-    assert steps.tracker_callbacks(sft_config(report_to=["none"])) == []
+    assert parts.tracker_callbacks(sft_config(report_to=["none"])) == []
 
 
 def test_report_to_mlflow_and_the_mlflow_plugin_callback_exclude_each_other():
     with pytest.raises(ConfigError, match="--report_to mlflow and --callbacks mlflow both log"):
-        steps.tracker_callbacks(sft_config(report_to=["mlflow"], callbacks=["mlflow"]))
-    (callback,) = steps.tracker_callbacks(sft_config(report_to=["all"], callbacks=["mlflow"]))
+        parts.tracker_callbacks(sft_config(report_to=["mlflow"], callbacks=["mlflow"]))
+    (callback,) = parts.tracker_callbacks(sft_config(report_to=["all"], callbacks=["mlflow"]))
     assert "mlflow" not in callback.runs
 
 
@@ -85,11 +85,11 @@ def test_mlflow_online_needs_a_tracking_server(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert not mlflow.is_tracking_uri_set()
     with pytest.raises(ConfigError, match="MLflow has no tracking server set"):
-        steps.tracker_callbacks(sft_config(report_to=["mlflow"], tracker_mode="online"))
+        parts.tracker_callbacks(sft_config(report_to=["mlflow"], tracker_mode="online"))
 
 
 def test_transformers_gets_no_tracker_of_its_own(tmp_path):
-    args = steps.training_arguments(sft_config(report_to=["wandb", "tensorboard"]), tmp_path, has_val=False)
+    args = parts.training_arguments(sft_config(report_to=["wandb", "tensorboard"]), tmp_path, has_val=False)
     assert args["report_to"] == "none"
 
 
@@ -155,7 +155,7 @@ def test_mlflow_online_logs_where_mlflow_is_pointed_and_starts_after_the_first_s
     run_dir.mkdir()
     (run_dir / "args.json").write_text(json.dumps({"max_steps": 2, "report_to": ["mlflow"]}))
     (run_dir / "manifest.json").write_text(json.dumps({"seed": 42}))
-    (callback,) = steps.tracker_callbacks(sft_config(report_to=["mlflow"], tracker_mode="online",
+    (callback,) = parts.tracker_callbacks(sft_config(report_to=["mlflow"], tracker_mode="online",
                                                      tracker_project="ablation"))
     args, state, control = TrainingArguments(output_dir=str(run_dir), report_to="none"), TrainerState(), TrainerControl()
     callback.on_train_begin(args, state, control)
@@ -183,5 +183,5 @@ def test_online_without_the_trackers_login_stops_before_weights_load(tracker, lo
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=f"--report_to {tracker} --tracker_mode online: {tracker} is not logged in; "
                                           f"run `{login}` first"):
-        steps.tracker_callbacks(sft_config(report_to=[tracker], tracker_mode="online"))
-    assert steps.tracker_callbacks(sft_config(report_to=[tracker]))  # offline needs no login
+        parts.tracker_callbacks(sft_config(report_to=[tracker], tracker_mode="online"))
+    assert parts.tracker_callbacks(sft_config(report_to=[tracker]))  # offline needs no login
