@@ -361,12 +361,21 @@ def corda_preprocess(model, config, batches) -> None:
         raise TrainError(f"--init_weights corda: peft's CorDA code needs the {package} package, which is not "
                          f"installed: pip install {package}, or use --init_weights pissa") from exc
 
-    def run_model():
+    def run_model():  # peft's covariance hook takes one row at a time (it squeezes the batch dimension)
         with torch.no_grad():
             for batch in batches:
-                model(**batch)
+                ids, mask = batch["input_ids"], batch.get("attention_mask")
+                for i in range(ids.shape[0]):
+                    row = ids[i] if mask is None else ids[i][mask[i].bool()]  # without its padding
+                    model(input_ids=row.unsqueeze(0))
 
-    preprocess_corda(model, lora_config(model, config), run_model=run_model)
+    settings = lora_config(model, config)
+    if settings.target_modules == "all-linear" or settings.target_modules == {"all-linear"}:
+        # peft expands all-linear when it builds the adapters; CorDA's pass matches names as they are given
+        head = model.get_output_embeddings()
+        settings.target_modules = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                                   if isinstance(module, torch.nn.Linear) and module is not head}
+    preprocess_corda(model, settings, run_model=run_model)
 
 
 def eva_initialise(model, batches, max_forwards: int = 200) -> None:

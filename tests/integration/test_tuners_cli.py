@@ -28,6 +28,7 @@ METHODS = [
     ("pissa", {"init_weights": "pissa"}, 5e-3),
     ("olora", {"init_weights": "olora"}, 5e-3),
     ("eva", {"init_weights": "eva"}, 5e-3),
+    ("corda", {"init_weights": "corda"}, 5e-3),
     ("qlora4", {"train_type": "qlora"}, 5e-3),
     ("qlora8", {"quant_method": "bnb", "quant_bits": 8}, 5e-3),
     ("qlora4_loftq", {"train_type": "qlora", "init_weights": "loftq"}, 5e-3),
@@ -41,7 +42,7 @@ METHODS = [
     ("full_freeze", {"train_type": "full", "freeze_parameters": ["model.embed_tokens"],
                      "freeze_parameters_regex": r"layers\.0\.", "trainable_parameters": ["model.layers.0.mlp"]}, 1e-3),
 ]
-PEFT = {"lora", "dora", "rslora", "pissa", "olora", "eva", "qlora4", "qlora8", "qlora4_loftq", "adalora", "vera",
+PEFT = {"lora", "dora", "rslora", "pissa", "olora", "eva", "corda", "qlora4", "qlora8", "qlora4_loftq", "adalora", "vera",
         "boft", "ia3", "loha", "lokr"}
 
 
