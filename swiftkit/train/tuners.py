@@ -112,7 +112,6 @@ BUILTIN_TUNERS = {
 }
 
 
-
 def _adalora_callback(config):
     from swiftkit.train.tuner_callbacks import AdaLoraAllocation  # defers transformers
 
@@ -122,6 +121,10 @@ def _adalora_callback(config):
 def _conversion_callback(config):
     from swiftkit.train.tuner_callbacks import AdapterConversion  # defers transformers
 
+    if init_kind(config.tuner.init_weights) not in MUTATING_INITS:  # named in --callbacks by hand
+        raise TrainError("the adapter_conversion callback rewrites the adapters of --init_weights "
+                         f"{'/'.join(MUTATING_INITS)} runs (it is added for them); this run's adapters need no "
+                         "conversion: drop it from --callbacks")
     return AdapterConversion()
 
 

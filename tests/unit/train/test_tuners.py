@@ -138,3 +138,14 @@ def test_base_moving_inits_are_fine_where_no_adapters_off_reference_is_used():
     check_before_loading(RlhfConfig.from_flat({**base, "rlhf_type": "orpo"}))
     check_before_loading(RlhfConfig.from_flat({**base, "rlhf_type": "dpo", "ref_model": "m"}))
     check_before_loading(SftConfig.from_flat(base))
+
+
+def test_adapter_conversion_named_by_hand_for_adapters_that_need_none_is_refused():
+    from swiftkit.train.tuners import TUNER_CALLBACKS
+
+    def cfg(init):
+        return SftConfig.from_flat({"model": "m", "dataset": ["d.jsonl"], "init_weights": init})
+
+    with pytest.raises(TrainError, match="need no conversion: drop it from --callbacks"):
+        TUNER_CALLBACKS["adapter_conversion"](cfg("true"))
+    assert TUNER_CALLBACKS["adapter_conversion"](cfg("pissa")) is not None
