@@ -74,6 +74,27 @@ def load_tokenizer(model, **resolve_kwargs):
     return tokenizer
 
 
+def with_model_class(build, *, scalar_head: bool = False):
+    """``build(auto_class)`` with the transformers auto class a model loads as: the causal LM, or for a
+    multimodal checkpoint without a causal-LM mapping (e.g. Mistral 3) its image-text-to-text class,
+    which trains and generates on text alone; with ``scalar_head``, the sequence classifier (a reward
+    or value model: the caller asks for one output label)."""
+    from transformers import (  # defers transformers
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoModelForSequenceClassification,
+    )
+
+    if scalar_head:
+        return build(AutoModelForSequenceClassification)
+    try:
+        return build(AutoModelForCausalLM)
+    except ValueError as exc:
+        if "Unrecognized configuration class" not in str(exc):
+            raise
+        return build(AutoModelForImageTextToText)
+
+
 def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, scalar_head: bool = False,
                attn_implementation: str | None = None, quantization_config=None, **resolve_kwargs):
     """The causal LM for ``model`` loaded with ``AutoModelForCausalLM`` in ``torch_dtype`` (for a
@@ -86,12 +107,6 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
     ``BitsAndBytesConfig``) are passed to ``from_pretrained`` when given.
     The model stays on the CPU; moving it to a device is the caller's choice.
     """
-    from transformers import (  # defers transformers
-        AutoModelForCausalLM,
-        AutoModelForImageTextToText,
-        AutoModelForSequenceClassification,
-    )
-
     attn_implementation = attention_implementation(attn_implementation)  # a kernel this machine lacks fails here
     dtype = resolve_dtype(torch_dtype)
     resolved = _resolved(model, resolve_kwargs)
@@ -100,16 +115,9 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
+    if scalar_head:
+        kwargs["num_labels"] = 1
     try:
-        if scalar_head:
-            return AutoModelForSequenceClassification.from_pretrained(resolved.path, num_labels=1, **kwargs)
-        try:
-            return AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
-        except ValueError as exc:
-            # Multimodal checkpoints (e.g. Mistral 3) have no causal-LM mapping; their
-            # image-text-to-text class trains and generates on text alone.
-            if "Unrecognized configuration class" not in str(exc):
-                raise
-            return AutoModelForImageTextToText.from_pretrained(resolved.path, **kwargs)
+        return with_model_class(lambda auto: auto.from_pretrained(resolved.path, **kwargs), scalar_head=scalar_head)
     except OSError as exc:
         raise ModelNotFoundError(f"cannot load the model in {resolved.path}: {exc}") from exc

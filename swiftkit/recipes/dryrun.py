@@ -21,6 +21,7 @@ from pathlib import Path
 from swiftkit.config.tuners import LORA_LIKE
 from swiftkit.core.errors import ConfigError
 from swiftkit.models import resolve_dtype
+from swiftkit.models.loading import with_model_class
 from swiftkit.models.quantization import effective_quantization
 from swiftkit.recipes import dryrun_data, rlhf_models, steps
 from swiftkit.recipes.dryrun_report import render
@@ -28,6 +29,8 @@ from swiftkit.train import estimate
 from swiftkit.train.errors import TrainError
 from swiftkit.train.estimate_memory import WeightsOnDisk, analytic_activations, peak_memory
 from swiftkit.train.estimate_trace import TraceBatch, activation_peak
+from swiftkit.train.llamapro import decoder_layers
+from swiftkit.train.tuners_peft import linear_layers
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 PLAIN_INITS = ("true", "false", "gaussian")  # LoRA initialisations that need neither the weights nor data
@@ -50,39 +53,23 @@ def meta_model(resolved, cfg, *, scalar_head: bool = False):
     """``(config, model)``: the model class the run loads, built from ``config.json`` on the meta
     device in --torch_dtype. No weight file is opened."""
     import torch  # defers torch
-    from transformers import (  # defers transformers
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForImageTextToText,
-        AutoModelForSequenceClassification,
-    )
+    from transformers import AutoConfig  # defers transformers
 
     remote = cfg.model.trust_remote_code
     config = AutoConfig.from_pretrained(resolved.path, trust_remote_code=remote)
     kw = dict(dtype=resolve_dtype(cfg.model.torch_dtype), trust_remote_code=remote)
+    if scalar_head:
+        config.num_labels = 1
     with torch.device("meta"):
-        if scalar_head:
-            config.num_labels = 1
-            return config, AutoModelForSequenceClassification.from_config(config, **kw)
-        try:
-            return config, AutoModelForCausalLM.from_config(config, **kw)
-        except ValueError as exc:
-            if "Unrecognized configuration class" not in str(exc):
-                raise
-            return config, AutoModelForImageTextToText.from_config(config, **kw)
+        return config, with_model_class(lambda auto: auto.from_config(config, **kw), scalar_head=scalar_head)
 
 
 def _analytic_lora(model, cfg, targets: list[str]) -> list[tuple[str, int]]:
     """``(module, adapter parameters)`` LoRA would add: r x (in + out) per adapted linear layer
     (plus out for DoRA's magnitude), every linear layer but the head for all-linear."""
-    import torch  # defers torch
-
-    head = model.get_output_embeddings()
     rank, dora = cfg.tuner.lora_rank, cfg.tuner.use_dora
     out = []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or module is head:
-            continue
+    for name, module in linear_layers(model):
         leaf = name.rsplit(".", 1)[-1]
         if targets == ["all-linear"] or leaf in targets or name in targets:
             out.append((name, rank * (module.in_features + module.out_features) + (module.out_features if dora else 0)))
@@ -91,12 +78,10 @@ def _analytic_lora(model, cfg, targets: list[str]) -> list[tuple[str, int]]:
 
 def _analytic_llamapro(model, cfg) -> list[tuple[str, int]]:
     """``(what, parameters)`` LLaMA-Pro adds: --llamapro_num_new_blocks copies of a decoder block."""
-    import torch  # defers torch
-
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    if not lists:
+    try:
+        block = getattr(*decoder_layers(model))[0]
+    except TrainError:  # no list of decoder layers
         return []
-    block = max(lists, key=len)[0]
     return [("new decoder blocks", cfg.tuner.llamapro_num_new_blocks * sum(p.numel() for p in block.parameters()))]
 
 

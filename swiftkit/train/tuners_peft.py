@@ -39,6 +39,20 @@ def _has_fused_experts(model) -> bool:
     return False
 
 
+def linear_layers(model) -> list[tuple[str, object]]:
+    """``(name, module)`` of every linear layer but the output head: what ``all-linear`` adapts."""
+    import torch  # defers torch
+
+    head = model.get_output_embeddings()
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head]
+
+
+def linear_layer_names(model) -> list[str]:
+    """The distinct last name parts of :func:`linear_layers` (``q_proj``, ...), sorted: ``all-linear``
+    spelled out for code that matches target names as they are given."""
+    return sorted({name.rsplit(".", 1)[-1] for name, _ in linear_layers(model)})
+
+
 def _task_type(model) -> str:
     # A reward/value model's score head is new: SEQ_CLS trains it fully and saves it with the adapter.
     return "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"
@@ -313,11 +327,7 @@ def apply_ia3(model, config):
     feedforward = _ia3_feedforward(model, t)
     if targets == "all-linear":
         # IA3 needs its feed-forward modules among the targets by name: list the linear layers.
-        import torch  # defers torch
-
-        head = model.get_output_embeddings()
-        targets = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                          if isinstance(m, torch.nn.Linear) and m is not head})
+        targets = linear_layer_names(model)
     peft_config = IA3Config(target_modules=targets, feedforward_modules=feedforward,
                             exclude_modules=exclude or None, modules_to_save=save or None,
                             task_type=_task_type(model))
@@ -372,9 +382,7 @@ def corda_preprocess(model, config, batches) -> None:
     settings = lora_config(model, config)
     if settings.target_modules == "all-linear" or settings.target_modules == {"all-linear"}:
         # peft expands all-linear when it builds the adapters; CorDA's pass matches names as they are given
-        head = model.get_output_embeddings()
-        settings.target_modules = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                                   if isinstance(module, torch.nn.Linear) and module is not head}
+        settings.target_modules = set(linear_layer_names(model))
     preprocess_corda(model, settings, run_model=run_model)
 
 
