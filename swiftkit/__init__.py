@@ -1,4 +1,4 @@
-"""swiftkit: fine-tune, align, infer, evaluate, export and deploy LLMs from one CLI and API.
+"""swiftkit: fine-tune, align, infer, evaluate, quantize, export and deploy LLMs from one CLI and API.
 
 ``import swiftkit`` is cheap: torch, transformers and friends are imported only by the function
 that needs them (the command functions below resolve lazily to :mod:`swiftkit.api`).
@@ -19,6 +19,7 @@ _LAZY = {
     "infer": "swiftkit.api",
     "eval": "swiftkit.api",
     "export": "swiftkit.api",
+    "quantize": "swiftkit.api",
     "deploy": "swiftkit.api",
     "load_tokenizer": "swiftkit.api",
     "get_template": "swiftkit.api",

@@ -7,6 +7,7 @@
     swiftkit.infer(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
     swiftkit.eval(adapters=result["last_checkpoint"], val_dataset="eval.jsonl")
     swiftkit.export(adapters=result["last_checkpoint"], output_dir="merged-model")
+    swiftkit.quantize(model="merged-model", quant_method="gguf", gguf_type="q8_0", output_dir="model-gguf")
 
 Each function takes an optional YAML file of flag values first (keyword arguments override it) and
 returns the recipe's result dict. Its signature (``inspect.signature``, ``help()``) lists every flag
@@ -59,6 +60,10 @@ def export(config: str | None = None, /, **fields) -> dict:
     return _run("export", config, fields)
 
 
+def quantize(config: str | None = None, /, **fields) -> dict:
+    return _run("quantize", config, fields)
+
+
 def deploy(config: str | None = None, /, **fields) -> dict:
     return _run("deploy", config, fields)
 
@@ -71,7 +76,9 @@ RESULTS = {
     "rlhf": "the same as sft, plus ``rlhf_type`` and ``signals`` (the method's logged metrics, first and last)",
     "infer": "``result_path`` and ``num_rows`` in batch mode (``--val_dataset``); ``turns`` interactively",
     "eval": "``output_dir`` and ``results`` (benchmark -> metric -> value)",
-    "export": "``output_dir`` and ``export_format``",
+    "export": "``output_dir``, ``export_format`` (the format or quantizer used), ``label``, ``parity`` (the parity "
+              "report, None with check_parity=False), ``size_bytes`` and ``hub_url`` (None unless push_to_hub)",
+    "quantize": "the same as export",
     "deploy": "nothing; it serves until interrupted",
 }
 
@@ -94,7 +101,7 @@ def _describe(func) -> None:
                     f"{RESULTS[func.__name__]}.\n\nArguments:\n" + "\n".join(lines))
 
 
-for _func in (sft, pt, rlhf, infer, eval, export, deploy):
+for _func in (sft, pt, rlhf, infer, eval, export, quantize, deploy):
     _describe(_func)
 
 

@@ -23,6 +23,7 @@ from swiftkit.config import (
     ExportConfig,
     InferConfig,
     PtConfig,
+    QuantizeConfig,
     RlhfConfig,
     SftConfig,
 )
@@ -75,8 +76,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             InferRecipe, "infer"),
     Command("eval", "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).", EvalConfig,
             EvalRecipe, "eval"),
-    Command("export", "Write trained adapters as a model other tools load (built in: merged safetensors).",
+    Command("export", "Write a model or trained adapters in a format other tools load: merged safetensors, or "
+            "quantized with --quant_method; checked against the source (parity.json); --push_to_hub uploads it.",
             ExportConfig, ExportRecipe, "export"),
+    Command("quantize", "Quantize a model or trained adapters: --quant_method bnb|torchao|gptq|awq|gguf (GGUF with "
+            "--to_ollama writes an Ollama Modelfile); checked against the source (parity.json).",
+            QuantizeConfig, ExportRecipe, "quantize"),
     Command("deploy", "Serve a model and its adapters over an OpenAI-compatible HTTP API (/v1/chat/completions).",
             DeployConfig, DeployRecipe, "deploy"),
     Command("data lint", "Report every problem in --dataset: file, line, field and what is wrong (exit 1 on errors).",

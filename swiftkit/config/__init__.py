@@ -1,7 +1,8 @@
 """Typed configs: field groups composed into one frozen config per command.
 
 The training-side groups are in :mod:`swiftkit.config.groups`, the inference-side ones in
-:mod:`swiftkit.config.inference`, the alignment ones in :mod:`swiftkit.config.rlhf`, and the command
+:mod:`swiftkit.config.inference`, the alignment ones in :mod:`swiftkit.config.rlhf`, export/quantize's in
+:mod:`swiftkit.config.export`, and the command
 configs in :mod:`swiftkit.config.commands`.
 """
 
@@ -15,16 +16,17 @@ from swiftkit.config.commands import (
     ExportConfig,
     InferConfig,
     PtConfig,
+    QuantizeConfig,
     RlhfConfig,
     SftConfig,
 )
+from swiftkit.config.export import ExportArgs, HubArgs, QuantizeArgs
 from swiftkit.config.groups import DataArgs, ModelArgs, PluginArgs, TemplateArgs, TrainingArgs
 from swiftkit.config.inference import (
     AdapterArgs,
     DataToolArgs,
     DeployArgs,
     EvalArgs,
-    ExportArgs,
     GenerationArgs,
     VllmArgs,
 )
@@ -53,6 +55,7 @@ __all__ = [
     "ExportConfig",
     "GenerationArgs",
     "GrpoArgs",
+    "HubArgs",
     "InferConfig",
     "KtoArgs",
     "ModelArgs",
@@ -61,6 +64,8 @@ __all__ = [
     "PpoArgs",
     "PtConfig",
     "QuantArgs",
+    "QuantizeArgs",
+    "QuantizeConfig",
     "RewardModelArgs",
     "RlhfArgs",
     "RlhfConfig",

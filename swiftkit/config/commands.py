@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from swiftkit.config.export import ExportArgs, HubArgs, QuantizeArgs
 from swiftkit.config.flagnames import canonical_keys, refusal
 from swiftkit.config.groups import (
     EVAL_DRIVEN_SCHEDULERS,
@@ -28,7 +29,6 @@ from swiftkit.config.inference import (
     DataToolArgs,
     DeployArgs,
     EvalArgs,
-    ExportArgs,
     GenerationArgs,
     VllmArgs,
 )
@@ -427,17 +427,46 @@ class EvalConfig(InferConfig):
 @dataclass(frozen=True)
 class ExportConfig(CommandConfig):
     command: ClassVar[str] = "export"
-    description: ClassVar[str] = "Write a trained model in a format other tools load (built in: merged)."
+    description: ClassVar[str] = (
+        "Write a model (--model, and/or trained --adapters merged in) in a format other tools load: merged "
+        "safetensors, or quantized with --quant_method bnb|torchao|gptq|awq|gguf. Every artifact is loaded back "
+        "and checked against the source (parity.json); --push_to_hub uploads it with a model card."
+    )
 
     model: ModelArgs = field(default_factory=ModelArgs)
     adapter: AdapterArgs = field(default_factory=AdapterArgs)
     template: TemplateArgs = field(default_factory=TemplateArgs)
+    data: DataArgs = field(default_factory=DataArgs)
     export: ExportArgs = field(default_factory=ExportArgs)
+    quantize: QuantizeArgs = field(default_factory=QuantizeArgs)
+    hub: HubArgs = field(default_factory=HubArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
 
     def __post_init__(self):
-        if not self.adapter.adapters:
-            raise ConfigError("`swiftkit export` needs --adapters (a trained checkpoint or run directory)")
+        if not self.adapter.adapters and not self.model.model:
+            raise ConfigError(f"`swiftkit {self.command}` needs --adapters (a trained checkpoint or run directory) "
+                              "and/or --model")
+
+    @property
+    def format_name(self) -> str:
+        """The exporter asked for: the quantizer (--quant_method, or gguf for --gguf_type/--to_ollama), else
+        --export_format."""
+        return self.quantize.method or self.export.export_format
+
+
+@dataclass(frozen=True)
+class QuantizeConfig(ExportConfig):
+    command: ClassVar[str] = "quantize"
+    description: ClassVar[str] = (
+        "Quantize a model (--model, and/or --adapters merged in) with --quant_method bnb|torchao|gptq|awq|gguf; "
+        "the same as `swiftkit export --quant_method ...`. The artifact is loaded back and checked against the "
+        "source (parity.json)."
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.quantize.method is None:
+            raise ConfigError("`swiftkit quantize` needs --quant_method (bnb, torchao, gptq, awq, gguf or a plugin's)")
 
 
 @dataclass(frozen=True)
@@ -502,4 +531,4 @@ class DataPreviewConfig(DataLintConfig):
 
 
 CONFIGS: tuple[type[CommandConfig], ...] = (SftConfig, PtConfig, RlhfConfig, InferConfig, EvalConfig, ExportConfig,
-                                            DeployConfig, DataLintConfig, DataPreviewConfig)
+                                            QuantizeConfig, DeployConfig, DataLintConfig, DataPreviewConfig)

@@ -25,7 +25,7 @@ _MEGATRON = ("Megatron is not supported: swiftkit trains through transformers/pe
 _MULTIMODAL = ("multimodal (image/video/audio) training and inference are not supported yet: swiftkit handles "
                "text (a multimodal checkpoint trains on text alone)")
 _NPU = "Ascend NPU is not supported (CUDA GPUs and the CPU are)"
-_HUB_UPLOAD = "swiftkit does not upload: push the output folder with `huggingface-cli upload` or `modelscope upload`"
+_HUB_UPLOAD = ("training runs are not uploaded: push a checkpoint as a model with `swiftkit export --adapters CKPT --push_to_hub --hub_model_id owner/name`")
 _RAY = "Ray is not supported: each command runs in one process"
 _TASKS = ("swiftkit trains causal LMs, and reward models with `swiftkit rlhf --rlhf_type rm`; classification, "
           "embedding and reranker tasks are not supported")
@@ -44,9 +44,7 @@ _OTHER_ENGINE = ("the SGLang and LMDeploy engines are not built in: --infer_back
 _SAMPLING = ("a sampling flag of infer/eval/deploy; rlhf rollouts (grpo/ppo) take --temperature and "
              "--max_completion_length")
 _QUANT_LOAD = ("quantizing while loading is for training (QLoRA: sft/rlhf --quant_method bnb --quant_bits 4); "
-               "infer/deploy load pre-quantized checkpoints as they are, export writes merged weights")
-_QUANT_EXPORT = ("quantized export (gptq, awq, bnb, fp8) is not built in: `swiftkit export` writes merged safetensors; "
-                 "a plugin can add an --export_format (swiftkit_get_export_format)")
+               "infer/deploy load quantized checkpoints as they are; `swiftkit quantize` writes them")
 _GALORE = ("not supported by swiftkit's GaLore (--optimizer galore), which takes --galore_rank, "
            "--galore_update_proj_gap, --galore_scale, --galore_proj_type, --galore_target_modules")
 _LORA_GA = ("LoRA-GA initialisation is not supported: --init_weights takes true, false, gaussian, pissa, "
@@ -418,12 +416,8 @@ REFUSED: dict[str, str] = {
     "local_dataset": _EVAL_BACKEND,
     # -- export --------------------------------------------------------------------------------
     "exist_ok": "export never overwrites: choose a new --output_dir",
-    "quant_n_samples": _QUANT_EXPORT,
-    "quant_batch_size": _QUANT_EXPORT,
-    "group_size": _QUANT_EXPORT,
     "to_cached_dataset": _CACHED,
     "template_mode": _CACHED,
-    "to_ollama": "Ollama Modelfiles are not written; a plugin can add an --export_format (swiftkit_get_export_format)",
     "to_mcore": _MEGATRON,
     "to_hf": _MEGATRON,
     "mcore_model": _MEGATRON,

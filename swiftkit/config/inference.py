@@ -1,4 +1,4 @@
-"""Field groups of the inference-side commands: adapters, generation, serving, vLLM, eval, export, data tools."""
+"""Field groups of the inference-side commands: adapters, generation, serving, vLLM, eval, data tools."""
 
 from __future__ import annotations
 
@@ -102,17 +102,6 @@ class EvalArgs:
     def __post_init__(self):
         _check(bool(self.eval_dataset), "--eval_dataset needs at least one benchmark name")
         _check(self.eval_limit is None or self.eval_limit > 0, "--eval_limit must be > 0")
-
-
-@dataclass(frozen=True)
-class ExportArgs:
-    export_format: str = arg(
-        "merged", "Output format, chosen through the swiftkit_get_export_format hook (built in: "
-        "merged: full safetensors weights with LoRA merged in, loadable by plain transformers)."
-    )
-    output_dir: Optional[str] = arg(
-        None, "Folder to create (must not exist); default: <first adapter>-<format>."
-    )
 
 
 @dataclass(frozen=True)
