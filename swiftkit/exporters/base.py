@@ -23,6 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from swiftkit.core.errors import SwiftkitError
+
+
+class ExportError(SwiftkitError):
+    """An export that cannot be done as asked; the message names the flag or file."""
+
 
 @dataclass(frozen=True)
 class ExportMethod:

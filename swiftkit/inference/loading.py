@@ -110,13 +110,16 @@ def with_run_data_args(cfg):
     return cfg
 
 
-def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | None = None):
+def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | None = None, quantization_config=None,
+                       prepare_base=None):
     """Load ``(model, template, info)`` for ``cfg``; see the module docstring for the rules.
 
     ``info`` holds ``model_path``, ``tokenizer_path``, ``adapters`` (LoRA dirs applied),
-    ``merged``, ``train_args_path`` (or None), ``template`` (its name) and the effective
-    ``settings``. ``adapters`` replaces ``--adapters`` (deploy loads the first one here, the others
-    onto the engine).
+    ``merged``, ``train_args_path`` (or None), ``train_args`` (the run's args.json, or None), ``template``
+    (its name) and the effective ``settings``. ``adapters`` replaces ``--adapters`` (deploy loads the first one
+    here, the others onto the engine). ``quantization_config`` (a transformers quantization config) loads the
+    base quantized; ``prepare_base(model) -> model`` runs on the base before the adapters are applied (export
+    dequantizes a QLoRA base there).
     """
     import torch  # defers torch
 
@@ -152,7 +155,9 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
     tokenizer = load_tokenizer(tok_source, trust_remote_code=cfg.model.trust_remote_code)
 
     model = load_model(resolved, torch_dtype=cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code,
-                       attn_implementation=cfg.model.attn_impl)
+                       attn_implementation=cfg.model.attn_impl, quantization_config=quantization_config)
+    if prepare_base is not None:
+        model = prepare_base(model)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))  # tokens added in training
     merged = bool(lora_dirs) and (cfg.adapter.merge_lora or len(lora_dirs) > 1)
@@ -172,6 +177,7 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
         "adapters": [str(p) for p in lora_dirs],
         "merged": merged,
         "train_args_path": str(args_path) if args_path else None,
+        "train_args": train_args,
         "template": getattr(template, "name", None),
         "settings": settings,
     }
