@@ -70,6 +70,18 @@ def test_self_cognition_data_file():
     assert sum("{{AUTHOR}}" in r["response"] for r in rows) > len(rows) // 2
 
 
+def test_calibration_mix_loads_as_chat_rows(registry):
+    rows = load_rows(["calibration-mix"], registries=with_datasets(registry))
+    assert len(rows) == 96 and registry.source("calibration-mix") == "dataset_registry/calibration.yaml"
+    assert all(r["messages"][-1]["role"] == "assistant" and r["messages"][-1]["content"].strip() for r in rows)
+    assert len({r["messages"][-2]["content"] for r in rows}) == len(rows)
+    texts = [" ".join(m["content"] for m in r["messages"]) for r in rows]
+    assert sum(bool(re.search(r"[\u4e00-\u9fff]", t)) and not re.search(r"[\u3040-\u30ff]", t) for t in texts) >= 12
+    assert sum("```" in t for t in texts) >= 10
+    assert sum(r["messages"][0]["role"] == "system" for r in rows) >= 3
+    assert "{{" not in "".join(texts)
+
+
 def test_self_cognition_one_name(registry):
     rows = load_rows(["self-cognition"], registries=with_datasets(registry), model_name=("Nova",), model_author=("Acme Labs",))
     text = json.dumps([r["messages"] for r in rows], ensure_ascii=False)
