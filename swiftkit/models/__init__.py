@@ -1,8 +1,9 @@
-"""Model resolution (local dir, registered name, ModelScope / HF hub, embedded GGUF) and loading.
+"""Model resolution (local dir, GGUF artifact, registered name, ModelScope / HF hub, embedded GGUF) and loading.
 
 Importing this package does not import torch or transformers; the loaders import them when called.
 """
 
+from swiftkit.models.artifacts import check_quantized_loadable
 from swiftkit.models.errors import ModelNotFoundError
 from swiftkit.models.loading import load_model, load_tokenizer, resolve_dtype, set_num_threads
 from swiftkit.models.registry import ModelEntry, infer_model_type
@@ -15,6 +16,7 @@ __all__ = [
     "ModelEntry",
     "ModelNotFoundError",
     "ResolvedModel",
+    "check_quantized_loadable",
     "default_cache_dir",
     "infer_model_type",
     "load_model",

@@ -6,6 +6,7 @@ torch and transformers are imported inside the functions, so importing this modu
 from __future__ import annotations
 
 from swiftkit.core.registry import closest
+from swiftkit.models.artifacts import as_plain_model, check_quantized_loadable
 from swiftkit.models.attention import attention_implementation
 from swiftkit.models.errors import ModelNotFoundError
 from swiftkit.models.resolve import ResolvedModel, resolve_model
@@ -58,14 +59,16 @@ def load_tokenizer(model, **resolve_kwargs):
 
     ``trust_remote_code`` (default False) is passed to ``AutoTokenizer``; other keyword arguments
     go to :func:`resolve_model`. A missing pad token is set to the EOS token (no token is added).
+    A GGUF artifact's tokenizer (and chat template) is read from its GGUF file.
     """
     from transformers import AutoTokenizer  # defers transformers
 
     trust_remote_code = resolve_kwargs.pop("trust_remote_code", False)
     resolved = _resolved(model, resolve_kwargs)
+    extra = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(
-            resolved.path, trust_remote_code=trust_remote_code
+            resolved.path, trust_remote_code=trust_remote_code, **extra
         )
     except OSError as exc:
         raise ModelNotFoundError(f"cannot load a tokenizer from {resolved.path}: {exc}") from exc
@@ -105,12 +108,19 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
     ``attn_implementation`` (--attn_impl, checked by :func:`~swiftkit.models.attention.attention_implementation`
     before anything loads) and ``quantization_config`` (a transformers quantization config, e.g.
     ``BitsAndBytesConfig``) are passed to ``from_pretrained`` when given.
+    A GGUF artifact (``resolved.gguf_file``) is dequantized into ``torch_dtype`` and returned as a plain
+    model; a checkpoint quantized on disk (config.json ``quantization_config``) is checked for its method's
+    package before anything loads (:func:`~swiftkit.models.artifacts.check_quantized_loadable`).
     The model stays on the CPU; moving it to a device is the caller's choice.
     """
     attn_implementation = attention_implementation(attn_implementation)  # a kernel this machine lacks fails here
     dtype = resolve_dtype(torch_dtype)
     resolved = _resolved(model, resolve_kwargs)
     kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if resolved.gguf_file:
+        kwargs["gguf_file"] = resolved.gguf_file
+    else:
+        check_quantized_loadable(resolved.path)  # e.g. a GPTQ folder without gptqmodel: one line, nothing loaded
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
@@ -118,6 +128,7 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
     if scalar_head:
         kwargs["num_labels"] = 1
     try:
-        return with_model_class(lambda auto: auto.from_pretrained(resolved.path, **kwargs), scalar_head=scalar_head)
+        loaded = with_model_class(lambda auto: auto.from_pretrained(resolved.path, **kwargs), scalar_head=scalar_head)
     except OSError as exc:
         raise ModelNotFoundError(f"cannot load the model in {resolved.path}: {exc}") from exc
+    return as_plain_model(loaded) if resolved.gguf_file else loaded

@@ -2,7 +2,9 @@
 
 Resolution order:
 
-1. an existing local directory (it must hold ``config.json``);
+1. an existing local directory holding ``config.json`` (a transformers checkpoint), or a GGUF artifact: a
+   ``*.gguf`` file's path, or a folder without ``config.json`` that holds exactly one ``*.gguf`` file
+   (:attr:`ResolvedModel.gguf_file` names it; transformers dequantizes it as it loads);
 2. a registered short name (``swiftkit list models``): an embedded model is converted once into
    the cache, any other is downloaded by its ModelScope id (HF id with ``use_hf``), falling back
    to the other hub when the wanted id is not registered;
@@ -20,6 +22,7 @@ from pathlib import Path
 from swiftkit.core.checkpoints import check_files
 from swiftkit.core.registry import RegistryError, closest
 from swiftkit.models import embedded, hub
+from swiftkit.models.artifacts import check_gguf_file, find_gguf, gguf_model_type
 from swiftkit.models.errors import ModelNotFoundError
 from swiftkit.models.registry import (
     HUB_ID,
@@ -41,6 +44,7 @@ class ResolvedModel:
     source: str  # "local" | "embedded" | "modelscope" | "hf"
     name: str  # what the user passed
     candidates: tuple[str, ...] = ()  # registry types that fit config.json when none was chosen
+    gguf_file: str | None = None  # the GGUF file in ``path`` to load (``from_pretrained(gguf_file=...)``)
 
 
 def default_cache_dir() -> Path:
@@ -58,18 +62,21 @@ def _looks_like_path(model: str) -> bool:
     )
 
 
-def _check_model_dir(path: Path, model: str) -> Path:
+def _check_model_dir(path: Path, model: str) -> str | None:
+    """Check the model folder ``path``; the name of its GGUF file when it is a GGUF artifact, else None."""
     if (path / "config.json").is_file():
         check_files(path, "--model")  # a damaged or pickled file is one line naming it, before loading
-        return path
+        return None
+    gguf = find_gguf(path, model)
+    if gguf is not None:
+        check_gguf_file(path / gguf, model)
+        return gguf
     hint = ""
     if (path / "adapter_config.json").is_file():
         hint = " It holds a LoRA adapter (adapter_config.json): pass it as --adapters instead."
-    elif ggufs := sorted(p.name for p in path.glob("*.gguf")):
-        hint = f" It holds GGUF file(s) ({', '.join(ggufs)}), which load only through a registered embedded model."
     raise ModelNotFoundError(
         f"model directory {str(path)!r} (from --model {model!r}) has no config.json: a model "
-        f"directory needs config.json, the weights (*.safetensors) and the tokenizer files.{hint}"
+        f"directory needs config.json, the weights (*.safetensors) and the tokenizer files, or one *.gguf file.{hint}"
     )
 
 
@@ -160,11 +167,16 @@ def resolve_model(
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     local = Path(model).expanduser()
     entry = None
+    gguf_file = None
     if local.is_dir():
         path, source = str(local.resolve()), "local"
+    elif local.is_file() and local.suffix.lower() == ".gguf":
+        gguf_file = local.name  # the folder is resolved, not the file: a linked file keeps its name
+        path, source = str(local.absolute().parent.resolve()), "local"
+        check_gguf_file(Path(path) / gguf_file, model)
     elif local.exists():
         raise ModelNotFoundError(
-            f"--model {model!r} is a file; pass the directory that holds config.json"
+            f"--model {model!r} is a file; pass the directory that holds config.json, or a .gguf file"
         )
     elif _looks_like_path(model):
         raise ModelNotFoundError(f"local model directory {model!r} does not exist")
@@ -190,9 +202,15 @@ def resolve_model(
             f"unknown model {model!r}{closest(model.lower(), registry)}; pass a local directory, a hub "
             "id (owner/name) or a registered name (`swiftkit list models`)"
         )
-    folder = _check_model_dir(Path(path), model)
-    config = _read_config(folder)
+    folder = Path(path)
+    if gguf_file is None:
+        gguf_file = _check_model_dir(folder, model)
+    if gguf_file is not None:
+        config = {"model_type": gguf_model_type(folder / gguf_file)}
+    else:
+        config = _read_config(folder)
     family, entry, candidates = _type_of(model_type, entry, config, registry)
     return ResolvedModel(
         path=str(folder), model_type=family, entry=entry, source=source, name=model, candidates=candidates,
+        gguf_file=gguf_file,
     )
