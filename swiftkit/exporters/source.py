@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from swiftkit.core.checkpoints import find_checkpoint, read_train_args
 from swiftkit.inference.loading import load_for_inference
 from swiftkit.models.quantization import bnb_config, effective_quantization
 
@@ -51,8 +52,6 @@ def load_source(cfg, registries):
     """``(model, template, info)``: the source model as the user serves it (adapters unmerged when there is
     one; a QLoRA adapter on its quantized base). ``info["training_quantization"]`` says how the base was
     quantized in training (None: full precision)."""
-    from swiftkit.core.checkpoints import find_checkpoint, read_train_args
-
     train_args = read_train_args(find_checkpoint(cfg.adapter.adapters[0]))[0] if cfg.adapter.adapters else None
     quant = training_quantization(train_args) if cfg.adapter.adapters else None
     qconfig = bnb_config(quant, cfg.model.torch_dtype) if quant else None
