@@ -14,8 +14,9 @@ file and quantized checkpoints included) and reports:
   error, ~0 for a merged export);
 - greedy replies and perplexity, source against artifact.
 
-The report is a JSON-able dict with ``ok`` and ``failures``; :func:`raise_for_failures` turns a template or
-stop-token failure (or non-finite logits) into one-line :class:`ParityError` once the report is written.
+The report is a JSON-able dict with ``ok``, ``failures`` and ``warnings`` (top-1 agreement under 50%);
+:func:`raise_for_failures` turns a template or stop-token failure (or non-finite logits) into a one-line
+:class:`ParityError` once the report is written.
 :func:`~swiftkit.exporters.parity_report.summary_lines` prints it for people.
 """
 
@@ -229,9 +230,11 @@ def check_artifact(folder: Path, reference: ParityReference, template, *, max_ne
     model = _on_accelerator(load_model(resolved, torch_dtype=torch_dtype))
     model.eval()
     failures: list[dict] = []
+    warnings: list[str] = []
     report: dict = {
         "ok": False,
         "failures": failures,
+        "warnings": warnings,
         "artifact": {
             "folder": str(folder), "gguf_file": resolved.gguf_file, "model_type": resolved.model_type,
             "quant_method": "gguf" if resolved.gguf_file else quantization_method(resolved.path),
@@ -249,7 +252,7 @@ def check_artifact(folder: Path, reference: ParityReference, template, *, max_ne
                                                   folder, failures)
         stats = LogitStats()
         replies, ppl = _artifact_outputs(model, tokenizer, reference, template, max_new_tokens, stats)
-        report["logits"] = stats.result(failures, folder)
+        report["logits"] = stats.result(failures, warnings, folder)
         report["replies"] = reply_parity(tokenizer, reference, replies, max_new_tokens)
         report["perplexity"] = perplexity_entry(reference, ppl)
     finally:

@@ -1,7 +1,8 @@
 """The comparisons of a parity report and its printed summary (see :mod:`swiftkit.exporters.parity`).
 
 Each ``*_parity`` function returns a JSON-able dict and appends what must stop the export to ``failures``
-(dicts with a one-line ``message``). Nothing here loads a model; the callers hand in what they computed.
+(dicts with a one-line ``message``); a large logit error is a warning (quantization is expected to cost
+something), not a failure. Nothing here loads a model; the callers hand in what they computed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from pathlib import Path
 
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.templates.spans import input_ids_of
+
+# Top-1 agreement below this is reported as a warning: the artifact mostly predicts other tokens than the source.
+TOP1_WARNING = 0.5
 
 
 class ParityError(SwiftkitError):
@@ -185,7 +189,7 @@ class LogitStats:
         self.per_conversation.append({"conversation": index, "positions": got.shape[0],
                                       "max_abs_diff": _num(conv_max), "top1_agreement": agree / got.shape[0]})
 
-    def result(self, failures: list, folder: Path) -> dict:
+    def result(self, failures: list, warnings: list, folder: Path) -> dict:
         if not self.positions:
             return {"positions": 0}
         mean = self.total / self.count
@@ -197,6 +201,10 @@ class LogitStats:
             failures.append({"check": "logits", "message": (
                 f"parity: the model in {str(folder)!r} gives non-finite logits (NaN or inf) on the parity "
                 "conversations: the export is broken; try another --quant_method or bit width")})
+        elif out["top1_agreement"] < TOP1_WARNING:
+            warnings.append(f"the artifact's most likely next token agrees with the source's at only "
+                            f"{out['top1_agreement']:.0%} of {self.positions} positions (max |logit diff| "
+                            f"{self.max:.3g}): check its replies before serving it")
         return out
 
 
@@ -244,6 +252,7 @@ def summary_lines(report: dict) -> list[str]:
         failures = report.get("failures", [])
         lines = [f"parity of {where}: FAILED ({len(failures)} problem{'s' if len(failures) != 1 else ''})"]
         lines += [f"  {f['message']}" for f in failures[:3]]
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
     convs = report.get("template", [])
     checked = [c for c in convs if "ids" in c]
     same = sum(c["ids"]["equal"] and c["generation_prompt"]["equal"] for c in checked)

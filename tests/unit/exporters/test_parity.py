@@ -232,3 +232,24 @@ def test_a_template_that_rejects_a_conversation_is_skipped_with_a_note(tiny_mode
     report = check_artifact(folder, ref, template, max_new_tokens=4)
     assert report["ok"] and sum("skipped" in c for c in report["template"]) == 2
     assert "(2 skipped or failed to render)" in summary_lines(report)[1]
+
+
+def test_a_different_model_is_a_warning_and_nan_logits_a_failure(source, tmp_path):
+    import torch
+
+    model, tokenizer, template, ref = source
+    other, _ = load(export_plain(model, tokenizer, tmp_path / "src"))
+    with torch.no_grad():
+        other.lm_head.weight.copy_(other.lm_head.weight.flip(0))  # every token's scores moved to another token
+    report = check_artifact(export_plain(other, tokenizer, tmp_path / "flipped"), ref, template, max_new_tokens=4)
+    assert report["ok"] and report["logits"]["top1_agreement"] < 0.5
+    assert len(report["warnings"]) == 1 and "agrees with the source's at only" in report["warnings"][0]
+    assert any(line.startswith("warning: ") for line in summary_lines(report))
+
+    with torch.no_grad():
+        other.model.norm.weight[0] = float("nan")
+    report = check_artifact(export_plain(other, tokenizer, tmp_path / "nan"), ref, template, max_new_tokens=4)
+    json.dumps(report, allow_nan=False)
+    assert report["logits"]["max_abs_diff"] is None and [f["check"] for f in report["failures"]] == ["logits"]
+    with pytest.raises(ParityError, match=r"gives non-finite logits \(NaN or inf\)"):
+        raise_for_failures(report)
