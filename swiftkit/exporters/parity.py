@@ -14,7 +14,9 @@ file and quantized checkpoints included) and reports:
   error, ~0 for a merged export);
 - greedy replies and perplexity, source against artifact.
 
-The report is a JSON-able dict with ``ok``, ``failures`` and ``warnings`` (top-1 agreement under 50%);
+The report is a JSON-able dict with ``ok``, ``failures``, ``warnings`` (top-1 agreement under 50%), the
+sections above and their headline numbers flat (``template_ok``, ``stop_tokens_ok``, ``top1_agreement``,
+``max_logit_diff``, ``mean_logit_diff``, ``greedy_match``: what a model card's parity table reads);
 :func:`raise_for_failures` turns a template or stop-token failure (or non-finite logits) into a one-line
 :class:`ParityError` once the report is written.
 :func:`~swiftkit.exporters.parity_report.summary_lines` prints it for people.
@@ -261,7 +263,19 @@ def check_artifact(folder: Path, reference: ParityReference, template, *, max_ne
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     report["ok"] = not failures
+    report.update(_headline(report))
     return report
+
+
+def _headline(report: dict) -> dict:
+    """The flat numbers a model card's parity table shows (``swiftkit.exporters.model_card``)."""
+    checks = {f["check"] for f in report["failures"]}
+    logits, replies = report["logits"], report["replies"]
+    return {
+        "template_ok": "template" not in checks, "stop_tokens_ok": "stop_tokens" not in checks,
+        "top1_agreement": logits.get("top1_agreement"), "max_logit_diff": logits.get("max_abs_diff"),
+        "mean_logit_diff": logits.get("mean_abs_diff"), "greedy_match": f"{replies['equal']}/{replies['total']}",
+    }
 
 
 def raise_for_failures(report: dict) -> None:

@@ -86,6 +86,8 @@ def test_a_merged_export_has_identical_logits_and_passes(source, tmp_path):
     assert report["replies"]["equal"] == report["replies"]["total"] == 4
     assert report["perplexity"]["artifact"] == pytest.approx(report["perplexity"]["source"], rel=1e-6)
     assert report["artifact"]["quant_method"] is None and report["artifact"]["dtype"] == "float32"
+    assert {k: report[k] for k in ("template_ok", "stop_tokens_ok", "top1_agreement", "greedy_match")} == {
+        "template_ok": True, "stop_tokens_ok": True, "top1_agreement": 1.0, "greedy_match": "4/4"}
     lines = summary_lines(report)
     assert lines[0].endswith(": ok") and "4/4 conversations" in lines[1]
     raise_for_failures(report)  # nothing to raise
@@ -149,6 +151,7 @@ def test_a_generation_config_without_the_stop_token_fails(source, tmp_path):
     report = check_artifact(folder, ref, template, max_new_tokens=8)
     assert not report["ok"] and report["stop_tokens"]["missing"] == ["<|im_end|>"]
     assert [f["check"] for f in report["failures"]] == ["stop_tokens"]
+    assert report["template_ok"] and not report["stop_tokens_ok"]
     assert report["template"][0]["ids"]["equal"] and report["logits"]["positions"] > 0
     with pytest.raises(ParityError, match=r"generation_config\.json' eos_token_id \[0\] lacks the stop token\(s\) "
                                           r"'<\|im_end\|>'"):
