@@ -5,7 +5,8 @@ The folder holds ``model-<type>.gguf`` (and ``Modelfile``) and nothing else: no 
 metadata carries the config, tokenizer and chat template, and ``--model <folder>`` loads the single .gguf in it.
 The end-of-sequence id written is the template's first stop token, so llama.cpp stops where training's replies
 ended. The model type is known only once config.json is read; the export recipe calls
-:func:`check_gguf_supported` then, before the weights load.
+:func:`check_gguf_supported` then, before the weights load. The writer's stats (tensor types, f16 fallbacks, file
+size) are left in ``source.info["gguf"]`` for the export report.
 """
 
 from __future__ import annotations
@@ -43,9 +44,13 @@ def _check(config) -> None:
                           "writes q8_0, 4 writes q4_0, no --quant_bits writes f16; for others pass --gguf_type "
                           f"({', '.join(GGUF_TYPES)})")
     try:
-        import gguf  # noqa: F401  # defers gguf
-    except ImportError as exc:
-        raise ConfigError("--quant_method gguf needs the gguf package: pip install gguf") from exc
+        import numpy as np  # defers numpy
+        from gguf import GGMLQuantizationType, quants  # defers gguf
+
+        quants.quantize(np.zeros((1, 32), dtype=np.float32), GGMLQuantizationType[quantize.gguf_kind.upper()])
+    except (ImportError, NotImplementedError) as exc:
+        raise ConfigError(f"--quant_method gguf --gguf_type {quantize.gguf_kind} needs a gguf package that writes "
+                          f"it: pip install -U gguf ({exc})") from exc
 
 
 def _write(source: ExportSource, output_dir: Path) -> None:
@@ -54,8 +59,8 @@ def _write(source: ExportSource, output_dir: Path) -> None:
     check_gguf_supported(model.config.model_type, model.config)
     stops = list(getattr(template, "stop_token_ids", None) or [])
     name = gguf_file_name(kind)
-    write_gguf(model, source.tokenizer, Path(output_dir) / name, kind, name=_model_name(source),
-               eos_token_id=stops[0] if stops else None)
+    source.info["gguf"] = write_gguf(model, source.tokenizer, Path(output_dir) / name, kind, name=_model_name(source),
+                                     eos_token_id=stops[0] if stops else None)
     if source.config.quantize.to_ollama:
         write_modelfile(Path(output_dir), name, template, generation_config=getattr(model, "generation_config", None),
                         context_length=getattr(template, "max_length", None))

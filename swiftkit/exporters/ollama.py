@@ -61,6 +61,9 @@ def write_modelfile(folder: Path, gguf_name: str, template, generation_config=No
     prompt, stop tokens); ``generation_config`` gives temperature, top_p, top_k and repeat_penalty where set,
     ``context_length`` num_ctx."""
     pieces = turn_pieces(template)
+    if template.system and pieces.first_system is None:
+        raise ModelfileError("--to_ollama: the chat template takes no system message, so the --system prompt could "
+                             "not be given to the model; export without --system")
     tokenizer = template.tokenizer
     if adds_special_tokens(tokenizer)[0] and tokenizer.bos_token:
         pieces = _without_leading(pieces, tokenizer.bos_token)
@@ -228,8 +231,10 @@ def _number(value) -> str:
 
 
 def _go_text(text: str) -> str:
-    """``text`` as literal Go template text: only ``{{`` would start an action."""
-    return text.replace("{{", '{{ "{{" }}')
+    """``text`` as literal Go template text, which always stands between two actions: ``{{`` would start an
+    action, and so would a ``{`` at its end together with the next action's braces."""
+    text = text.replace("{{", '{{ "{{" }}')
+    return text[:-1] + '{{ "{" }}' if text.endswith("{") else text
 
 
 def _segments(text: str, markers: list[str]) -> list[str]:

@@ -289,6 +289,7 @@ def test_gguf_method_writes_the_file_and_the_modelfile_and_nothing_else(tiny_mod
     method.write(source, tmp_path)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile", "model-q8_0.gguf"]
+    assert source.info["gguf"]["types"] == {"q8_0": 16, "f32": 9}
     fields = GGUFReader(tmp_path / "model-q8_0.gguf").fields
     assert fields["tokenizer.ggml.eos_token_id"].contents() == template.stop_token_ids[0]
     assert fields["general.name"].contents() == "Tiny-Qwen3"
