@@ -56,7 +56,8 @@ class QuantizeArgs:
     )
     quant_bits: Optional[int] = arg(
         None, "Bits per weight: bnb 4|8, torchao 8|4|3|2, gptq 2|3|4|8, awq 4; gguf: 8 means --gguf_type q8_0 "
-        "and 4 means q4_0. Default: 4 (gguf: f16 unless --gguf_type)."
+        "and 4 means q4_0. Default: bnb, gptq and awq 4; torchao 8 (its 4-bit files are no smaller on CPU); gguf f16 "
+        "unless --gguf_type."
     )
     group_size: int = arg(
         128, "Weights sharing one scale (torchao int4 and below, gptq, awq); must divide every quantized layer's "
