@@ -1,32 +1,31 @@
-"""Built-in export formats.
+"""The ``merged`` format: the model with its adapters merged, saved as plain transformers safetensors.
 
-``merged``: LoRA adapters merged into the base weights and saved as a plain transformers model
-(``config.json``, safetensors, ``generation_config.json``, tokenizer with the training chat
-template). ``AutoModelForCausalLM.from_pretrained(dir)`` and ``tokenizer.apply_chat_template``
-then reproduce training's prompts, and ``generate`` stops at the template's end-of-turn tokens.
-
-The weights are full precision. An adapter trained on a 4/8-bit base (QLoRA) is merged into the base
-loaded unquantized (``swiftkit export`` loads it as ``infer`` does, from the run's args.json, without
-a quantization config): W + BA, not Q(W) + BA. A model that arrives here quantized (e.g. a base saved
-4-bit) is refused: merging into 4-bit weights would round the adapter away.
+``config.json``, safetensors, ``generation_config.json`` (the template's end-of-turn tokens as
+``eos_token_id``) and the tokenizer with the training chat template: ``AutoModelForCausalLM.from_pretrained(dir)``
+and ``tokenizer.apply_chat_template`` then reproduce training's prompts, and ``generate`` stops where swiftkit
+stops. The weights are full precision; for an adapter trained on a 4/8-bit base see ``--qlora_merge``
+(:mod:`swiftkit.exporters.source`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from swiftkit.core.errors import SwiftkitError
+from swiftkit.exporters.base import ExportError, ExportMethod, ExportSource
 from swiftkit.models.quantization import is_quantized
 
 
-def export_merged(model, tokenizer, output_dir: Path, config) -> None:
-    """Save ``model`` (adapters merged) and ``tokenizer`` into ``output_dir``."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if is_quantized(base):
-        raise SwiftkitError(f"--export_format merged writes full-precision weights, but the base model "
-                            f"{getattr(base.config, '_name_or_path', '')!r} is loaded quantized (its config has a "
-                            "quantization_config): export onto the full-precision base with --model <its folder>")
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+def write_merged(source: ExportSource, output_dir: Path) -> None:
+    """Save the merged model and its tokenizer into ``output_dir``."""
+    model = source.model
+    if is_quantized(model):
+        raise ExportError(f"--export_format merged writes full-precision weights, but the model "
+                          f"{getattr(model.config, '_name_or_path', '')!r} is loaded quantized (its config has a "
+                          "quantization_config): export from its full-precision original with --model <its folder>")
     model.save_pretrained(output_dir, safe_serialization=True)
-    tokenizer.save_pretrained(output_dir)
+    source.tokenizer.save_pretrained(output_dir)
+
+
+def merged_method() -> ExportMethod:
+    return ExportMethod(name="merged", write=write_merged,
+                        description="full-precision safetensors with every adapter merged")

@@ -45,6 +45,8 @@ def training_quantization(train_args: dict | None) -> dict | None:
 
 def _dequantize(model):
     model.dequantize()
+    # transformers 5.24 drops the quantizer but leaves the load-time flags set: the weights are plain now.
+    model.is_loaded_in_4bit = model.is_loaded_in_8bit = False
     return model
 
 

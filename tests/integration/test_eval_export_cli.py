@@ -78,7 +78,9 @@ def test_export_never_overwrites_and_unknown_format_lists_valid_ones(trained, tm
     target = tmp_path / "gguf-out"
     assert main(["export", "--adapters", str(trained), "--output_dir", str(target), "--export_format", "ggfu"]) == 2
     err = capsys.readouterr().err
-    assert "unknown --export_format 'ggfu'" in err and "valid --export_format values: merged" in err
+    assert "unknown --export_format 'ggfu'" in err and "valid --export_format values: " in err
+    assert {"merged", "gguf", "torchao", "bnb", "gptq", "awq"} <= set(err.split("valid --export_format values: ")[1]
+                                                                     .split(".")[0].replace(",", " ").split())
     assert not target.exists()
 
 
@@ -105,11 +107,6 @@ def test_failing_plugin_exporter_leaves_nothing_behind(trained, tmp_path, capsys
         "'half-done': RuntimeError: disk full while writing part 2")
     assert "Traceback" not in err
     assert list(tmp_path.glob("*exported*")) == []
-
-
-def test_export_needs_adapters(capsys):
-    assert main(["export", "--model", "x"]) == 2
-    assert "needs --adapters" in capsys.readouterr().err
 
 
 ENGINE_PLUGIN = """

@@ -20,7 +20,7 @@ API = {c.api: c for c in COMMANDS.values() if c.api}
 
 
 def test_every_recipe_command_with_an_api_name_is_a_function_of_swiftkit():
-    assert set(API) == {"sft", "pt", "rlhf", "infer", "eval", "export", "deploy"}
+    assert set(API) == {"sft", "pt", "rlhf", "infer", "eval", "export", "quantize", "deploy"}
     for name in API:
         func = getattr(swiftkit, name)
         assert isinstance(func, types.FunctionType) and func is getattr(api, name)
