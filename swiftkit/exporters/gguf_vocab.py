@@ -11,7 +11,8 @@ tokenize as the original does. It is read from the tokenizer's own pre-tokenizer
 
 * ``ByteLevel`` with its built-in GPT-2 regex -> ``gpt-2``;
 * ``Digits(individual_digits)`` then ``ByteLevel`` (SmolLM/StarCoder-style) -> ``smollm``;
-* ``Split`` by the Llama 3 regex then ``ByteLevel`` -> ``llama-bpe``; by the Qwen2 regex -> ``qwen2``;
+* ``Split`` by the Llama 3 regex then ``ByteLevel`` -> ``llama-bpe``; by the Qwen2/Qwen3 regex -> ``qwen2``; by
+  Mistral's tekken regex -> ``tekken``;
 * anything else -> ``default`` (llama.cpp's generic BPE split; text may then tokenize differently in llama.cpp
   than in transformers, though transformers' GGUF loader, which ignores most names, is unaffected).
 
@@ -30,7 +31,10 @@ _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 _QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-_SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
+_TEKKEN_SPLIT = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+                 r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
+                 r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2", _TEKKEN_SPLIT: "tekken"}
 
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5  # gguf.TokenType values
 

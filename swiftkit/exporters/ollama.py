@@ -111,8 +111,9 @@ def turn_pieces(template) -> TurnPieces:
     except ModelfileError:
         raise
     except Exception as exc:
-        raise ModelfileError(f"--to_ollama: the chat template fails on a plain user/assistant conversation ({exc})") \
-            from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelfileError(f"--to_ollama: the chat template fails on a plain user/assistant conversation "
+                             f"({reason})") from exc
     segments = _segments(full, [m for _, m in head] + [_U1, _A1, _U2])
     user_to_assistant, assistant_to_user, after_last_user = segments[-3:]
     generation = _strip_prefix(after_last_user, user_suffix, "the generation prompt does not follow the user turn")
