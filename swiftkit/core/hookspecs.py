@@ -431,27 +431,33 @@ def swiftkit_get_eval_benchmark(name, config, registries):
 
 @hookspec(firstresult=True)
 def swiftkit_get_export_format(name, config):
-    """Return the exporter selected by ``--export_format``.
+    """Return the exporter selected by ``--export_format`` or ``--quant_method``.
 
-    Firstresult: answer ``None`` unless ``name`` is yours.
+    Firstresult: answer ``None`` unless ``name`` is yours (declare it with ``swiftkit_choice_names`` for
+    ``"export_format"`` so an unknown name lists it).
 
-    :param str name: the selected format (``"merged"`` is built in: LoRA adapters merged into the
-        base weights, saved as safetensors with the training chat template).
-    :param config: the :class:`swiftkit.config.ExportConfig`.
-    :return: a callable ``export(model, tokenizer, output_dir, config) -> None`` that writes the
-        exported files into ``output_dir`` (a fresh, empty :class:`pathlib.Path`; swiftkit moves it
-        to ``--output_dir`` only when the call returns, so a failed export leaves nothing behind),
-        or ``None``. ``model`` has the adapters applied: a ``peft.PeftModel`` for one LoRA adapter
-        unless ``--merge_lora`` (a format that needs plain weights calls ``merge_and_unload()``);
-        ``tokenizer`` carries the chat template used in training.
+    :param str name: the selected format or quantizer (built in: ``merged``, ``bnb``, ``torchao``, ``gptq``,
+        ``awq``, ``gguf``); ``--quant_method`` wins over ``--export_format``.
+    :param config: the :class:`swiftkit.config.ExportConfig` (``swiftkit quantize``: its subclass
+        ``QuantizeConfig``); ``config.quantize`` holds the quantization flags.
+    :return: a :class:`swiftkit.exporters.base.ExportMethod` or ``None``. Its ``check(config)`` runs before any
+        weights load (raise a ``SwiftkitError`` for a missing package or unsupported setting);
+        ``write(source, output_dir)`` gets an :class:`~swiftkit.exporters.base.ExportSource` (the merged
+        full-precision model, the tokenizer with the training chat template, the template, calibration rows when
+        ``calibration=True``) and a fresh, empty folder. swiftkit then loads the folder back through
+        ``--model``, checks parity (``parity.json``), adds ``export_info.json`` and a model card, and moves it to
+        ``--output_dir`` only when everything succeeded, so a failed export leaves nothing behind. A bare callable
+        ``export(model, tokenizer, output_dir, config)`` is accepted too (it gets the merged model).
 
     Use in plugins::
+
+        from swiftkit.exporters.base import ExportMethod
 
         @swiftkit.hookimpl
         def swiftkit_get_export_format(name, config):
             if name == "fp16":
-                def export(model, tokenizer, output_dir, config):
-                    model.half().save_pretrained(output_dir)
-                    tokenizer.save_pretrained(output_dir)
-                return export
+                def write(source, output_dir):
+                    source.model.half().save_pretrained(output_dir)
+                    source.tokenizer.save_pretrained(output_dir)
+                return ExportMethod(name="fp16", write=write)
     """
