@@ -8,9 +8,9 @@ tensors and :mod:`gguf_vocab` for the tokenizer. Everything that can be refused 
 opened, and the file is written under a temporary name and renamed when complete.
 
 The model metadata written: architecture, name, file type, context length, embedding length, block count,
-feed-forward length, head counts (query and key/value), head dimension when it is not embedding / heads, rotary
-base and dimension count, RMS-norm epsilon and vocabulary size. A mistral model's sliding window is not written
-(llama.cpp's llama architecture has none); the returned stats say so.
+feed-forward length, head counts (query and key/value), key/value head dimension (Qwen3's is not embedding /
+heads), rotary base and dimension count, RMS-norm epsilon and vocabulary size. A mistral model's sliding window
+is not written (llama.cpp's llama architecture has none); the returned stats say so.
 """
 
 from __future__ import annotations
@@ -106,9 +106,8 @@ def _add_model_metadata(writer, config, n_vocab: int, kind: str, name: str | Non
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(heads)
     writer.add_head_count_kv(getattr(config, "num_key_value_heads", None) or heads)
-    if head_dim * heads != config.hidden_size:
-        writer.add_key_length(head_dim)
-        writer.add_value_length(head_dim)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
     writer.add_rope_freq_base(rope_theta(config))
     writer.add_rope_dimension_count(head_dim)
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))

@@ -93,6 +93,7 @@ def test_file_reads_back_with_the_expected_tensors_types_and_metadata(tiny_model
     assert _field(reader, f"{gguf_arch}.context_length") == 512
     assert _field(reader, f"{gguf_arch}.embedding_length") == 64
     assert _field(reader, f"{gguf_arch}.attention.head_count_kv") == 2
+    assert _field(reader, f"{gguf_arch}.attention.key_length") == (128 if arch == "qwen3" else 16)  # not 64 / 4
     assert _field(reader, "tokenizer.chat_template") == tok.chat_template
     assert _field(reader, "tokenizer.ggml.eos_token_id") == eos
     assert _field(reader, "tokenizer.ggml.model") == "gpt2"
