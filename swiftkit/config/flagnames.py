@@ -25,7 +25,8 @@ _MEGATRON = ("Megatron is not supported: swiftkit trains through transformers/pe
 _MULTIMODAL = ("multimodal (image/video/audio) training and inference are not supported yet: swiftkit handles "
                "text (a multimodal checkpoint trains on text alone)")
 _NPU = "Ascend NPU is not supported (CUDA GPUs and the CPU are)"
-_HUB_UPLOAD = ("training runs are not uploaded: push a checkpoint as a model with `swiftkit export --adapters CKPT --push_to_hub --hub_model_id owner/name`")
+_HUB_UPLOAD = ("training runs are not uploaded: push a checkpoint as a model with `swiftkit export --adapters CKPT "
+               "--push_to_hub --hub_model_id owner/name`")
 _RAY = "Ray is not supported: each command runs in one process"
 _TASKS = ("swiftkit trains causal LMs, and reward models with `swiftkit rlhf --rlhf_type rm`; classification, "
           "embedding and reranker tasks are not supported")

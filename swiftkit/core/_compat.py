@@ -20,10 +20,38 @@ def silence_known_warnings() -> None:
       transformers import it when it is installed, so every command printed it): its optional CPU kernel
       comes from the ``kernels`` package, which downloads it from the Hugging Face hub. The built-in path
       it falls back to is the one swiftkit uses and tests. Remove once bitsandbytes stops logging it.
+    - torchao 0.18 logs "Failed to load ..._C_mxfp8..." (its CUDA-only kernels) on the ``torchao`` logger when
+      imported on a CPU machine, and its import makes torch 2.13 log a deprecation of ``register_constant``
+      for two enums (``torch.utils._pytree``). Remove once torchao imports quietly on CPU.
+    - bitsandbytes 0.50's 8-bit layers warn on every CPU forward that float32 inputs are cast to float16
+      (what LLM.int8 does by design). Remove once bitsandbytes warns once per process.
     """
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="`gradient_checkpointing` is deprecated", category=FutureWarning)
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast from")
+
+
+def gptqmodel_workarounds(log_dir) -> None:
+    """Let GPTQModel 7.6 quantize on a small CPU machine without writing into the working directory.
+
+    - It sizes its CPU worker pool at ``(os.cpu_count() + 1) // 2`` and then asks it for 2 model-loader
+      workers, so with 1 or 2 CPUs ``quantize()`` fails ("Virtual pool 'model_loader:cpu' requests 2 workers
+      but parent 'cpu' only has 1"). Its own ``GPTQMODEL_CPU_WORKERS`` sizes the pool when it is first built;
+      a value the user set is kept. Remove when GPTQModel caps the loader pool at the CPU pool.
+    - Every quantization writes a per-layer log into ``./logs`` of the current directory; it goes to
+      ``log_dir`` instead (a scratch folder the caller removes). Remove when the folder is configurable.
+    """
+    if (os.cpu_count() or 1) <= 2:
+        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+    try:
+        from gptqmodel.looper import loop_processor  # defers gptqmodel
+    except ImportError:
+        return
+    if hasattr(loop_processor, "_PROJECT_LOG_DIR"):
+        loop_processor._PROJECT_LOG_DIR = log_dir
 
 
 def allow_mlflow_file_store(uri: str) -> None:

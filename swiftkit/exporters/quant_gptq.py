@@ -21,9 +21,10 @@ with :attr:`ExportSource.calibration`, ``--quant_bits``, ``--group_size`` and ``
 from __future__ import annotations
 
 import copy
-import os
+import tempfile
 from pathlib import Path
 
+from swiftkit.core._compat import gptqmodel_workarounds
 from swiftkit.core.errors import ConfigError, SwiftkitError
 from swiftkit.exporters.base import ExportMethod, ExportSource
 from swiftkit.exporters.quant_common import check_group_size, model_skeleton, quantized_linears
@@ -155,11 +156,12 @@ def write_quantized(method: str, source: ExportSource, output_dir: Path) -> None
     else:
         qconfig = AWQConfig(bits=bits, group_size=group_size, sym=False)  # sym=False: zero points
         backend = BACKEND.AWQ_TORCH  # the default AWQ packer is a CUDA kernel; the torch one runs anywhere
-    size_gptqmodel_cpu_pool()
     device = None if torch.cuda.is_available() else "cpu"  # None: GPTQModel picks the GPU(s)
-    model = GPTQModel.load(str(source.merged_dir()), qconfig, device=device)
-    model.quantize(rows, batch_size=q.quant_batch_size, backend=backend, calibration_data_min_length=0)
-    model.save(str(output_dir))
+    with tempfile.TemporaryDirectory(prefix="swiftkit-gptqmodel-logs-") as logs:
+        gptqmodel_workarounds(Path(logs))
+        model = GPTQModel.load(str(source.merged_dir()), qconfig, device=device)
+        model.quantize(rows, batch_size=q.quant_batch_size, backend=backend, calibration_data_min_length=0)
+        model.save(str(output_dir))
     # GPTQModel saves a generation config of its own (do_sample=True added); the artifact keeps the source's.
     generation_config(source).save_pretrained(output_dir)
     source.tokenizer.save_pretrained(output_dir)
@@ -188,19 +190,6 @@ def generation_config(source: ExportSource):
     if stops:
         config.eos_token_id = stops[0] if len(stops) == 1 else stops
     return config
-
-
-def size_gptqmodel_cpu_pool() -> None:
-    """Give GPTQModel a CPU worker pool its model loader fits in.
-
-    GPTQModel 7.6 and 7.7 size the pool at ``(os.cpu_count() + 1) // 2`` workers and then ask it for 2
-    model-loader workers, so on a machine with 1 or 2 CPUs ``quantize()`` fails ("Virtual pool
-    'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1"). Its own ``GPTQMODEL_CPU_WORKERS``
-    sizes the pool, read when the pool is first built; a value the user set is kept. Remove when GPTQModel
-    caps the loader pool at the CPU pool.
-    """
-    if (os.cpu_count() or 1) <= 2:
-        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
