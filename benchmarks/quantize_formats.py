@@ -76,12 +76,14 @@ def measure(folder: str, new_tokens: int) -> dict:
             "prompt_ids": ids[0].tolist(), "reply": template.decode(out[0, ids.shape[1]:])}
 
 
+# n_batch=1: llama-cpp-python 0.3.36 built on this machine segfaults evaluating a multi-token prompt on quantized
+# GGUFs (the shipped SmolLM2 Q4_1 and a q8_0 made by its own llama_model_quantize alike); one token at a time works.
 LLAMA_CPP = """
 import json, sys, time
 from llama_cpp import Llama
 path, ids, n = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 start = time.perf_counter()
-llm = Llama(model_path=path, n_ctx=512, n_threads=1, n_batch=64, verbose=False)
+llm = Llama(model_path=path, n_ctx=512, n_threads=1, n_batch=1, verbose=False)
 load_s = time.perf_counter() - start
 llm.create_completion(ids, max_tokens=4, temperature=0.0)
 start = time.perf_counter()
