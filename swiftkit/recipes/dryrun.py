@@ -56,7 +56,7 @@ def meta_model(resolved, cfg, *, scalar_head: bool = False):
     from transformers import AutoConfig  # defers transformers
 
     remote = cfg.model.trust_remote_code
-    gguf = {"gguf_file": resolved.gguf_file} if getattr(resolved, "gguf_file", None) else {}  # --model X.gguf
+    gguf = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}  # --model X.gguf
     config = AutoConfig.from_pretrained(resolved.path, trust_remote_code=remote, **gguf)
     kw = dict(dtype=resolve_dtype(cfg.model.torch_dtype), trust_remote_code=remote)
     if scalar_head:
