@@ -18,6 +18,7 @@ from swiftkit.core.errors import ConfigError
 from swiftkit.exporters.base import ExportMethod, ExportSource
 from swiftkit.exporters.gguf_writer import check_gguf_supported, write_gguf
 from swiftkit.exporters.ollama import write_modelfile
+from swiftkit.exporters.quant_common import local_model_dir
 
 __all__ = ["check_gguf_supported", "gguf_file_name", "gguf_method"]
 
@@ -43,6 +44,12 @@ def _check(config) -> None:
         raise ConfigError(f"--quant_method gguf --quant_bits {quantize.quant_bits} has no GGUF type: --quant_bits 8 "
                           "writes q8_0, 4 writes q4_0, no --quant_bits writes f16; for others pass --gguf_type "
                           f"({', '.join(GGUF_TYPES)})")
+    folder = local_model_dir(config)
+    if folder is not None:  # an architecture the writer lacks fails here, before any weights load
+        from transformers import AutoConfig  # defers transformers
+
+        model_config = AutoConfig.from_pretrained(folder, trust_remote_code=config.model.trust_remote_code)
+        check_gguf_supported(model_config.model_type, model_config)
     try:
         import numpy as np  # defers numpy
         from gguf import GGMLQuantizationType, quants  # defers gguf

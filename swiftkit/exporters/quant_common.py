@@ -64,7 +64,7 @@ def check_group_size(layers: list[tuple[str, int]], group_size: int, method: str
                       "(one scale per output channel)")
 
 
-def _local_model_dir(config) -> Path | None:
+def local_model_dir(config) -> Path | None:
     """The local folder holding the model's config.json: --model, else the --adapters run's base model."""
     candidates = [config.model.model]
     if config.adapter.adapters:
@@ -83,7 +83,7 @@ def model_skeleton(config):
     """The model --model / --adapters names, built from its config.json on the meta device (no weights
     read), or None when it is not a local folder (a hub id not yet resolved) or cannot be built that way;
     the writer then checks the loaded model instead."""
-    folder = _local_model_dir(config)
+    folder = local_model_dir(config)
     if folder is None:
         return None
     import torch  # defers torch

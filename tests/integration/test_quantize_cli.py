@@ -4,6 +4,7 @@ through `swiftkit infer --model`."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import textwrap
 from pathlib import Path
@@ -116,19 +117,35 @@ def test_a_wrong_chat_template_in_the_artifact_fails_the_export_and_leaves_nothi
     assert list(tmp_path.glob("*drifted*")) == []
 
 
-def test_an_unavailable_method_fails_before_any_weights_load(tmp_path, capsys, tiny_model_dir):
-    # Weights that would fail to load: the error must be the missing library's, raised first.
-    broken = tmp_path / "broken"
+def _garbage_weights(model_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a tiny model whose weights file no loader reads."""
+    broken = tmp_path / f"broken-{model_dir.name}"
     broken.mkdir()
-    for f in tiny_model_dir("llama", "chatml").iterdir():
+    for f in model_dir.iterdir():
         if f.is_file():
             (broken / f.name).write_bytes(f.read_bytes())
     (broken / "model.safetensors").write_bytes(b"not safetensors")
-    assert main(["quantize", "--model", str(broken), "--quant_method", "gptq", "--output_dir",
+    return broken
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gptqmodel") is not None, reason="GPTQModel is installed here")
+def test_an_unavailable_method_fails_before_any_weights_load(tmp_path, capsys, tiny_model_dir):
+    # Weights that would fail to load: the error must be the missing library's, raised first.
+    broken = _garbage_weights(tiny_model_dir("llama", "chatml"), tmp_path)
+    assert main(["quantize", "--model", str(broken), "--quant_method", "gptq", "--group_size", "32", "--output_dir",
                  str(tmp_path / "gptq")]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "swiftkit[gptq]" in line and "safetensors" not in line
     assert not (tmp_path / "gptq").exists()
+
+
+def test_gguf_refuses_an_architecture_it_cannot_write_before_weights_load(tmp_path, capsys, tiny_model_dir):
+    broken = _garbage_weights(tiny_model_dir("gpt2", "chatml"), tmp_path)
+    assert main(["quantize", "--model", str(broken), "--quant_method", "gguf", "--output_dir",
+                 str(tmp_path / "g")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "model type 'gpt2' is not supported" in line and "llama" in line
+    assert not (tmp_path / "g").exists()
 
 
 def test_quantize_needs_a_method_and_export_a_model(capsys):
