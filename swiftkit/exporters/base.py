@@ -16,6 +16,7 @@ The ``swiftkit_get_export_format`` hook answers ``--export_format`` and ``--quan
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -68,6 +69,14 @@ def as_method(name: str, answer) -> ExportMethod:
     return ExportMethod(name=name, write=write)
 
 
+def merge_stops(eos, stop_ids) -> int | list[int] | None:
+    """A generation config's ``eos_token_id`` (an id, a list or None) with the template's end-of-turn ids
+    added after it: one id stays an int, several make a list."""
+    eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    stops = [*eos, *(i for i in stop_ids or [] if i not in eos)]
+    return None if not stops else (stops[0] if len(stops) == 1 else stops)
+
+
 @dataclass
 class ExportSource:
     """The model an exporter writes, and what it needs to write it.
@@ -98,6 +107,16 @@ class ExportSource:
             self.model.save_pretrained(self._scratch, safe_serialization=True)
             self.tokenizer.save_pretrained(self._scratch)
         return self._scratch
+
+    def generation_config(self):
+        """A copy of the model's generation config whose ``eos_token_id`` includes the template's end-of-turn
+        tokens (None when the model has none): what every artifact saves."""
+        generation = getattr(self.model, "generation_config", None)
+        if generation is None:
+            return None
+        generation = copy.deepcopy(generation)
+        generation.eos_token_id = merge_stops(generation.eos_token_id, getattr(self.template, "stop_token_ids", ()))
+        return generation
 
     def cleanup(self) -> None:
         if self._scratch is not None:

@@ -15,7 +15,6 @@ from its config.json on the meta device, so a group size that cannot work is ref
 
 from __future__ import annotations
 
-import copy
 import importlib
 import math
 from pathlib import Path
@@ -112,20 +111,11 @@ def load_quantized(source, quantization_config):
     return with_model_class(lambda auto: auto.from_pretrained(folder, **kwargs)).eval()
 
 
-def _ids(value) -> list[int]:
-    return [] if value is None else ([value] if isinstance(value, int) else list(value))
-
-
 def save_quantized(model, source, output_dir: Path) -> None:
     """Save the quantized ``model`` as safetensors into ``output_dir`` with the tokenizer and the source's
     generation config, whose ``eos_token_id`` includes the template's end-of-turn tokens."""
-    generation = getattr(source.model, "generation_config", None)
+    generation = source.generation_config()
     if generation is not None:
-        generation = copy.deepcopy(generation)
-        eos = _ids(generation.eos_token_id)
-        stops = [*eos, *(i for i in getattr(source.template, "stop_token_ids", None) or [] if i not in eos)]
-        if stops:
-            generation.eos_token_id = stops[0] if len(stops) == 1 else stops
         model.generation_config = generation
     model.save_pretrained(output_dir, safe_serialization=True)
     source.tokenizer.save_pretrained(output_dir)

@@ -20,7 +20,6 @@ with :attr:`ExportSource.calibration`, ``--quant_bits``, ``--group_size`` and ``
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from pathlib import Path
 
@@ -163,7 +162,9 @@ def write_quantized(method: str, source: ExportSource, output_dir: Path) -> None
         model.quantize(rows, batch_size=q.quant_batch_size, backend=backend, calibration_data_min_length=0)
         model.save(str(output_dir))
     # GPTQModel saves a generation config of its own (do_sample=True added); the artifact keeps the source's.
-    generation_config(source).save_pretrained(output_dir)
+    generation = source.generation_config()
+    if generation is not None:
+        generation.save_pretrained(output_dir)
     source.tokenizer.save_pretrained(output_dir)
 
 
@@ -179,17 +180,6 @@ def calibration_inputs(method: str, calibration: list[dict] | None) -> list[dict
         raise SwiftkitError(f"--quant_method {method} needs calibration rows, and --dataset gave none: pass "
                             "--dataset with conversations the model will serve")
     return rows
-
-
-def generation_config(source: ExportSource):
-    """The source model's generation config with the template's end-of-turn tokens in ``eos_token_id``."""
-    config = copy.deepcopy(source.model.generation_config)
-    eos = config.eos_token_id
-    eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    stops = [*eos, *(i for i in getattr(source.template, "stop_token_ids", None) or [] if i not in eos)]
-    if stops:
-        config.eos_token_id = stops[0] if len(stops) == 1 else stops
-    return config
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

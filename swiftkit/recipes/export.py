@@ -24,7 +24,7 @@ from swiftkit.config import ExportConfig
 from swiftkit.core.choices import choose_from
 from swiftkit.core.errors import ChoiceError, ConfigError
 from swiftkit.core.io import staged_dir, write_json
-from swiftkit.exporters.base import ExportSource, as_method
+from swiftkit.exporters.base import ExportSource, as_method, merge_stops
 from swiftkit.exporters.calibration import DEFAULT_SAMPLE, calibration_rows
 from swiftkit.exporters.hub_push import push_folder
 from swiftkit.exporters.model_card import write_model_card
@@ -40,20 +40,12 @@ def default_output_dir(cfg: ExportConfig, label: str) -> Path:
     return Path.cwd() / f"{Path(str(cfg.model.model).rstrip('/')).name}-{label}"
 
 
-def _stop_ids(generation_config) -> list[int]:
-    eos = generation_config.eos_token_id
-    return [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-
-
 def carry_template(model, template) -> None:
     """The training chat template onto the tokenizer, its end-of-turn tokens into the generation config."""
     template.tokenizer.chat_template = template.chat_template
     gen = getattr(model, "generation_config", None)
-    if gen is None:
-        return
-    eos = _stop_ids(gen)
-    stops = [*eos, *(i for i in template.stop_token_ids if i not in eos)]
-    gen.eos_token_id = stops[0] if len(stops) == 1 else stops
+    if gen is not None:
+        gen.eos_token_id = merge_stops(gen.eos_token_id, template.stop_token_ids)
 
 
 def _renamed(report: dict, staging: Path, final: Path) -> dict:
