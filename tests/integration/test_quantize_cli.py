@@ -178,3 +178,32 @@ def test_export_of_a_plain_model_without_adapters(tiny_model_dir, tmp_path):
                  "--quant_bits", "8", "--output_dir", str(out)]) == 0
     assert [p.name for p in out.glob("*.gguf")] == ["model-q8_0.gguf"]
     assert json.loads((out / "parity.json").read_text())["ok"] is True
+
+
+@pytest.mark.parametrize("argv", [["--quant_method", "gguf", "--gguf_type", "q8_0"],
+                                  ["--quant_method", "torchao", "--quant_bits", "8"]])
+def test_eval_and_deploy_serve_a_quantized_folder_as_model(trained, tmp_path, argv):
+    import openai
+    from test_deploy import free_port, start_server
+
+    from swiftkit.config.commands import DeployConfig
+
+    out = tmp_path / argv[1]
+    assert main(["quantize", "--adapters", str(trained), "--output_dir", str(out), *argv]) == 0
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"messages": [{"role": "user", "content": "What is 1+1?"},
+                                                             {"role": "assistant", "content": "2"}]}])
+    assert main(["eval", "--model", str(out), "--val_dataset", str(qa), "--max_new_tokens", "4",
+                 "--eval_output_dir", str(tmp_path / "eval")]) == 0
+    summary = json.loads(next((tmp_path / "eval").rglob("summary.json")).read_text())
+    assert summary["model"] == str(out) and summary["results"]["qa"]["num_samples"] == 1
+
+    port = free_port()
+    cfg = DeployConfig.from_flat({"model": str(out), "served_model_name": "q", "port": port, "max_new_tokens": 6})
+    _, server, thread = start_server(cfg)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(model="q", messages=[{"role": "user", "content": "Hello!"}])
+        assert reply.choices[0].finish_reason in ("stop", "length") and reply.usage.completion_tokens > 0
+    finally:
+        server.should_exit = True
+        thread.join(30)
