@@ -14,28 +14,28 @@ published): a base model or dataset given as a local path shows as its folder or
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 
 from swiftkit import __version__
-from swiftkit.core.checkpoints import read_train_args
-from swiftkit.core.errors import SwiftkitError
+from swiftkit.exporters.card_records import eval_results, training_rows, training_run
+from swiftkit.exporters.card_text import (
+    dataset_hub_id,
+    gguf_usage,
+    is_hub_id,
+    is_scalar,
+    listed_files,
+    number,
+    public_name,
+    public_run_path,
+    table,
+    transformers_usage,
+)
 
 OWN_TEMPLATE = "model"  # the template name meaning the tokenizer's own chat template (swiftkit.templates)
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt", ".arrow")
 QUANTIZERS = ("bnb", "gptq", "awq", "torchao", "gguf")
 _FULL_PRECISION_GGUF = ("f32", "f16", "bf16")
 _FILES_SHOWN = 12
-_EVAL_SUMMARY = "summary.json"  # swiftkit eval: <--eval_output_dir>/<timestamp>/summary.json
-_NEEDS = {  # what plain transformers needs installed to load each method's weights
-    "bnb": "bitsandbytes",
-    "gptq": "gptqmodel and optimum (pip install 'swiftkit[gptq]')",
-    "awq": "autoawq (pip install 'swiftkit[awq]')",
-    "torchao": "torchao",
-}
 
 
 def write_model_card(folder: Path, *, info: dict, config, parity: dict | None = None) -> Path:
@@ -75,8 +75,8 @@ class ModelCard:
         self.quant = _quant_settings(self.method, info, config)
         self.quantized = bool(info["quantized"]) if "quantized" in info else _is_quantized(self.method, self.quant)
         self.adapters = [Path(p) for p in info.get("adapters") or []]
-        self.runs = [run for run in (_training_run(p) for p in self._trained_folders()) if run]
-        self.evals = [e for p in self.adapters for e in _eval_results(p)]
+        self.runs = [run for run in (training_run(p) for p in self._trained_folders()) if run]
+        self.evals = [e for p in self.adapters for e in eval_results(p)]
         self.repo_id = _setting(config, "hub", "hub_model_id")
         self.use_hf = bool(_setting(config, "model", "use_hf"))
 
@@ -97,17 +97,17 @@ class ModelCard:
         for value in (self.info.get("base_model_name"), *(r["args"].get("model") for r in self.runs),
                       self.info.get("base_model")):
             if value:
-                return _public_name(str(value))
+                return public_name(str(value))
         return ""
 
     def base_hub_id(self) -> str | None:
         candidates = [self.info.get("base_model_id"), self.info.get("base_model_name"),
                       *(r["args"].get("model") for r in self.runs), _setting(self.config, "model", "model")]
-        return next((str(c) for c in candidates if c and _is_hub_id(str(c))), None)
+        return next((str(c) for c in candidates if c and is_hub_id(str(c))), None)
 
     def datasets(self) -> list[str]:
         specs = [spec for r in self.runs for spec in r["args"].get("dataset") or []]
-        return list(dict.fromkeys(d for d in (_dataset_hub_id(s) for s in specs) if d))
+        return list(dict.fromkeys(d for d in (dataset_hub_id(s) for s in specs) if d))
 
     def front_matter(self) -> dict:
         meta: dict = {}
@@ -155,12 +155,12 @@ class ModelCard:
             rows.append(("About the method", self.info["description"]))
         rows += [(_QUANT_LABELS.get(k, k.replace("_", " ")), v) for k, v in self.quant.items()]
         rows.append(("Quantized", "yes" if self.quantized else "no (full precision)"))
-        files = _files(self.folder)
+        files = listed_files(self.folder)
         if files:
             shown = ", ".join(f"`{name}` ({size})" for name, size in files[:_FILES_SHOWN])
             more = len(files) - _FILES_SHOWN
             rows.append(("Files", shown + (f" and {more} more" if more > 0 else "")))
-        return "## Artifact\n\n" + _table(("Field", "Value"), rows)
+        return "## Artifact\n\n" + table(("Field", "Value"), rows)
 
     def _source(self) -> str:
         rows = []
@@ -168,19 +168,19 @@ class ModelCard:
         if base:
             rows.append(("Base model", base))
         if self.adapters:
-            rows.append(("Adapters merged", ", ".join(_public_run_path(p) for p in self.adapters)))
+            rows.append(("Adapters merged", ", ".join(public_run_path(p) for p in self.adapters)))
         template = self.info.get("template") or next((r["manifest"].get("template") for r in self.runs
                                                       if r["manifest"].get("template")), None)
         if template:
             name = "the base model's own" if template == OWN_TEMPLATE else f"swiftkit's {template}"
             rows.append(("Chat template", f"{name} (as in training; saved with the tokenizer)"))
-        return "## Source\n\n" + _table(("Field", "Value"), rows) if rows else ""
+        return "## Source\n\n" + table(("Field", "Value"), rows) if rows else ""
 
     def _training(self) -> list[str]:
         out = []
         for run in self.runs:
             title = "## Training" if len(self.runs) == 1 else f"## Training: {run['name']}"
-            out.append(f"{title}\n\n" + _table(("Field", "Value"), _training_rows(run)))
+            out.append(f"{title}\n\n" + table(("Field", "Value"), training_rows(run)))
         return out
 
     def _evaluation(self) -> str:
@@ -188,11 +188,11 @@ class ModelCard:
         for result in self.evals:
             for bench, metrics in result["results"].items():
                 if isinstance(metrics, dict):
-                    rows += [(bench, k, _number(v)) for k, v in metrics.items() if _is_scalar(v)]
+                    rows += [(bench, k, number(v)) for k, v in metrics.items() if is_scalar(v)]
         if not rows:
             return ""
         return ("## Evaluation\n\n`swiftkit eval` of the adapters before export:\n\n"
-                + _table(("Benchmark", "Metric", "Score"), rows))
+                + table(("Benchmark", "Metric", "Score"), rows))
 
     def _parity(self) -> str:
         if self.parity is None:
@@ -200,13 +200,13 @@ class ModelCard:
         rows = _parity_rows(self.parity)
         intro = ("The written artifact was loaded back and compared with the source model (base + adapters) "
                  "on the same prompts:")
-        return "## Parity with the source model\n\n" + intro + "\n\n" + _table(("Check", "Result"), rows)
+        return "## Parity with the source model\n\n" + intro + "\n\n" + table(("Check", "Result"), rows)
 
     def _usage(self) -> str:
         ref = self.repo_id or f"path/to/{self.folder.name}"
         if self.is_gguf:
-            return "## How to use\n\n" + _gguf_usage(self.folder, self.gguf_files, ref, self.use_hf and self.repo_id)
-        return "## How to use\n\n" + _transformers_usage(self.folder, self.method, ref,
+            return "## How to use\n\n" + gguf_usage(self.folder, self.gguf_files, ref, self.use_hf and self.repo_id)
+        return "## How to use\n\n" + transformers_usage(self.folder, self.method, ref,
                                                          ms=bool(self.repo_id and not self.use_hf))
 
     def _footer(self) -> str:
@@ -269,94 +269,6 @@ def _what(method: str, quant: dict, is_gguf: bool) -> str:
     return f"a {bits}-bit {method} quantization" if bits else f"a {method} export"
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _training_run(folder: Path) -> dict | None:
-    """The run records of an adapter or checkpoint folder: ``args.json`` (in it or its run folder) and the
-    run folder's ``manifest.json``; None when there is no args.json."""
-    folder = Path(folder)
-    try:
-        args, _ = read_train_args(folder)
-    except (SwiftkitError, OSError):
-        return None
-    if not args:
-        return None
-    manifest = next((m for m in (_read_json(folder / "manifest.json"), _read_json(folder.parent / "manifest.json"))
-                     if m), {})
-    return {"name": _public_run_path(folder), "args": args, "manifest": manifest}
-
-
-def _training_rows(run: dict) -> list[tuple]:
-    args, manifest = run["args"], run["manifest"]
-    rows = [("Command", " ".join(str(x) for x in (args.get("command"), args.get("rlhf_type")) if x))]
-    train_type = args.get("train_type")
-    rows.append(("Train type", train_type))
-    if train_type in ("lora", "qlora", "longlora") or (train_type and "lora" in str(train_type)):
-        rows += [("LoRA rank", args.get("lora_rank")), ("LoRA alpha", args.get("lora_alpha")),
-                 ("LoRA targets", ", ".join((manifest.get("plan") or {}).get("target_modules") or [])
-                  or args.get("target_modules"))]
-    steps = args.get("max_steps")
-    rows += [("Learning rate", args.get("learning_rate")),
-             ("Epochs", args.get("num_train_epochs") if not steps or steps < 0 else None),
-             ("Max steps", steps if steps and steps > 0 else None),
-             ("Max length", args.get("max_length")),
-             ("Batch size x grad. accumulation", _batch(args)),
-             ("Base loaded for training", _pairs((manifest.get("plan") or {}).get("quantization"))),
-             ("Seed", manifest.get("seed", args.get("seed"))),
-             ("Training data", ", ".join(_public_name(str(d)) for d in args.get("dataset") or [])),
-             ("Training rows", manifest.get("num_train_rows")),
-             ("Data fingerprint", _code(manifest.get("data_fingerprint"))),
-             ("Template fingerprint", _code(manifest.get("template_fingerprint"))),
-             ("Trained", manifest.get("created")),
-             ("Versions", ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items()
-                                    if k in ("swiftkit", "transformers", "peft", "trl", "torch")))]
-    return [(k, v) for k, v in rows if v not in (None, "", [])]
-
-
-def _pairs(value) -> str | None:
-    """A QLoRA run's base quantization (``plan.quantization``) as ``key=value`` pairs."""
-    if not isinstance(value, dict) or not value:
-        return None
-    return ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
-
-
-def _batch(args: dict) -> str | None:
-    size, accum = args.get("per_device_train_batch_size"), args.get("gradient_accumulation_steps")
-    return f"{size} x {accum}" if size and accum else None
-
-
-def _eval_results(adapter: Path) -> list[dict]:
-    """``swiftkit eval`` summaries of ``adapter``: eval writes ``<--eval_output_dir>/<timestamp>/summary.json``
-    (default ``./eval_output``), naming the adapters it loaded. Looked for under the adapter folder, its run
-    folder and ``./eval_output``; a summary counts only when it names this adapter. Newest last."""
-    adapter = Path(adapter)
-    target = _resolved(adapter)
-    roots = {adapter, adapter.parent, Path("eval_output")}
-    found: dict[Path, dict] = {}
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for path in [*root.glob(f"*/{_EVAL_SUMMARY}"), *root.glob(f"*/*/{_EVAL_SUMMARY}")]:
-            data = _read_json(path)
-            named = {_resolved(Path(str(a))) for a in data.get("adapters") or []}
-            if target in named and isinstance(data.get("results"), dict):
-                found[_resolved(path)] = data
-    return [found[p] for p in sorted(found, key=lambda p: p.parent.name)]
-
-
-def _resolved(path: Path) -> Path:
-    try:
-        return path.expanduser().resolve()
-    except OSError:
-        return path
-
-
 def _parity_rows(parity: dict) -> list[tuple]:
     """Rows of the parity table. Keys read: ``template_ok`` (chat-template ids equal), ``stop_tokens_ok``,
     ``top1_agreement`` (share of positions whose argmax agrees), ``max_logit_diff``, ``mean_logit_diff``,
@@ -372,127 +284,8 @@ def _parity_rows(parity: dict) -> list[tuple]:
     if isinstance(ppl, dict):
         flat.setdefault("perplexity_before", ppl.get("source", ppl.get("before")))
         flat.setdefault("perplexity_after", ppl.get("artifact", ppl.get("after")))
-    rows = [(label, _number(flat[key], percent=key == "top1_agreement"))
-            for key, label in shown.items() if _is_scalar(flat.get(key))]
-    rows += [(k.replace("_", " "), _number(v)) for k, v in parity.items()
-             if k not in shown and k != "perplexity" and _is_scalar(v)]
+    rows = [(label, number(flat[key], percent=key == "top1_agreement"))
+            for key, label in shown.items() if is_scalar(flat.get(key))]
+    rows += [(k.replace("_", " "), number(v)) for k, v in parity.items()
+             if k not in shown and k != "perplexity" and is_scalar(v)]
     return rows
-
-
-# -- usage snippets ----------------------------------------------------------------------------------
-
-
-def _transformers_usage(folder: Path, method: str, ref: str, *, ms: bool) -> str:
-    needs = _NEEDS.get(method)
-    peft = (folder / "adapter_config.json").is_file()
-    lines = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer"]
-    lines += ["from peft import AutoPeftModelForCausalLM"] if peft else []
-    lines += ["from modelscope import snapshot_download", "", f'path = snapshot_download("{ref}")'] if ms else [
-        "", f'path = "{ref}"']
-    loader = "AutoPeftModelForCausalLM" if peft else "AutoModelForCausalLM"
-    lines += [f"model = {loader}.from_pretrained(path)"]
-    lines += ["tokenizer = AutoTokenizer.from_pretrained(path)",
-              'messages = [{"role": "user", "content": "Hello!"}]',
-              "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,",
-              '                                       return_tensors="pt").to(model.device)',
-              "reply = model.generate(**inputs, max_new_tokens=128)",
-              'print(tokenizer.decode(reply[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
-              "```"]
-    loads = "Plain transformers and peft load it" if peft else "Plain transformers loads it"
-    text = (f"{loads} (no swiftkit needed); the tokenizer carries the chat template used in training and "
-            "`generation_config.json` its stop tokens.")
-    if needs:
-        text += f" Loading {method} weights needs {needs} installed."
-    return text + "\n\n" + "\n".join(lines)
-
-
-def _gguf_usage(folder: Path, files: list[str], ref: str, hf_repo) -> str:
-    name = files[0] if files else "model.gguf"
-    parts = ["With llama.cpp:", "", "```bash", f"llama-cli -m {name} -cnv"]
-    if hf_repo:
-        parts.append(f"llama-cli -hf {hf_repo} -cnv   # straight from the hub")
-    parts.append("```")
-    if (folder / "Modelfile").is_file():
-        tag = ref.split("/")[-1].lower()
-        parts += ["", "With Ollama (the Modelfile carries the chat template and stop tokens):", "", "```bash",
-                  f"ollama create {tag} -f Modelfile", f"ollama run {tag}", "```"]
-    elif hf_repo:
-        parts += ["", "With Ollama:", "", "```bash", f"ollama run hf.co/{hf_repo}", "```"]
-    parts += ["", "With transformers (dequantizes to full precision; needs the gguf package):", "", "```python",
-              "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-              f'model = AutoModelForCausalLM.from_pretrained("{ref}", gguf_file="{name}")',
-              f'tokenizer = AutoTokenizer.from_pretrained("{ref}", gguf_file="{name}")', "```"]
-    return "\n".join(parts)
-
-
-# -- formatting --------------------------------------------------------------------------------------
-
-
-def _is_hub_id(value: str) -> bool:
-    return bool(_HUB_ID.match(value)) and not Path(value).expanduser().exists()
-
-
-def _public_name(value: str) -> str:
-    """A hub id as it is; a local path as its last component (the card may be published)."""
-    if _is_hub_id(value):
-        return value
-    return Path(value.rstrip("/")).name or value
-
-
-def _public_run_path(path: Path) -> str:
-    """An adapter folder without the user's directories: ``run/checkpoint-N`` or the folder's name."""
-    path = Path(path)
-    return f"{path.parent.name}/{path.name}" if path.name.startswith("checkpoint-") else path.name
-
-
-def _dataset_hub_id(spec: str) -> str | None:
-    """The hub id of a ``--dataset`` value (``[hf::|ms::]owner/name[:subset][#N]``), None for files and names."""
-    text = spec.strip()
-    if Path(text).expanduser().exists():
-        return None
-    for prefix in ("hf::", "ms::"):
-        text = text.removeprefix(prefix)
-    text = text.split("#")[0].split(":")[0]
-    if text.lower().endswith(_DATA_SUFFIXES) or not _is_hub_id(text):
-        return None
-    return text
-
-
-def _files(folder: Path) -> list[tuple[str, str]]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "README.md")
-    return [(p.name, _size(p.stat().st_size)) for p in files]
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def _code(value) -> str | None:
-    return f"`{value}`" if value else None
-
-
-def _is_scalar(value) -> bool:
-    return isinstance(value, (bool, int, float, str)) and value != ""
-
-
-def _number(value, *, percent: bool = False) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.2%}" if percent and 0 <= value <= 1 else f"{value:.4g}"
-    return str(value)
-
-
-def _cell(value) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: tuple, rows: list[tuple]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(_number(v) if not isinstance(v, str) else v) for v in row) + " |"
-              for row in rows]
-    return "\n".join(lines)
