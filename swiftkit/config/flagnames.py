@@ -81,8 +81,8 @@ REFUSED: dict[str, str] = {
     "enable_npu_model_patch": _NPU,
     "load_args": ("swiftkit always reads the args.json of --adapters and --resume_from_checkpoint for the model and "
                   "template (flags you give win); --load_data_args adds the data flags"),
-    "hub_token": ("hub credentials come from the hub clients' own login (`huggingface-cli login`, "
-                  "`modelscope login`), never from a flag"),
+    "hub_token": ("hub credentials come from the hub clients' own login (`hf auth login`, `modelscope login`) or "
+                  "their token variables (HF_TOKEN, MODELSCOPE_API_TOKEN), never from a flag"),
     "ddp_timeout": _ONE_DEVICE,
     "ddp_backend": _ONE_DEVICE,
     "ignore_args_error": "for notebooks, call the Python API (swiftkit.sft(...), swiftkit.infer(...)) instead",
