@@ -232,6 +232,7 @@ def test_cli_serves_and_shuts_down_cleanly_on_sigint(trained):
     proc = subprocess.Popen(
         [sys.executable, "-m", "swiftkit.cli.main", "deploy", "--adapters", str(trained), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal, even in a background job
     )
     try:
         deadline = time.monotonic() + 60

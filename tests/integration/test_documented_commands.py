@@ -249,6 +249,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _interruptible() -> None:
+    """In the server's process: SIGINT as a terminal delivers it, even when this test runs as a background job
+    (a shell starts those with SIGINT ignored, and an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve(argv: list[str], cwd: Path) -> None:
     """Start `swiftkit deploy` on a free port, wait for /health, stop it with SIGINT: it must shut down
     cleanly and exit with the shell's status for SIGINT (130)."""
@@ -258,7 +264,7 @@ def _serve(argv: list[str], cwd: Path) -> None:
     else:
         argv += ["--port", port]
     proc = subprocess.Popen([sys.executable, "-m", "swiftkit.cli.main", *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_interruptible)
     try:
         deadline, health = time.monotonic() + 90, None
         while time.monotonic() < deadline and proc.poll() is None:

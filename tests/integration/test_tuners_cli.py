@@ -110,8 +110,9 @@ def test_method_learns_and_its_output_loads_without_swiftkit(tiny_model_dir, dat
 
 
 def test_qlora_records_quantization_and_export_merges_into_full_precision_weights(tiny_model_dir, data, tmp_path):
-    """args.json records how the base was quantized; `swiftkit export` merges the adapter into the
-    full-precision base and writes plain float32 weights.
+    """args.json records how the base was quantized; `swiftkit export --qlora_merge full_precision` merges the
+    adapter into the full-precision base and writes plain float32 weights; the default (dequantized) merges it
+    into the dequantized 4-bit weights it was trained against.
 
     What is compared (logits on a probe):
     - export vs full-precision base + the adapter in plain peft: the same sum W + BA, merged or not:
@@ -136,7 +137,7 @@ def test_qlora_records_quantization_and_export_merges_into_full_precision_weight
     assert isinstance(recipe.model.get_base_model().model.layers[0].self_attn.q_proj.base_layer, bnb.nn.Linear4bit)
 
     out = tmp_path / "merged"
-    assert main(["export", "--adapters", str(run), "--output_dir", str(out)]) == 0
+    assert main(["export", "--adapters", str(run), "--qlora_merge", "full_precision", "--output_dir", str(out)]) == 0
     merged = AutoModelForCausalLM.from_pretrained(out)
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     assert all(p.dtype == torch.float32 for p in merged.parameters())
@@ -163,6 +164,12 @@ def test_qlora_records_quantization_and_export_merges_into_full_precision_weight
     trained_gap = (exported - trained).abs().max()
     assert 0 < trained_gap <= 2 * quant_gap, (trained_gap, quant_gap)
     assert trained_gap < (base_logits - trained).abs().max()
+
+    # The default merge keeps the base's 4-bit rounding the adapter was trained on: far closer to the trained model.
+    deq = tmp_path / "merged-dequantized"
+    assert main(["export", "--adapters", str(run), "--output_dir", str(deq)]) == 0
+    dequantized_gap = (logits(AutoModelForCausalLM.from_pretrained(deq), ids) - trained).abs().max()
+    assert dequantized_gap < trained_gap / 4, (dequantized_gap, trained_gap)
 
 
 def test_qlora_adapter_infers_on_a_full_precision_base(tiny_model_dir, data, tmp_path):

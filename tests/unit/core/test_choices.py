@@ -47,7 +47,7 @@ def test_builtin_parts_declare_their_names():
     assert choice_names(host, "loss") == ["cross_entropy"]
     assert choice_names(host, "infer_engine") == ["transformers", "vllm"]
     assert choice_names(host, "eval_benchmark") == ["qa"]
-    assert choice_names(host, "export_format") == ["merged"]
+    assert choice_names(host, "export_format") == ["awq", "bnb", "gguf", "gptq", "merged", "torchao"]
     assert {"linear", "cosine", "constant"} <= set(choice_names(host, "lr_scheduler"))
     assert choice_names(host, "optimizer") == ["galore", "lorap"]
     assert {"early_stop", "neftune", "graceful_exit", "perf_log", "save_best", "lisa"} <= set(choice_names(host, "callback"))
@@ -92,7 +92,8 @@ def test_names_by_plugin_groups_declarations_per_plugin(two_loss_plugins):
     by_plugin = names_by_plugin(two_loss_plugins)
     files = {name: kinds for name, kinds in by_plugin.items() if name.startswith("file:")}
     assert sorted(files.values(), key=str) == [{"loss": ["alpha", "shared"]}, {"loss": ["beta", "shared"]}]
-    assert by_plugin["swiftkit.exporters.plugin"] == {"export_format": ["merged"]}
+    assert by_plugin["swiftkit.exporters.plugin"] == {"export_format": ["awq", "bnb", "gguf", "gptq", "merged",
+                                                                        "torchao"]}
 
 
 def test_every_choice_kind_names_a_real_firstresult_hook():

@@ -165,17 +165,20 @@ def test_loftq_starts_closer_to_the_full_precision_model(model_dir):
 
 
 def test_merged_export_refuses_a_quantized_base(model_dir, tmp_path):
-    """`swiftkit export` merges QLoRA adapters into the unquantized base; handed a 4-bit one (merging
-    would round the adapter into 4-bit weights) the merged format refuses instead of writing it."""
+    """`swiftkit export` merges QLoRA adapters into a full-precision base (the dequantized 4-bit weights, or the
+    original ones); handed a 4-bit one (merging would round the adapter into 4-bit weights) the merged format
+    refuses instead of writing it."""
     from transformers import AutoTokenizer
 
     from swiftkit.core.errors import SwiftkitError
-    from swiftkit.exporters.formats import export_merged
+    from swiftkit.exporters.base import ExportSource
+    from swiftkit.exporters.formats import write_merged
 
     cfg = config(train_type="qlora")
     tuned = apply_lora(load(model_dir, cfg), cfg)
+    source = ExportSource(model=tuned, tokenizer=AutoTokenizer.from_pretrained(model_dir), template=None, config=None)
     with pytest.raises(SwiftkitError, match="merged writes full-precision weights"):
-        export_merged(tuned, AutoTokenizer.from_pretrained(model_dir), tmp_path / "out", None)
+        write_merged(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
