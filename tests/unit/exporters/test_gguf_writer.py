@@ -139,18 +139,26 @@ def test_quantized_logits_stay_ordered_by_size(tiny_model_dir, tmp_path):
     assert sizes["bf16"] > sizes["q8_0"] > sizes["q5_1"] > sizes["q5_0"] > sizes["q4_1"] > sizes["q4_0"], sizes
 
 
-def test_tied_embeddings_write_no_output_tensor(tmp_path):
+def _from_config(model_type: str, **overrides):
+    """``(tokenizer, model)``: a random 2-layer, hidden-64 ``model_type`` with the chatml tokenizer."""
     import torch
-    from gguf import GGUFReader
     from tiny import make_tokenizer
     from transformers import AutoConfig, AutoModelForCausalLM
 
     tok = make_tokenizer("chatml")
-    config = AutoConfig.for_model("llama", vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                  max_position_embeddings=256, tie_word_embeddings=True)
+    config = AutoConfig.for_model(model_type, vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                  **overrides)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config).eval()
+    return tok, AutoModelForCausalLM.from_config(config).eval()
+
+
+def test_tied_embeddings_write_no_output_tensor(tmp_path):
+    import torch
+    from gguf import GGUFReader
+    from transformers import AutoModelForCausalLM
+
+    tok, model = _from_config("llama", intermediate_size=128, tie_word_embeddings=True)
     stats = write_gguf(model, tok, tmp_path / "tied.gguf", "f32")
     names = {t.name for t in GGUFReader(tmp_path / "tied.gguf").tensors}
     assert names == _expected_names("llama", tied=True) and stats["tensors"] == len(names)
@@ -162,15 +170,9 @@ def test_tied_embeddings_write_no_output_tensor(tmp_path):
 def test_a_matrix_with_rows_not_made_of_whole_blocks_falls_back_to_f16(tmp_path):
     import torch
     from gguf import GGUFReader
-    from tiny import make_tokenizer
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    tok = make_tokenizer("chatml")
-    config = AutoConfig.for_model("qwen2", vocab_size=len(tok), hidden_size=64, intermediate_size=80,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                  max_position_embeddings=256, tie_word_embeddings=False)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config).eval()
+    tok, model = _from_config("qwen2", intermediate_size=80, tie_word_embeddings=False)
     stats = write_gguf(model, tok, tmp_path / "m.gguf", "q8_0")
     assert stats["f16_fallback"] == ["blk.0.ffn_down.weight", "blk.1.ffn_down.weight"]  # rows of 80 values
     types = {t.name: t.tensor_type.name for t in GGUFReader(tmp_path / "m.gguf").tensors}
