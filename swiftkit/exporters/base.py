@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from swiftkit.core.errors import SwiftkitError
+from swiftkit.models.quantization import is_quantized
 
 
 class ExportError(SwiftkitError):
@@ -67,6 +68,17 @@ def as_method(name: str, answer) -> ExportMethod:
         answer(source.model, source.tokenizer, output_dir, source.config)
 
     return ExportMethod(name=name, write=write)
+
+
+def require_full_precision(source: ExportSource, does: str) -> None:
+    """Refuse a model that arrives quantized (its config has a quantization_config): writing or re-quantizing
+    its rounded weights would pass them off as the original. ``does`` names the method and what it does with
+    the weights, e.g. ``--export_format merged writes``."""
+    if is_quantized(source.model):
+        name = getattr(source.model.config, "_name_or_path", "")
+        raise ExportError(f"{does} full-precision weights, but the model {name!r} is loaded quantized (its config "
+                          "has a quantization_config): export from its full-precision original with --model <its "
+                          "folder>")
 
 
 def merge_stops(eos, stop_ids) -> int | list[int] | None:

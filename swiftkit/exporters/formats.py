@@ -11,18 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swiftkit.exporters.base import ExportError, ExportMethod, ExportSource
-from swiftkit.models.quantization import is_quantized
+from swiftkit.exporters.base import ExportMethod, ExportSource, require_full_precision
 
 
 def write_merged(source: ExportSource, output_dir: Path) -> None:
     """Save the merged model and its tokenizer into ``output_dir``."""
-    model = source.model
-    if is_quantized(model):
-        raise ExportError(f"--export_format merged writes full-precision weights, but the model "
-                          f"{getattr(model.config, '_name_or_path', '')!r} is loaded quantized (its config has a "
-                          "quantization_config): export from its full-precision original with --model <its folder>")
-    model.save_pretrained(output_dir, safe_serialization=True)
+    require_full_precision(source, "--export_format merged writes")
+    source.model.save_pretrained(output_dir, safe_serialization=True)
     source.tokenizer.save_pretrained(output_dir)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from swiftkit.core.checkpoints import find_checkpoint, read_train_args
 from swiftkit.core.errors import ConfigError, SwiftkitError
+from swiftkit.exporters.base import require_full_precision
 from swiftkit.models.loading import with_model_class
-from swiftkit.models.quantization import is_quantized
 
 
 def require_package(module: str, method: str, extra: str) -> None:
@@ -100,9 +100,7 @@ def model_skeleton(config):
 def load_quantized(source, quantization_config):
     """The merged model of ``source`` loaded back from disk with ``quantization_config`` (transformers
     quantizes each weight as it loads), in the merged model's dtype and on its device."""
-    if is_quantized(source.model):
-        raise SwiftkitError("the model to quantize is already loaded quantized (its config has a "
-                            "quantization_config): quantize the full-precision model (--model <its folder>)")
+    require_full_precision(source, f"--quant_method {source.config.quantize.method} quantizes")
     model = source.model
     trust = bool(getattr(getattr(source.config, "model", None), "trust_remote_code", False))
     kwargs = dict(dtype=model.dtype, quantization_config=quantization_config, trust_remote_code=trust,

@@ -25,9 +25,8 @@ from pathlib import Path
 
 from swiftkit.core._compat import gptqmodel_workarounds
 from swiftkit.core.errors import ConfigError, SwiftkitError
-from swiftkit.exporters.base import ExportMethod, ExportSource
+from swiftkit.exporters.base import ExportMethod, ExportSource, require_full_precision
 from swiftkit.exporters.quant_common import check_group_size, model_skeleton, quantized_linears
-from swiftkit.models.quantization import is_quantized
 
 GPTQ_BITS = (2, 3, 4, 8)
 AWQ_BITS = (4,)
@@ -135,10 +134,7 @@ def check_layer_shapes(method: str, model, group_size: int) -> None:
 def write_quantized(method: str, source: ExportSource, output_dir: Path) -> None:
     """Quantize ``source.merged_dir()`` with GPTQModel into ``output_dir``: packed weights and config.json
     with its ``quantization_config``, then the source's tokenizer and generation config."""
-    if is_quantized(source.model):
-        raise SwiftkitError(f"--quant_method {method} quantizes full-precision weights, but the model is loaded "
-                            "quantized (its config has a quantization_config): use --model <the "
-                            "full-precision folder>")
+    require_full_precision(source, f"--quant_method {method} quantizes")
     q = source.config.quantize
     bits, group_size = quant_bits(source.config), q.group_size
     check_layer_shapes(method, source.model, group_size)

@@ -20,27 +20,15 @@ bnb``) then re-quantizes the merged weights.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from swiftkit.core.checkpoints import find_checkpoint, read_train_args
 from swiftkit.inference.loading import load_for_inference
-from swiftkit.models.quantization import bnb_config, effective_quantization
+from swiftkit.models.quantization import bnb_config
 
 
 def training_quantization(train_args: dict | None) -> dict | None:
     """How the --adapters run loaded its base (``{"quant_method", "quant_bits", ...}``), or None when it
-    trained on full-precision weights; read from the run's args.json."""
-    if not train_args:
-        return None
-
-    recorded = SimpleNamespace(  # the QuantArgs fields args.json recorded (older runs lack some)
-        quant_method=train_args.get("quant_method"), quant_bits=train_args.get("quant_bits"),
-        bnb_4bit_quant_type=train_args.get("bnb_4bit_quant_type", "nf4"),
-        bnb_4bit_use_double_quant=train_args.get("bnb_4bit_use_double_quant", True),
-        bnb_4bit_compute_dtype=train_args.get("bnb_4bit_compute_dtype"),
-        bnb_4bit_quant_storage=train_args.get("bnb_4bit_quant_storage"),
-    )
-    return effective_quantization(recorded, train_args.get("train_type", "lora"))
+    trained on full-precision weights: the run's own record, ``plan.quantization`` in its args.json."""
+    return ((train_args or {}).get("plan") or {}).get("quantization")
 
 
 def _dequantize(model):
@@ -55,7 +43,7 @@ def load_source(cfg, registries):
     one; a QLoRA adapter on its quantized base). ``info["training_quantization"]`` says how the base was
     quantized in training (None: full precision)."""
     train_args = read_train_args(find_checkpoint(cfg.adapter.adapters[0]))[0] if cfg.adapter.adapters else None
-    quant = training_quantization(train_args) if cfg.adapter.adapters else None
+    quant = training_quantization(train_args)
     qconfig = bnb_config(quant, cfg.model.torch_dtype) if quant else None
     model, template, info = load_for_inference(cfg, registries=registries, quantization_config=qconfig)
     info["training_quantization"] = quant
