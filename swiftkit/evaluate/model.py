@@ -30,10 +30,12 @@ class EvalModel(Protocol):
         assistant turn's opening), or ``None`` when prompts cannot be rendered here (a remote model:
         its template is on the server); log-likelihood tasks then score plain text."""
 
-    def generate(self, conversations: list[list[dict]], *, max_new_tokens: int, stop: list[str] | None = None,
-                 temperature: float = 0.0) -> list[str]:
+    def generate(self, conversations: list[list[dict]], *, max_new_tokens: int = 512, stop: list[str] | None = None,
+                 temperature: float = 0.0, **generation) -> list[str]:
         """One reply per conversation (the model's chat template applied), cut before any ``stop``
-        string; greedy when ``temperature`` is 0."""
+        string; greedy when ``temperature`` is 0. ``generation`` may also hold ``top_p``, ``top_k`` and
+        ``repetition_penalty`` (the keywords of ``ReplyEngine.generate``, so a benchmark written for an
+        inference engine runs unchanged)."""
 
     def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
         """For each ``(context, continuation)``: the sum of the log-probabilities of the
