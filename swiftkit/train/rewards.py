@@ -20,12 +20,15 @@ import inspect
 import math
 import numbers
 import re
-from fractions import Fraction
 
 from swiftkit.config import GrpoArgs, RolloutArgs
 from swiftkit.core.errors import ChoiceError, ConfigError, PluginError
 from swiftkit.core.plugins import guarded
 from swiftkit.core.registry import closest
+
+# Answer extraction and comparison live in the data layer so evaluation can share them; the names
+# stay importable from here.
+from swiftkit.data.answers import answers_match, canonical_answer, extract_answer, solution_answer  # noqa: F401
 from swiftkit.train.errors import TrainError
 
 
@@ -36,135 +39,6 @@ def completion_text(completion) -> str:
     if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
         return str(completion[-1].get("content", ""))
     raise TypeError(f"a completion must be a string or a list of messages, got {type(completion).__name__}")
-
-
-# --- finding the final answer ------------------------------------------------------------------
-
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_GSM8K = re.compile(r"####\s*([^\n]*\S)")
-_PHRASE = re.compile(r"(?:final answer|the answer)(?:\s+is)?\s*[:=]?\s*([^\n]+)", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"\.(?=\s|$)")
-_NUMBER_IN_TEXT = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
-
-
-def _last_braced(text: str, command: str) -> str | None:
-    r"""The argument of the last complete ``\command{...}`` (nested braces kept), or ``\command x``."""
-    start = text.rfind("\\" + command)
-    while start != -1:
-        i = start + len(command) + 1
-        rest = text[i:]
-        if rest.lstrip().startswith("{"):
-            i += len(rest) - len(rest.lstrip())
-            depth = 0
-            for j in range(i, len(text)):
-                depth += {"{": 1, "}": -1}.get(text[j], 0)
-                if depth == 0:
-                    return text[i + 1:j]
-        elif match := re.match(r" +([^\s$]+)", rest):  # \boxed 5
-            return match.group(1)
-        start = text.rfind("\\" + command, 0, start)  # truncated box: try the one before
-    return None
-
-
-def _tagged_answer(text: str) -> str | None:
-    """The answer a text marks explicitly: last ``\\boxed{}``, ``<answer>`` or GSM8K ``#### X``."""
-    for command in ("boxed", "fbox"):
-        boxed = _last_braced(text, command)
-        if boxed is not None:
-            return boxed
-    for pattern in (_ANSWER_TAG, _GSM8K):
-        found = pattern.findall(text)
-        if found:
-            return found[-1]
-    return None
-
-
-def extract_answer(reply: str) -> str | None:
-    """The final answer of a model reply, or ``None`` when it gives none.
-
-    Tried in order: the last ``\\boxed{...}``, the last ``<answer>...</answer>``, a GSM8K
-    ``#### X`` line, the last "the answer is X" / "final answer: X" (up to the end of that
-    sentence), the last number in the text.
-    """
-    tagged = _tagged_answer(reply)
-    if tagged is not None:
-        return tagged
-    phrases = _PHRASE.findall(reply)
-    if phrases:
-        candidate = phrases[-1]
-        while inner := _PHRASE.search(candidate):  # "Final answer: the answer is 5"
-            candidate = inner.group(1)
-        candidate = _SENTENCE_END.split(candidate, maxsplit=1)[0].strip(" *")
-        if candidate:
-            return candidate
-    numbers_found = _NUMBER_IN_TEXT.findall(reply.replace("\u2212", "-"))
-    return numbers_found[-1] if numbers_found else None
-
-
-def solution_answer(solution) -> str:
-    """The reference answer in a ``solution`` cell: plain (``"42"``), boxed, or a GSM8K rationale."""
-    text = str(solution)
-    tagged = _tagged_answer(text)
-    return text if tagged is None else tagged
-
-
-# --- comparing answers -------------------------------------------------------------------------
-
-_PLAIN = r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?"
-_FRAC = re.compile(r"(-?)\\frac\s*(?:\{([^{}]+)\}|(\d))\s*(?:\{([^{}]+)\}|(\d))")
-_SLASH = re.compile(rf"({_PLAIN})\s*/\s*({_PLAIN})")
-_WITH_UNIT = re.compile(rf"({_PLAIN})\s*[a-z]{{2,}}(?:\s+[a-z]{{2,}})*", re.IGNORECASE)
-_TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-
-
-def _plain_number(text: str) -> Fraction | None:
-    if re.fullmatch(_PLAIN, text, re.IGNORECASE):
-        return Fraction(text.replace(",", "").lower())
-    return None
-
-
-def _number(text: str) -> Fraction | None:
-    """The exact value of a number, decimal, fraction (``a/b``, ``\\frac{a}{b}``, ``\\frac12``),
-    percentage (the ``%`` is dropped) or number followed by unit words; ``None`` otherwise."""
-    text = text.removesuffix("%").strip()
-    if (value := _plain_number(text)) is not None:
-        return value
-    if frac := _FRAC.fullmatch(text):
-        num, den = _number(frac.group(2) or frac.group(3)), _number(frac.group(4) or frac.group(5))
-        if num is not None and den:
-            return -num / den if frac.group(1) else num / den
-        return None
-    if slash := _SLASH.fullmatch(text):
-        num, den = _plain_number(slash.group(1)), _plain_number(slash.group(2))
-        return num / den if den else None
-    if unit := _WITH_UNIT.fullmatch(text):
-        return _plain_number(unit.group(1))
-    return None
-
-
-def canonical_answer(answer: str) -> Fraction | str:
-    """An answer in comparable form: its exact value if it is a number, else lower-case text
-    without spaces. LaTeX wrapping (``$``, ``\\(\\)``, ``\\text{}``, ``\\left``/``\\right``,
-    spacing commands, ``^\\circ``), a leading ``x =`` and a trailing period are dropped first."""
-    s = str(answer).replace("\u2212", "-").strip()
-    s = re.sub(r"\\(?:left|right)(?![a-zA-Z])", "", s)
-    s = _TEXT_COMMAND.sub(r"\1", s)
-    s = s.replace("\\$", "").replace("$", "").replace("\\%", "%").replace("{,}", ",")
-    s = re.sub(r"\\[,;:! ]", "", s)
-    s = re.sub(r"^\\[(\[]|\\[)\]]$", "", s.strip())
-    s = re.sub(r"\\[dt]frac", r"\\frac", s)
-    s = s.replace("^{\\circ}", "").replace("^\\circ", "").replace("\u00b0", "")
-    s = s.strip().rstrip(".").strip()
-    s = re.sub(r"^[a-zA-Z]\s*=\s*(?=\S)", "", s)
-    value = _number(s)
-    return value if value is not None else re.sub(r"\s+", "", s).lower()
-
-
-def answers_match(answer: str | None, reference: str) -> bool:
-    """Whether two final answers are the same: numbers by exact value, anything else as text."""
-    if answer is None:
-        return False
-    return canonical_answer(answer) == canonical_answer(reference)
 
 
 # --- built-in rewards --------------------------------------------------------------------------

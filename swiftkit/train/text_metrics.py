@@ -15,18 +15,10 @@ All values are fractions in [0, 1].
 
 from __future__ import annotations
 
-import re
+from swiftkit.data.text_tokens import score_tokens
 
-# CJK ideographs (with extension A and compatibility ideographs), hiragana, katakana, Hangul syllables.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
 IGNORE_INDEX = -100
 METRICS_EXTRA = "pip install 'swiftkit[metrics]'"
-
-
-def score_tokens(text: str) -> list[str]:
-    """The tokens ROUGE-L and BLEU compare (see the module docstring)."""
-    return _TOKEN.findall(text.casefold())
 
 
 class _Tokens:
