@@ -1,4 +1,4 @@
-"""``swiftkit list models|datasets|templates|preprocessors|rewards [--tag T] [--json]``."""
+"""``swiftkit list models|datasets|templates|preprocessors|rewards|benchmarks [--tag T] [--json]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 from swiftkit.cli.args import add_plugin_options, blocked_names
 from swiftkit.commands import build_host
 
-KINDS = ("models", "datasets", "templates", "preprocessors", "rewards")
+KINDS = ("models", "datasets", "templates", "preprocessors", "rewards", "benchmarks")
 
 
 def _detail(kind: str, registry, name: str, entry) -> str:
@@ -21,6 +21,10 @@ def _detail(kind: str, registry, name: str, entry) -> str:
         return f"{where}  [{', '.join(entry.tags)}]" if entry.tags else where
     if kind == "templates":
         return entry.description
+    if kind == "benchmarks":
+        where = entry.ms_id or entry.hf_id or "local data only (NAME=PATH)"
+        shots = f"{entry.few_shot}-shot" if entry.few_shot else "0-shot"
+        return f"{entry.kind:<16} {entry.primary:<14} {shots:<7} {where}"
     doc = (getattr(entry, "__doc__", None) or "").strip().splitlines()
     return f"{registry.source(name)}: {doc[0] if doc else ''}".rstrip(": ")
 
@@ -44,7 +48,7 @@ def list_parser() -> argparse.ArgumentParser:
     parser.add_argument("kind", choices=KINDS, help="What to list.")
     parser.add_argument("--tag", action="append", default=[], metavar="TAG",
                         help="Only entries carrying this tag (repeat for entries with every tag given), "
-                        "e.g. --tag preference --tag zh. (datasets and models)")
+                        "e.g. --tag preference --tag zh. (datasets, models and benchmarks)")
     parser.add_argument("--family", default=None, metavar="F",
                         help="models: only this family (card), model type or config.json model_type.")
     parser.add_argument("--json", action="store_true", help="Print a JSON list instead of a table.")

@@ -20,13 +20,13 @@ from swiftkit.config.commands import (
     RlhfConfig,
     SftConfig,
 )
+from swiftkit.config.evaluation import BenchmarkEvalArgs, EvalArgs
 from swiftkit.config.export import ExportArgs, HubArgs, QuantizeArgs
 from swiftkit.config.groups import DataArgs, ModelArgs, PluginArgs, TemplateArgs, TrainingArgs
 from swiftkit.config.inference import (
     AdapterArgs,
     DataToolArgs,
     DeployArgs,
-    EvalArgs,
     GenerationArgs,
     VllmArgs,
 )
@@ -49,6 +49,7 @@ __all__ = [
     "DeployArgs",
     "DeployConfig",
     "DpoArgs",
+    "BenchmarkEvalArgs",
     "EvalArgs",
     "EvalConfig",
     "ExportArgs",

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from swiftkit.config.evaluation import BenchmarkEvalArgs, EvalArgs
 from swiftkit.config.export import ExportArgs, HubArgs, QuantizeArgs
 from swiftkit.config.flagnames import canonical_keys, refusal
 from swiftkit.config.groups import (
@@ -28,7 +29,6 @@ from swiftkit.config.inference import (
     AdapterArgs,
     DataToolArgs,
     DeployArgs,
-    EvalArgs,
     GenerationArgs,
     VllmArgs,
 )
@@ -160,6 +160,7 @@ class SftConfig(CommandConfig):
     training: TrainingArgs = field(default_factory=TrainingArgs)
     optim: OptimArgs = field(default_factory=OptimArgs)
     callback: CallbackArgs = field(default_factory=CallbackArgs)
+    bench: BenchmarkEvalArgs = field(default_factory=BenchmarkEvalArgs)
     plugin: PluginArgs = field(default_factory=PluginArgs)
 
     def __post_init__(self):
@@ -189,6 +190,20 @@ class SftConfig(CommandConfig):
             raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type} adjusts the learning rate on evaluation "
                               "loss: pass --val_dataset or --split_dataset_ratio")
         self._check_strategies(bool(d.val_dataset or d.split_dataset_ratio > 0))
+        self._check_benchmarks(bool(d.val_dataset or d.split_dataset_ratio > 0))
+
+    def _check_benchmarks(self, has_eval_data: bool) -> None:
+        """--eval_benchmarks run at the evaluations, which need evaluation data and a generating model."""
+        if not self.bench.eval_benchmarks:
+            return
+        no_eval = self._no_evaluation()
+        if no_eval:
+            raise ConfigError(f"{no_eval}: drop --eval_benchmarks (score the trained model with `swiftkit eval`)")
+        if not has_eval_data:
+            raise ConfigError("--eval_benchmarks run at each evaluation, beside the eval loss: pass --val_dataset or "
+                              "--split_dataset_ratio")
+        if self.training.eval_strategy == "no":
+            raise ConfigError("--eval_benchmarks run at evaluations; --eval_strategy no runs none")
 
     @property
     def data_from_checkpoint(self) -> bool:
@@ -372,6 +387,12 @@ class RlhfConfig(SftConfig):
     def _no_evaluation(self) -> str | None:
         return "--rlhf_type ppo does not evaluate" if self.rlhf.rlhf_type == "ppo" else None
 
+    def _check_benchmarks(self, has_eval_data: bool) -> None:
+        if self.bench.eval_benchmarks and self.rlhf.rlhf_type == "rm":
+            raise ConfigError("--eval_benchmarks score a generating model; --rlhf_type rm trains a reward model "
+                              "(its evaluations report reward accuracy)")
+        super()._check_benchmarks(has_eval_data)
+
     def _starts_from_adapters(self) -> bool:
         return bool(self.rlhf.adapters)
 
@@ -418,7 +439,13 @@ class EvalConfig(InferConfig):
     eval: EvalArgs = field(default_factory=EvalArgs)
 
     def __post_init__(self):
-        super().__post_init__()
+        if self.eval.eval_url is None:
+            super().__post_init__()
+        elif self.model.model or self.adapter.adapters:
+            raise ConfigError("--eval_url evaluates a running server; --model/--adapters load a model here: give one "
+                              "or the other")
+        if self.eval.compare and not self.adapter.adapters and "base" in self.eval.compare:
+            raise ConfigError("--compare base compares --adapters with their base model: pass --adapters")
         if "qa" in self.eval.eval_dataset and not self.has_val_data and not self.data.load_data_args:
             raise ConfigError("--eval_dataset qa scores --val_dataset rows: pass --val_dataset FILE_OR_NAME (or "
                               "--load_data_args true to take the --adapters run's validation data)")

@@ -52,10 +52,10 @@ _LORA_GA = ("LoRA-GA initialisation is not supported: --init_weights takes true,
             "pissa_niter_N, olora, loftq, eva, corda")
 _REWARD_PARAMS = ("the built-in GRPO rewards are accuracy, format and length (`swiftkit list rewards`); register a "
                   "cosine/repetition/overlong reward with a plugin (swiftkit_register_reward_funcs)")
-_BENCH_IN_TRAINING = ("benchmarks do not run during training: --val_dataset (or --split_dataset_ratio) gives eval loss "
-                      "while training; score a checkpoint with `swiftkit eval --adapters RUN`")
-_EVAL_BACKEND = ("other eval backends are not supported: --eval_dataset names benchmarks (built in: qa), plugins "
-                 "add more (swiftkit_get_eval_benchmark)")
+_BENCH_IN_TRAINING = ("benchmarks run natively during training (--eval_benchmarks NAMES, at every --eval_steps); "
+                      "the evalscope backend is `swiftkit eval --eval_backend evalscope --adapters RUN`")
+_GEN_CONFIG = ("eval generates with the sampling flags: --max_new_tokens, --temperature, --top_p, --top_k, "
+               "--repetition_penalty")
 _CACHED = ("pre-tokenized dataset folders are not supported: swiftkit caches encoded rows itself "
            "(--load_from_cache_file, keyed by data, template, tokenizer and --max_length)")
 _SIDE_MODEL = ("--ref_model/--reward_model take a local folder, a registered name or a hub id (its model type "
@@ -249,10 +249,9 @@ REFUSED: dict[str, str] = {
     "packing_strategy": "--packing bin-packs rows best-fit decreasing; not configurable",
     "acc_strategy": "token accuracy is reported during evaluation; not configurable",
     "eval_use_evalscope": _BENCH_IN_TRAINING,
-    "eval_dataset": _BENCH_IN_TRAINING,
-    "eval_dataset_args": _BENCH_IN_TRAINING,
-    "eval_limit": _BENCH_IN_TRAINING,
-    "eval_generation_config": _BENCH_IN_TRAINING,
+    "eval_dataset_args": "--eval_benchmarks take per-benchmark settings from their cards; --eval_few_shot and "
+                         "--eval_limit apply to all",
+    "eval_generation_config": _GEN_CONFIG,
     "use_flash_ckpt": "checkpoints are written by transformers' Trainer, each complete or removed",
     "swanlab_token": "swanlab reads its own login (`swanlab login`); --report_to swanlab --tracker_mode online uploads",
     "swanlab_project": "--tracker_project names the project of every --report_to tracker",
@@ -401,8 +400,8 @@ REFUSED: dict[str, str] = {
                          "renamed when complete"),
     "metric": "replies are not scored while inferring: `swiftkit eval --eval_dataset qa` scores them against "
               "references",
-    **dict.fromkeys(("host", "port", "api_key", "served_model_name"),
-                    "a deploy flag: eval loads the model itself and scores it in-process"),
+    **dict.fromkeys(("host", "port", "served_model_name"),
+                    "a deploy flag: eval loads the model itself (or reaches a running server with --eval_url)"),
     "owned_by": "the OpenAI API's owned_by field is always swiftkit",
     "verbose": "deploy logs one line per request at most; not configurable",
     "log_interval": "throughput is reported per request; not configurable",
@@ -410,11 +409,8 @@ REFUSED: dict[str, str] = {
     "ssl_certfile": "TLS is not built in: serve behind a reverse proxy (nginx, caddy) that terminates HTTPS",
     "log_level": "deploy logs one line per request at most; not configurable",
     "max_logprobs": "--max_request_sequences and the request's own top_logprobs bound the work of a request",
-    "eval_backend": _EVAL_BACKEND,
-    "eval_num_proc": _EVAL_BACKEND,
-    "eval_url": "eval loads the model itself (--model/--adapters); scoring a running server is not supported",
-    "extra_eval_args": _EVAL_BACKEND,
-    "local_dataset": _EVAL_BACKEND,
+    "local_dataset": ("local files are given per benchmark: --eval_dataset NAME=PATH (native layout), or an evalscope "
+                      "general_mcq/general_qa folder with --eval_backend evalscope"),
     # -- export --------------------------------------------------------------------------------
     "exist_ok": "export never overwrites: choose a new --output_dir",
     "to_cached_dataset": _CACHED,

@@ -1,4 +1,5 @@
-"""Field groups of the inference-side commands: adapters, generation, serving, vLLM, eval, data tools."""
+"""Field groups of the inference-side commands: adapters, generation, serving, vLLM, data tools (eval's own
+flags are in :mod:`swiftkit.config.evaluation`)."""
 
 from __future__ import annotations
 
@@ -86,22 +87,6 @@ class DeployArgs:
         _check(1 <= self.max_json_depth <= 200, f"--max_json_depth must be 1-200, got {self.max_json_depth}")
         _check(self.max_request_sequences >= 1, "--max_request_sequences must be >= 1")
         _check(self.shutdown_timeout >= 0, "--shutdown_timeout must be >= 0")
-
-
-@dataclass(frozen=True)
-class EvalArgs:
-    eval_dataset: list[str] = arg(
-        ["qa"], "Benchmarks to run, chosen through the swiftkit_get_eval_benchmark hook (built in: qa, "
-        "which scores the replies to --val_dataset rows against their reference answers)."
-    )
-    eval_limit: Optional[int] = arg(None, "Score at most this many examples per benchmark.")
-    eval_output_dir: str = arg(
-        "eval_output", "Where each evaluation writes its folder (metrics.json, samples.jsonl)."
-    )
-
-    def __post_init__(self):
-        _check(bool(self.eval_dataset), "--eval_dataset needs at least one benchmark name")
-        _check(self.eval_limit is None or self.eval_limit > 0, "--eval_limit must be > 0")
 
 
 @dataclass(frozen=True)

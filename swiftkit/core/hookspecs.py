@@ -101,6 +101,32 @@ def swiftkit_register_preprocessors(registry):
 
 
 @hookspec
+def swiftkit_register_benchmarks(registry):
+    """Add evaluation benchmarks that ``--eval_dataset`` / ``--eval_benchmarks`` select by name.
+
+    Called once per plugin, in load order (see :mod:`swiftkit.core.plugins`). A benchmark card says
+    where the data lives (hub ids, subsets, split), its native layout (which fixes how an item is
+    read and scored: ``mmlu``, ``ceval``, ``arc``, ``hellaswag``, ``truthfulqa_mc1``, ``piqa``,
+    ``winogrande``, ``gsm8k``, ``math``, ``qa``, ``text``, ``reference``, ``humaneval``, ``mbpp``) and
+    its prompt and metric; swiftkit's own evaluators then run it, natively or over ``--eval_url``.
+    ``swiftkit list benchmarks`` shows every entry. (A benchmark with scoring of its own is a
+    ``swiftkit_get_eval_benchmark`` answer instead.)
+
+    :param swiftkit.core.registry.Registry registry: the benchmark registry; entries are
+        :class:`swiftkit.evaluate.cards.BenchmarkCard`.
+    :return: ignored.
+
+    Use in plugins::
+
+        @swiftkit.hookimpl
+        def swiftkit_register_benchmarks(registry):
+            from swiftkit.evaluate.cards import BenchmarkCard
+            registry.register("my-mcq", BenchmarkCard(name="my-mcq", layout="ceval", few_shot=0),
+                              source="my_plugin")
+    """
+
+
+@hookspec
 def swiftkit_register_reward_funcs(registry):
     """Add reward functions that GRPO selects by name with ``--reward_funcs``.
 

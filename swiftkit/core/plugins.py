@@ -26,7 +26,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +45,7 @@ REGISTRATION_HOOKS = (  # hook -> Registries attribute; preprocessors first (dat
     ("swiftkit_register_datasets", "datasets"),
     ("swiftkit_register_templates", "templates"),
     ("swiftkit_register_reward_funcs", "rewards"),
+    ("swiftkit_register_benchmarks", "benchmarks"),
 )
 
 
@@ -57,6 +58,7 @@ class Registries:
     templates: Registry
     preprocessors: Registry
     rewards: Registry
+    benchmarks: Registry = field(default_factory=lambda: Registry("benchmark"))
 
 
 @dataclass
@@ -161,7 +163,7 @@ class PluginHost:
         """The registries, filled by every plugin's registration hooks on first use."""
         if self._registries is None:
             regs = Registries(Registry("model"), Registry("dataset"), Registry("template"),
-                              Registry("preprocessor"), Registry("reward"))
+                              Registry("preprocessor"), Registry("reward"), Registry("benchmark"))
             self._fill(regs)
             self._registries = regs
         return self._registries

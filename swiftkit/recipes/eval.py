@@ -1,24 +1,36 @@
-"""The eval recipe: ``setup()`` picks the benchmarks and loads the model once; ``run()`` scores each.
+"""The eval recipe: ``setup()`` resolves the benchmarks and models; ``run()`` scores each model on each.
 
-Every benchmark name is resolved before any weights load, so a typo fails in a second. Results go
-to ``--eval_output_dir/<timestamp>/<benchmark>/`` (``metrics.json``, ``samples.jsonl``), each
-folder written under a temporary name and renamed when complete; ``summary.json`` in the
-timestamp folder holds every benchmark's metrics.
+Every benchmark is resolved before any weights load, so a typo fails in a second. Results go to
+``--eval_output_dir/<timestamp>/`` : per benchmark ``<benchmark>/metrics.json`` and ``samples.jsonl``
+(under ``<model label>/`` when several models are compared), each folder written under a temporary name
+and renamed when complete; ``summary.json`` holds every model's metrics; with ``--compare``,
+``report.json``, ``report.md`` and ``report.png`` compare them. ``--eval_backend evalscope`` hands the
+same benchmarks to evalscope, pointed at a server started here for the model (or at ``--eval_url``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
 from swiftkit.config import EvalConfig
-from swiftkit.core.choices import choose_from
+from swiftkit.config.evaluation import benchmark_spec
 from swiftkit.core.errors import PluginError
-from swiftkit.core.io import staged_dir, timestamped_path
+from swiftkit.core.io import staged_dir, timestamped_path, write_json
+from swiftkit.evaluate.benchmark import CardBenchmark
+from swiftkit.evaluate.select import select_benchmarks
+from swiftkit.evaluate.settings import settings_from_eval_config
 from swiftkit.inference.loading import with_run_data_args
-from swiftkit.recipes.engines import load_engine, seed_sampling
+from swiftkit.recipes.engines import seed_sampling
+from swiftkit.recipes.eval_models import model_specs, open_model
+
+
+def _folder_name(label: str) -> str:
+    name, path = benchmark_spec(label)
+    return name if path is None else f"{name}-local"
 
 
 def _write_result(folder: Path, result: dict) -> None:
@@ -29,8 +41,13 @@ def _write_result(folder: Path, result: dict) -> None:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _shown(metrics: dict) -> str:
+    kept = {k: v for k, v in metrics.items() if "/" not in k}  # per-subject values stay in metrics.json
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kept.items())
+
+
 class EvalRecipe:
-    """Run ``--eval_dataset`` benchmarks on one loaded model."""
+    """Run ``--eval_dataset`` benchmarks on one model, or on several with ``--compare``."""
 
     def __init__(self, config: EvalConfig, host):
         self.config = config
@@ -38,34 +55,81 @@ class EvalRecipe:
 
     def setup(self) -> None:
         self.config = with_run_data_args(self.config)  # --load_data_args: the run's validation rows
-        cfg, host = self.config, self.host
-        self.benchmarks = {
-            name: choose_from(host, "eval_benchmark", name, config=cfg, registries=host.registries)
-            for name in dict.fromkeys(cfg.eval.eval_dataset)
-        }
-        self.engine, self.info = load_engine(cfg, host)
+        cfg = self.config
+        self.specs = model_specs(cfg)
+        if cfg.eval.eval_backend == "evalscope":
+            from swiftkit.recipes.eval_evalscope import evalscope_datasets, evalscope_runner
+
+            self.evalscope_datasets = evalscope_datasets(cfg, self.host.registries)
+            self.evalscope_python = evalscope_runner(cfg)  # finds (or creates) evalscope's environment now
+            self.benchmarks = {}
+        else:
+            self.benchmarks = select_benchmarks(self.host, cfg.eval.eval_dataset, cfg)
         seed_sampling(cfg.data.data_seed)
 
     def run(self) -> dict:
         cfg = self.config
         run_dir = timestamped_path(Path(cfg.eval.eval_output_dir))
-        summary = {}
-        for name, choice in self.benchmarks.items():
-            start = time.time()
-            with self.host.guard(choice.plugin, f"benchmark {name!r}"):
-                result = choice.value.evaluate(self.engine, cfg)
-            if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
-                raise PluginError(
-                    f"benchmark {name!r} ({choice.label}) returned {type(result).__name__}, not a dict with "
-                    "'metrics' (see swiftkit_get_eval_benchmark in docs/reference/hooks.md)"
-                )
-            _write_result(run_dir / name, result)
-            summary[name] = result["metrics"]
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in result["metrics"].items())
-            print(f"[swiftkit] eval {name}: {shown} ({time.time() - start:.1f} s)", file=sys.stderr)
-        info = {"model": self.info["model_path"], "adapters": self.info["adapters"],
-                "template": self.info["template"], "results": summary}
-        (run_dir / "summary.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        runs, loaded = [], {}
+        for spec in self.specs:
+            base = run_dir / spec.label if len(self.specs) > 1 else run_dir
+            with open_model(cfg, self.host, spec, loaded) as (model, info):
+                if cfg.eval.eval_backend == "evalscope":
+                    results = self._evalscope(model, info, run_dir / ".evalscope" / spec.label)
+                else:
+                    results = {label: self._native(label, choice, model) for label, choice in self.benchmarks.items()}
+            for label, result in results.items():
+                _write_result(base / _folder_name(label), result)
+            runs.append({"label": spec.label, "model": info["model_path"], "adapters": info["adapters"],
+                         "template": info.get("template"), "results": results})
+        summary = {"backend": cfg.eval.eval_backend,
+                   "models": [{k: r[k] for k in ("label", "model", "adapters", "template")} for r in runs],
+                   "results": {r["label"]: {k: v["metrics"] for k, v in r["results"].items()} for r in runs}}
+        if len(runs) == 1:  # the single-model layout: {"model", "adapters", "template", "results"}
+            summary = {"backend": cfg.eval.eval_backend, **summary["models"][0],
+                       "results": summary["results"][runs[0]["label"]]}
+        write_json(run_dir / "summary.json", summary)
+        out = {"output_dir": str(run_dir), "results": summary["results"]}
+        if len(runs) > 1:
+            from swiftkit.evaluate.report import write_report  # defers numpy/matplotlib
+
+            paths = write_report([_report_run(r) for r in runs], run_dir, title="swiftkit eval: " +
+                                 " vs ".join(r["label"] for r in runs))
+            out["report"] = {k: str(v) for k, v in paths.items()}
+            print(f"[swiftkit] eval: comparison in {paths['md']}", file=sys.stderr)
         print(f"[swiftkit] eval: results in {run_dir}", file=sys.stderr)
-        return {"output_dir": str(run_dir), "results": summary}
+        return out
+
+    def _native(self, label: str, choice, model) -> dict:
+        start = time.time()
+        with self.host.guard(choice.plugin, f"benchmark {label!r}"):
+            if isinstance(choice.value, CardBenchmark):
+                name = benchmark_spec(label)[0]
+                result = choice.value.run(model, settings_from_eval_config(self.config, name))
+            else:  # qa and plugins' benchmarks: evaluate(model, config)
+                result = choice.value.evaluate(model, self.config)
+        if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
+            raise PluginError(
+                f"benchmark {label!r} ({choice.label}) returned {type(result).__name__}, not a dict with "
+                "'metrics' (see swiftkit_get_eval_benchmark in docs/reference/hooks.md)"
+            )
+        print(f"[swiftkit] eval {label}: {_shown(result['metrics'])} ({time.time() - start:.1f} s)", file=sys.stderr)
+        return result
+
+    def _evalscope(self, model, info: dict, work_dir: Path) -> dict:
+        from swiftkit.recipes.eval_evalscope import run_on_evalscope
+
+        return run_on_evalscope(self.config, self.evalscope_python, self.evalscope_datasets, model, info, work_dir)
+
+
+def _report_run(run: dict) -> dict:
+    results = {}
+    for label, result in run["results"].items():
+        metrics = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float))}
+        primary = result.get("primary") or next((k for k in metrics if k != "num_samples"), None)
+        if primary is None:
+            continue
+        results[re.sub(r"=.*", "", label)] = {
+            "metrics": metrics, "primary": primary, "item_scores": result.get("item_scores"),
+            "higher_is_better": result.get("higher_is_better", True)}
+    return {"label": run["label"], "model": run["model"], "adapters": run["adapters"], "results": results}

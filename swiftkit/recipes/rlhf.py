@@ -19,6 +19,7 @@ from swiftkit.data.encode_alignment import encode_for, real_tokens
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import dryrun, parts, rlhf_models, steps
 from swiftkit.recipes.records import write_run_records
+from swiftkit.recipes.train_benchmarks import attach_benchmarks, prepare_benchmarks
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.precision import mixed_precision, weights_precision
 from swiftkit.train.rewards import resolve_reward_funcs
@@ -59,6 +60,7 @@ class RlhfRecipe:
         self.train_data, self.val_data, too_long = self._encode()
         self.reward_funcs = self._reward_funcs()
         self.parts = parts.choose_training_parts(host, cfg, trainer=False, loss=False)  # the method's own loss
+        self.benchmarks = prepare_benchmarks(cfg, host)  # --eval_benchmarks: loaded now, scored at evaluations
         self.trackers = parts.tracker_callbacks(cfg)
         self.plan = steps.new_plan(
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
@@ -156,6 +158,7 @@ class RlhfRecipe:
         trainer = trainer_class(method)(**kw)
         trainer.data_collator = CountingCollator(trainer.data_collator, counter,
                                                  count=lambda features: real_tokens(method, features))
+        attach_benchmarks(trainer, self.benchmarks, cfg, self.template)
         return trainer, counter
 
     def _precision(self) -> dict:

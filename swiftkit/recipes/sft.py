@@ -15,6 +15,7 @@ from swiftkit.data.streaming import stream_rows
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import dryrun, parts, steps
 from swiftkit.recipes.records import write_run_records
+from swiftkit.recipes.train_benchmarks import attach_benchmarks, prepare_benchmarks
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.collate import make_collator
 from swiftkit.train.errors import TrainError
@@ -42,6 +43,7 @@ class SftRecipe:
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
         self.train_data, self.val_data, too_long = self._encode()
         self.parts = parts.choose_training_parts(host, cfg)
+        self.benchmarks = prepare_benchmarks(cfg, host)  # --eval_benchmarks: loaded now, scored at evaluations
         self.trackers = parts.tracker_callbacks(cfg)
         self.plan = steps.new_plan(
             cfg, model_args=model_args, resolved=self.resolved, template=self.template, rows=self.rows,
@@ -150,6 +152,7 @@ class SftRecipe:
         if generate:
             trainer.generation_eval = generation_eval(self.template, self.rows.val, self.parts.metrics,
                                                       cfg.training.per_device_eval_batch_size)
+        attach_benchmarks(trainer, self.benchmarks, cfg, self.template)
         return trainer, counter
 
     # -- run ---------------------------------------------------------------------------------------

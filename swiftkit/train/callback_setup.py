@@ -34,6 +34,10 @@ def _check_best_metric(config, what: str) -> None:
     metric = config.training.metric
     if short == "loss":
         return
+    bench = getattr(config, "bench", None)
+    benchmarks = [b.partition("=")[0] for b in (bench.eval_benchmarks if bench is not None else [])]
+    if any(short.startswith(f"{b}_") for b in benchmarks):
+        return  # a --eval_benchmarks score (eval_<benchmark>_<metric>), checked when the benchmark runs
     if not metric:
         raise ConfigError(f"{what}: --metric_for_best_model {name} is not computed at evaluations (only loss is): "
                           f"add --metric {short}, or drop --metric_for_best_model to compare the eval loss")

@@ -169,10 +169,10 @@ def test_eval_qa_scores_replies_and_plugin_benchmarks_run_too(trained, tmp_path)
 
 def test_eval_unknown_benchmark_fails_before_loading_weights(trained, tmp_path, capsys):
     val = write_jsonl(tmp_path / "qa.jsonl", [{"query": "a", "response": "b"}])
-    assert main(["eval", "--adapters", str(trained), "--val_dataset", str(val), "--eval_dataset", "gsm8k",
+    assert main(["eval", "--adapters", str(trained), "--val_dataset", str(val), "--eval_dataset", "gsm8kk",
                  "--eval_output_dir", str(tmp_path / "eval")]) == 2
     err = capsys.readouterr().err
-    assert "unknown --eval_dataset 'gsm8k'" in err and "valid --eval_dataset values: qa" in err
+    assert "unknown --eval_dataset 'gsm8kk'" in err and "did you mean 'gsm8k'" in err and "valid --eval_dataset values:" in err
     assert "infer: model" not in err and not (tmp_path / "eval").exists()
 
 

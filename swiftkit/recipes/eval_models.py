@@ -1,0 +1,132 @@
+"""The models an evaluation scores: the one of --model/--adapters (or --eval_url), and those of --compare.
+
+Each model is opened only when its turn comes and closed before the next (one copy in memory at a
+time). ``--compare base`` with LoRA adapters needs no second load: the same model is scored with its
+adapters switched off (peft's ``disable_adapter``), under the same template; a full fine-tune's base is
+loaded from the run's record with the run's template.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+from pathlib import Path
+
+from swiftkit.core.errors import ConfigError
+from swiftkit.inference.loading import load_for_inference
+
+
+@dataclasses.dataclass
+class ModelSpec:
+    label: str
+    adapters: list[str] | None  # None: --model alone (or the base of the run: see base_of)
+    base_of: bool = False  # the base model of the main --adapters
+
+
+def model_specs(cfg) -> list[ModelSpec]:
+    """The models in report order: --compare's entries (the first is the baseline), then the main one."""
+    main_label = Path(cfg.adapter.adapters[0]).name if cfg.adapter.adapters else (cfg.model.model or "model")
+    specs = []
+    for entry in cfg.eval.compare:
+        if entry == "base":
+            specs.append(ModelSpec("base", None, base_of=True))
+        else:
+            specs.append(ModelSpec(Path(entry).name or entry, [entry]))
+    specs.append(ModelSpec("tuned" if any(s.base_of for s in specs) else main_label, None))
+    seen: dict[str, int] = {}
+    for spec in specs:  # labels must be unique: they name result folders and report columns
+        count = seen.get(spec.label, 0)
+        seen[spec.label] = count + 1
+        if count:
+            spec.label = f"{spec.label}-{count + 1}"
+    return specs
+
+
+def _free(model) -> None:
+    del model
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import torch  # defers torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def open_model(cfg, host, spec: ModelSpec, loaded: dict):
+    """Yield ``(EvalModel, info)`` for ``spec``. ``loaded`` keeps the main model between the base and main
+    specs when the base is the main model with its adapters off."""
+    from swiftkit.evaluate.local import LocalEvalModel  # defers torch
+
+    if cfg.eval.eval_url:
+        from swiftkit.evaluate.remote import RemoteEvalModel  # defers openai
+
+        model = RemoteEvalModel(cfg.eval.eval_url, cfg.eval.eval_model, api_key=cfg.eval.api_key,
+                                concurrency=cfg.eval.eval_num_proc)
+        yield model, {"model_path": cfg.eval.eval_url, "adapters": [], "template": "server's", "served": model.name}
+        return
+    batch = cfg.generation.max_batch_size
+    if cfg.generation.infer_backend != "transformers":  # vllm or a plugin's engine: generation only
+        yield from _engine_model(cfg, host, spec, loaded)
+        return
+    if spec.base_of or spec.adapters is None:
+        if "main" not in loaded:
+            loaded["main"] = load_for_inference(cfg, registries=host.registries)
+        model, template, info = loaded["main"]
+        if spec.base_of:
+            if hasattr(model, "disable_adapter") and info["adapters"] and not info["merged"]:
+                with model.disable_adapter():
+                    base = LocalEvalModel(model, template, name=f"{info['model_path']} (adapters off)",
+                                          batch_size=batch)
+                    yield base, {**info, "adapters": []}
+                return
+            base_cfg = _base_config(cfg, info)
+            model_b, template_b, info_b = load_for_inference(base_cfg, registries=host.registries, adapters=[])
+            try:
+                yield LocalEvalModel(model_b, template_b, name=info_b["model_path"], batch_size=batch), info_b
+            finally:
+                _free(model_b)
+            return
+        name = " + ".join([info["model_path"], *info["adapters"]])
+        try:
+            yield LocalEvalModel(model, template, name=name, batch_size=batch), info
+        finally:
+            loaded.pop("main", None)
+            _free(model)
+        return
+    model, template, info = load_for_inference(cfg, registries=host.registries, adapters=spec.adapters)
+    try:
+        yield LocalEvalModel(model, template, name=" + ".join([info["model_path"], *info["adapters"]]),
+                             batch_size=batch), info
+    finally:
+        _free(model)
+
+
+def _engine_model(cfg, host, spec: ModelSpec, loaded: dict):
+    """An engine-backed model (generation only) for ``spec``."""
+    from swiftkit.evaluate.engine_model import EngineEvalModel
+    from swiftkit.recipes.engines import load_engine
+
+    if spec.base_of:
+        from swiftkit.core.checkpoints import find_checkpoint, read_train_args
+
+        info = {"train_args": read_train_args(find_checkpoint(cfg.adapter.adapters[0]))[0], "template": None}
+        engine, info = load_engine(_base_config(cfg, info), host, adapters=[])
+    else:
+        engine, info = load_engine(cfg, host, adapters=spec.adapters)
+    name = " + ".join([info["model_path"], *info["adapters"]])
+    yield EngineEvalModel(engine, name=name, backend=cfg.generation.infer_backend), info
+
+
+def _base_config(cfg, info: dict):
+    """The config that loads the base model of a full-weights run, with that run's template."""
+    base = (info.get("train_args") or {}).get("model") or (info.get("settings") or {}).get("model")
+    if not base:
+        raise ConfigError("--compare base: the base model of --adapters is not recorded in its args.json; "
+                          "compare with --compare BASE_MODEL_PATH instead")
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, model=base),
+        adapter=dataclasses.replace(cfg.adapter, adapters=[]),
+        template=dataclasses.replace(cfg.template, template=cfg.template.template or info.get("template")),
+    )
