@@ -126,8 +126,8 @@ class CardBenchmark:
             return MultipleChoiceTask(self.card.name, shots=pool, few_shot=k, chat=chat,
                                       raw_text=card.layout == "hellaswag", primary=card.primary)
         if card.kind == "generation":
-            return GenerationTask(self.card.name, shots=pool, few_shot=k, extractor=card.extractor, pattern=card.pattern,
-                                  instruction=card.instruction, max_new_tokens=card.max_new_tokens,
+            return GenerationTask(self.card.name, shots=pool, few_shot=k, extractor=card.extractor,
+                                  pattern=card.pattern, instruction=card.instruction, max_new_tokens=card.max_new_tokens,
                                   generation=settings.generation)
         if card.kind == "perplexity":
             return PerplexityTask(self.card.name)
