@@ -127,7 +127,8 @@ class CardBenchmark:
                                       raw_text=card.layout == "hellaswag", primary=card.primary)
         if card.kind == "generation":
             return GenerationTask(self.card.name, shots=pool, few_shot=k, extractor=card.extractor,
-                                  pattern=card.pattern, instruction=card.instruction, max_new_tokens=card.max_new_tokens,
+                                  pattern=card.pattern, instruction=card.instruction,
+                                  max_new_tokens=card.max_new_tokens,
                                   generation=settings.generation)
         if card.kind == "perplexity":
             return PerplexityTask(self.card.name)
