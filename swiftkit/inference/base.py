@@ -20,6 +20,10 @@ from typing import Protocol, runtime_checkable
 
 from swiftkit.inference.protocol import ProtocolError, SamplingParams
 
+PROMPT_LOGPROBS_UNSUPPORTED = (
+    "prompt logprobs ('echo': true with 'logprobs') are not supported by this engine (--infer_backend vllm "
+    "has none in swiftkit deploy); serve with --infer_backend transformers, or ask without 'echo'")
+
 
 @dataclass
 class Generated:
@@ -51,6 +55,7 @@ class InferEngine(ReplyEngine, Protocol):
     template: object
     max_model_len: int | None  # prompt + reply limit; deploy may lower it (--max_model_len)
     supports_logprobs: bool
+    supports_prompt_logprobs: bool  # whether prompt_logprobs works (completions with echo and logprobs)
 
     def served_models(self) -> dict[str, str | None]:
         """Served model name -> adapter name (None: the base model); empty when names are not used."""
@@ -69,6 +74,16 @@ class InferEngine(ReplyEngine, Protocol):
     def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]: ...
 
     def text_ids(self, text: str) -> list[int]: ...
+
+    def text_offsets(self, text: str, ids: list[int]) -> list[int]:
+        """Where each of ``ids`` (``text_ids(text)``) starts in ``text``, in characters."""
+
+    def prompt_logprobs(self, prompts: list[list[int]], top: int, model: str | None = None,
+                        cancel: threading.Event | None = None) -> list[list[dict]]:
+        """Per prompt (token ids), one entry per token in the shape of
+        :func:`~swiftkit.inference.protocol.token_logprob`: its log-probability given the tokens
+        before it under ``model``'s adapter and its ``top`` likeliest alternatives; the first token
+        has ``logprob`` and ``top_logprobs`` None. Only called when ``supports_prompt_logprobs``."""
 
     def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
                      cancel: threading.Event | None = None) -> list[Generated]:
@@ -150,6 +165,30 @@ class PromptCodec:
         with self.lock:
             return self.template.decode(ids)
 
+    def text_offsets(self, text: str, ids: list[int]) -> list[int]:
+        """Where each of ``ids`` (what :meth:`text_ids` gives for ``text``) starts in ``text``, in characters.
+
+        A fast tokenizer's offset mapping says where each token ends; a token starts where the
+        tokens before it end, so a token's leading space is its own (some tokenizers trim it from
+        the mapping's start) and a token the tokenizer adds (BOS) takes no characters. Without an
+        offset mapping, the characters of the tokens before it, each decoded on its own, are counted.
+        """
+        with self.lock:
+            tok = self.template.tokenizer
+            if getattr(tok, "is_fast", False):
+                encoded = tok(text, return_offsets_mapping=True)
+                if list(encoded["input_ids"]) == list(ids):
+                    offsets, reached = [], 0
+                    for _, end in encoded["offset_mapping"]:
+                        offsets.append(reached)
+                        reached = max(reached, end)
+                    return offsets
+            offsets, length = [], 0
+            for token_id in ids:
+                offsets.append(min(length, len(text)))
+                length += len(tok.decode([token_id], skip_special_tokens=False))
+            return offsets
+
     def until_stop(self, ids: list[int]) -> list[int]:
         """``ids`` up to (not including) the first stop token."""
         stops = set(self.stop_token_ids)
@@ -190,6 +229,9 @@ class CodecEngine:
 
     def text_ids(self, text: str) -> list[int]:
         return self.codec.text_ids(text)
+
+    def text_offsets(self, text: str, ids: list[int]) -> list[int]:
+        return self.codec.text_offsets(text, ids)
 
     def generate(self, conversations: list[list[dict]], **generation) -> list[str]:
         """One reply per conversation, generated as one batch."""

@@ -13,6 +13,10 @@ With ``SamplingParams.logprobs`` a reply also carries each kept token's log-prob
 (``output_logits=True``), i.e. before repetition penalty, temperature, top-k and top-p. For greedy
 decoding without a repetition penalty the chosen token is then the top alternative; for sampling
 the numbers describe the model, not the warped distribution it was sampled from.
+
+``prompt_logprobs`` scores given prompts instead (completions with ``echo`` and ``logprobs``): each
+token's log-probability given the tokens before it, from one batched forward pass of
+:func:`swiftkit.inference.scoring.token_logprobs`, the same numbers in-process evaluation uses.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from swiftkit.inference.base import (
     cut_at_stop_string,
 )
 from swiftkit.inference.protocol import SamplingParams, sampling, token_logprob
+from swiftkit.inference.scoring import token_logprobs
 
 
 class _TokenQueue:
@@ -113,6 +118,7 @@ class TransformersEngine(CodecEngine):
     :class:`~swiftkit.inference.base.InferEngine`."""
 
     supports_logprobs = True
+    supports_prompt_logprobs = True
 
     def __init__(self, model, template):
         self.model = model
@@ -232,6 +238,27 @@ class TransformersEngine(CodecEngine):
                 alternatives = [(*self._token_text(i), v) for i, v in zip(indices.tolist(), values.tolist())]
             entries.append(token_logprob(*self._token_text(token_id), logprobs[token_id].item(), alternatives))
         return entries
+
+    def _alternatives(self, top) -> list[tuple[str, bytes, float]]:
+        return [(*self._token_text(token_id), value) for token_id, value in top]
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def prompt_logprobs(self, prompts: list[list[int]], top: int, model: str | None = None,
+                        cancel: threading.Event | None = None) -> list[list[dict]]:
+        """Per prompt, each token's entry (see :func:`token_logprob`), scored in one batch with
+        ``model``'s adapter; the first token's ``logprob`` and ``top_logprobs`` are None."""
+        if cancel is not None and cancel.is_set():
+            return [[] for _ in prompts]
+        with self._model_lock, self._using(model):
+            scored = token_logprobs(self.model, prompts, pad_token_id=self.pad_token_id,
+                                    batch_size=max(1, len(prompts)), top=top)
+        out = []
+        for ids, scores in zip(prompts, scored):
+            first = {**token_logprob(*self._token_text(ids[0]), None), "top_logprobs": None}
+            out.append([first] + [token_logprob(*self._token_text(s.token_id), s.logprob, self._alternatives(s.top))
+                                  for s in scores])
+        return out
 
     # -- generation ------------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ carrying the offending field in ``param``) for anything malformed or unsupported
 client leaves out take the server's defaults (``SamplingDefaults``, from ``GenerationArgs``);
 ``top_k`` and ``repetition_penalty`` are extensions to the OpenAI schema. Unknown fields are
 ignored, as OpenAI-compatible servers commonly do. Chat requests may ask for ``logprobs`` (with
-``top_logprobs`` 0-20) when they do not stream; completions take ``logprobs`` as an integer 0-5
-(not with ``echo``). The ``*_response`` / ``*_chunk`` functions
+``top_logprobs`` 0-20) when they do not stream; completions take ``logprobs`` as an integer 0-5,
+and with ``echo`` they get the prompt's tokens scored too (``max_tokens`` 0: only the prompt's, no
+generation; see :func:`echoed_logprobs`). The ``*_response`` / ``*_chunk`` functions
 build the JSON bodies (``chat.completion``, ``chat.completion.chunk``, ``text_completion``).
 """
 
@@ -118,8 +119,6 @@ def _logprobs(body: dict, chat: bool) -> tuple[bool, int]:
         top = _number(body, "logprobs", None, lo=0, hi=MAX_COMPLETION_LOGPROBS, integer=True)
         if top is not None and body.get("stream"):
             raise ProtocolError("'logprobs' is not supported with 'stream': true; ask without streaming", "logprobs")
-        if top is not None and body.get("echo"):
-            raise ProtocolError("'logprobs' is not supported with 'echo': true (no prompt logprobs)", "logprobs")
         return top is not None, top or 0
     want = body.get("logprobs")
     if want is None:
@@ -154,7 +153,8 @@ def _common(body, defaults: SamplingDefaults, max_tokens_field: str = "max_token
         raise ProtocolError("'model' is required: the name of a served model (GET /v1/models)", "model")
     _reject_unsupported(body)
     logprobs, top_logprobs = _logprobs(body, chat)
-    max_tokens = _number(body, max_tokens_field, None, lo=1, integer=True)
+    # completions may ask for no new token: with 'echo' that scores the prompt alone
+    max_tokens = _number(body, max_tokens_field, None, lo=1 if chat else 0, integer=True)
     if max_tokens is None and max_tokens_field != "max_tokens":
         max_tokens = _number(body, "max_tokens", None, lo=1, integer=True)
     params = SamplingParams(
@@ -274,6 +274,11 @@ class CompletionRequest:
         echo = body.get("echo", False)
         if not isinstance(echo, bool):
             raise ProtocolError(f"'echo' must be true or false, got {echo!r}", "echo")
+        if params.max_tokens == 0 and not echo:
+            raise ProtocolError("'max_tokens': 0 generates nothing; it needs 'echo': true (the prompt returned, "
+                                "with its token logprobs when 'logprobs' is set)", "max_tokens")
+        if params.max_tokens == 0 and stream:
+            raise ProtocolError("'max_tokens': 0 is not supported with 'stream': true", "max_tokens")
         return cls(model, prompts, params, n, stream, usage, given, echo)
 
 
@@ -304,8 +309,10 @@ def chat_response(request_id: str, model: str, results, usage: Usage, logprobs: 
             "choices": choices, "usage": usage.to_dict()}
 
 
-def token_logprob(token: str, raw: bytes, logprob: float, top: list[tuple[str, bytes, float]] | None = None) -> dict:
-    """One entry of ``choices[i].logprobs.content``; ``top`` (alternatives) only on outer entries."""
+def token_logprob(token: str, raw: bytes, logprob: float | None,
+                  top: list[tuple[str, bytes, float]] | None = None) -> dict:
+    """One entry of ``choices[i].logprobs.content``; ``top`` (alternatives) only on outer entries.
+    A prompt's first token has ``logprob`` None (see :func:`echoed_logprobs`)."""
     entry = {"token": token, "logprob": logprob, "bytes": list(raw)}
     if top is not None:
         entry["top_logprobs"] = [token_logprob(*alternative) for alternative in top]
@@ -327,15 +334,39 @@ def tool_call_deltas(calls: list[dict]) -> list[dict]:
     return [{"index": i, **call} for i, call in enumerate(calls)]
 
 
-def completion_logprobs(entries: list[dict]) -> dict:
-    """Chat-style token entries (see :func:`token_logprob`) in the legacy completions shape."""
+def _text_offsets(entries: list[dict], start: int = 0) -> list[int]:
+    """Where each token starts: ``start`` plus the characters of the tokens before it (from their
+    bytes; a partial character reads as U+FFFD)."""
     offsets, seen = [], b""
-    for entry in entries:  # characters before each token, partial characters read as U+FFFD
-        offsets.append(len(seen.decode("utf-8", errors="replace")))
+    for entry in entries:
+        offsets.append(start + len(seen.decode("utf-8", errors="replace")))
         seen += bytes(entry["bytes"])
+    return offsets
+
+
+def completion_logprobs(entries: list[dict]) -> dict:
+    """Chat-style token entries (see :func:`token_logprob`) in the legacy completions shape. Entries
+    from :func:`echoed_logprobs` carry their own ``text_offset``; a prompt's first token has
+    ``logprob`` and ``top_logprobs`` None (nothing before it to predict it from)."""
+    if entries and all("text_offset" in e for e in entries):
+        offsets = [e["text_offset"] for e in entries]
+    else:
+        offsets = _text_offsets(entries)
     return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
-            "top_logprobs": [_first_per_token(e["top_logprobs"]) for e in entries],
+            "top_logprobs": [None if e.get("top_logprobs") is None else _first_per_token(e["top_logprobs"])
+                             for e in entries],
             "text_offset": offsets}
+
+
+def echoed_logprobs(prompt: str, offsets: list[int], prompt_entries: list[dict],
+                    reply_entries: list[dict] | None = None) -> list[dict]:
+    """The token entries of an echoed completion: the prompt's tokens (each starting at its
+    ``offsets`` entry, a character offset into ``prompt``), then the reply's, whose offsets count on
+    from the end of the prompt, as the echoed text is the prompt followed by the reply."""
+    entries = [{**entry, "text_offset": offset} for entry, offset in zip(prompt_entries, offsets)]
+    reply_entries = reply_entries or []
+    return entries + [{**entry, "text_offset": offset}
+                      for entry, offset in zip(reply_entries, _text_offsets(reply_entries, len(prompt)))]
 
 
 def _first_per_token(alternatives: list[dict]) -> dict:

@@ -8,7 +8,9 @@ oldest job, waits up to ``max_wait_ms`` for more jobs with the same model and sa
 oldest first. A seeded sampling request always runs alone, so its seed gives the same reply
 whatever else is waiting. ``submit_stream`` queues a streaming request; streams run one at a time
 on the same worker (the model is used by one generate call at a time) and their pieces are handed
-over through a queue.
+over through a queue. ``submit_scoring(prompts, top, model)`` queues prompts to be scored rather
+than continued (``engine.prompt_logprobs``: completions with ``echo`` and ``logprobs``); scoring jobs
+with the same model and ``top`` share batches the same way.
 
 ``cancel(future)`` withdraws a request whose client went away: a waiting job leaves the queue at
 once; a running batch stops at its next token once every job in it is cancelled (a stream stops
@@ -48,6 +50,7 @@ class _Job:
     key: object
     future: Future = field(default_factory=Future)
     stream: queue.Queue | None = None  # set for streaming jobs
+    score_top: int | None = None  # set for scoring jobs: how many alternatives per token
     cancel: threading.Event = field(default_factory=threading.Event)
     shut: bool = False  # cancelled by the shutdown, not by its client
 
@@ -152,6 +155,11 @@ class Scheduler:
         """A future of one :class:`~swiftkit.inference.engine.Generated` per prompt."""
         return self._put(_Job(list(prompts), params, model, group_key(model, params))).future
 
+    def submit_scoring(self, prompts: list[list[int]], top: int, model: str | None = None) -> Future:
+        """A future of, per prompt, its tokens' log-probability entries (``engine.prompt_logprobs``)."""
+        job = _Job(list(prompts), SamplingParams(), model, ("score", model, top), score_top=top)
+        return self._put(job).future
+
     def submit_stream(self, prompt: list[int], params: SamplingParams, model: str | None = None) -> _Stream:
         """An iterator of text pieces, then the ``Generated`` reply; its ``close()`` (from any thread,
         also while another thread waits on it) withdraws the stream, ending generation."""
@@ -217,8 +225,12 @@ class Scheduler:
             return
         prompts = [p for job in live for p in job.prompts]
         try:
-            replies = self.engine.generate_ids(prompts, live[0].params, model=live[0].model,
-                                               cancel=_AllCancelled(live))
+            if live[0].score_top is not None:
+                replies = self.engine.prompt_logprobs(prompts, live[0].score_top, model=live[0].model,
+                                                      cancel=_AllCancelled(live))
+            else:
+                replies = self.engine.generate_ids(prompts, live[0].params, model=live[0].model,
+                                                   cancel=_AllCancelled(live))
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
             for job in live:
                 job.future.set_exception(exc)

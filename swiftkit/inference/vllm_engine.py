@@ -23,13 +23,14 @@ from swiftkit.config.inference import VLLM_MISSING, named_adapters
 from swiftkit.core.checkpoints import find_checkpoint, is_lora_dir
 from swiftkit.core.errors import ConfigError
 from swiftkit.inference.base import (
+    PROMPT_LOGPROBS_UNSUPPORTED,
     CodecEngine,
     Generated,
     PromptCodec,
     ServedModels,
     cut_at_stop_string,
 )
-from swiftkit.inference.protocol import SamplingParams, sampling
+from swiftkit.inference.protocol import ProtocolError, SamplingParams, sampling
 
 
 def require_vllm_package() -> None:
@@ -66,9 +67,10 @@ def sampling_kwargs(params: SamplingParams, stop_token_ids: list[int]) -> dict:
 
 class VllmEngine(CodecEngine):
     """Replies from ``vllm.LLM`` for prompts encoded by ``template``; LoRA adapters by name. Meets
-    :class:`~swiftkit.inference.base.InferEngine` (without logprobs)."""
+    :class:`~swiftkit.inference.base.InferEngine` (without logprobs, of replies or of prompts)."""
 
     supports_logprobs = False
+    supports_prompt_logprobs = False
 
     def __init__(self, model_path: str, template, *, adapters: dict[str, str] | None = None,
                  tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
@@ -161,6 +163,11 @@ class VllmEngine(CodecEngine):
             first = out.outputs[0]
             replies.append(self._finish(list(first.token_ids), first.finish_reason, params))
         return replies
+
+    def prompt_logprobs(self, prompts: list[list[int]], top: int, model: str | None = None,
+                        cancel: threading.Event | None = None) -> list[list[dict]]:
+        """Not available: callers check ``supports_prompt_logprobs`` first; this says so if they did not."""
+        raise ProtocolError(PROMPT_LOGPROBS_UNSUPPORTED, "logprobs")
 
     def stream_ids(self, prompt: list[int], params: SamplingParams, model: str | None = None,
                    cancel: threading.Event | None = None):

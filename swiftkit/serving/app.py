@@ -3,8 +3,9 @@
 Every body passes the typed models of :mod:`swiftkit.serving.schema` (documented in
 ``/openapi.json``) and every error has the OpenAI shape ``{"error": {"message", "type", "param",
 "code"}}``: 400 for malformed JSON, unknown, missing or invalid fields, too many tokens or
-sequences, 401 for a missing or wrong API key, 404 for an unknown model (the message lists the
-served ones), 413 for a body over the size limit, 503 while shutting down.
+sequences, or prompt logprobs from an engine without them, 401 for a missing or wrong API key, 404
+for an unknown model (the message lists the served ones), 413 for a body over the size limit, 503
+while shutting down.
 
 One client cannot stall the others: parsing, validation and tokenization run in worker threads,
 never on the event loop; a request asks for at most ``max_request_sequences`` generations (prompts
@@ -12,7 +13,10 @@ x n); a client that hangs up withdraws its request (a waiting one leaves the que
 stops once all its requests are withdrawn, a stream stops at its next token). Non-streaming
 requests go through the batching scheduler; a stream is sent as server-sent events (``data: {...}``
 lines, then ``data: [DONE]``); a failure during a stream is sent as an error event, never as a
-finished reply. Each finished request logs one line with its token counts and tokens/s.
+finished reply. A completion with ``echo`` and ``logprobs`` also has its prompts scored (a scoring
+job of the scheduler), and with ``max_tokens`` 0 nothing else: the prompt's token entries come
+first, then the reply's, as OpenAI's legacy completions and vLLM give them. Each finished request
+logs one line with its token counts and tokens/s.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import json
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import uvicorn
 from anyio import to_thread
@@ -34,6 +38,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from swiftkit.inference.base import PROMPT_LOGPROBS_UNSUPPORTED, Generated
 from swiftkit.inference.openai import (
     chat_body,
     chat_chunks,
@@ -47,6 +52,7 @@ from swiftkit.inference.protocol import (
     CompletionRequest,
     ProtocolError,
     SamplingDefaults,
+    echoed_logprobs,
     error_body,
 )
 from swiftkit.inference.scheduler import SchedulerClosed
@@ -146,6 +152,14 @@ async def _sse(stream, chunks, on_done):
     yield "data: [DONE]\n\n"
 
 
+def _with_prompt_logprobs(req: CompletionRequest, replies: list[Generated], scored: list[list[dict]],
+                          offsets: list[list[int]]) -> list[Generated]:
+    """``replies`` (``req.n`` per prompt) whose logprobs start with their prompt's scored tokens."""
+    return [replace(reply, logprobs=echoed_logprobs(req.prompts[k // req.n], offsets[k // req.n],
+                                                    scored[k // req.n], reply.logprobs))
+            for k, reply in enumerate(replies)]
+
+
 def _counting(events, counter: list):
     for event in events:
         if not isinstance(event, str):
@@ -238,7 +252,12 @@ def build_app(engine, scheduler, *, defaults: SamplingDefaults | None = None, ap
     def read_completion(raw: bytes):  # runs in a worker thread
         req = CompletionRequest.from_dict(parse_body(raw, CompletionBody, limits.max_json_depth), defaults)
         _check_sequences(len(req.prompts) * req.n, limits.max_request_sequences, "n")
-        return req, prepare_completion(engine, req)
+        scoring = req.echo and req.params.logprobs
+        if scoring and not engine.supports_prompt_logprobs:
+            raise ProtocolError(PROMPT_LOGPROBS_UNSUPPORTED, "logprobs")
+        prepared = prepare_completion(engine, req)
+        offsets = [engine.text_offsets(text, ids) for text, (ids, _) in zip(req.prompts, prepared)] if scoring else []
+        return req, prepared, offsets
 
     def stream(path, req, prompt, params, prompt_tokens, make_chunks, start):
         done = [0]
@@ -266,17 +285,26 @@ def build_app(engine, scheduler, *, defaults: SamplingDefaults | None = None, ap
     async def completions(request: Request):
         start, path = time.monotonic(), "/v1/completions"
         raw = await _read_body(request, limits.max_body_bytes)
-        req, prepared = await to_thread.run_sync(read_completion, raw)
+        req, prepared, offsets = await to_thread.run_sync(read_completion, raw)
         prompt_tokens = sum(len(p) for p, _ in prepared)
         if req.stream:
             prompt, params = prepared[0]
             return stream(path, req, prompt, params, prompt_tokens, completion_chunks, start)
-        futures = [scheduler.submit([p] * req.n, params, req.model) for p, params in prepared]
+        generating = req.params.max_tokens > 0  # 0 (with echo): the prompts come back, scored or not
+        futures = [scheduler.submit([p] * req.n, params, req.model) for p, params in prepared] if generating else []
+        if offsets:
+            futures.append(scheduler.submit_scoring([p for p, _ in prepared], req.params.top_logprobs, req.model))
         found = await _results_or_withdraw(request, scheduler, futures)
         if found is None:
             _log(path, req.model, prompt_tokens, 0, start, "; the client hung up, request withdrawn")
             return Response(status_code=CLIENT_GONE)
-        body = completion_body(req, prompt_tokens, [r for group in found for r in group])
+        if generating:
+            replies = [r for group in found[:len(prepared)] for r in group]
+        else:
+            replies = [Generated("", 0, "length") for _ in range(len(prepared) * req.n)]
+        if offsets:
+            replies = _with_prompt_logprobs(req, replies, found[-1], offsets)
+        body = completion_body(req, prompt_tokens, replies)
         _log(path, req.model, prompt_tokens, body["usage"]["completion_tokens"], start)
         return body
 

@@ -189,8 +189,13 @@ class CompletionBody(_Sampling):
     """``POST /v1/completions``."""
 
     prompt: str | list[str]
+    max_tokens: Optional[Int] = Field(None, ge=0, le=INT32,
+                                      description="0 needs echo: the prompt comes back (scored, with logprobs), "
+                                                  "nothing is generated.")
     echo: Optional[bool] = None
-    logprobs: Optional[Int] = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
+    logprobs: Optional[Int] = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS,
+                                    description="With echo, the prompt's tokens are scored too (the first "
+                                                "token's logprob is null).")
     suffix: Annotated[Optional[str], WithJsonSchema({"type": "string", "maxLength": 0})] = \
         Field(None, description="Not supported (no fill-in-the-middle).")
     best_of: Optional[Int] = Field(None, ge=1, le=1, description="Only 1 is supported.")

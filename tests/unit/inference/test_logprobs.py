@@ -137,7 +137,6 @@ def test_completion_logprobs_in_the_legacy_shape(engine):
 @pytest.mark.parametrize(("body", "text"), [
     ({"logprobs": 6}, "<= 5"),
     ({"logprobs": True}, "integer"),
-    ({"logprobs": 1, "echo": True}, "'echo'"),
     ({"logprobs": 1, "stream": True}, "'stream'"),
 ])
 def test_completion_logprobs_errors(body, text):
@@ -146,6 +145,55 @@ def test_completion_logprobs_errors(body, text):
     with pytest.raises(ProtocolError, match=text) as err:
         CompletionRequest.from_dict({"model": "m", "prompt": "x", **body})
     assert err.value.param == "logprobs"
+
+
+def test_echo_with_logprobs_scores_the_prompt_tokens(engine):
+    import torch
+
+    from swiftkit.inference.protocol import CompletionRequest, completion_logprobs, echoed_logprobs
+
+    prompt = "Once upon a time"
+    req = CompletionRequest.from_dict({"model": "m", "prompt": prompt, "echo": True, "logprobs": 2, "max_tokens": 0})
+    assert req.params.max_tokens == 0 and req.echo and req.params.top_logprobs == 2
+    ids = engine.text_ids(prompt)
+    [entries] = engine.prompt_logprobs([ids], 2)
+    with torch.inference_mode():
+        rows = torch.log_softmax(engine.model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    lp = completion_logprobs(echoed_logprobs(prompt, engine.text_offsets(prompt, ids), entries))
+    tok = engine.template.tokenizer
+    assert lp["tokens"] == [tok.decode([i]) for i in ids]
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    assert lp["token_logprobs"][1:] == pytest.approx([rows[p, ids[p + 1]].item() for p in range(len(ids) - 1)],
+                                                     abs=1e-4)
+    assert [max(top.values()) for top in lp["top_logprobs"][1:]] == pytest.approx(
+        rows[:-1].max(dim=-1).values.tolist(), abs=1e-4)
+    assert lp["text_offset"] == [len(tok.decode(ids[:k])) for k in range(len(ids))]
+    assert "".join(lp["tokens"]) == prompt
+
+
+def test_echoed_offsets_continue_after_the_prompt_into_the_reply():
+    from swiftkit.inference.protocol import completion_logprobs, echoed_logprobs, token_logprob
+
+    prompt = [{**token_logprob("<s>", b"<s>", None), "top_logprobs": None}, token_logprob("Hi", b"Hi", -1.0, [])]
+    reply = [token_logprob(" th", b" th", -0.5, []), token_logprob("ere", b"ere", -0.25, [])]
+    lp = completion_logprobs(echoed_logprobs("Hi", [0, 0], prompt, reply))  # BOS added by the tokenizer: no text
+    assert lp["text_offset"] == [0, 0, 2, 5]
+    assert lp["token_logprobs"] == [None, -1.0, -0.5, -0.25] and lp["top_logprobs"] == [None, {}, {}, {}]
+
+
+@pytest.mark.parametrize(("body", "param", "text"), [
+    ({"max_tokens": 0}, "max_tokens", "needs 'echo': true"),
+    ({"max_tokens": 0, "echo": True, "stream": True}, "max_tokens", "'stream'"),
+    ({"max_tokens": -1, "echo": True}, "max_tokens", ">= 0"),
+])
+def test_max_tokens_zero_needs_echo(body, param, text):
+    from swiftkit.inference.protocol import CompletionRequest
+
+    with pytest.raises(ProtocolError, match=text) as err:
+        CompletionRequest.from_dict({"model": "m", "prompt": "x", **body})
+    assert err.value.param == param
+    with pytest.raises(ProtocolError, match=">= 1"):
+        chat(max_tokens=0)
 
 
 def test_vllm_refuses_logprobs():
@@ -158,3 +206,7 @@ def test_vllm_refuses_logprobs():
     assert err.value.param == "logprobs"
     with pytest.raises(ProtocolError, match="not supported by this engine"):
         openai.prepare_completion(engine, CompletionRequest.from_dict({"model": "m", "prompt": "x", "logprobs": 0}))
+    assert engine.supports_prompt_logprobs is False
+    with pytest.raises(ProtocolError, match="prompt logprobs .*--infer_backend vllm") as err:
+        engine.prompt_logprobs([[1, 2]], 0)
+    assert err.value.param == "logprobs" and err.value.status == 400
