@@ -109,10 +109,12 @@ class LocalEvalModel:
         ids = self.template.encode_prompt(messages)
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
-    def generate(self, conversations: list[list[dict]], *, max_new_tokens: int, stop: list[str] | None = None,
-                 temperature: float = 0.0) -> list[str]:
+    def generate(self, conversations: list[list[dict]], *, max_new_tokens: int = 512, stop: list[str] | None = None,
+                 temperature: float = 0.0, top_p: float = 1.0, top_k: int = 50,
+                 repetition_penalty: float = 1.0) -> list[str]:
         """Replies in batches of ``batch_size`` (shortest prompts together), in the given order."""
-        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, stop=tuple(stop or ()))
+        params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                repetition_penalty=repetition_penalty, stop=tuple(stop or ()))
         prompts = [self.engine.prompt_ids(messages) for messages in conversations]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         replies: list[str] = [""] * len(prompts)

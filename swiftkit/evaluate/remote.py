@@ -87,13 +87,18 @@ class RemoteEvalModel:
         """None: the chat template is on the server."""
         return None
 
-    def generate(self, conversations: list[list[dict]], *, max_new_tokens: int, stop: list[str] | None = None,
-                 temperature: float = 0.0) -> list[str]:
-        """One chat completion per conversation, ``concurrency`` at a time, in the given order."""
+    def generate(self, conversations: list[list[dict]], *, max_new_tokens: int = 512, stop: list[str] | None = None,
+                 temperature: float = 0.0, top_p: float = 1.0, top_k: int | None = None,
+                 repetition_penalty: float | None = None) -> list[str]:
+        """One chat completion per conversation, ``concurrency`` at a time, in the given order. ``top_k`` and
+        ``repetition_penalty`` are not OpenAI parameters: they go in the body as vLLM and swiftkit deploy
+        read them."""
+        extra = {k: v for k, v in (("top_k", top_k), ("repetition_penalty", repetition_penalty)) if v is not None}
+
         def reply(messages: list[dict]) -> str:
             out = self._call("POST /chat/completions", self.client.chat.completions.create, model=self.name,
-                             messages=messages, max_tokens=max_new_tokens, temperature=temperature,
-                             stop=list(stop) if stop else None)
+                             messages=messages, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                             stop=list(stop) if stop else None, extra_body=extra or None)
             return out.choices[0].message.content or ""
 
         return self._map(reply, conversations)

@@ -7,7 +7,7 @@
 
 What the runs change, all declared here and nowhere else (SUBSTITUTIONS and the workspace fixture):
 the model becomes a tiny random llama (2 layers) with a ChatML tokenizer; hub datasets become small
-local files of the same row shape; file names in the commands (data.jsonl, corpus.txt, the trained
+local files of the same row shape; file names in the commands (data.jsonl, corpus.txt, my_mcq/, the trained
 run ``out/v0-20261127-120000``, ...) are created in the workspace beforehand; training stops after
 2 steps; generation stops after 4 tokens; interactive chats get "Hello" and "exit" on stdin; a
 server is started, answers /health, and is stopped with SIGINT.
@@ -224,6 +224,11 @@ def workspace(tiny_model_dir, tmp_path_factory):
     write_jsonl(ws / "grpo.jsonl", [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"}],
                                      "solution": str(2 * i)} for i in range(8)])
     (ws / "config.yaml").write_text(f"model: {tiny}\ndataset: [data.jsonl]\nmax_steps: 2\nreport_to: [none]\n")
+    from tests.evaldata import GSM8K_ROWS, general_mcq_folder
+
+    general_mcq_folder(ws).rename(ws / "my_mcq")  # docs/eval.md's local benchmark files
+    write_jsonl(ws / "gsm8k.jsonl", GSM8K_ROWS)
+    write_jsonl(ws / "texts.jsonl", [{"text": f"Line {i} of a small corpus about the sea."} for i in range(4)])
     shutil.copytree(ROOT / "examples", ws / "examples")
     (ws / "my_loss.py").write_text(_code_block("plugins.md", "label_smoothed"))
     (ws / "my_rewards.py").write_text(_code_block("rewards.md", "class Keyword"))
