@@ -15,12 +15,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from swiftkit.data.errors import DatasetError
+from swiftkit.data.hub import load_hub_rows
 from swiftkit.data.readers import SUPPORTED_SUFFIXES, data_files, iter_file, read_file
 from swiftkit.evaluate.cards import BenchmarkCard, BenchmarkError
 from swiftkit.evaluate.layouts import to_items
 from swiftkit.evaluate.runner import cache_key, run_task
 from swiftkit.evaluate.settings import EvalSettings, settings_from_eval_config
 from swiftkit.evaluate.tasks import GenerationTask, MultipleChoiceTask, PerplexityTask
+from swiftkit.evaluate.text_tasks import make_text_task
 
 
 def _split_word(path: Path, folder: Path) -> str:
@@ -64,8 +66,6 @@ class CardBenchmark:
     # -- data -------------------------------------------------------------------------------------
 
     def _hub_rows(self, split: str, subsets: list[str], settings: EvalSettings) -> list[dict]:
-        from swiftkit.data.hub import load_hub_rows
-
         card = self.card
         use_hf = settings.use_hf or not card.ms_id
         dataset_id = card.hf_id if use_hf else card.ms_id
@@ -115,6 +115,7 @@ class CardBenchmark:
 
     def task(self, model, settings: EvalSettings, pool: list[dict]):
         card, k = self.card, self.shots(settings)
+        max_new_tokens = settings.max_new_tokens or card.max_new_tokens
         if card.kind == "multiple_choice":
             chat = settings.chat
             if chat is None or chat:
@@ -128,13 +129,10 @@ class CardBenchmark:
         if card.kind == "generation":
             return GenerationTask(self.card.name, shots=pool, few_shot=k, extractor=card.extractor,
                                   pattern=card.pattern, instruction=card.instruction,
-                                  max_new_tokens=card.max_new_tokens,
-                                  generation=settings.generation)
+                                  max_new_tokens=max_new_tokens, generation=settings.generation)
         if card.kind == "perplexity":
             return PerplexityTask(self.card.name)
-        from swiftkit.evaluate.text_tasks import make_text_task  # rouge/sacrebleu, code execution
-
-        return make_text_task(self.card.name, card, settings, pool, k)
+        return make_text_task(self.card.name, card, settings, max_new_tokens)
 
     def check(self, settings: EvalSettings) -> None:
         """What can be refused before any data or weights load."""

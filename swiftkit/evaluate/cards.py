@@ -15,6 +15,7 @@ from pathlib import Path
 
 from swiftkit.core.cards import check_mapping, read_yaml
 from swiftkit.core.errors import ConfigError
+from swiftkit.core.registry import closest
 
 # layout -> task kind
 LAYOUT_KINDS = {
@@ -114,8 +115,6 @@ _SCHEMA = {
 def check_card(card: BenchmarkCard, where: str) -> BenchmarkCard:
     """Values a card's types cannot express (known layout, mode, extractor, a pattern for regex)."""
     if card.layout not in LAYOUT_KINDS:
-        from swiftkit.core.registry import closest
-
         raise BenchmarkError(f"{where}: unknown layout {card.layout!r}{closest(card.layout, LAYOUT_KINDS)}; "
                              f"known: {', '.join(LAYOUT_KINDS)}")
     if card.mode not in ("loglikelihood", "generate"):

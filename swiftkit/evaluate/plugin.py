@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from swiftkit.core.hookspecs import hookimpl
 from swiftkit.core.resources import data_dir
+from swiftkit.evaluate.benchmark import CardBenchmark
 from swiftkit.evaluate.cards import load_cards
+from swiftkit.evaluate.qa import QABenchmark
 
 
 @hookimpl
@@ -24,11 +26,7 @@ def swiftkit_choice_names(kind):
 @hookimpl
 def swiftkit_get_eval_benchmark(name, config, registries):
     if name == "qa":
-        from swiftkit.evaluate.qa import QABenchmark
-
         return QABenchmark(registries)
     if name in registries.benchmarks:
-        from swiftkit.evaluate.benchmark import CardBenchmark
-
         return CardBenchmark(registries.benchmarks.get(name))
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from swiftkit.config.evaluation import benchmark_spec
 from swiftkit.core.choices import Choice, choose_from
+from swiftkit.core.registry import closest
 from swiftkit.evaluate.benchmark import CardBenchmark
 from swiftkit.evaluate.cards import BenchmarkError
 
@@ -22,8 +23,6 @@ def select_benchmarks(host, specs: list[str], config, *, flag: str = "--eval_dat
             chosen[spec] = choose_from(host, "eval_benchmark", name, config=config, registries=host.registries)
             continue
         if name not in registry:
-            from swiftkit.core.registry import closest
-
             raise BenchmarkError(f"{flag} {spec}: NAME=PATH runs a registered benchmark on local data, and {name!r} "
                                  f"is not one{closest(name, list(registry))} (`swiftkit list benchmarks`; "
                                  "general_mcq, general_qa, math-qa and perplexity take any local file)")

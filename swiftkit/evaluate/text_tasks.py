@@ -13,6 +13,7 @@ is its pass@1.
 
 from __future__ import annotations
 
+from swiftkit.evaluate.cards import BenchmarkError
 from swiftkit.evaluate.code_exec import humaneval_program, mbpp_program, pass_at_k, run_program, strip_code_fences
 from swiftkit.evaluate.text_scores import bleu, chrf, rouge_l, sentence_bleu, sentence_chrf
 
@@ -68,8 +69,6 @@ class CodeTask:
         self.timeout_s, self.memory_mb = timeout_s, memory_mb
         self.generation = {**(generation or {}), "max_new_tokens": max_new_tokens}
         if num_samples > 1 and not self.generation.get("temperature"):
-            from swiftkit.evaluate.cards import BenchmarkError
-
             raise BenchmarkError(f"benchmark {name}: --eval_num_samples {num_samples} samples the same problem "
                                  "several times; greedy decoding gives one answer: add --temperature (e.g. 0.8)")
 
@@ -107,11 +106,10 @@ class CodeTask:
                 "timeouts": float(sum(s == "timeout" for s in statuses))}
 
 
-def make_text_task(name: str, card, settings, pool: list[dict], few_shot: int):
-    """The task of a ``text`` or ``code`` card (few-shot examples are not used by either)."""
+def make_text_task(name: str, card, settings, max_new_tokens: int):
+    """The task of a ``text`` or ``code`` card (neither takes few-shot examples)."""
     if card.kind == "text":
-        return ReferenceTextTask(name, primary=card.primary, max_new_tokens=card.max_new_tokens,
+        return ReferenceTextTask(name, primary=card.primary, max_new_tokens=max_new_tokens,
                                  generation=settings.generation)
     return CodeTask(name, layout=card.layout, num_samples=settings.num_samples, timeout_s=settings.code_timeout,
-                    memory_mb=settings.code_memory_mb, max_new_tokens=card.max_new_tokens,
-                    generation=settings.generation)
+                    memory_mb=settings.code_memory_mb, max_new_tokens=max_new_tokens, generation=settings.generation)

@@ -21,10 +21,12 @@ from swiftkit.config.evaluation import benchmark_spec
 from swiftkit.core.errors import PluginError
 from swiftkit.core.io import staged_dir, timestamped_path, write_json
 from swiftkit.evaluate.benchmark import CardBenchmark
+from swiftkit.evaluate.report import write_report
 from swiftkit.evaluate.select import select_benchmarks
 from swiftkit.evaluate.settings import settings_from_eval_config
 from swiftkit.inference.loading import with_run_data_args
 from swiftkit.recipes.engines import seed_sampling
+from swiftkit.recipes.eval_evalscope import evalscope_datasets, evalscope_runner, run_on_evalscope
 from swiftkit.recipes.eval_models import model_specs, open_model
 
 
@@ -58,8 +60,6 @@ class EvalRecipe:
         cfg = self.config
         self.specs = model_specs(cfg)
         if cfg.eval.eval_backend == "evalscope":
-            from swiftkit.recipes.eval_evalscope import evalscope_datasets, evalscope_runner
-
             self.evalscope_datasets = evalscope_datasets(cfg, self.host.registries)
             self.evalscope_python = evalscope_runner(cfg)  # finds (or creates) evalscope's environment now
             self.benchmarks = {}
@@ -91,8 +91,6 @@ class EvalRecipe:
         write_json(run_dir / "summary.json", summary)
         out = {"output_dir": str(run_dir), "results": summary["results"]}
         if len(runs) > 1:
-            from swiftkit.evaluate.report import write_report  # defers numpy/matplotlib
-
             paths = write_report([_report_run(r) for r in runs], run_dir, title="swiftkit eval: " +
                                  " vs ".join(r["label"] for r in runs))
             out["report"] = {k: str(v) for k, v in paths.items()}
@@ -117,8 +115,6 @@ class EvalRecipe:
         return result
 
     def _evalscope(self, model, info: dict, work_dir: Path) -> dict:
-        from swiftkit.recipes.eval_evalscope import run_on_evalscope
-
         return run_on_evalscope(self.config, self.evalscope_python, self.evalscope_datasets, model, info, work_dir)
 
 

@@ -10,11 +10,15 @@ for the duration (or is ``--eval_url``); evalscope runs in its own environment
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
 from swiftkit.config.evaluation import benchmark_spec
+from swiftkit.config.groups import json_object
 from swiftkit.core.errors import ConfigError
+from swiftkit.evaluate.evalscope_backend import DEFAULT_ENV_DIR, evalscope_python, run_evalscope
+from swiftkit.inference.engine import TransformersEngine
 
 # swiftkit card -> (evalscope dataset, its subsets or None for evalscope's default)
 EVALSCOPE_NAMES = {
@@ -52,29 +56,20 @@ def evalscope_datasets(cfg, registries) -> list[dict]:
 
 def evalscope_runner(cfg) -> str:
     """The interpreter evalscope runs with (created on first use; see --evalscope_env)."""
-    from swiftkit.evaluate.evalscope_backend import DEFAULT_ENV_DIR, evalscope_python
-
     return evalscope_python(cfg.eval.evalscope_env or str(DEFAULT_ENV_DIR), create=True)
 
 
 def run_on_evalscope(cfg, python: str, datasets: list[dict], model, info: dict, work_dir: Path) -> dict:
     """Serve ``model`` (unless --eval_url) and run evalscope on it; results keyed by benchmark name."""
-    import contextlib
-
-    from swiftkit.evaluate.evalscope_backend import run_evalscope
-
     e, g = cfg.eval, cfg.generation
     generation = {"max_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p}
     extra = {}
     if e.extra_eval_args:
-        from swiftkit.config.groups import json_object
-
         extra = json_object(e.extra_eval_args, "--extra_eval_args", '{"eval_batch_size": 8}')
     with contextlib.ExitStack() as stack:
         if e.eval_url:
             url, served = e.eval_url.rstrip("/"), model.name
         else:
-            from swiftkit.inference.engine import TransformersEngine  # defers torch
             from swiftkit.serving.background import serve_in_background  # defers fastapi
 
             served = "swiftkit-eval"

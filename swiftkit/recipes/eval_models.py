@@ -13,8 +13,13 @@ import dataclasses
 import gc
 from pathlib import Path
 
+from swiftkit.core.checkpoints import find_checkpoint, read_train_args
 from swiftkit.core.errors import ConfigError
+from swiftkit.evaluate.engine_model import EngineEvalModel
+from swiftkit.evaluate.local import LocalEvalModel
+from swiftkit.evaluate.remote import RemoteEvalModel
 from swiftkit.inference.loading import load_for_inference
+from swiftkit.recipes.engines import load_engine
 
 
 @dataclasses.dataclass
@@ -57,11 +62,7 @@ def _free(model) -> None:
 def open_model(cfg, host, spec: ModelSpec, loaded: dict):
     """Yield ``(EvalModel, info)`` for ``spec``. ``loaded`` keeps the main model between the base and main
     specs when the base is the main model with its adapters off."""
-    from swiftkit.evaluate.local import LocalEvalModel  # defers torch
-
     if cfg.eval.eval_url:
-        from swiftkit.evaluate.remote import RemoteEvalModel  # defers openai
-
         model = RemoteEvalModel(cfg.eval.eval_url, cfg.eval.eval_model, api_key=cfg.eval.api_key,
                                 concurrency=cfg.eval.eval_num_proc)
         yield model, {"model_path": cfg.eval.eval_url, "adapters": [], "template": "server's", "served": model.name}
@@ -105,12 +106,7 @@ def open_model(cfg, host, spec: ModelSpec, loaded: dict):
 
 def _engine_model(cfg, host, spec: ModelSpec, loaded: dict):
     """An engine-backed model (generation only) for ``spec``."""
-    from swiftkit.evaluate.engine_model import EngineEvalModel
-    from swiftkit.recipes.engines import load_engine
-
     if spec.base_of:
-        from swiftkit.core.checkpoints import find_checkpoint, read_train_args
-
         info = {"train_args": read_train_args(find_checkpoint(cfg.adapter.adapters[0]))[0], "template": None}
         engine, info = load_engine(_base_config(cfg, info), host, adapters=[])
     else:

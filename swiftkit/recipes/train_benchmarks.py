@@ -6,6 +6,7 @@ from __future__ import annotations
 from swiftkit.config.evaluation import benchmark_spec
 from swiftkit.evaluate.benchmark import CardBenchmark
 from swiftkit.evaluate.cards import BenchmarkError
+from swiftkit.evaluate.local import LocalEvalModel
 from swiftkit.evaluate.select import select_benchmarks
 from swiftkit.evaluate.settings import settings_for_training
 from swiftkit.train.benchmark_eval import attach_benchmark_eval
@@ -32,8 +33,6 @@ def attach_benchmarks(trainer, prepared: dict | None, cfg, template) -> None:
     """Score ``prepared`` benchmarks at every evaluation of ``trainer`` (logged as eval_<name>_<metric>)."""
     if not prepared:
         return
-    from swiftkit.evaluate.local import LocalEvalModel  # defers torch
-
     settings = settings_for_training(cfg)
 
     def score(model) -> dict[str, float]:
