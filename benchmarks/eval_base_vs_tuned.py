@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--skip_evalscope", action="store_true")
     parser.add_argument("--run", type=Path, default=None, help="Reuse this trained run instead of training one.")
+    parser.add_argument("--evalscope_env", default=".venv-evalscope",
+                        help="evalscope's environment (`make test` builds .venv-evalscope; created when missing)")
     args = parser.parse_args()
     paths = write_data(args.out)
     timings = {}
@@ -140,6 +142,7 @@ def main() -> None:
         "--max_new_tokens", "64", "--eval_output_dir", str(args.out / "native"))
     native = newest(args.out / "native")
     print((native / "report.md").read_text())
+    (args.out / "report-native.md").write_text((native / "report.md").read_text())
     rows = {}
     summary = json.loads((native / "summary.json").read_text())["results"]
     for label in ("base", "tuned"):
@@ -148,11 +151,12 @@ def main() -> None:
         out = args.out / "evalscope"
         timings["eval evalscope (base + tuned)"] = swiftkit(
             "eval", "--adapters", str(run), "--compare", "base", "--eval_backend", "evalscope",
-            "--eval_dataset", benches[0], "--max_new_tokens", "16", "--eval_output_dir", str(out))
+            "--eval_dataset", benches[0], "--max_new_tokens", "16", "--evalscope_env", args.evalscope_env,
+            "--eval_output_dir", str(out))
         result = json.loads((newest(out) / "summary.json").read_text())["results"]
         for label in ("base", "tuned"):
             metrics = next(iter(result[label].values()))
-            rows[label]["evalscope generated-letter acc"] = metrics.get("acc", metrics.get("mean_acc"))
+            rows[label]["evalscope generated-letter acc"] = metrics["accuracy"]
     print("\n| model | " + " | ".join(next(iter(rows.values()))) + " |")
     print("|---|" + "---|" * len(next(iter(rows.values()))))
     for label, values in rows.items():

@@ -249,6 +249,7 @@ REFUSED: dict[str, str] = {
     "packing_strategy": "--packing bin-packs rows best-fit decreasing; not configurable",
     "acc_strategy": "token accuracy is reported during evaluation; not configurable",
     "eval_use_evalscope": _BENCH_IN_TRAINING,
+    "extra_eval_args": _BENCH_IN_TRAINING,
     "eval_dataset_args": "--eval_benchmarks take per-benchmark settings from their cards; --eval_few_shot and "
                          "--eval_limit apply to all",
     "eval_generation_config": _GEN_CONFIG,

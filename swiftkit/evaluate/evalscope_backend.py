@@ -189,12 +189,13 @@ def driver_env(datasets: list[dict]) -> dict:
 
 def run_evalscope(*, python: str, base_url: str, model: str, api_key: str | None, datasets: list[dict],
                   work_dir: Path, limit: int | None, generation: dict, few_shot: int | None,
-                  timeout_s: float | None, eval_batch_size: int = 8) -> dict:
+                  timeout_s: float | None, eval_batch_size: int = 8, extra: dict | None = None) -> dict:
     """Evaluate ``model`` served at ``base_url`` (``http://host:port``; ``/v1`` is added) on each of
     ``datasets`` (``{"name", "evalscope", "local_path", "subsets", "args"}``) with evalscope run by
     ``python``. Returns ``{name: {"metrics": {...,"num_samples"}, "samples": [...], "subsets": {...},
     "primary_metric": key, "output_dir": folder, "backend": "evalscope"}}``. Raises
-    :class:`EvalscopeRunError` with the tail of evalscope's output when it fails or times out."""
+    :class:`EvalscopeRunError` with the tail of evalscope's output when it fails or times out. ``extra``
+    holds more settings of evalscope's ``TaskConfig`` (``--extra_eval_args``)."""
     names = [spec["name"] for spec in datasets]
     if len(set(names)) != len(names):
         raise ConfigError(f"evalscope benchmarks need distinct names, got {names}")
@@ -207,6 +208,7 @@ def run_evalscope(*, python: str, base_url: str, model: str, api_key: str | None
     task = {
         "model": model, "api_url": base_url.rstrip("/") + "/v1", "api_key": api_key, "work_dir": str(work_dir),
         "limit": limit, "generation": generation, "few_shot": few_shot, "eval_batch_size": eval_batch_size,
+        "extra": extra or {},
         "datasets": [{"name": s["name"], "evalscope": s["evalscope"], "local_path": s.get("local_path"),
                       "subsets": s.get("subsets"), "args": s.get("args") or {}} for s in datasets],
     }

@@ -118,6 +118,7 @@ def run(task: dict) -> dict:
             eval_batch_size=int(task.get("eval_batch_size") or 8),
             work_dir=folder,
             no_timestamp=True,
+            **dict(task.get("extra") or {}),
         )
         _say(f"{spec['name']}: evalscope dataset {spec['evalscope']} -> {folder}")
         run_task(config)

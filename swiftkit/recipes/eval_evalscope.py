@@ -49,9 +49,29 @@ def evalscope_datasets(cfg, registries) -> list[dict]:
         if path is not None and not Path(path).exists():
             raise ConfigError(f"--eval_dataset {spec}: {path} does not exist")
         args = dict(per.get(name, {}))
-        out.append({"name": name, "evalscope": target, "local_path": str(Path(path).resolve()) if path else None,
-                    "subsets": args.pop("subsets", subsets), "args": args})
+        subsets = args.pop("subsets", subsets)
+        if path is not None and subsets is None:
+            subsets = local_subsets(Path(path), target)
+        out.append({"label": spec, "name": name, "evalscope": target, "local_path": str(Path(path).resolve()) if path else None,
+                    "subsets": subsets, "args": args})
     return out
+
+
+def local_subsets(folder: Path, layout: str) -> list[str]:
+    """The subsets of a local general_mcq folder (``<subset>_val.csv``) or general_qa folder
+    (``<subset>.jsonl``), which evalscope needs named."""
+    if not folder.is_dir():
+        raise ConfigError(f"--eval_backend evalscope: {layout}={folder} must be a folder (evalscope reads "
+                          f"{'<subset>_val.csv' if layout == 'general_mcq' else '<subset>.jsonl'} files in it)")
+    suffixes = (".csv", ".jsonl", ".tsv", ".parquet")
+    stems = [p.stem for p in folder.iterdir() if p.suffix in suffixes]
+    if layout == "general_mcq":
+        stems = [s.removesuffix("_val") for s in stems if s.endswith("_val")]
+    subsets = sorted(set(stems))
+    if not subsets:
+        raise ConfigError(f"--eval_backend evalscope: no {layout} files in {folder} (expected "
+                          f"{'<subset>_val.csv' if layout == 'general_mcq' else '<subset>.jsonl'})")
+    return subsets
 
 
 def evalscope_runner(cfg) -> str:
@@ -79,8 +99,15 @@ def run_on_evalscope(cfg, python: str, datasets: list[dict], model, info: dict, 
             print(f"[swiftkit] eval: serving {model.name} at {url} for evalscope", file=sys.stderr)
         results = run_evalscope(python=python, base_url=url, model=served, api_key=e.api_key, datasets=datasets,
                                 work_dir=work_dir, limit=e.eval_limit, generation=generation,
-                                few_shot=e.eval_few_shot, timeout_s=None, concurrency=e.eval_num_proc, extra=extra)
+                                few_shot=e.eval_few_shot, timeout_s=None, eval_batch_size=e.eval_num_proc,
+                                extra=extra)
+    results = {d["label"]: results[d["name"]] for d in datasets}  # keyed as --eval_dataset gave them
     for name, result in results.items():
+        primary = result.get("primary_metric")
+        scores = [s.get("score", {}).get(primary) if isinstance(s.get("score"), dict) else s.get("score")
+                  for s in result.get("samples", [])]
+        result.update(primary=primary, higher_is_better=True,
+                      item_scores=scores if scores and all(isinstance(v, (int, float)) for v in scores) else None)
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in result["metrics"].items())
         print(f"[swiftkit] eval {name} (evalscope): {shown}", file=sys.stderr)

@@ -170,3 +170,21 @@ def test_eval_url_against_a_live_deploy_gives_the_in_process_scores(deploy_serve
     lls = [read_jsonl(_only_run(tmp_path / d) / "general_mcq-local" / "samples.jsonl") for d in ("local", "remote")]
     for a, b in zip(*lls):
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-3)
+
+
+def test_evalscope_backend_compares_base_and_tuned_in_the_same_report(tuned, mcq, tmp_path):
+    folder, _, _ = mcq
+    env = Path(__file__).resolve().parents[2] / ".venv-evalscope"  # built by `make test`, created here if missing
+    out = tmp_path / "evalscope"
+    assert main(["eval", "--adapters", str(tuned), "--compare", "base", "--eval_backend", "evalscope",
+                 "--eval_dataset", f"general_mcq={folder}", "--evalscope_env", str(env), "--max_new_tokens", "4",
+                 "--eval_output_dir", str(out)]) == 0
+    run = _only_run(out)
+    for label in ("base", "tuned"):
+        metrics = json.loads((run / label / "general_mcq-local" / "metrics.json").read_text())
+        samples = read_jsonl(run / label / "general_mcq-local" / "samples.jsonl")
+        assert metrics["num_samples"] == len(samples) == 3
+        assert metrics["accuracy"] == pytest.approx(sum(s["score"]["accuracy"] for s in samples) / 3, abs=1e-4)
+    report = json.loads((run / "report.json").read_text())
+    assert report["tasks"]["general_mcq"]["metric"] == "accuracy"
+    assert set(report["tasks"]["general_mcq"]["models"]) == {"base", "tuned"}
