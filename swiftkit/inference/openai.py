@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 
 from swiftkit.data.length import SLACK_CHARS, tokens_at_least
-from swiftkit.inference.base import Generated
+from swiftkit.inference.base import PROMPT_LOGPROBS_UNSUPPORTED, Generated
 from swiftkit.inference.protocol import (
     ChatRequest,
     CompletionRequest,
@@ -23,6 +23,7 @@ from swiftkit.inference.protocol import (
     chat_response,
     completion_chunk,
     completion_response,
+    echoed_logprobs,
     new_id,
     tool_call_deltas,
 )
@@ -106,11 +107,37 @@ def chat_stream(engine, request: ChatRequest) -> Iterator[dict]:
     yield from chat_chunks(request, len(prompt), engine.stream_ids(prompt, params, model=request.model))
 
 
+def check_prompt_scoring(engine, request: CompletionRequest) -> bool:
+    """Whether ``request`` asks for its prompts' log-probabilities (``echo`` with ``logprobs``); a
+    :class:`ProtocolError` when the engine cannot score prompts."""
+    scoring = bool(request.echo and request.params.logprobs)
+    if scoring and not engine.supports_prompt_logprobs:
+        raise ProtocolError(PROMPT_LOGPROBS_UNSUPPORTED, "logprobs")
+    return scoring
+
+
+def with_prompt_logprobs(request: CompletionRequest, replies: list[Generated], scored: list[list[dict]],
+                         offsets: list[list[int]]) -> list[Generated]:
+    """``replies`` (``request.n`` per prompt) whose logprobs start with their prompt's scored tokens."""
+    n = request.n
+    return [dataclasses.replace(reply, logprobs=echoed_logprobs(request.prompts[k // n], offsets[k // n],
+                                                                scored[k // n], reply.logprobs))
+            for k, reply in enumerate(replies)]
+
+
 def complete(engine, request: CompletionRequest) -> dict:
-    """A ``text_completion`` body for a raw-prompt request."""
+    """A ``text_completion`` body for a raw-prompt request (the server's answer, computed in this thread)."""
+    scoring = check_prompt_scoring(engine, request)
     prepared = prepare_completion(engine, request)
-    replies = [r for prompt, params in prepared
-               for r in engine.generate_ids([prompt] * request.n, params, model=request.model)]
+    if request.params.max_tokens > 0:
+        replies = [r for prompt, params in prepared
+                   for r in engine.generate_ids([prompt] * request.n, params, model=request.model)]
+    else:  # 0 (with echo): the prompts come back, scored or not
+        replies = [Generated("", 0, "length") for _ in range(len(prepared) * request.n)]
+    if scoring:
+        offsets = [engine.text_offsets(text, ids) for text, (ids, _) in zip(request.prompts, prepared)]
+        scored = engine.prompt_logprobs([p for p, _ in prepared], request.params.top_logprobs, request.model)
+        replies = with_prompt_logprobs(request, replies, scored, offsets)
     return completion_body(request, sum(len(p) for p, _ in prepared), replies)
 
 

@@ -52,8 +52,9 @@ def evalscope_datasets(cfg, registries) -> list[dict]:
         subsets = args.pop("subsets", subsets)
         if path is not None and subsets is None:
             subsets = local_subsets(Path(path), target)
-        out.append({"label": spec, "name": name, "evalscope": target, "local_path": str(Path(path).resolve()) if path else None,
-                    "subsets": subsets, "args": args})
+        local = str(Path(path).resolve()) if path else None
+        out.append({"label": spec, "name": name, "evalscope": target, "local_path": local, "subsets": subsets,
+                    "args": args})
     return out
 
 

@@ -28,7 +28,7 @@ import json
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import uvicorn
 from anyio import to_thread
@@ -38,21 +38,22 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from swiftkit.inference.base import PROMPT_LOGPROBS_UNSUPPORTED, Generated
+from swiftkit.inference.base import Generated
 from swiftkit.inference.openai import (
     chat_body,
     chat_chunks,
+    check_prompt_scoring,
     completion_body,
     completion_chunks,
     prepare_chat,
     prepare_completion,
+    with_prompt_logprobs,
 )
 from swiftkit.inference.protocol import (
     ChatRequest,
     CompletionRequest,
     ProtocolError,
     SamplingDefaults,
-    echoed_logprobs,
     error_body,
 )
 from swiftkit.inference.scheduler import SchedulerClosed
@@ -152,14 +153,6 @@ async def _sse(stream, chunks, on_done):
     yield "data: [DONE]\n\n"
 
 
-def _with_prompt_logprobs(req: CompletionRequest, replies: list[Generated], scored: list[list[dict]],
-                          offsets: list[list[int]]) -> list[Generated]:
-    """``replies`` (``req.n`` per prompt) whose logprobs start with their prompt's scored tokens."""
-    return [replace(reply, logprobs=echoed_logprobs(req.prompts[k // req.n], offsets[k // req.n],
-                                                    scored[k // req.n], reply.logprobs))
-            for k, reply in enumerate(replies)]
-
-
 def _counting(events, counter: list):
     for event in events:
         if not isinstance(event, str):
@@ -252,9 +245,7 @@ def build_app(engine, scheduler, *, defaults: SamplingDefaults | None = None, ap
     def read_completion(raw: bytes):  # runs in a worker thread
         req = CompletionRequest.from_dict(parse_body(raw, CompletionBody, limits.max_json_depth), defaults)
         _check_sequences(len(req.prompts) * req.n, limits.max_request_sequences, "n")
-        scoring = req.echo and req.params.logprobs
-        if scoring and not engine.supports_prompt_logprobs:
-            raise ProtocolError(PROMPT_LOGPROBS_UNSUPPORTED, "logprobs")
+        scoring = check_prompt_scoring(engine, req)
         prepared = prepare_completion(engine, req)
         offsets = [engine.text_offsets(text, ids) for text, (ids, _) in zip(req.prompts, prepared)] if scoring else []
         return req, prepared, offsets
@@ -303,7 +294,7 @@ def build_app(engine, scheduler, *, defaults: SamplingDefaults | None = None, ap
         else:
             replies = [Generated("", 0, "length") for _ in range(len(prepared) * req.n)]
         if offsets:
-            replies = _with_prompt_logprobs(req, replies, found[-1], offsets)
+            replies = with_prompt_logprobs(req, replies, found[-1], offsets)
         body = completion_body(req, prompt_tokens, replies)
         _log(path, req.model, prompt_tokens, body["usage"]["completion_tokens"], start)
         return body

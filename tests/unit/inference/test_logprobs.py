@@ -210,3 +210,19 @@ def test_vllm_refuses_logprobs():
     with pytest.raises(ProtocolError, match="prompt logprobs .*--infer_backend vllm") as err:
         engine.prompt_logprobs([[1, 2]], 0)
     assert err.value.param == "logprobs" and err.value.status == 400
+
+
+def test_offline_completion_with_echo_scores_the_prompt_as_the_server_does(engine):
+    """`openai.complete` (the server's answer computed in the caller's thread) returns the prompt's
+    log-probabilities for echo + logprobs with max_tokens 0, like the /v1/completions route."""
+    from swiftkit.evaluate.local import LocalEvalModel
+    from swiftkit.inference.protocol import CompletionRequest
+
+    name = engine.model_names()[0] if engine.model_names() else "m"
+    body = openai.complete(engine, CompletionRequest.from_dict({"model": name, "prompt": "Once upon a time",
+                                                                 "max_tokens": 0, "echo": True, "logprobs": 1}))
+    choice = body["choices"][0]
+    assert choice["text"] == "Once upon a time" and choice["logprobs"]["token_logprobs"][0] is None
+    total = sum(choice["logprobs"]["token_logprobs"][1:])
+    (ll, count), = LocalEvalModel(engine.model, engine.template, name=name).rolling_loglikelihood(["Once upon a time"])
+    assert total == pytest.approx(ll, abs=1e-4) and count == len(choice["logprobs"]["tokens"]) - 1
