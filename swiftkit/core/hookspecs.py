@@ -411,9 +411,11 @@ def swiftkit_get_infer_engine(name, model, template, config):
     :return: an engine meeting the protocol of the command, or ``None``:
         :class:`swiftkit.inference.base.ReplyEngine` (``generate(conversations, **generation) ->
         list[str]`` and ``stream(messages, **generation) -> Iterator[str]``) for ``infer`` and
-        ``eval``, :class:`swiftkit.inference.base.InferEngine` (served models, token-level
-        ``generate_ids`` / ``stream_ids``, ...) for ``deploy``. A missing member is an error naming
-        it when the engine is chosen.
+        ``eval`` (an engine other than ``transformers`` runs eval's generative benchmarks only),
+        :class:`swiftkit.inference.base.InferEngine` (served models, token-level ``generate_ids`` /
+        ``stream_ids``, and for ``/v1/completions`` with ``echo`` + ``logprobs``:
+        ``supports_prompt_logprobs``, ``text_offsets``, ``prompt_logprobs``) for ``deploy``. A missing
+        member is an error naming it when the engine is chosen.
 
     Use in plugins::
 
