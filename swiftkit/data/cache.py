@@ -20,11 +20,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 import swiftkit
 from swiftkit.data import data_fingerprint
+
+if TYPE_CHECKING:  # numpy loads with the first cache read or write, not with `import swiftkit`
+    import numpy as np
 
 FORMAT_VERSION = 1
 _ARRAYS = ("input_ids", "labels", "offsets")
@@ -46,6 +48,7 @@ class EncodedDataset:
 
     @classmethod
     def from_rows(cls, rows: list[dict]) -> EncodedDataset:
+        import numpy as np  # defers numpy
         lengths = np.fromiter((len(r["input_ids"]) for r in rows), dtype=np.int64, count=len(rows))
         return cls.from_chunks(
             [np.fromiter((t for r in rows for t in r["input_ids"]), dtype=np.int32)],
@@ -57,6 +60,7 @@ class EncodedDataset:
     def from_chunks(cls, ids: list[np.ndarray], labels: list[np.ndarray],
                     lengths: list[np.ndarray]) -> EncodedDataset:
         """Join per-chunk arrays (as the encoding workers return them) in order."""
+        import numpy as np  # defers numpy
         lens = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         offsets = np.zeros(len(lens) + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
@@ -81,6 +85,7 @@ class EncodedDataset:
     @property
     def lengths(self) -> np.ndarray:
         """Tokens per row."""
+        import numpy as np  # defers numpy
         return np.diff(self.offsets)
 
     @property
@@ -134,6 +139,7 @@ def default_cache_dir() -> Path:
 
 def load_entry(root: Path, key: str, vocab_size: int | None = None) -> tuple[EncodedDataset, int] | None:
     """The cached rows and skipped count under ``root/key``, or None when absent or not valid."""
+    import numpy as np  # defers numpy
     entry = Path(root) / key
     if not entry.is_dir():
         return None
@@ -153,6 +159,7 @@ def load_entry(root: Path, key: str, vocab_size: int | None = None) -> tuple[Enc
 
 
 def _consistent(data: EncodedDataset, meta: dict, vocab_size: int | None) -> bool:
+    import numpy as np  # defers numpy
     ids, labels, offsets = data.input_ids, data.labels, data.offsets
     if ids.dtype != np.int32 or labels.dtype != np.int32 or offsets.dtype != np.int64:
         return False
@@ -173,6 +180,7 @@ def save_entry(root: Path, key: str, data: EncodedDataset, skipped: int) -> Path
     An existing entry under the same key (one that failed to load) is replaced; when another
     process renames its copy into place first, that copy is kept.
     """
+    import numpy as np  # defers numpy
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / key

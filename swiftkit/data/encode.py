@@ -14,8 +14,6 @@ import multiprocessing
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from swiftkit.data.cache import (
     EncodedDataset,
     cache_key,
@@ -97,6 +95,7 @@ def encode_dataset(rows: list[dict], template, *, what: str = "--dataset", num_p
 
 def _encode_chunk(rows: list[dict], template=None):
     """Encode ``rows`` into flat int32 ids/labels, int64 lengths and the skipped count."""
+    import numpy as np  # defers numpy
     template = template if template is not None else _WORKER_TEMPLATE
     ids, labels, lengths, skipped = [], [], [], 0
     for enc in encode_each(rows, template):
