@@ -15,7 +15,8 @@ class EvalSettings:
     few_shot: int | None = None
     chat: bool | None = None  # render log-likelihood prompts with the chat template (None: when the model can)
     batch_size: int = 8
-    generation: dict = field(default_factory=dict)  # temperature, top_p, ... (max_new_tokens comes from the card)
+    generation: dict = field(default_factory=dict)  # temperature, top_p, ...
+    max_new_tokens: int | None = None  # caps every reply (None: each card's own max_new_tokens)
     overrides: dict = field(default_factory=dict)  # --eval_dataset_args for this benchmark: subsets, split, few_shot
     allow_code_execution: bool = False
     code_timeout: float = 10.0
@@ -24,6 +25,7 @@ class EvalSettings:
     use_hf: bool = False
     hub_cache_dir: str | None = None
     cache_dir: Path | None = None  # per-item result cache (None: no cache)
+    model_key: str = ""  # the evaluated weights' fingerprint (part of the cache key: retrained weights rescore)
     progress: bool = True
 
     def score_key(self) -> dict:
@@ -41,16 +43,18 @@ def _sampling(g) -> dict:
             "repetition_penalty": g.repetition_penalty}
 
 
-def settings_from_eval_config(cfg, name: str, *, progress: bool = True) -> EvalSettings:
-    """`swiftkit eval`'s settings for benchmark ``name``."""
+def settings_from_eval_config(cfg, name: str, *, progress: bool = True, model_key: str = "") -> EvalSettings:
+    """`swiftkit eval`'s settings for benchmark ``name`` (``model_key``: see :attr:`EvalSettings.model_key`)."""
     e = cfg.eval
     return EvalSettings(
         limit=e.eval_limit, few_shot=e.eval_few_shot, chat=e.eval_chat_template,
         batch_size=cfg.generation.max_batch_size, generation=_sampling(cfg.generation),
+        max_new_tokens=cfg.generation.max_new_tokens if cfg.is_given("max_new_tokens") else None,
         overrides=e.dataset_args().get(name, {}), allow_code_execution=e.allow_code_execution,
         code_timeout=e.eval_code_timeout, code_memory_mb=e.eval_code_memory_mb, num_samples=e.eval_num_samples,
         use_hf=cfg.model.use_hf, hub_cache_dir=cfg.model.cache_dir,
         cache_dir=Path(e.eval_output_dir) / "cache" if e.eval_cache else None, progress=progress,
+        model_key=model_key,
     )
 
 

@@ -43,7 +43,7 @@ def max_positions(model) -> int | None:
     return None
 
 
-def _takes_logits_to_keep(model) -> bool:
+def accepts_logits_to_keep(model) -> bool:
     """Whether the forward of ``model`` (or of the model a peft wrapper holds) takes ``logits_to_keep``."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:
@@ -76,7 +76,7 @@ def token_logprobs(model, sequences: list[list[int]], *, pad_token_id: int, batc
             raise ValueError(f"sequence {i}: start {start} is outside 1..{len(seq)} (its length)")
     out: list[list[TokenScore]] = [[] for _ in sequences]
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
-    keep_rows = _takes_logits_to_keep(model)
+    keep_rows = accepts_logits_to_keep(model)
     was_training = model.training
     model.eval()
     try:

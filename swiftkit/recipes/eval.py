@@ -27,7 +27,7 @@ from swiftkit.evaluate.settings import settings_from_eval_config
 from swiftkit.inference.loading import with_run_data_args
 from swiftkit.recipes.engines import seed_sampling
 from swiftkit.recipes.eval_evalscope import evalscope_datasets, evalscope_runner, run_on_evalscope
-from swiftkit.recipes.eval_models import model_specs, open_model
+from swiftkit.recipes.eval_models import model_specs, open_model, weights_fingerprint
 
 
 def _folder_name(label: str) -> str:
@@ -74,10 +74,14 @@ class EvalRecipe:
         for spec in self.specs:
             base = run_dir / spec.label if len(self.specs) > 1 else run_dir
             with open_model(cfg, self.host, spec, loaded) as (model, info):
+                print(f"[swiftkit] eval: {spec.label}: model {info['model_path']}, adapters {info['adapters']}, "
+                      f"template {info.get('template')}", file=sys.stderr)
                 if cfg.eval.eval_backend == "evalscope":
                     results = self._evalscope(model, info, run_dir / ".evalscope" / spec.label)
                 else:
-                    results = {label: self._native(label, choice, model) for label, choice in self.benchmarks.items()}
+                    key = weights_fingerprint(info)
+                    results = {label: self._native(label, choice, model, key)
+                               for label, choice in self.benchmarks.items()}
             for label, result in results.items():
                 _write_result(base / _folder_name(label), result)
             runs.append({"label": spec.label, "model": info["model_path"], "adapters": info["adapters"],
@@ -98,12 +102,12 @@ class EvalRecipe:
         print(f"[swiftkit] eval: results in {run_dir}", file=sys.stderr)
         return out
 
-    def _native(self, label: str, choice, model) -> dict:
+    def _native(self, label: str, choice, model, model_key: str) -> dict:
         start = time.time()
         with self.host.guard(choice.plugin, f"benchmark {label!r}"):
             if isinstance(choice.value, CardBenchmark):
                 name = benchmark_spec(label)[0]
-                result = choice.value.run(model, settings_from_eval_config(self.config, name))
+                result = choice.value.run(model, settings_from_eval_config(self.config, name, model_key=model_key))
             else:  # qa and plugins' benchmarks: evaluate(model, config)
                 result = choice.value.evaluate(model, self.config)
         if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):

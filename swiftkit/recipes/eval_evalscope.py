@@ -95,6 +95,10 @@ def run_on_evalscope(cfg, python: str, datasets: list[dict], model, info: dict, 
 
             served = "swiftkit-eval"
             engine = TransformersEngine(model.model, model.template)
+            # The served name runs the model as this spec has it: its peft adapter active, or (the base of
+            # --compare base, or no adapters) none; an unnamed base would be served with adapters off.
+            peft = hasattr(model.model, "peft_config") and info["adapters"]
+            engine.add_model(served, getattr(model.model, "active_adapter", None) if peft else None)
             url = stack.enter_context(serve_in_background(engine, served_name=served,
                                                           max_batch_size=g.max_batch_size))
             print(f"[swiftkit] eval: serving {model.name} at {url} for evalscope", file=sys.stderr)

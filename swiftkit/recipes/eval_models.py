@@ -48,6 +48,25 @@ def model_specs(cfg) -> list[ModelSpec]:
     return specs
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".json")
+
+
+def weights_fingerprint(info: dict) -> str:
+    """Names, sizes and modification times of the weight and config files of the evaluated model and
+    adapters (a URL for a server): rewritten weights under the same path get a new fingerprint."""
+    parts = []
+    for where in [info.get("model_path"), *info.get("adapters", [])]:
+        folder = Path(str(where))
+        if not folder.is_dir():
+            parts.append(str(where))
+            continue
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and f.suffix in WEIGHT_SUFFIXES:
+                stat = f.stat()
+                parts.append(f"{f}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
 def _free(model) -> None:
     del model
     gc.collect()

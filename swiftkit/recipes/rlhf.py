@@ -19,7 +19,7 @@ from swiftkit.data.encode_alignment import encode_for, real_tokens
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import dryrun, parts, rlhf_models, steps
 from swiftkit.recipes.records import write_run_records
-from swiftkit.recipes.train_benchmarks import attach_benchmarks, prepare_benchmarks
+from swiftkit.recipes.train_benchmarks import attach_benchmarks, benchmark_plots, prepare_benchmarks
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.precision import mixed_precision, weights_precision
 from swiftkit.train.rewards import resolve_reward_funcs
@@ -135,7 +135,8 @@ class RlhfRecipe:
         cfg, method, run_dir, extra = self.config, self.method, self.folder.path, self.extra
         write_run_records(run_dir, cfg, self.plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
                           template=self.template)
-        callbacks, counter = steps.record_callbacks(run_dir, f"the {method} loss", PLOTS)
+        callbacks, counter = steps.record_callbacks(run_dir, f"the {method} loss",
+                                                    {**PLOTS, **benchmark_plots(self.benchmarks)})
         base = parts.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
         args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision(),
                              chat_kwargs=self.template.chat_kwargs)

@@ -15,7 +15,7 @@ from swiftkit.data.streaming import stream_rows
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import dryrun, parts, steps
 from swiftkit.recipes.records import write_run_records
-from swiftkit.recipes.train_benchmarks import attach_benchmarks, prepare_benchmarks
+from swiftkit.recipes.train_benchmarks import attach_benchmarks, benchmark_plots, prepare_benchmarks
 from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.collate import make_collator
 from swiftkit.train.errors import TrainError
@@ -122,7 +122,7 @@ class SftRecipe:
         cfg, plan, run_dir = self.config, self.plan, self.folder.path
         write_run_records(run_dir, cfg, plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
                           template=self.template)
-        callbacks, counter = steps.record_callbacks(run_dir, self.parts.loss_label)
+        callbacks, counter = steps.record_callbacks(run_dir, self.parts.loss_label, benchmark_plots(self.benchmarks))
         # Packed rows are already full: one row per bin (a flattened batch would make attention
         # quadratic in the whole batch's tokens on backends without variable-length kernels).
         collator = make_collator(self.tokenizer, plan.padding_free, packed=plan.packing)

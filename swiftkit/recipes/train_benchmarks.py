@@ -29,6 +29,14 @@ def prepare_benchmarks(cfg, host) -> dict | None:
     return prepared
 
 
+def benchmark_plots(prepared: dict | None) -> dict[str, tuple[str, ...]]:
+    """``benchmarks.png``: each benchmark's main metric against step (empty without --eval_benchmarks)."""
+    if not prepared:
+        return {}
+    return {"benchmarks.png": tuple(f"{benchmark_spec(label)[0]}_{bench.card.primary}"
+                                    for label, (bench, _) in prepared.items())}
+
+
 def attach_benchmarks(trainer, prepared: dict | None, cfg, template) -> None:
     """Score ``prepared`` benchmarks at every evaluation of ``trainer`` (logged as eval_<name>_<metric>)."""
     if not prepared:

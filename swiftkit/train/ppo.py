@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from transformers import GenerationConfig, Trainer
 
+from swiftkit.inference.scoring import accepts_logits_to_keep
 from swiftkit.train.errors import TrainError
-from swiftkit.train.trainer import _accepts_logits_to_keep
 
 VALUE_MODEL_DIR = "value_model"
 ROLLOUT_FILE = "ppo_rollout.safetensors"
@@ -162,7 +162,7 @@ def sequence_scores(model, ids, mask, positions, last_index) -> torch.Tensor:
 def reply_logits(model, ids, mask, positions, context_length: int, temperature: float) -> torch.Tensor:
     """Logits (over ``temperature``) at the positions that predict the reply tokens: ``(B, T, V)``."""
     steps = ids.shape[1] - context_length
-    if _accepts_logits_to_keep(model):
+    if accepts_logits_to_keep(model):
         logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
                        logits_to_keep=steps + 1).logits[:, :-1]
     else:

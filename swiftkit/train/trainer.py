@@ -15,22 +15,13 @@ to the validation prompts and logs the metric's scores of them beside the eval l
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from transformers import Trainer
 
+from swiftkit.inference.scoring import accepts_logits_to_keep
 from swiftkit.train.errors import TrainError
 from swiftkit.train.guards import non_finite_message
 from swiftkit.train.losses import token_cross_entropy
-
-
-def _accepts_logits_to_keep(model) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        return "logits_to_keep" in inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def label_only_loss(model, inputs: dict, num_items_in_batch=None):
@@ -77,7 +68,7 @@ class SwiftTrainer(Trainer):
             self.compute_loss_func is not None
             or (self.compute_metrics is not None and return_outputs)  # an evaluation's metrics read the logits
             or "labels" not in inputs
-            or not _accepts_logits_to_keep(model)
+            or not accepts_logits_to_keep(model)
         )
         # No KV cache in training: with a cache, transformers 5.24 skips the block-diagonal mask it
         # builds from position_ids, and packed (padding-free) rows would attend across sequences.

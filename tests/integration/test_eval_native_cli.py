@@ -102,12 +102,17 @@ def test_eval_during_training_logs_benchmark_scores_at_the_evaluation_steps(tiny
     run = run_sft(tiny_model_dir("llama", "chatml"), train, tmp_path / "out", "--max_steps", "4", "--eval_steps", "2",
                   "--save_steps", "4", "--val_dataset", str(train),
                   "--eval_benchmarks", f"general_mcq={folder}", f"gsm8k={gsm}", "--eval_limit", "2",
-                  "--eval_few_shot", "0", "--metric_for_best_model", "general_mcq_acc")
+                  "--eval_few_shot", "0", "--metric_for_best_model", "general_mcq_acc", "--report_to", "tensorboard")
     evals = [r for r in read_jsonl(run / "logging.jsonl") if "eval_loss" in r]
     assert [r["step"] for r in evals] == [2, 4]
     for r in evals:
         assert 0.0 <= r["eval_general_mcq_acc"] <= 1.0 and "eval_general_mcq_acc_norm" in r
         assert "eval_gsm8k_acc" in r and "eval_gsm8k_extracted" in r
+    assert (run / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run / "runs"), size_guidance={"scalars": 0}).Reload()
+    assert [e.step for e in board.Scalars("eval/general_mcq_acc")] == [2, 4]  # TensorBoard has them too
 
 
 def test_unknown_local_benchmark_and_missing_files_fail_before_loading(tiny_model_dir, tmp_path, capsys):
@@ -180,11 +185,14 @@ def test_evalscope_backend_compares_base_and_tuned_in_the_same_report(tuned, mcq
                  "--eval_dataset", f"general_mcq={folder}", "--evalscope_env", str(env), "--max_new_tokens", "4",
                  "--eval_output_dir", str(out)]) == 0
     run = _only_run(out)
+    replies = {}
     for label in ("base", "tuned"):
         metrics = json.loads((run / label / "general_mcq-local" / "metrics.json").read_text())
         samples = read_jsonl(run / label / "general_mcq-local" / "samples.jsonl")
         assert metrics["num_samples"] == len(samples) == 3
         assert metrics["accuracy"] == pytest.approx(sum(s["score"]["accuracy"] for s in samples) / 3, abs=1e-4)
+        replies[label] = [s["reply"] for s in samples]
+    assert replies["base"] != replies["tuned"]  # the server ran each model as it is: adapters off, then on
     report = json.loads((run / "report.json").read_text())
     assert report["tasks"]["general_mcq"]["metric"] == "accuracy"
     assert set(report["tasks"]["general_mcq"]["models"]) == {"base", "tuned"}

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from swiftkit.train.trainer import _accepts_logits_to_keep, label_only_loss
+from swiftkit.inference.scoring import accepts_logits_to_keep
+from swiftkit.train.trainer import label_only_loss
 
 
 def _batch(packed: bool):
@@ -30,7 +31,7 @@ def test_label_only_loss_matches_model_loss(arch, packed):
     from tiny import make_tiny_model
 
     model = make_tiny_model(arch)
-    assert _accepts_logits_to_keep(model)
+    assert accepts_logits_to_keep(model)
     batch = _batch(packed)
     n_items = (batch["labels"][:, 1:] != -100).sum()
 
