@@ -8,6 +8,7 @@ from typing import Literal, Optional
 from swiftkit.config.groups import _check, arg, json_object
 
 EVAL_BACKENDS = ("native", "evalscope")
+NATIVE_DATASET_ARGS = ("subsets", "split", "few_shot")
 
 
 def benchmark_spec(text: str) -> tuple[str, str | None]:
@@ -112,6 +113,10 @@ class EvalArgs:
             per = json_object(self.eval_dataset_args, "--eval_dataset_args", '{"mmlu": {"few_shot": 0}}')
             for name, value in per.items():
                 _check(isinstance(value, dict), f"--eval_dataset_args: the value of {name!r} must be an object")
+                unknown = sorted(set(value) - set(NATIVE_DATASET_ARGS))
+                _check(self.eval_backend != "native" or not unknown,
+                       f"--eval_dataset_args {name}: {', '.join(unknown)} not known to the native evaluators, which "
+                       f"take {', '.join(NATIVE_DATASET_ARGS)} (other keys are evalscope's: --eval_backend evalscope)")
         if self.extra_eval_args is not None:
             json_object(self.extra_eval_args, "--extra_eval_args", '{"eval_batch_size": 8}')
             _check(self.eval_backend == "evalscope", "--extra_eval_args is passed to evalscope: add "

@@ -82,8 +82,13 @@ class EvalRecipe:
                     key = weights_fingerprint(info)
                     results = {label: self._native(label, choice, model, key)
                                for label, choice in self.benchmarks.items()}
+            used: set[str] = set()
             for label, result in results.items():
-                _write_result(base / _folder_name(label), result)
+                folder = _folder_name(label)
+                folder = next(f"{folder}-{n}" for n in range(2, 1000) if f"{folder}-{n}" not in used) \
+                    if folder in used else folder  # gsm8k=a.jsonl and gsm8k=b.jsonl: gsm8k-local, gsm8k-local-2
+                used.add(folder)
+                _write_result(base / folder, result)
             runs.append({"label": spec.label, "model": info["model_path"], "adapters": info["adapters"],
                          "template": info.get("template"), "results": results})
         summary = {"backend": cfg.eval.eval_backend,
