@@ -137,3 +137,18 @@ def test_a_folder_without_a_report_is_an_error(tmp_path):
 def test_default_environment_is_per_evalscope_version():
     assert Path(backend.DEFAULT_ENV_DIR).name == "evalscope-1.14.1"
     assert Path(backend.DEFAULT_ENV_DIR).is_absolute()
+
+
+def test_the_makefile_builds_the_environment_with_the_same_commands():
+    """`make test` builds .venv-evalscope by hand (side by side with the other environments); its pip line and
+    driver call must stay the ones swiftkit runs when it creates the environment itself."""
+    from pathlib import Path
+
+    from swiftkit.evaluate.evalscope_backend import ENV_PACKAGES, setup_commands
+
+    makefile = (Path(__file__).resolve().parents[3] / "Makefile").read_text()
+    assert f"$(EVALSCOPE_VENV)/bin/python -m pip install {' '.join(ENV_PACKAGES)}\n" in makefile
+    _, pip, prepare = setup_commands("ENV")
+    assert pip[1:] == ["-m", "pip", "install", *ENV_PACKAGES]
+    assert prepare[1:3] == ["-I", "-u"] and prepare[3].endswith("swiftkit/evaluate/evalscope_driver.py")
+    assert "$(EVALSCOPE_VENV)/bin/python -I -u swiftkit/evaluate/evalscope_driver.py --prepare" in makefile
