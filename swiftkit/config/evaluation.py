@@ -7,7 +7,6 @@ from typing import Literal, Optional
 
 from swiftkit.config.groups import _check, arg, json_object
 
-EVAL_BACKENDS = ("native", "evalscope")
 NATIVE_DATASET_ARGS = ("subsets", "split", "few_shot")
 
 
@@ -110,15 +109,14 @@ class EvalArgs:
         _check(not (self.compare and self.eval_url), "--compare evaluates local models; with --eval_url evaluate "
                "each server in its own run")
         if self.eval_dataset_args is not None:
-            per = json_object(self.eval_dataset_args, "--eval_dataset_args", '{"mmlu": {"few_shot": 0}}')
-            for name, value in per.items():
+            for name, value in self.dataset_args().items():
                 _check(isinstance(value, dict), f"--eval_dataset_args: the value of {name!r} must be an object")
                 unknown = sorted(set(value) - set(NATIVE_DATASET_ARGS))
                 _check(self.eval_backend != "native" or not unknown,
                        f"--eval_dataset_args {name}: {', '.join(unknown)} not known to the native evaluators, which "
                        f"take {', '.join(NATIVE_DATASET_ARGS)} (other keys are evalscope's: --eval_backend evalscope)")
         if self.extra_eval_args is not None:
-            json_object(self.extra_eval_args, "--extra_eval_args", '{"eval_batch_size": 8}')
+            self.extra_args()
             _check(self.eval_backend == "evalscope", "--extra_eval_args is passed to evalscope: add "
                    "--eval_backend evalscope")
 
@@ -127,6 +125,12 @@ class EvalArgs:
         if self.eval_dataset_args is None:
             return {}
         return json_object(self.eval_dataset_args, "--eval_dataset_args", '{"mmlu": {"few_shot": 0}}')
+
+    def extra_args(self) -> dict:
+        """``--extra_eval_args`` as a dict (empty when not given)."""
+        if self.extra_eval_args is None:
+            return {}
+        return json_object(self.extra_eval_args, "--extra_eval_args", '{"eval_batch_size": 8}')
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ local data. Unknown keys, missing keys and wrong types are errors naming the car
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from swiftkit.core.cards import check_mapping, read_yaml
@@ -34,7 +34,6 @@ LAYOUT_KINDS = {
     "humaneval": "code",             # task_id, prompt, test, entry_point
     "mbpp": "code",                  # task_id, text, code?, test_list, test_setup_code?
 }
-KINDS = ("multiple_choice", "generation", "perplexity", "text", "code")
 EXTRACTORS = ("gsm8k", "boxed", "number", "letter", "regex", "exact")
 DEFAULT_METRIC = {"multiple_choice": "acc", "generation": "acc", "perplexity": "bits_per_byte", "text": "rouge_l",
                   "code": "pass@1"}
@@ -147,5 +146,3 @@ def load_card(path: Path) -> list[BenchmarkCard]:
 def load_cards(folder: Path) -> list[tuple[BenchmarkCard, Path]]:
     return [(card, path) for path in sorted(Path(folder).glob("*.yaml")) for card in load_card(path)]
 
-
-CARD_FIELDS = tuple(f.name for f in fields(BenchmarkCard))

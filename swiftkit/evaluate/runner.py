@@ -74,6 +74,12 @@ def _progress(total: int, initial: int, label: str, enabled: bool):
                 disable=not enabled, leave=False)
 
 
+def metrics_line(metrics: dict) -> str:
+    """``name=value, ...`` of a benchmark's metrics for the console (per-subject ``acc/<subject>`` values stay
+    in metrics.json)."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items() if "/" not in k)
+
+
 def run_task(task: Task, model: EvalModel, items: list[dict], *, batch_size: int = 8, cache_path: Path | None = None,
              progress: bool = True, on_batch: Callable[[int, int], None] | None = None) -> dict:
     """Score every item (those in the cache are not scored again) and aggregate.

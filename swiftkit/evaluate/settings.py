@@ -36,8 +36,6 @@ class EvalSettings:
         return kept
 
 
-
-
 def _sampling(g) -> dict:
     return {"temperature": g.temperature, "top_p": g.top_p, "top_k": g.top_k,
             "repetition_penalty": g.repetition_penalty}

@@ -11,7 +11,6 @@ same benchmarks to evalscope, pointed at a server started here for the model (or
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,12 +21,13 @@ from swiftkit.core.errors import PluginError
 from swiftkit.core.io import staged_dir, timestamped_path, write_json
 from swiftkit.evaluate.benchmark import CardBenchmark
 from swiftkit.evaluate.report import write_report
+from swiftkit.evaluate.runner import metrics_line
 from swiftkit.evaluate.select import select_benchmarks
 from swiftkit.evaluate.settings import settings_from_eval_config
 from swiftkit.inference.loading import with_run_data_args
 from swiftkit.recipes.engines import seed_sampling
 from swiftkit.recipes.eval_evalscope import evalscope_datasets, evalscope_runner, run_on_evalscope
-from swiftkit.recipes.eval_models import model_specs, open_model, weights_fingerprint
+from swiftkit.recipes.eval_models import model_specs, open_model, unique_names, weights_fingerprint
 
 
 def _folder_name(label: str) -> str:
@@ -41,11 +41,6 @@ def _write_result(folder: Path, result: dict) -> None:
         with (tmp / "samples.jsonl").open("w", encoding="utf-8") as out:
             for row in result.get("samples", []):
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _shown(metrics: dict) -> str:
-    kept = {k: v for k, v in metrics.items() if "/" not in k}  # per-subject values stay in metrics.json
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kept.items())
 
 
 class EvalRecipe:
@@ -82,12 +77,8 @@ class EvalRecipe:
                     key = weights_fingerprint(info)
                     results = {label: self._native(label, choice, model, key)
                                for label, choice in self.benchmarks.items()}
-            used: set[str] = set()
-            for label, result in results.items():
-                folder = _folder_name(label)
-                folder = next(f"{folder}-{n}" for n in range(2, 1000) if f"{folder}-{n}" not in used) \
-                    if folder in used else folder  # gsm8k=a.jsonl and gsm8k=b.jsonl: gsm8k-local, gsm8k-local-2
-                used.add(folder)
+            # gsm8k=a.jsonl and gsm8k=b.jsonl: gsm8k-local, gsm8k-local-2
+            for folder, result in zip(unique_names([_folder_name(label) for label in results]), results.values()):
                 _write_result(base / folder, result)
             runs.append({"label": spec.label, "model": info["model_path"], "adapters": info["adapters"],
                          "template": info.get("template"), "results": results})
@@ -120,7 +111,8 @@ class EvalRecipe:
                 f"benchmark {label!r} ({choice.label}) returned {type(result).__name__}, not a dict with "
                 "'metrics' (see swiftkit_get_eval_benchmark in docs/reference/hooks.md)"
             )
-        print(f"[swiftkit] eval {label}: {_shown(result['metrics'])} ({time.time() - start:.1f} s)", file=sys.stderr)
+        print(f"[swiftkit] eval {label}: {metrics_line(result['metrics'])} ({time.time() - start:.1f} s)",
+              file=sys.stderr)
         return result
 
     def _evalscope(self, model, info: dict, work_dir: Path) -> dict:
@@ -134,7 +126,7 @@ def _report_run(run: dict) -> dict:
         primary = result.get("primary") or next((k for k in metrics if k != "num_samples"), None)
         if primary is None:
             continue
-        results[re.sub(r"=.*", "", label)] = {
+        results[benchmark_spec(label)[0]] = {
             "metrics": metrics, "primary": primary, "item_scores": result.get("item_scores"),
             "higher_is_better": result.get("higher_is_better", True)}
     return {"label": run["label"], "model": run["model"], "adapters": run["adapters"], "results": results}

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from swiftkit.config.evaluation import benchmark_spec
-from swiftkit.config.groups import json_object
 from swiftkit.core.errors import ConfigError
 from swiftkit.evaluate.evalscope_backend import DEFAULT_ENV_DIR, evalscope_python, run_evalscope
+from swiftkit.evaluate.runner import metrics_line
 from swiftkit.inference.engine import TransformersEngine
 
 # swiftkit card -> (evalscope dataset, its subsets or None for evalscope's default)
@@ -84,9 +84,6 @@ def run_on_evalscope(cfg, python: str, datasets: list[dict], model, info: dict, 
     """Serve ``model`` (unless --eval_url) and run evalscope on it; results keyed by benchmark name."""
     e, g = cfg.eval, cfg.generation
     generation = {"max_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p}
-    extra = {}
-    if e.extra_eval_args:
-        extra = json_object(e.extra_eval_args, "--extra_eval_args", '{"eval_batch_size": 8}')
     with contextlib.ExitStack() as stack:
         if e.eval_url:
             url, served = e.eval_url.rstrip("/"), model.name
@@ -105,7 +102,7 @@ def run_on_evalscope(cfg, python: str, datasets: list[dict], model, info: dict, 
         results = run_evalscope(python=python, base_url=url, model=served, api_key=e.api_key, datasets=datasets,
                                 work_dir=work_dir, limit=e.eval_limit, generation=generation,
                                 few_shot=e.eval_few_shot, timeout_s=None, eval_batch_size=e.eval_num_proc,
-                                extra=extra)
+                                extra=e.extra_args())
     results = {d["label"]: results[d["name"]] for d in datasets}  # keyed as --eval_dataset gave them
     for name, result in results.items():
         primary = result.get("primary_metric")
@@ -113,7 +110,5 @@ def run_on_evalscope(cfg, python: str, datasets: list[dict], model, info: dict, 
                   for s in result.get("samples", [])]
         result.update(primary=primary, higher_is_better=True,
                       item_scores=scores if scores and all(isinstance(v, (int, float)) for v in scores) else None)
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in result["metrics"].items())
-        print(f"[swiftkit] eval {name} (evalscope): {shown}", file=sys.stderr)
+        print(f"[swiftkit] eval {name} (evalscope): {metrics_line(result['metrics'])}", file=sys.stderr)
     return results

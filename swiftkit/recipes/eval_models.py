@@ -39,13 +39,23 @@ def model_specs(cfg) -> list[ModelSpec]:
         else:
             specs.append(ModelSpec(Path(entry).name or entry, [entry]))
     specs.append(ModelSpec("tuned" if any(s.base_of for s in specs) else main_label, None))
-    seen: dict[str, int] = {}
-    for spec in specs:  # labels must be unique: they name result folders and report columns
-        count = seen.get(spec.label, 0)
-        seen[spec.label] = count + 1
-        if count:
-            spec.label = f"{spec.label}-{count + 1}"
+    # labels must be unique: they name result folders and report columns
+    for spec, label in zip(specs, unique_names([s.label for s in specs])):
+        spec.label = label
     return specs
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with each repeat numbered: ``x``, ``x-2``, ``x-3`` (never a name already taken)."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        unique, n = name, 2
+        while unique in taken:
+            unique, n = f"{name}-{n}", n + 1
+        taken.add(unique)
+        out.append(unique)
+    return out
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".json")
