@@ -2,7 +2,8 @@
 #   make demo   LoRA fine-tune of the embedded SmolLM2-135M-Instruct on the shipped self-cognition data
 #   make test   lint (ruff), the layering contract (import-linter), then the test suite; the GPTQ/AWQ tests
 #               run in .venv-gptq (GPTQModel needs protobuf >= 7.34, the swanlab tracker in dev < 7); the
-#               evalscope backend's tests use .venv-evalscope (evalscope pins datasets 4 / huggingface_hub 1)
+#               evalscope backend's tests use .venv-evalscope (evalscope pins datasets 4 / huggingface_hub 1); the
+#               web UI's browser tests use Debian's chromium (apt-get installs it when /usr/bin/chromium is missing)
 # Both create or update .venv first. The editable install's bytecode is compiled as a wheel install's is (pip
 # compiles wheels, not editable sources): without it every start-up compiles ~170 modules and `swiftkit --help`
 # takes twice as long where PYTHONDONTWRITEBYTECODE is set. On a machine without an NVIDIA GPU, torch is pinned to the
@@ -19,6 +20,8 @@ GPTQ_STAMP := $(GPTQ_VENV)/.swiftkit-installed
 GPTQ_TESTS := tests/unit/exporters/test_quant_gptq.py tests/integration/test_quantize_gptq_cli.py
 EVALSCOPE_VENV := .venv-evalscope
 EVALSCOPE_STAMP := $(EVALSCOPE_VENV)/.swiftkit-installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test install clean
 
@@ -49,14 +52,21 @@ $(EVALSCOPE_STAMP): swiftkit/evaluate/evalscope_backend.py swiftkit/evaluate/eva
 	$(EVALSCOPE_VENV)/bin/python -I -u swiftkit/evaluate/evalscope_driver.py --prepare
 	touch $(EVALSCOPE_STAMP)
 
+# The web UI's browser tests drive Debian's chromium through playwright (playwright's own browser downloads are
+# not used); installed once, when missing.
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y --no-install-recommends chromium
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 PLUGIN_TESTS := $(wildcard plugins/*/tests)
 
-# The three environments are independent: they are built side by side (-j3, each one's output kept together).
+# The three environments (and the browser) are independent: they are built side by side (-j3, each one's output
+# kept together).
 test:
-	$(MAKE) --no-print-directory -j3 -Otarget $(STAMP) $(GPTQ_STAMP) $(EVALSCOPE_STAMP)
+	$(MAKE) --no-print-directory -j3 -Otarget $(STAMP) $(GPTQ_STAMP) $(EVALSCOPE_STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m compileall -q swiftkit

@@ -90,6 +90,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             DataPreviewRecipe),
     Command("list", "List registered entries: swiftkit list models|datasets|templates|preprocessors|rewards."),
     Command("plugins", "Inspect or create plugins: swiftkit plugins list | new NAME."),
+    Command("web-ui", "Browser UI: check data, train, chat, evaluate, export, deploy (needs swiftkit[webui])."),
 )}
 
 

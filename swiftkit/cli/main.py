@@ -18,6 +18,7 @@ from swiftkit import __version__
 from swiftkit.cli.args import config_and_host
 from swiftkit.cli.listing import list_command
 from swiftkit.cli.plugins_cmd import plugins_command
+from swiftkit.cli.webui_cmd import webui_command
 from swiftkit.commands import COMMANDS, run
 from swiftkit.core._compat import silence_known_warnings
 from swiftkit.core.checkpoints import refused_pickle
@@ -25,7 +26,7 @@ from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.io import write_problem
 from swiftkit.core.registry import closest
 
-TOOLS = {"list": list_command, "plugins": plugins_command}  # the table's tool commands
+TOOLS = {"list": list_command, "plugins": plugins_command, "web-ui": webui_command}  # the table's tool commands
 
 USAGE = """usage: swiftkit COMMAND [config.yaml] [--flag value ...] [--debug]
 
