@@ -12,6 +12,7 @@ message on the flag it names, and :func:`command_argv` / :func:`command_line` /
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import typing
@@ -151,6 +152,15 @@ def _empty(value: Any) -> bool:
         isinstance(value, (list, tuple, dict)) and not value)
 
 
+def _plain(value: Any) -> Any:
+    """Paths as their text (also in a list)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    return value
+
+
 def _split_items(text: str) -> list[str]:
     """A list typed as text: space- (or newline-) separated items, quoted as in a shell."""
     try:
@@ -206,11 +216,11 @@ def clean_values(command_name: str, raw: dict[str, Any], host=None) -> dict[str,
         if _empty(value):
             continue
         name = _canonical(cmd, key)
-        value = _coerced(cmd, name, value, extra)
+        value = _coerced(cmd, name, _plain(value), extra)
         if _empty(value):
             continue
         default = _default_of(cmd, name, extra)
-        if value == default and type(value) is type(default):
+        if value == default and isinstance(value, bool) == isinstance(default, bool):
             continue
         out[name] = value
     return out

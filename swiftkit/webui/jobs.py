@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,8 +43,8 @@ STOP_CALLBACK = "graceful_exit"
 RUN_DIR_RE = re.compile(r"^v(\d+)-")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
-JOB_FILE, LOG_FILE, EXIT_FILE, STOP_FILE, CLI_PID_FILE = "job.json", "log.txt", "exit_code", "stop_requested", \
-    "cli_pid"
+JOB_FILE, LOG_FILE, EXIT_FILE, STOP_FILE, CLI_PID_FILE, NOTE_FILE = "job.json", "log.txt", "exit_code", \
+    "stop_requested", "cli_pid", "note"
 _STOPPED_EARLY_NOTE = "stopped before the command recorded an exit status (the job's processes were killed)"
 _LOST_NOTE = ("the job's monitor process ended without recording an exit status (it was killed, or the machine "
               "restarted); the command did not finish")
@@ -179,10 +180,15 @@ class JobManager:
         log_path.touch()
         started = time.time()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "swiftkit.webui.jobs", "--record", str(record), "--", *argv[1:]],
-                cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        try:
+            with log_path.open("ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "swiftkit.webui.jobs", "--record", str(record), "--", *argv[1:]],
+                    cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    start_new_session=True)
+        except OSError:
+            shutil.rmtree(record, ignore_errors=True)  # no record of a job that never started
+            raise
         self._procs[record.name] = proc
         job = Job(id=record.name, command=command, argv=argv, cwd=str(self.workdir), log_path=log_path,
                   started=started, pid=proc.pid, title=title or command, values=values,
@@ -234,7 +240,7 @@ class JobManager:
     def _refresh(self, record: Path, data: dict) -> Job:
         proc = self._procs.get(record.name)
         if proc is not None and proc.poll() is not None:
-            del self._procs[record.name]  # reaped: no zombie left behind
+            self._procs.pop(record.name, None)  # reaped: no zombie left behind
         job = Job(id=data["id"], command=data["command"], argv=list(data["argv"]), cwd=data["cwd"],
                   log_path=record / LOG_FILE, started=data["started"], pid=data.get("pid"),
                   title=data.get("title", ""), values=dict(data.get("values", {})),
@@ -243,19 +249,23 @@ class JobManager:
         job.cli_pid = _read_int(record / CLI_PID_FILE)
         job.stop_requested = (record / STOP_FILE).exists()
         job.exit_code = _read_int(record / EXIT_FILE)
+        with contextlib.suppress(OSError):
+            job.note = (record / NOTE_FILE).read_text(encoding="utf-8").strip()
         if job.exit_code is not None:
             job.status = "stopped" if job.stop_requested else "finished" if job.exit_code == 0 else "failed"
-            job.ended = (record / EXIT_FILE).stat().st_mtime
+            with contextlib.suppress(OSError):
+                job.ended = (record / EXIT_FILE).stat().st_mtime
         elif _alive(job.pid, data.get("pid_ticks"), data.get("boot_id")) or (
                 job.cli_pid and _alive(job.cli_pid, None, data.get("boot_id"))):
             job.status = "running"
         else:
             job.status = "stopped" if job.stop_requested else "failed"
-            job.note = _STOPPED_EARLY_NOTE if job.stop_requested else _LOST_NOTE
-        if job.run_dir is None and job.command in TRAINING_COMMANDS:
+            job.note = job.note or (_STOPPED_EARLY_NOTE if job.stop_requested else _LOST_NOTE)
+        if job.run_dir is None and job.command in TRAINING_COMMANDS and not data.get("run_dir_searched"):
             job.run_dir = find_run_dir(job)
-            if job.run_dir is not None:
-                _write_json(record / JOB_FILE, {**data, "run_dir": str(job.run_dir)})
+            if job.run_dir is not None or not job.running:  # an ended job's folder is looked for once
+                _write_json(record / JOB_FILE, {**data, "run_dir": str(job.run_dir) if job.run_dir else None,
+                                                "run_dir_searched": not job.running})
         return job
 
     # -- waiting and stopping ------------------------------------------------------------------------------
@@ -283,6 +293,7 @@ class JobManager:
             os.kill(target, signal.SIGTERM)
         job = self.wait(job_id, timeout)
         if job.running:
+            _write_text(record / NOTE_FILE, f"did not end within {timeout:g} s of SIGTERM: killed\n")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job.pid, signal.SIGKILL)
             job = self.wait(job_id, 10.0)
@@ -368,7 +379,7 @@ def find_run_dir(job: Job) -> Path | None:
     the run under its output folder created after it started whose args.json holds its flag values."""
     if job.values.get("dry_run"):
         return None
-    found = _finished_run_dir(job.log_path)
+    found = None if job.running else _finished_run_dir(job.log_path)
     if found is not None:
         return (Path(job.cwd) / found).resolve()
     if job.values.get("resume_from_checkpoint"):
@@ -405,7 +416,8 @@ class RunInfo:
     last_checkpoint: Path | None
     finished: bool  # train_result.json written (a run stopped with graceful_exit is finished too)
     loss: float | None  # the last training loss logged
-    created: float = 0.0  # when args.json was written
+    max_steps: int | None = None  # --max_steps, when the run was given one
+    updated: float = 0.0  # when args.json was last written (the run started or was resumed)
 
 
 def runs(output_roots: list[Path]) -> list[RunInfo]:
@@ -416,13 +428,16 @@ def runs(output_roots: list[Path]) -> list[RunInfo]:
         root = Path(root).expanduser()
         if not root.is_dir():
             continue
-        candidates = [root] if (root / "args.json").is_file() else sorted(
-            p for p in root.iterdir() if RUN_DIR_RE.match(p.name) and p.is_dir())
+        try:
+            candidates = [root] if (root / "args.json").is_file() else sorted(
+                p for p in root.iterdir() if RUN_DIR_RE.match(p.name) and p.is_dir())
+        except OSError:  # unreadable
+            continue
         for path in candidates:
             info = run_info(path)
             if info is not None:
                 found[path.resolve()] = info
-    return sorted(found.values(), key=lambda r: r.created, reverse=True)
+    return sorted(found.values(), key=lambda r: r.updated, reverse=True)
 
 
 def run_info(run_dir: Path) -> RunInfo | None:
@@ -439,10 +454,16 @@ def run_info(run_dir: Path) -> RunInfo | None:
         steps = max(steps, result["global_step"])
     if ckpt is not None:
         steps = max(steps, int(CHECKPOINT_RE.match(ckpt.name).group(1)))
+    max_steps = args.get("max_steps")
+    try:
+        updated = (run_dir / "args.json").stat().st_mtime
+    except OSError:  # removed meanwhile
+        return None
     return RunInfo(run_dir=run_dir, command=args["command"], model=args.get("model"),
                    train_type=args.get("train_type"), steps_done=steps, last_checkpoint=ckpt,
                    finished=isinstance(result, dict), loss=points[-1][1] if points else None,
-                   created=(run_dir / "args.json").stat().st_mtime)
+                   max_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
+                   updated=updated)
 
 
 def loss_points(run_dir: Path) -> list[tuple[int, float]]:
