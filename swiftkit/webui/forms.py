@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from swiftkit.commands import COMMANDS, Command, plugin_fields
-from swiftkit.config.flagnames import field_aliases
+from swiftkit.config.flagnames import field_aliases, refusal
 from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError, SwiftkitError
+from swiftkit.core.registry import closest
 
 PLUGIN_GROUP = "plugin_options"  # the group of the fields plugins add (config.plugin_options)
 
@@ -254,8 +255,9 @@ def validate(command_name: str, values: dict[str, Any], host=None) -> dict[str, 
             errors[name] = f"--{key} is another name of --{name}; give only one of them"
     values = clean_values(command_name, values, host)
     for key in [k for k in values if k not in names]:
-        message = f"unknown flag --{key} for `swiftkit {command_name}`"
-        errors[key] = message
+        refused = refusal(cmd.config, key)
+        errors[key] = str(refused) if refused is not None else \
+            f"unknown flag --{key} for `swiftkit {command_name}`{closest(key, [*cmd.config.flat_fields(), *extra])}"
         del values[key]
     while True:
         try:

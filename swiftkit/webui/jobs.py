@@ -82,11 +82,12 @@ class Job:
         return self.status == "running"
 
 
-def job_values(command: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The values a job of ``command`` runs with: ``values`` cleaned (:func:`forms.clean_values`),
-    and for a training command the ``graceful_exit`` callback added, so that stopping the job saves
-    a checkpoint it can resume from (not for --dry_run, which trains nothing)."""
-    values = forms.clean_values(command, values)
+def job_values(command: str, values: dict[str, Any], host=None) -> dict[str, Any]:
+    """The values a job of ``command`` runs with: ``values`` cleaned (:func:`forms.clean_values`; with
+    ``host``, the flags its plugins add are typed too), and for a training command the ``graceful_exit``
+    callback added, so that stopping the job saves a checkpoint it can resume from (not for --dry_run,
+    which trains nothing)."""
+    values = forms.clean_values(command, values, host)
     if command in TRAINING_COMMANDS and not values.get("dry_run"):
         callbacks = list(values.get("callbacks", []))
         if STOP_CALLBACK not in callbacks:
@@ -137,6 +138,13 @@ def _alive(pid: int | None, ticks: str | None = None, boot: str | None = None) -
     return not ticks or now == ticks
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -160,9 +168,12 @@ def _write_text(path: Path, text: str) -> None:
 
 class JobManager:
     """Starts, lists and stops jobs recorded under ``root/jobs/``; each runs in ``workdir`` (default:
-    the current directory), where relative paths in its flags are read."""
+    the current directory), where relative paths in its flags are read. ``host`` (the UI's plugin
+    host) types the values of the flags its plugins add; the job's own CLI process loads its plugins
+    itself (installed ones, and --plugins files)."""
 
-    def __init__(self, root: Path, workdir: Path | None = None):
+    def __init__(self, root: Path, workdir: Path | None = None, host=None):
+        self.host = host
         self.root = Path(root).expanduser().resolve()
         self.jobs_dir = self.root / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -173,8 +184,8 @@ class JobManager:
 
     def start(self, command: str, values: dict[str, Any], title: str = "") -> Job:
         """Run ``swiftkit COMMAND`` with ``values`` (see :func:`job_values`) in the background."""
-        values = job_values(command, values)
-        argv = forms.command_argv(command, values)
+        values = job_values(command, values, self.host)
+        argv = forms.command_argv(command, values, self.host)
         record = self._new_record(command)
         log_path = record / LOG_FILE
         log_path.touch()
@@ -247,14 +258,16 @@ class JobManager:
                   output_dir=Path(data["output_dir"]) if data.get("output_dir") else None,
                   run_dir=Path(data["run_dir"]) if data.get("run_dir") else None)
         job.cli_pid = _read_int(record / CLI_PID_FILE)
-        job.stop_requested = (record / STOP_FILE).exists()
+        asked = _mtime(record / STOP_FILE)
+        job.stop_requested = asked is not None
         job.exit_code = _read_int(record / EXIT_FILE)
         with contextlib.suppress(OSError):
             job.note = (record / NOTE_FILE).read_text(encoding="utf-8").strip()
         if job.exit_code is not None:
-            job.status = "stopped" if job.stop_requested else "finished" if job.exit_code == 0 else "failed"
-            with contextlib.suppress(OSError):
-                job.ended = (record / EXIT_FILE).stat().st_mtime
+            job.ended = _mtime(record / EXIT_FILE)
+            # A stop asked for after the command had ended (a race with its last step) does not make it stopped.
+            stopped = asked is not None and (job.ended is None or asked <= job.ended)
+            job.status = "stopped" if stopped else "finished" if job.exit_code == 0 else "failed"
         elif _alive(job.pid, data.get("pid_ticks"), data.get("boot_id")) or (
                 job.cli_pid and _alive(job.cli_pid, None, data.get("boot_id"))):
             job.status = "running"
