@@ -24,15 +24,6 @@ LABELS: dict[str, tuple[str, str]] = {
     "tab.deploy": ("Deploy", "部署"),
     "tab.missing": ("This tab is not part of this installation.", "此安装中没有这个标签页。"),
     "common.advanced": ("Advanced", "高级选项"),
-    "common.model": ("Model", "模型"),
-    "common.model_info": (
-        "A registered name, a hub id or a local folder.", "注册的模型名、模型库 ID 或本地目录。",
-    ),
-    "common.dataset": ("Dataset", "数据集"),
-    "common.dataset_info": (
-        "Registered datasets, hub ids or files (NAME#N takes N rows).",
-        "注册的数据集、数据集库 ID 或文件（NAME#N 取 N 行）。",
-    ),
     "common.errors": ("Fix the marked fields: {flags}", "请修正标出的字段：{flags}"),
     "common.error_prefix": ("Error", "错误"),
     "common.output": ("Output", "输出"),

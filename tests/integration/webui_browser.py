@@ -5,6 +5,8 @@
   folder (jobs and runs are read back from disk).
 * The ``browser`` fixture is Debian's Chromium (/usr/bin/chromium) driven through playwright's sync API;
   :func:`open_page` loads the app in a fresh page, :func:`open_tab` selects a tab by its label.
+* :func:`fill`, :func:`choose` and :func:`value_of` type into, pick in and read a widget by its elem_id
+  (the form widgets' ids are ``TAB-FLAG``, e.g. ``train-learning_rate``).
 * :func:`screenshot` saves a page to ``build/webui-screenshots/NAME.png`` (git-ignored); docs/images/ holds
   copies of the best ones.
 
@@ -160,6 +162,24 @@ def open_page(browser, app: WebUI, width: int = 1400, height: int = 1000):
 def open_tab(page, label: str) -> None:
     """Select the tab whose label is ``label``."""
     page.get_by_role("tab", name=label, exact=True).click()
+
+
+def fill(page, elem_id: str, text: str) -> None:
+    """Type ``text`` into the text box ``elem_id`` (its old text replaced)."""
+    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(text)
+
+
+def choose(page, elem_id: str, value: str) -> None:
+    """Pick ``value`` in the dropdown ``elem_id``, typed as a custom value when it is not a choice (a path)."""
+    box = page.locator(f"#{elem_id} input").first
+    box.fill(value)
+    box.press("Enter")
+    box.press("Escape")  # close the list so that it covers nothing
+
+
+def value_of(page, elem_id: str) -> str:
+    """The text in the text box ``elem_id``."""
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first.input_value()
 
 
 def screenshot(page, name: str, folder: Path = SCREENSHOTS) -> Path:

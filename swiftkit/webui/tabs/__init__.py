@@ -17,7 +17,19 @@ from typing import Any
 import gradio as gr
 
 from swiftkit.webui import forms, i18n
+from swiftkit.webui.context import WebContext
 from swiftkit.webui.forms import FieldSpec
+from swiftkit.webui.jobs import Job
+
+LABELS = {
+    "job.running": ("running", "运行中"),
+    "job.finished": ("finished", "已完成"),
+    "job.failed": ("failed", "失败"),
+    "job.stopped": ("stopped", "已停止"),
+    "job.summary": ("**{title}** {status} (exit status {code}), job `{id}`", "**{title}** {status}（退出码 {code}），"
+                    "任务 `{id}`"),
+}
+i18n.register(LABELS)
 
 COLUMNS = 3  # widgets per row
 UNSET = ""  # the choice that leaves an optional flag unset (its default, None)
@@ -60,13 +72,74 @@ def default_widget(spec: FieldSpec, elem_id: str) -> gr.components.Component:
     return gr.Textbox(value=widget_value(spec, spec.default), lines=1, max_lines=4, **common)
 
 
+def model_picker(ctx: WebContext) -> Widget:
+    """A searchable dropdown of the registered models that also takes a hub id or a local folder."""
+    names = sorted(name for name, _ in ctx.host.registries.models.items())
+
+    def make(spec: FieldSpec, elem_id: str):
+        return gr.Dropdown(choices=names, value=spec.default, allow_custom_value=True, filterable=True,
+                           label=spec.name, info=spec.help, elem_id=elem_id)
+
+    return make
+
+
+def dataset_picker(ctx: WebContext) -> Widget:
+    """A searchable multi-choice dropdown of the registered datasets that also takes paths and hub ids."""
+    names = sorted(name for name, _ in ctx.host.registries.datasets.items())
+
+    def make(spec: FieldSpec, elem_id: str):
+        return gr.Dropdown(choices=names, value=list(spec.default or []), multiselect=True, allow_custom_value=True,
+                           filterable=True, label=spec.name, info=spec.help, elem_id=elem_id)
+
+    return make
+
+
+def job_summary(ctx: WebContext, job: Job) -> str:
+    """One line for a job: its title, status, exit status and id."""
+    code = "-" if job.exit_code is None else job.exit_code
+    status = ctx.t(f"job.{job.status}")
+    return ctx.t("job.summary", title=job.title, status=status, code=code, id=job.id) + \
+        (f" ({job.note})" if job.note else "")
+
+
+# Puts each message of a form's error box ({"flag": "message"} as JSON) at the bottom of its widget
+# (``PREFIX-FLAG``) as ``<div id="PREFIX-FLAG-error">``; waits a moment for widgets that are still being
+# drawn (the Advanced accordion opens in the same step).
+SHOW_ERRORS_JS = """
+(errors) => {
+  const prefix = %s;
+  document.querySelectorAll(`[data-swk-form="${prefix}"]`).forEach((e) => e.remove());
+  const pending = Object.entries(JSON.parse(errors || "{}")).filter(([flag]) => flag);
+  const place = (tries) => {
+    for (const [flag, message] of pending.splice(0)) {
+      const field = document.getElementById(`${prefix}-${flag}`);
+      if (!field) { pending.push([flag, message]); continue; }
+      const line = document.createElement("div");
+      line.id = `${prefix}-${flag}-error`;
+      line.className = "swk-field-error";
+      line.dataset.swkForm = prefix;
+      line.textContent = `\u26a0 ${message}`;
+      field.appendChild(line);
+    }
+    if (pending.length && tries > 0) setTimeout(() => place(tries - 1), 100);
+  };
+  place(30);
+}
+"""
+
+
 class FlagForm:
     """Widgets for the flags of ``commands`` (their union; a flag only some of them have is shown while
     one of those is selected, see :meth:`visibility_updates`).
 
     ``basic`` flags are shown open in that order, the rest under "Advanced"; ``widgets`` replaces the
     default widget of some flags (a model picker, a dataset dropdown). Components are built when the
-    form is created, inside the caller's ``gr.Blocks`` context.
+    form is created, inside the caller's ``gr.Blocks`` context, showing the first command's flags.
+    Widget ids are ``PREFIX-FLAG``.
+
+    Validation messages go under their widgets through one hidden box and a line of browser script
+    (:meth:`show_errors`) rather than one component per flag: Gradio's page looks each output of an
+    event up in the whole component tree, so 170 error lines as outputs made every click take seconds.
     """
 
     def __init__(self, commands: Sequence[str], host, prefix: str, lang: str, basic: Sequence[str],
@@ -82,38 +155,49 @@ class FlagForm:
             for spec in specs:
                 self.specs.setdefault(spec.name, spec)
         self.names = list(self.specs)
+        everywhere = set.intersection(*self.flags_of.values())
         self.inputs: dict[str, gr.components.Component] = {}
-        self.errors: dict[str, gr.Markdown] = {}
-        self.sections: list[tuple[gr.Column, set[str]]] = []  # (container, its flags)
+        self.initial: dict[str, Any] = {}  # what each widget showed first (the flag's default)
+        self.toggled: list[tuple[Any, set[str]]] = []  # (section or widget, the flags it holds): shown per command
+        self.shown = self.flags_of[self.commands[0]]
         widgets = widgets or {}
+        self.custom = set(widgets)  # flags whose widget holds the value itself (a list stays a list)
         basic = [name for name in basic if name in self.specs]
         rest = [name for name in self.names if name not in basic]
-        self._section(basic, widgets)
+        self._section(basic, widgets, everywhere)
         with gr.Accordion(i18n.t("common.advanced", lang), open=False, elem_id=f"{prefix}-advanced") as advanced:
             groups: dict[str, list[str]] = {}
             for name in rest:
                 groups.setdefault(self.specs[name].group, []).append(name)
             for group, names in groups.items():
-                self._section(names, widgets, title=group)
+                self._section(names, widgets, everywhere, title=group)
         self.advanced = advanced
         self.advanced_names = set(rest)
+        self.error_box = gr.Textbox(visible="hidden", elem_id=f"{prefix}-errors")
 
-    def _section(self, names: list[str], widgets: dict[str, Widget], title: str = "") -> None:
-        with gr.Column(visible=True) as box:
+    def _section(self, names: list[str], widgets: dict[str, Widget], everywhere: set[str], title: str = "") -> None:
+        """A group of widgets; the whole group is toggled when none of its flags is in every command, else
+        the widgets that are not."""
+        whole = not set(names) & everywhere
+        with gr.Column(visible=bool(set(names) & self.shown) or not names) as box:
             if title:
                 gr.Markdown(f"**{title}**")
             for start in range(0, len(names), COLUMNS):
                 with gr.Row(equal_height=False):
                     for name in names[start:start + COLUMNS]:
-                        with gr.Column(min_width=240):
-                            self._field(name, widgets.get(name, default_widget))
-        self.sections.append((box, set(names)))
+                        self._field(name, widgets.get(name, default_widget), toggled=not whole)
+        if whole and names:
+            self.toggled.append((box, set(names)))
 
-    def _field(self, name: str, make: Widget) -> None:
+    def _field(self, name: str, make: Widget, toggled: bool) -> None:
+        """One widget; ``toggled``: shown or hidden on its own when the command changes (not its section)."""
         spec = self.specs[name]
-        self.inputs[name] = make(spec, f"{self.prefix}-{name}")
-        self.errors[name] = gr.Markdown(visible=False, elem_id=f"{self.prefix}-{name}-error",
-                                        elem_classes=["swk-field-error"])
+        widget = make(spec, f"{self.prefix}-{name}")
+        if toggled and len({name in flags for flags in self.flags_of.values()}) > 1:
+            self.toggled.append((widget, {name}))
+            widget.visible = name in self.shown
+        self.inputs[name] = widget
+        self.initial[name] = widget.value
 
     # -- values ------------------------------------------------------------------------------------------
 
@@ -123,36 +207,35 @@ class FlagForm:
         return [self.inputs[name] for name in self.names]
 
     def values(self, command: str, widget_values: Sequence[Any]) -> dict[str, Any]:
-        """``command``'s flags from the widgets' values (as they are: :func:`forms.clean_values` types them)."""
+        """``command``'s flags whose widgets changed from the default, as the widgets hold them
+        (:func:`forms.clean_values` types them; it would drop the unchanged ones too, one flag at a time)."""
         flags = self.flags_of[command]
-        return {name: value for name, value in zip(self.names, widget_values) if name in flags}
-
-    def value_updates(self, values: dict[str, Any]) -> list:
-        """Updates for :attr:`components` that show ``values`` and every other flag at its default."""
-        return [gr.update(value=widget_value(self.specs[name], values.get(name, self.specs[name].default)))
-                for name in self.names]
+        return {name: value for name, value in zip(self.names, widget_values)
+                if name in flags and value != self.initial[name]}
 
     # -- errors and visibility ---------------------------------------------------------------------------
 
     @property
     def error_components(self) -> list:
-        """The error lines under the widgets, then the Advanced accordion (opened when it holds an error)."""
-        return [*(self.errors[name] for name in self.names), self.advanced]
+        """The hidden error box, then the Advanced accordion (opened when it holds an error)."""
+        return [self.error_box, self.advanced]
 
     def error_updates(self, errors: dict[str, str]) -> list:
-        """Updates for :attr:`error_components`: each message under its flag's widget, the others hidden."""
-        updates = [gr.update(value=f"⚠ {errors[name]}", visible=True) if name in errors
-                   else gr.update(value="", visible=False) for name in self.names]
-        updates.append(gr.update(open=True) if self.advanced_names & set(errors) else gr.update())
-        return updates
+        """Updates for :attr:`error_components`: the messages by flag, the accordion opened when needed."""
+        return [json.dumps(errors, ensure_ascii=False),
+                gr.update(open=True) if self.advanced_names & set(errors) else gr.skip()]
+
+    def show_errors(self, event) -> None:
+        """After ``event`` (which updated :attr:`error_components`), put each message under its widget and
+        remove the old ones."""
+        event.then(None, self.error_box, None, js=SHOW_ERRORS_JS % json.dumps(self.prefix))
 
     @property
     def visibility_components(self) -> list:
         """The sections and widgets whose visibility depends on the selected command."""
-        return [*(box for box, _ in self.sections), *self.components]
+        return [component for component, _ in self.toggled]
 
     def visibility_updates(self, command: str) -> list:
         """Updates for :attr:`visibility_components`: only ``command``'s flags shown."""
         flags = self.flags_of[command]
-        return [*(gr.update(visible=bool(names & flags) or not names) for _, names in self.sections),
-                *(gr.update(visible=name in flags) for name in self.names)]
+        return [gr.update(visible=bool(names & flags)) for _, names in self.toggled]
