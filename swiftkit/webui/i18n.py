@@ -22,11 +22,9 @@ LABELS: dict[str, tuple[str, str]] = {
     "tab.evaluate": ("Evaluate", "评测"),
     "tab.export": ("Quantize / Export", "量化 / 导出"),
     "tab.deploy": ("Deploy", "部署"),
-    "tab.missing": ("This tab is not part of this installation.", "此安装中没有这个标签页。"),
     "common.advanced": ("Advanced", "高级选项"),
     "common.errors": ("Fix the marked fields: {flags}", "请修正标出的字段：{flags}"),
     "common.error_prefix": ("Error", "错误"),
-    "common.output": ("Output", "输出"),
     "common.command": ("Command", "命令"),
 }
 

@@ -1,7 +1,8 @@
 """The web UI in a real browser: `swiftkit web-ui` as a subprocess, headless Chromium through playwright.
 
 One app process serves the tests of this module in order (Data tab, Train tab, form errors), then a restart
-on the same working folder with ``--lang zh`` shows the finished run again and the Chinese labels.
+on the same working folder with ``--lang zh`` and a login key shows the finished run again and the Chinese
+labels.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,14 +21,15 @@ import pytest
 from playwright.sync_api import expect
 from test_sft_cli import ROWS, write_jsonl
 from webui_browser import (  # noqa: F401
+    WebUI,
     browser,
     choose,
     fill,
     open_page,
     open_tab,
     screenshot,
+    stop_jobs,
     value_of,
-    webui,
     webui_workdir,
 )
 
@@ -38,12 +42,25 @@ STEPS = 5
 
 
 @pytest.fixture(scope="module")
-def workspace(webui, tiny_model_dir):  # noqa: F811
-    """Files in the app's working folder: a good dataset, one with a bad row at line 3, a tiny model."""
+def webui(webui_workdir, tiny_model_dir):  # noqa: F811
+    """`swiftkit web-ui` on ``webui_workdir``, started while the tiny model is built (both take seconds)."""
+    webui_workdir.mkdir(parents=True, exist_ok=True)
+    app = WebUI(webui_workdir).spawn()
+    tiny_model_dir("llama", "chatml")
+    yield app.wait_ready()
+    app.stop()
+    stop_jobs(webui_workdir)
+
+
+@pytest.fixture(scope="module")
+def workspace(webui, tiny_model_dir):
+    """A good dataset in the app's working folder, one with a bad row at line 3 outside it (to upload), a tiny
+    model."""
     write_jsonl(webui.workdir / "data.jsonl", ROWS * 2)
     rows = [json.dumps(ROWS[0]), json.dumps(ROWS[1]), "{not json", json.dumps(ROWS[3])]
-    (webui.workdir / "bad.jsonl").write_text("\n".join(rows) + "\n")
-    return SimpleNamespace(workdir=webui.workdir, tiny=tiny_model_dir("llama", "chatml"))
+    bad = webui.workdir.parent / "bad.jsonl"
+    bad.write_text("\n".join(rows) + "\n")
+    return SimpleNamespace(workdir=webui.workdir, bad=bad, tiny=tiny_model_dir("llama", "chatml"))
 
 
 @pytest.fixture(scope="module")
@@ -60,22 +77,24 @@ def test_the_page_shows_every_tab_and_fetches_nothing_from_outside(page, webui):
     assert page.outside_requests == []
 
 
-def test_lint_lists_the_bad_row_with_its_line(page, workspace):
+def test_lint_lists_the_bad_row_of_an_uploaded_file_with_its_line(page, workspace):
     open_tab(page, "Data")
-    choose(page, "data-dataset", "bad.jsonl")
+    page.locator("#data-upload input[type=file]").set_input_files(str(workspace.bad))
+    expect(page.locator("#data-dataset")).to_contain_text("uploads/bad.jsonl")  # copied into the working folder
+    assert (workspace.workdir / "uploads" / "bad.jsonl").read_bytes() == workspace.bad.read_bytes()
     page.locator("#data-lint").click()
     problems = page.locator("#data-problems")
-    expect(problems).to_contain_text("bad.jsonl:3")
+    expect(problems).to_contain_text("uploads/bad.jsonl:3")
     expect(problems.locator("tbody tr")).to_have_count(1)  # the good rows 1, 2 and 4 are not listed
     assert "invalid_json" in problems.inner_text()
     status = page.locator("#data-status").inner_text()
     assert "data lint" in status and "exit status 1" in status and "1 error" in status
-    assert value_of(page, "data-log").startswith("bad.jsonl:3: error: invalid JSON")
+    assert value_of(page, "data-log").startswith("uploads/bad.jsonl:3: error: invalid JSON")
 
 
 def test_preview_highlights_the_trained_tokens(page, workspace):
     open_tab(page, "Data")
-    page.locator("#data-dataset input").press("Backspace")  # drop bad.jsonl
+    page.locator("#data-dataset input").press("Backspace")  # drop uploads/bad.jsonl
     choose(page, "data-dataset", "data.jsonl")
     choose(page, "data-model", str(workspace.tiny))
     page.locator("#data-preview-button").click()
@@ -167,7 +186,8 @@ def test_a_form_error_shows_under_its_field(page, workspace):
     field, error = page.locator("#train-learning_rate").bounding_box(), lr_error.bounding_box()
     assert field["y"] < error["y"] and error["y"] + error["height"] <= field["y"] + field["height"] + 1
     assert page.locator("#train-learning_rate > .swk-field-error").count() == 1
-    screenshot(page, "train-form-error")
+    page.locator("#train-learning_rate").scroll_into_view_if_needed()
+    screenshot(page, "train-form-error", full_page=False)
     fill(page, "train-learning_rate", "1e-3")
     fill(page, "train-warmup_ratio", "0")
     advanced.click()
@@ -183,10 +203,16 @@ def test_a_form_error_shows_under_its_field(page, workspace):
 
 
 @pytest.fixture(scope="module")
-def restarted(webui, ui_run, browser):  # noqa: F811
-    """The app stopped and started again on the same working folder, now with --lang zh; a page on it."""
-    webui.restart(lang="zh")
-    page = open_page(browser, webui)
+def restarted(webui, ui_run, browser, tmp_path_factory):  # noqa: F811
+    """The app stopped and started again on the same working folder, now with --lang zh and a login key
+    (--api_key_file); a page on it, logged in as the user swiftkit."""
+    key_file = tmp_path_factory.mktemp("key") / "key"
+    key_file.write_text("s3cret-key\n")
+    webui.restart(lang="zh", extra=["--api_key_file", str(key_file)])
+    with pytest.raises(urllib.error.HTTPError) as refused:  # nothing without logging in
+        urllib.request.urlopen(f"{webui.url}config", timeout=10)
+    assert refused.value.code == 401
+    page = open_page(browser, webui, login=("swiftkit", "s3cret-key"))
     yield page
     page.close()
 

@@ -1,6 +1,7 @@
 """What the web UI's browser tests share: the app as a real `swiftkit web-ui` subprocess, headless Chromium.
 
-* :class:`WebUI` starts ``swiftkit web-ui --port FREE --workdir DIR`` and waits until the page answers;
+* :class:`WebUI` starts ``swiftkit web-ui --port FREE --workdir DIR`` and waits until the page answers
+  (or ``spawn()`` now, ``wait_ready()`` later, to prepare something meanwhile);
   ``stop()`` ends it with SIGINT (as Ctrl-C would), ``restart()`` starts a new process on the same working
   folder (jobs and runs are read back from disk).
 * The ``browser`` fixture is Debian's Chromium (/usr/bin/chromium) driven through playwright's sync API;
@@ -62,6 +63,10 @@ class WebUI:
 
     def start(self) -> WebUI:
         """Start the process and wait until the page answers (fails with the process's output otherwise)."""
+        return self.spawn().wait_ready()
+
+    def spawn(self) -> WebUI:
+        """Start the process on a free port, without waiting (see :meth:`wait_ready`)."""
         self.port = free_port()
         self.starts += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -70,6 +75,10 @@ class WebUI:
             log.flush()
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                          cwd=self.workdir.parent)
+        return self
+
+    def wait_ready(self) -> WebUI:
+        """Wait until the page answers (fails with the process's output when it exits or takes too long)."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -145,9 +154,10 @@ def webui(webui_workdir):
     stop_jobs(webui_workdir)
 
 
-def open_page(browser, app: WebUI, width: int = 1400, height: int = 1000):
-    """A fresh page with the app loaded (the tab row visible). Requests leaving the app's server are recorded
-    in ``page.outside_requests``: the UI must not make any."""
+def open_page(browser, app: WebUI, width: int = 1400, height: int = 1000, login: tuple[str, str] | None = None):
+    """A fresh page with the app loaded (the tab row visible), after logging in with ``login`` (user, key) when
+    the app was started with a key. Requests leaving the app's server are recorded in
+    ``page.outside_requests``: the UI must not make any."""
     page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(30_000)
     outside: list[str] = []
@@ -155,6 +165,10 @@ def open_page(browser, app: WebUI, width: int = 1400, height: int = 1000):
             if not req.url.startswith((app.url, "data:", "blob:", "about:")) else None)
     page.outside_requests = outside
     page.goto(app.url)
+    if login is not None:
+        page.locator("input[type=text]").first.fill(login[0])
+        page.locator("input[type=password]").fill(login[1])
+        page.get_by_role("button", name="Login").click()
     page.get_by_role("tab").first.wait_for()
     return page
 
@@ -182,9 +196,9 @@ def value_of(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id} textarea, #{elem_id} input").first.input_value()
 
 
-def screenshot(page, name: str, folder: Path = SCREENSHOTS) -> Path:
-    """Save the whole page to ``folder/NAME.png``; the path."""
+def screenshot(page, name: str, folder: Path = SCREENSHOTS, full_page: bool = True) -> Path:
+    """Save the page (the whole page, or what the window shows) to ``folder/NAME.png``; the path."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

@@ -52,6 +52,7 @@ PROBLEM_RE = re.compile(r"^(?P<location>\S.*?): (?P<severity>error|warning): (?P
 ROW_RE = re.compile(r"^row \d+: ")
 TOKENS_HEADER = "  pos      id  loss  token"
 MARK_RE = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+MARKED_NOTE_RE = re.compile(r"\s*\(marked .*\)$")  # "(marked [[like this]])": highlighted here instead
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def preview_html(log: str) -> str:
     start = next((i for i, line in enumerate(lines) if ROW_RE.match(line)), None)
     if start is None or start + 1 >= len(lines):
         return ""
-    head = lines[start:start + 2]
+    head = [lines[start], MARKED_NOTE_RE.sub("", lines[start + 1])]
     body = "\n".join(lines[start + 3:])
     body = body.split("\n\n" + TOKENS_HEADER, 1)[0].rstrip("\n")
     parts, last = [], 0
@@ -119,7 +120,7 @@ def build(ctx: WebContext) -> None:
     log = gr.Textbox(label=ctx.t("data.log"), lines=8, max_lines=30, interactive=False, elem_id="data-log")
 
     def on_upload(path):
-        return gr.update() if not path else gr.update(value=[save_upload(ctx, path)])
+        return gr.skip() if not path else gr.update(value=[save_upload(ctx, path)])
 
     upload.upload(on_upload, upload, form.inputs["dataset"])
 
@@ -160,12 +161,14 @@ def build(ctx: WebContext) -> None:
         return [*form.error_updates({}), job_summary(ctx, job), job.command_line, preview_html(text), text]
 
     def on_command(*widget_values):
-        lines, all_errors = [], {}
-        for name in ("data lint", "data preview"):
-            values, errors = checked(name, widget_values)
-            all_errors.update(errors)
-            lines.append(forms.command_line(name, values, ctx.host))
-        return [*form.error_updates(all_errors), errors_status(all_errors) if all_errors else "", "\n".join(lines)]
+        """Both command lines; the fields are marked with lint's errors (preview's own, such as a missing
+        --model, are a comment under its line)."""
+        values, errors = checked("data lint", widget_values)
+        lines = [forms.command_line("data lint", values, ctx.host)]
+        values, preview_errors = checked("data preview", widget_values)
+        lines.append(forms.command_line("data preview", values, ctx.host))
+        lines += [f"# {message}" for flag, message in preview_errors.items() if flag not in errors]
+        return [*form.error_updates(errors), errors_status(errors) if errors else "", "\n".join(lines)]
 
     outputs = [*form.error_components, status]
     form.show_errors(lint_btn.click(on_lint, form.components, [*outputs, command, problems, preview, log]))

@@ -144,7 +144,8 @@ def build(ctx: WebContext) -> None:
     gr.Markdown(f"### {ctx.t('train.runs')}")
     headers = [ctx.t(f"runs.col.{c}") for c in ("run", "command", "model", "train_type", "steps", "loss",
                                                 "checkpoint", "state")]
-    runs_df = gr.Dataframe(headers=headers, value=[], interactive=False, wrap=True, elem_id="train-runs")
+    runs_df = gr.Dataframe(headers=headers, value=[], interactive=False, wrap=True, elem_id="train-runs",
+                           column_widths=["22%", "7%", "21%", "8%", "6%", "7%", "21%", "8%"])
     with gr.Row():
         run_dd = gr.Dropdown(choices=[], value=None, label=ctx.t("train.run"), elem_id="train-run", scale=3)
         refresh_btn = gr.Button(ctx.t("train.refresh"), elem_id="train-refresh", scale=1)

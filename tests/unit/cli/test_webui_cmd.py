@@ -25,7 +25,7 @@ def test_help_lists_the_flags_without_importing_gradio_or_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.rstrip().endswith("[]"), out[-500:]
     assert "  web-ui" in out  # listed by `swiftkit --help`
-    for flag in ("--host", "--port", "--lang", "--share", "--api_key", "--workdir"):
+    for flag in ("--host", "--port", "--lang", "--share", "--api_key", "--api_key_file", "--workdir"):
         assert flag in out
 
 
@@ -47,9 +47,22 @@ def test_other_machines_need_an_api_key(argv, shown, capsys):
     assert main(["web-ui", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith(f"swiftkit web-ui: warning: {shown} serves the UI beyond this machine")
-    assert err[1] == (f"swiftkit web-ui: error: {shown} needs --api_key KEY (the page then asks for user "
-                      "'swiftkit' and KEY)")
+    assert err[1] == (f"swiftkit web-ui: error: {shown} needs --api_key KEY or --api_key_file PATH (the page "
+                      "then asks for user 'swiftkit' and the key)")
     assert len(err) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--api_key", ""], "--api_key must not be empty"),
+    (["--api_key", "k", "--api_key_file", "f"], "give --api_key or --api_key_file, not both"),
+    (["--api_key_file", "{tmp}/missing"], "--api_key_file '{tmp}/missing': No such file or directory"),
+    (["--api_key_file", "{tmp}/empty"], "--api_key_file '{tmp}/empty': its first line is empty"),
+])
+def test_a_bad_key_is_one_line(argv, message, tmp_path, capsys):
+    (tmp_path / "empty").write_text("\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["web-ui", "--host", "0.0.0.0", *argv]) == 2
+    assert capsys.readouterr().err == f"swiftkit web-ui: error: {message.replace('{tmp}', str(tmp_path))}\n"
 
 
 def test_unknown_language_is_refused(capsys):
