@@ -26,6 +26,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from swiftkit.webui.jobs import JobManager
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "build" / "webui-screenshots"
@@ -33,6 +36,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_TIMEOUT = 120.0  # seconds for `swiftkit web-ui` to answer (gradio's import alone takes ~4 s here)
+EXPECT_TIMEOUT = 30_000  # ms an `expect(...)` waits: a job's subprocess starts in seconds on a busy 2-core machine
 
 
 def free_port() -> int:
@@ -116,8 +120,6 @@ class WebUI:
 
 def stop_jobs(workdir: Path) -> None:
     """Stop the jobs a test left running in ``workdir`` (a failed test must not leave training behind)."""
-    from swiftkit.webui.jobs import JobManager
-
     manager = JobManager(workdir)
     for job in manager.list():
         if job.status == "running":
@@ -129,8 +131,7 @@ def browser():
     """Headless Debian Chromium through playwright's sync API (never a downloaded browser)."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
+    expect.set_options(timeout=EXPECT_TIMEOUT)
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield chromium
