@@ -36,11 +36,6 @@ class WebContext:
         """The label ``key`` in this UI's language."""
         return i18n.t(key, self.lang, **values)
 
-    def path(self, value: str | Path) -> Path:
-        """``value`` as the jobs see it: relative paths are taken from the working folder."""
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.workdir / path
-
     def output_roots(self) -> list[Path]:
         """The folders training runs are written under: the default ``--output_dir`` and every job's own."""
         defaults = {COMMANDS[name].config.flat_fields()["output_dir"][1].default for name in TRAINING_COMMANDS}
