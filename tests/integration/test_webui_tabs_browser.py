@@ -207,6 +207,10 @@ def test_eval_compares_the_run_with_its_base_on_a_local_benchmark(page, webui, t
 def test_export_merges_the_run_and_shows_parity(page, webui, tiny_run):  # noqa: F811
     out = webui.workdir / "merged"
     open_tab(page, t("tab.export"))
+    page.locator("#export-quant_method input[role=combobox]").click()
+    methods = page.get_by_role("option").all_inner_texts()
+    assert {"bnb", "torchao", "gptq", "awq", "gguf"} <= set(methods) and "merged" not in methods
+    page.keyboard.press("Escape")
     choose(page, "export-adapters", tiny_run.name)
     fill(page, "export-output_dir", str(out))
     page.locator("#export-run").click()

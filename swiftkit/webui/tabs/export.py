@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from swiftkit.core.choices import choice_names
 from swiftkit.exporters.parity_report import summary_lines
 from swiftkit.webui import forms, i18n
 from swiftkit.webui.tabs import FlagForm, job_summary, model_picker
@@ -38,6 +39,19 @@ i18n.register(LABELS)
 COMMAND = "export"
 WRITTEN_RE = re.compile(r"\[swiftkit\] export: .* model written to (.+) \([0-9.]+ MiB\)$", re.MULTILINE)
 REFRESH = 2.0
+
+
+def method_picker(ctx, quantizers: bool):
+    """A widget maker for ``--export_format`` (``quantizers`` False) or ``--quant_method``: the names the loaded
+    plugins declare for the export hook (built in: merged, bnb, torchao, gptq, awq, gguf), or one typed in."""
+    names = choice_names(ctx.host, "export_format")
+    choices = [("(none)", ""), *((n, n) for n in names if n != "merged")] if quantizers else names
+
+    def make(spec, elem_id: str):
+        return gr.Dropdown(choices=choices, value=spec.default or "", allow_custom_value=True, label=spec.name,
+                           info=spec.help, elem_id=elem_id)
+
+    return make
 
 
 def output_folder(ctx, job) -> Path | None:
@@ -80,7 +94,9 @@ def export_jobs(ctx) -> list:
 def build(ctx) -> None:
     lang = ctx.lang
     form = FlagForm([COMMAND], ctx.host, "export", lang, basic=forms.BASIC_FLAGS[COMMAND],
-                    widgets={"model": model_picker(ctx), "adapters": adapter_picker(ctx)})
+                    widgets={"model": model_picker(ctx), "adapters": adapter_picker(ctx),
+                             "export_format": method_picker(ctx, quantizers=False),
+                             "quant_method": method_picker(ctx, quantizers=True)})
     with gr.Row():
         run = gr.Button(i18n.t("export.run", lang), variant="primary", elem_id="export-run")
         stop = gr.Button(i18n.t("export.stop", lang), variant="stop", elem_id="export-stop")
