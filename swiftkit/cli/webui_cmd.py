@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import ipaddress
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -114,6 +115,8 @@ def webui_command(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     os.environ.update(OFFLINE_ENV)
+    # SIGTERM (a service manager, `kill`) ends the UI as Ctrl-C does: exit handlers stop the servers it started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     from swiftkit.webui.app import serve  # defers gradio
 
     serve(workdir=args.workdir, lang=args.lang, host=args.host, port=args.port, share=args.share, api_key=key)

@@ -9,6 +9,7 @@ once, in the configs' ``__post_init__``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -59,6 +60,18 @@ DATA_ARGS = ("dataset", "val_dataset", "split_dataset_ratio", "data_seed", "mode
 KNOWN_TUNERS = (*LORA_LIKE, "full", "freeze", "adalora", "vera", "boft", "ia3", "loha", "lokr", "llamapro", "reft")
 
 
+@functools.cache
+def _flat_fields(cls) -> dict[str, tuple[str, dataclasses.Field, Any]]:
+    out: dict[str, tuple[str, dataclasses.Field, Any]] = {}
+    for gname, gcls in cls.groups():
+        hints = typing.get_type_hints(gcls)
+        for f in dataclasses.fields(gcls):
+            if f.name in out:
+                raise TypeError(f"`swiftkit {cls.command}`: --{f.name} is defined by two groups, "
+                                f"{out[f.name][0]} and {gname}; flag names must be unique")
+            out[f.name] = (gname, f, hints[f.name])
+    return out
+
 @dataclass(frozen=True)
 class CommandConfig:
     """Base of command configs: groups are fields; flat keys map onto the group that owns them."""
@@ -76,16 +89,9 @@ class CommandConfig:
 
     @classmethod
     def flat_fields(cls) -> dict[str, tuple[str, dataclasses.Field, Any]]:
-        """flag name -> (group attribute, dataclass field, resolved type); a name in two groups is a bug."""
-        out: dict[str, tuple[str, dataclasses.Field, Any]] = {}
-        for gname, gcls in cls.groups():
-            hints = typing.get_type_hints(gcls)
-            for f in dataclasses.fields(gcls):
-                if f.name in out:
-                    raise TypeError(f"`swiftkit {cls.command}`: --{f.name} is defined by two groups, "
-                                    f"{out[f.name][0]} and {gname}; flag names must be unique")
-                out[f.name] = (gname, f, hints[f.name])
-        return out
+        """flag name -> (group attribute, dataclass field, resolved type); a name in two groups is a bug.
+        Built once per class (resolving the type hints is slow); each call returns a new dict."""
+        return dict(_flat_fields(cls))
 
     @classmethod
     def from_flat(cls, values: dict[str, Any], source: str = "argument", plugin_fields: dict | None = None):

@@ -50,6 +50,12 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     if not path:
         return None, {}
     ckpt = resolve_resume(path)
+    done = _global_step(ckpt)
+    max_steps = cfg.training.max_steps
+    if max_steps > 0 and done is not None and done >= max_steps:
+        # transformers would run one more optimizer step before it noticed (and write checkpoint-N+1)
+        raise TrainError(f"--resume_from_checkpoint {ckpt} is at step {done}, and --max_steps is {max_steps}: nothing "
+                         f"is left to train; raise --max_steps to train on")
     if not (ckpt / "optimizer.pt").is_file():
         log(f"--resume_from_checkpoint {ckpt.name} holds the weights only (saved with --save_only_model): training "
             "continues from its step with a new optimizer state, learning-rate schedule and RNG, so it does not "
@@ -60,6 +66,14 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     if args is None or not args.get("model"):
         raise TrainError(f"{ckpt.parent / 'args.json'} is missing: pass --model with --resume_from_checkpoint")
     return ckpt, {"model": args["model"]}
+
+
+def _global_step(ckpt: Path) -> int | None:
+    """The optimizer steps a checkpoint's trainer_state.json records (None when it has none)."""
+    try:
+        return int(json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def resume_data_args(cfg):

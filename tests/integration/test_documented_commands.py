@@ -36,6 +36,7 @@ from test_sft_cli import ROWS, write_jsonl
 from swiftkit.cli.listing import list_parser
 from swiftkit.cli.main import main
 from swiftkit.cli.plugins_cmd import plugins_parser
+from swiftkit.cli.webui_cmd import webui_parser
 from swiftkit.commands import COMMANDS
 from swiftkit.config.flagnames import field_aliases
 
@@ -163,7 +164,7 @@ def _known_flags(name: str, rest: list[str]) -> set[str]:
     if command.config is not None:
         aliases = {f"--{a}" for a in field_aliases(command.config)}  # ms-swift's names of swiftkit's fields
         return {f"--{f}" for f in command.config.flat_fields()} | aliases | {"--help", "--debug", "-p"}
-    parser = list_parser() if name == "list" else plugins_parser()
+    parser = {"list": list_parser, "web-ui": webui_parser}.get(name, plugins_parser)()
     if name == "plugins" and rest and rest[0] in parser._subparsers._group_actions[0].choices:
         parser = parser._subparsers._group_actions[0].choices[rest[0]]
     return set(parser._option_string_actions)

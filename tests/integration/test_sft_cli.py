@@ -115,6 +115,19 @@ def test_resume_continues_the_same_run(tiny_model_dir, data_file, tmp_path):
     assert resumed[-1]["loss"] == pytest.approx(full_losses[4], rel=1e-4)
 
 
+def test_resuming_a_run_that_reached_max_steps_is_refused_and_trains_nothing(tiny_model_dir, data_file, tmp_path,
+                                                                             capsys):
+    model_dir = tiny_model_dir("llama", "chatml")
+    run = run_sft(model_dir, data_file, tmp_path / "a", "--max_steps", "2", "--save_steps", "1")
+    before = sorted(p.name for p in run.iterdir())
+    capsys.readouterr()
+    assert main(["sft", "--resume_from_checkpoint", str(run), "--dataset", str(data_file), "--report_to", "none",
+                 "--max_steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-2 is at step 2, and --max_steps is 2: nothing is left to train; raise --max_steps" in err
+    assert sorted(p.name for p in run.iterdir()) == before  # no checkpoint-3, nothing rewritten
+
+
 @pytest.mark.parametrize("train_type", ["full", "freeze"])
 def test_full_and_freeze_write_loadable_weights(tiny_model_dir, data_file, tmp_path, train_type):
     import torch

@@ -126,9 +126,11 @@ def stop_jobs(workdir: Path) -> None:
             manager.stop(job.id, timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium through playwright's sync API (never a downloaded browser)."""
+    """Headless Debian Chromium through playwright's sync API (never a downloaded browser), for one test module:
+    playwright's sync API runs an event loop on the main thread until it stops, and a second one (the next
+    module's) or any later `asyncio.run` fails while the first is still open."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
     expect.set_options(timeout=EXPECT_TIMEOUT)

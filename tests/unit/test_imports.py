@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "swiftkit"
-HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "fastapi")
+HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "fastapi", "gradio")
 
 
 def function_level_imports() -> list[tuple[str, int, str, str]]:
@@ -41,8 +41,10 @@ def _module_file(module: str) -> Path:
 
 
 @cache
-def imports_heavy_library(module: str) -> bool:
-    """Whether importing ``module`` imports one of HEAVY, following its module-level imports."""
+def imports_heavy_library(module: str, _seen: frozenset[str] = frozenset()) -> bool:
+    """Whether importing ``module`` imports one of HEAVY, following its module-level imports (a cycle of
+    swiftkit modules is followed once)."""
+    seen = _seen | {module}
     tree = ast.parse(_module_file(module).read_text(encoding="utf-8"))
     for node in tree.body:  # module level only: what runs on import
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -50,7 +52,7 @@ def imports_heavy_library(module: str) -> bool:
             for name in filter(None, names):
                 if name.split(".")[0] in HEAVY:
                     return True
-                if name.startswith("swiftkit.") and imports_heavy_library(name):
+                if name.startswith("swiftkit.") and name not in seen and imports_heavy_library(name, seen):
                     return True
     return False
 
