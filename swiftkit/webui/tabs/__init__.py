@@ -5,6 +5,10 @@ tab's components inside the ``gr.Tab`` that :func:`swiftkit.webui.app.build_app`
 :func:`swiftkit.webui.forms.field_specs` (so a new flag appears without UI code), the chosen basic flags open
 and the others under a collapsed "Advanced" accordion, grouped as ``--help`` groups them. Each widget has an
 error line under it that :meth:`FlagForm.error_updates` fills from :func:`swiftkit.webui.forms.validate`.
+
+The pickers of training runs (:func:`adapter_picker`, :func:`run_choices`), the empty-means-free port box
+(:func:`port_box`) and the deploy flags of a server form (:func:`server_values`) serve the Chat, Evaluate,
+Export and Deploy tabs.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.context import Context
 
-from swiftkit.webui import forms, i18n
+from swiftkit.webui import forms, i18n, jobs, servers
 from swiftkit.webui.context import WebContext
 from swiftkit.webui.forms import FieldSpec
 from swiftkit.webui.jobs import Job
@@ -26,6 +32,10 @@ LABELS = {
     "job.finished": ("finished", "已完成"),
     "job.failed": ("failed", "失败"),
     "job.stopped": ("stopped", "已停止"),
+    "chat.port_info": ("Empty: a free port is chosen when the server starts.", "留空：启动服务时自动选择空闲端口。"),
+    "chat.adapters_info": ("Training runs (their last checkpoint) and checkpoints found in the output folders; "
+                           "type a path or NAME=PATH for others.",
+                           "输出目录中找到的训练结果（取最后一个检查点）与检查点；其他请输入路径或 NAME=PATH。"),
     "job.summary": ("**{title}** {status} (exit status {code}), job `{id}`", "**{title}** {status}（退出码 {code}），"
                     "任务 `{id}`"),
 }
@@ -239,3 +249,97 @@ class FlagForm:
         """Updates for :attr:`visibility_components`: only ``command``'s flags shown."""
         flags = self.flags_of[command]
         return [gr.update(visible=bool(names & flags)) for _, names in self.toggled]
+
+
+# -- pickers and server flags the tabs share ----------------------------------------------------------------
+
+
+def run_choices(ctx) -> list[tuple[str, str]]:
+    """``(label, path)`` for each training run found under the working folder's output roots (newest first)
+    and each of its checkpoints."""
+    out = []
+    for run in jobs.runs(ctx.output_roots()):
+        loss = f", loss {run.loss:.4g}" if run.loss is not None else ""
+        state = "" if run.finished else ", unfinished"
+        out.append((f"{run.run_dir.name} ({run.command} {run.train_type or ''}, {run.steps_done} steps{loss}{state})",
+                    str(run.run_dir)))
+        checkpoints = sorted((p for p in run.run_dir.glob("checkpoint-*") if jobs.CHECKPOINT_RE.match(p.name)),
+                             key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        out += [(f"{run.run_dir.name}/{p.name}", str(p)) for p in checkpoints]
+    return out
+
+
+def adapter_picker(ctx, extra: tuple[tuple[str, str], ...] = ()):
+    """A widget maker for a list flag of runs (``--adapters``, ``--compare``): the runs and checkpoints of
+    :func:`run_choices` (after ``extra`` choices), or any path typed in."""
+
+    def make(spec: FieldSpec, elem_id: str):
+        return gr.Dropdown(choices=[*extra, *run_choices(ctx)], value=[], multiselect=True, allow_custom_value=True,
+                           filterable=True, label=spec.name,
+                           info=f"{i18n.t('chat.adapters_info', ctx.lang)} {spec.help}", elem_id=elem_id)
+
+    return make
+
+
+def refresh_runs(ctx, extra: tuple[tuple[str, str], ...] = ()):
+    """An update of an :func:`adapter_picker` dropdown with the runs found now."""
+    return gr.update(choices=[*extra, *run_choices(ctx)])
+
+
+def when_shown(fn, outputs) -> None:
+    """Run ``fn`` (no inputs) for ``outputs`` when the page loads and whenever the tab being built is selected
+    (its lists then show runs that finished meanwhile)."""
+    gr.on(None, fn, None, outputs, show_progress="hidden")
+    tab = Context.block  # the gr.Tab that app.build_app opened around build(ctx)
+    if isinstance(tab, gr.Tab):
+        tab.select(fn, None, outputs, show_progress="hidden")
+
+
+def port_box(ctx):
+    """A widget maker for ``--port``: empty (the default here) means a free port chosen at start."""
+
+    def make(spec: FieldSpec, elem_id: str):
+        return gr.Textbox(value="", placeholder=i18n.t("chat.port_info", ctx.lang), label=spec.name,
+                          info=f"{i18n.t('chat.port_info', ctx.lang)} {spec.help}", elem_id=elem_id)
+
+    return make
+
+
+def served_adapters(entries) -> list[str]:
+    """``--adapters`` entries each with a distinct served name: ``NAME=PATH`` kept, a run folder named after
+    itself, a checkpoint of a run ``RUN-checkpoint-N`` (several runs all have a ``checkpoint-2``)."""
+    out, names = [], set()
+    for entry in entries or []:
+        entry = str(entry).strip()
+        if not entry:
+            continue
+        name, sep, path = entry.partition("=")
+        if not sep or Path(entry).exists():
+            path = entry
+            folder = Path(entry.rstrip("/"))
+            name = f"{folder.parent.name}-{folder.name}" if jobs.CHECKPOINT_RE.match(folder.name) \
+                and jobs.RUN_DIR_RE.match(folder.parent.name) else folder.name
+            base, n = name, 2
+            while name in names:
+                name, n = f"{base}-{n}", n + 1
+        names.add(name)
+        out.append(f"{name}={path}")
+    return out
+
+
+def server_values(form: FlagForm, widget_values) -> dict:
+    """The deploy flags of a server form: adapters named (:func:`served_adapters`), an empty port filled with a
+    free one."""
+    values = form.values("deploy", widget_values)
+    values["adapters"] = served_adapters(values.get("adapters"))
+    if not str(values.get("port") or "").strip():
+        values["port"] = servers.free_port(servers.LOOPBACK)
+    return values
+
+
+def server_label(values: dict) -> str:
+    """A short name for a server: the served name of its first adapter, else its model's last path part."""
+    adapters = values.get("adapters") or []
+    if adapters:
+        return str(adapters[0]).partition("=")[0]
+    return Path(str(values.get("model", "")).rstrip("/")).name

@@ -16,9 +16,11 @@ import gradio as gr
 
 from swiftkit.recipes.deploy import API_KEY_ENV
 from swiftkit.webui import forms, i18n, servers
-from swiftkit.webui.tabs import FlagForm, job_summary, model_picker
-from swiftkit.webui.tabs.chat import (
+from swiftkit.webui.tabs import (
+    FlagForm,
     adapter_picker,
+    job_summary,
+    model_picker,
     port_box,
     refresh_runs,
     server_label,

@@ -15,8 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from swiftkit.webui import forms, i18n
-from swiftkit.webui.tabs import FlagForm, job_summary, model_picker
-from swiftkit.webui.tabs.chat import adapter_picker, refresh_runs, when_shown
+from swiftkit.webui.tabs import FlagForm, adapter_picker, job_summary, model_picker, refresh_runs, when_shown
 
 LABELS = {
     "eval.run": ("Run evaluation", "开始评测"),

@@ -17,8 +17,7 @@ import gradio as gr
 from swiftkit.core.choices import choice_names
 from swiftkit.exporters.parity_report import summary_lines
 from swiftkit.webui import forms, i18n
-from swiftkit.webui.tabs import FlagForm, job_summary, model_picker
-from swiftkit.webui.tabs.chat import adapter_picker, refresh_runs, when_shown
+from swiftkit.webui.tabs import FlagForm, adapter_picker, job_summary, model_picker, refresh_runs, when_shown
 
 LABELS = {
     "export.run": ("Export", "导出"),
