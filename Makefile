@@ -15,6 +15,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.swiftkit-installed
 TORCH_CPU := torch==2.13.0
 PYTEST_ARGS ?=
+# Test files run in parallel worker processes (pytest-xdist, one file per worker at a time), as many as there are
+# cores up to 4; the tests marked `serial` (they measure time) run afterwards on their own.
+PYTEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 GPTQ_VENV := .venv-gptq
 GPTQ_STAMP := $(GPTQ_VENV)/.swiftkit-installed
 GPTQ_TESTS := tests/unit/exporters/test_quant_gptq.py tests/integration/test_quantize_gptq_cli.py
@@ -70,7 +73,8 @@ test:
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m compileall -q swiftkit
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile -m 'not gpu and not serial' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m 'serial and not gpu' $(PYTEST_ARGS)
 	$(GPTQ_VENV)/bin/python -m pytest -q -p no:cacheprovider $(GPTQ_TESTS)
 	for t in $(PLUGIN_TESTS); do (cd $$(dirname $$t) && ../../$(BIN)/python -m pytest -q) || exit 1; done
 

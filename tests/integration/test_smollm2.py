@@ -49,7 +49,7 @@ def test_sft_checkpoint_loads_with_plain_peft_and_gives_the_same_logits(tmp_path
 
 def test_demo_teaches_the_model_its_new_name(tmp_path):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py"), "--max_steps", "30", "--output_dir",
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--max_steps", "20", "--output_dir",
          str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=1200,
     )

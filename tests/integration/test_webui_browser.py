@@ -120,6 +120,12 @@ def ui_run(page, workspace):
     expect(page.locator("#train-cmdline textarea")).to_have_value(re.compile(r"^swiftkit sft "))
     command = value_of(page, "train-cmdline")
     assert " --output_dir ui_out " in f"{command} "
+    page.locator("#train-plan-button").click()  # the dry run's plan: nothing loaded or written
+    plan = page.locator("#train-plan textarea")
+    expect(plan).to_have_value(re.compile(r"swiftkit sft dry run: nothing was loaded or written"))
+    assert re.search(r"parameters: [\d,]+ trainable of [\d,]+", plan.input_value())
+    assert f"{STEPS} in all" in plan.input_value()
+    assert not (workspace.workdir / "ui_out").exists()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     shell = subprocess.Popen(command.replace("--output_dir ui_out", "--output_dir shell_out"), shell=True,
                              cwd=workspace.workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from served import KEY, Served, get_json, post, seconds, stream_events, wait_idle
 
+pytestmark = pytest.mark.serial  # latencies are measured: run alone, not beside another test
+
 HI = [{"role": "user", "content": "Hello there"}]
 LONG = 480  # tokens: the tiny model's context is 512
 

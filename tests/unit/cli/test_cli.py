@@ -34,6 +34,7 @@ def test_sft_help_shows_every_flag_with_help_and_default():
     assert "Peak learning rate. (default: 0.0001)" in " ".join(out.split())
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test
 def test_help_does_not_import_torch_and_is_fast():
     code = (
         "import sys, time, io, contextlib; t = time.perf_counter()\n"
@@ -49,6 +50,7 @@ def test_help_does_not_import_torch_and_is_fast():
     assert float(seconds) < 0.5
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test
 def test_console_script_help_wall_time():
     exe = Path(sys.executable).parent / "swiftkit"
     if not exe.exists():

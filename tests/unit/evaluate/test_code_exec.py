@@ -46,6 +46,7 @@ def test_detail_keeps_the_last_500_characters_of_stderr():
     assert len(result["detail"]) == 500 and result["detail"].endswith("xEND")
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test
 def test_infinite_loop_times_out_quickly():
     start = time.monotonic()
     result = run_program("while True:\n    pass\n", timeout_s=1)
