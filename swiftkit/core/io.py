@@ -165,3 +165,14 @@ def discard_unstarted_run(run_dir: Path, root_was_created: bool) -> None:
     root = run_dir.parent
     if root_was_created and root.is_dir() and not any(root.iterdir()):
         root.rmdir()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

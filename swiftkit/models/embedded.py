@@ -24,6 +24,7 @@ import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from swiftkit.core.io import pid_alive
 from swiftkit.models.errors import ModelNotFoundError
 
 SOURCE_FILE = "swiftkit_source.json"
@@ -111,16 +112,6 @@ def _temp_name(final: Path, kind: str) -> Path:
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temps(final: Path) -> list[Path]:
     """Remove temporary siblings of ``final`` left by dead processes on this host; returns them."""
     removed = []
@@ -135,7 +126,7 @@ def clean_stale_temps(final: Path) -> list[Path]:
             continue
         if kind not in ("tmp", "old"):
             continue
-        if owner_host == host and pid != os.getpid() and not _pid_alive(pid):
+        if owner_host == host and pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

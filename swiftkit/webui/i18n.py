@@ -26,6 +26,9 @@ LABELS: dict[str, tuple[str, str]] = {
     "common.errors": ("Fix the marked fields: {flags}", "请修正标出的字段：{flags}"),
     "common.error_prefix": ("Error", "错误"),
     "common.command": ("Command", "命令"),
+    "common.stop": ("Stop", "停止"),
+    "common.refresh_runs": ("Refresh runs", "刷新训练结果"),
+    "common.log": ("Log", "日志"),
 }
 
 _ALL: dict[str, tuple[str, str]] = dict(LABELS)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from swiftkit.core.checkpoints import last_complete
+from swiftkit.core.io import pid_alive
 from swiftkit.webui import forms
 
 TRAINING_COMMANDS = ("sft", "pt", "rlhf")
@@ -128,13 +129,7 @@ def _alive(pid: int | None, ticks: str | None = None, boot: str | None = None) -
     if now is None:
         return False
     if now == "":  # no /proc: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(pid)
     return not ticks or now == ticks
 
 

@@ -6,6 +6,9 @@ tab's components inside the ``gr.Tab`` that :func:`swiftkit.webui.app.build_app`
 and the others under a collapsed "Advanced" accordion, grouped as ``--help`` groups them. Each widget has an
 error line under it that :meth:`FlagForm.error_updates` fills from :func:`swiftkit.webui.forms.validate`.
 
+:class:`JobPanel` is the run/stop/job-list/log part of the tabs that run one command and show what it wrote
+(Evaluate, Quantize / Export).
+
 The pickers of training runs (:func:`adapter_picker`, :func:`run_choices`), the empty-means-free port box
 (:func:`port_box`) and the deploy flags of a server form (:func:`server_values`) serve the Chat, Evaluate,
 Export and Deploy tabs.
@@ -343,3 +346,98 @@ def server_label(values: dict) -> str:
     if adapters:
         return str(adapters[0]).partition("=")[0]
     return Path(str(values.get("model", "")).rstrip("/")).name
+
+
+# -- a command's jobs: run, stop, pick one, its status, command line and log ---------------------------------
+
+POLL_SECONDS = 2.0
+
+
+class JobPanel:
+    """Run / Stop / Refresh-runs buttons, the list of ``commands``' jobs, the shown job's status, command line
+    and log tail, and a timer that polls only while the shown job runs (an idle page sends nothing). Elements
+    are ``PREFIX-run``, ``PREFIX-stop``, ``PREFIX-refresh``, ``PREFIX-jobs``, ``PREFIX-status``, ``PREFIX-command``
+    and ``PREFIX-log``; the labels ``PREFIX.run``, ``PREFIX.jobs`` and ``PREFIX.none`` are the tab's. The tab adds
+    its result widgets below and calls :meth:`wire`."""
+
+    def __init__(self, ctx: WebContext, form: FlagForm, command: str, prefix: str,
+                 commands: Sequence[str] | None = None):
+        self.ctx, self.form, self.command, self.prefix = ctx, form, command, prefix
+        self.commands = tuple(commands or (command,))
+        t = lambda key: i18n.t(key, ctx.lang)  # noqa: E731
+        with gr.Row():
+            self.run = gr.Button(t(f"{prefix}.run"), variant="primary", elem_id=f"{prefix}-run")
+            self.stop = gr.Button(t("common.stop"), variant="stop", elem_id=f"{prefix}-stop")
+            self.refresh = gr.Button(t("common.refresh_runs"), size="sm", elem_id=f"{prefix}-refresh")
+        self.chosen = gr.Dropdown(choices=[], label=t(f"{prefix}.jobs"), elem_id=f"{prefix}-jobs")
+        self.status = gr.Markdown(elem_id=f"{prefix}-status")
+        self.command_line = gr.Textbox(label=t("common.command"), interactive=False, elem_id=f"{prefix}-command",
+                                       buttons=["copy"])
+        with gr.Accordion(t("common.log"), open=True):
+            self.log = gr.Textbox(lines=10, max_lines=10, autoscroll=True, show_label=False, interactive=False,
+                                  elem_id=f"{prefix}-log")
+        self.ticker = gr.Timer(POLL_SECONDS, active=False)
+
+    def jobs(self) -> list[Job]:
+        return [job for job in self.ctx.jobs.list() if job.command in self.commands]
+
+    def wire(self, results: Sequence, ended: Callable[[Job], tuple[dict, str]]) -> None:
+        """Connect the buttons, the job list and the timer. ``results`` are the tab's widgets for what a job
+        wrote, empty while no ended job is shown; ``ended(job)`` gives ``({widget: value}, note)`` for an ended
+        job (the note, when not empty, follows its status)."""
+        ctx, form = self.ctx, self.form
+        shown = [self.chosen, self.status, self.command_line, self.log, *results, self.ticker]
+        blank = dict.fromkeys(results)
+
+        def view(job_id):
+            found = self.jobs()
+            job = next((j for j in found if j.id == job_id), found[0] if found else None)
+            choices = [(f"{j.id} · {j.status}", j.id) for j in found]
+            if job is None:
+                return {self.chosen: gr.update(choices=choices, value=None),
+                        self.status: i18n.t(f"{self.prefix}.none", ctx.lang), self.command_line: "", self.log: "",
+                        **blank, self.ticker: gr.Timer(active=False)}
+            filled, note = ({}, "") if job.running else ended(job)
+            return {self.chosen: gr.update(choices=choices, value=job.id),
+                    self.status: job_summary(ctx, job) + (f" — {note}" if note else ""),
+                    self.command_line: job.command_line, self.log: ctx.jobs.log_tail(job.id, 60),
+                    **blank, **filled, self.ticker: gr.Timer(active=job.running)}
+
+        def poll(job_id):
+            try:
+                job = ctx.jobs.get(job_id) if job_id else None
+            except KeyError:
+                job = None
+            if job is None:
+                return {self.ticker: gr.Timer(active=False)}
+            if job.running:
+                return {self.status: job_summary(ctx, job), self.log: ctx.jobs.log_tail(job.id, 60)}
+            return view(job.id)  # ended: what it wrote, and the timer stops
+
+        def do_run(*widget_values):
+            values = form.values(self.command, widget_values)
+            errors = forms.validate(self.command, values, ctx.host)
+            update = dict(zip(form.error_components, form.error_updates(errors)))
+            if errors:
+                return update
+            job = ctx.jobs.start(self.command, values, title=self.command)
+            return {**update, **view(job.id)}
+
+        def do_stop(job_id):
+            if job_id:
+                ctx.jobs.stop(job_id, timeout=30)
+            return view(job_id)
+
+        form.show_errors(self.run.click(do_run, form.components, [*form.error_components, *shown]))
+        self.stop.click(do_stop, self.chosen, shown)
+        self.chosen.input(view, self.chosen, shown)
+        gr.on(None, lambda: view(None), None, shown)
+        self.ticker.tick(poll, self.chosen, shown, show_progress="hidden")
+
+    def refresh_pickers(self, pickers: dict[str, tuple[tuple[str, str], ...]]) -> None:
+        """Refresh the run pickers ``name -> extra choices`` of the form on Refresh runs and when the tab is
+        shown."""
+        for name, extra in pickers.items():
+            update = lambda extra=extra: refresh_runs(self.ctx, extra)  # noqa: E731
+            self.refresh.click(update, None, self.form.inputs[name])
+            when_shown(update, self.form.inputs[name])

@@ -15,15 +15,12 @@ from pathlib import Path
 import gradio as gr
 
 from swiftkit.webui import forms, i18n
-from swiftkit.webui.tabs import FlagForm, adapter_picker, job_summary, model_picker, refresh_runs, when_shown
+from swiftkit.webui.tabs import FlagForm, JobPanel, adapter_picker, model_picker
 
 LABELS = {
     "eval.run": ("Run evaluation", "开始评测"),
-    "eval.stop": ("Stop", "停止"),
-    "eval.refresh": ("Refresh runs", "刷新训练结果"),
     "eval.jobs": ("Evaluations", "评测任务"),
     "eval.none": ("No evaluation yet.", "还没有评测任务。"),
-    "eval.log": ("Log", "日志"),
     "eval.report": ("Report", "评测报告"),
     "eval.chart": ("Chart", "图表"),
     "eval.folder": ("Results folder", "结果目录"),
@@ -35,7 +32,6 @@ LABELS = {
 i18n.register(LABELS)
 
 RESULTS_RE = re.compile(r"\[swiftkit\] eval: results in (.+)$", re.MULTILINE)
-REFRESH = 2.0
 
 
 def benchmark_picker(ctx):
@@ -125,78 +121,22 @@ def results_view(folder: Path | None) -> tuple[dict | None, str | None]:
     return (summary_table(summary) if isinstance(summary, dict) else None), None
 
 
-def eval_jobs(ctx) -> list:
-    return [job for job in ctx.jobs.list() if job.command == "eval"]
-
-
 def build(ctx) -> None:
     lang = ctx.lang
     base_choice = ((i18n.t("eval.base_choice", lang), "base"),)
     form = FlagForm(["eval"], ctx.host, "eval", lang, basic=forms.BASIC_FLAGS["eval"],
                     widgets={"model": model_picker(ctx), "adapters": adapter_picker(ctx),
                              "compare": adapter_picker(ctx, base_choice), "eval_dataset": benchmark_picker(ctx)})
-    with gr.Row():
-        run = gr.Button(i18n.t("eval.run", lang), variant="primary", elem_id="eval-run")
-        stop = gr.Button(i18n.t("eval.stop", lang), variant="stop", elem_id="eval-stop")
-        refresh = gr.Button(i18n.t("eval.refresh", lang), size="sm", elem_id="eval-refresh")
-    chosen = gr.Dropdown(choices=[], label=i18n.t("eval.jobs", lang), elem_id="eval-jobs")
-    status = gr.Markdown(elem_id="eval-status")
-    command = gr.Textbox(label=i18n.t("common.command", lang), interactive=False, elem_id="eval-command",
-                         buttons=["copy"])
-    with gr.Accordion(i18n.t("eval.log", lang), open=True):
-        log = gr.Textbox(lines=10, max_lines=10, autoscroll=True, show_label=False, interactive=False,
-                         elem_id="eval-log")
+    panel = JobPanel(ctx, form, "eval", "eval")
     folder = gr.Textbox(label=i18n.t("eval.folder", lang), interactive=False, elem_id="eval-folder")
     table = gr.Dataframe(label=i18n.t("eval.report", lang), interactive=False, wrap=True, elem_id="eval-report")
     chart = gr.Image(label=i18n.t("eval.chart", lang), interactive=False, type="filepath", elem_id="eval-chart")
-    ticker = gr.Timer(REFRESH, active=False)  # runs only while the shown job does: an idle page sends nothing
 
-    def view(job_id):
-        found = eval_jobs(ctx)
-        job = next((j for j in found if j.id == job_id), found[0] if found else None)
-        choices = [(f"{j.id} · {j.status}", j.id) for j in found]
-        if job is None:
-            return {chosen: gr.update(choices=choices, value=None), status: i18n.t("eval.none", lang), command: "",
-                    log: "", folder: "", table: None, chart: None, ticker: gr.Timer(active=False)}
-        out = results_dir(ctx, job) if not job.running else None
+    def ended(job):
+        out = results_dir(ctx, job)
         data, png = results_view(out)
-        note = f" — {i18n.t('eval.no_results', lang)}" if not job.running and out is None else ""
-        return {chosen: gr.update(choices=choices, value=job.id), status: job_summary(ctx, job) + note,
-                command: job.command_line, log: ctx.jobs.log_tail(job.id, 60), folder: str(out or ""),
-                table: data, chart: png, ticker: gr.Timer(active=job.running)}
+        note = i18n.t("eval.no_results", lang) if out is None else ""
+        return {folder: str(out or ""), table: data, chart: png}, note
 
-    def poll(job_id):
-        try:
-            job = ctx.jobs.get(job_id) if job_id else None
-        except KeyError:
-            job = None
-        if job is None:
-            return {ticker: gr.Timer(active=False)}
-        if job.running:
-            return {status: job_summary(ctx, job), log: ctx.jobs.log_tail(job.id, 60)}
-        return view(job.id)  # ended: the results, and the timer stops
-
-    def do_run(*widget_values):
-        values = form.values("eval", widget_values)
-        errors = forms.validate("eval", values, ctx.host)
-        update = dict(zip(form.error_components, form.error_updates(errors)))
-        if errors:
-            return update
-        job = ctx.jobs.start("eval", values, title="eval")
-        return {**update, **view(job.id)}
-
-    def do_stop(job_id):
-        if job_id:
-            ctx.jobs.stop(job_id, timeout=30)
-        return view(job_id)
-
-    shown = [chosen, status, command, log, folder, table, chart, ticker]
-    form.show_errors(run.click(do_run, form.components, [*form.error_components, *shown]))
-    stop.click(do_stop, chosen, shown)
-    chosen.input(view, chosen, shown)
-    for picker in ("adapters", "compare"):
-        extra = base_choice if picker == "compare" else ()
-        refresh.click(lambda extra=extra: refresh_runs(ctx, extra), None, form.inputs[picker])
-        when_shown(lambda extra=extra: refresh_runs(ctx, extra), form.inputs[picker])
-    gr.on(None, lambda: view(None), None, shown)
-    ticker.tick(poll, chosen, shown, show_progress="hidden")
+    panel.wire([folder, table, chart], ended)
+    panel.refresh_pickers({"adapters": (), "compare": base_choice})

@@ -17,15 +17,12 @@ import gradio as gr
 from swiftkit.core.choices import choice_names
 from swiftkit.exporters.parity_report import summary_lines
 from swiftkit.webui import forms, i18n
-from swiftkit.webui.tabs import FlagForm, adapter_picker, job_summary, model_picker, refresh_runs, when_shown
+from swiftkit.webui.tabs import FlagForm, JobPanel, adapter_picker, model_picker
 
 LABELS = {
     "export.run": ("Export", "导出"),
-    "export.stop": ("Stop", "停止"),
-    "export.refresh": ("Refresh runs", "刷新训练结果"),
     "export.jobs": ("Exports", "导出任务"),
     "export.none": ("No export yet.", "还没有导出任务。"),
-    "export.log": ("Log", "日志"),
     "export.folder": ("Output folder", "输出目录"),
     "export.files": ("Files", "文件"),
     "export.parity": ("Parity with the source model", "与源模型的一致性"),
@@ -37,7 +34,6 @@ i18n.register(LABELS)
 
 COMMAND = "export"
 WRITTEN_RE = re.compile(r"\[swiftkit\] export: .* model written to (.+) \([0-9.]+ MiB\)$", re.MULTILINE)
-REFRESH = 2.0
 
 
 def method_picker(ctx, quantizers: bool):
@@ -86,84 +82,30 @@ def files_table(folder: Path) -> dict:
     return {"headers": ["file", "size"], "data": rows}
 
 
-def export_jobs(ctx) -> list:
-    return [job for job in ctx.jobs.list() if job.command in ("export", "quantize")]
-
-
 def build(ctx) -> None:
     lang = ctx.lang
     form = FlagForm([COMMAND], ctx.host, "export", lang, basic=forms.BASIC_FLAGS[COMMAND],
                     widgets={"model": model_picker(ctx), "adapters": adapter_picker(ctx),
                              "export_format": method_picker(ctx, quantizers=False),
                              "quant_method": method_picker(ctx, quantizers=True)})
-    with gr.Row():
-        run = gr.Button(i18n.t("export.run", lang), variant="primary", elem_id="export-run")
-        stop = gr.Button(i18n.t("export.stop", lang), variant="stop", elem_id="export-stop")
-        refresh = gr.Button(i18n.t("export.refresh", lang), size="sm", elem_id="export-refresh")
-    chosen = gr.Dropdown(choices=[], label=i18n.t("export.jobs", lang), elem_id="export-jobs")
-    status = gr.Markdown(elem_id="export-status")
-    command = gr.Textbox(label=i18n.t("common.command", lang), interactive=False, elem_id="export-command",
-                         buttons=["copy"])
-    with gr.Accordion(i18n.t("export.log", lang), open=True):
-        log = gr.Textbox(lines=10, max_lines=10, autoscroll=True, show_label=False, interactive=False,
-                         elem_id="export-log")
+    panel = JobPanel(ctx, form, COMMAND, "export", commands=("export", "quantize"))
     folder = gr.Textbox(label=i18n.t("export.folder", lang), interactive=False, elem_id="export-folder",
                         buttons=["copy"])
     parity = gr.Dataframe(label=i18n.t("export.parity", lang), interactive=False, wrap=True, elem_id="export-parity")
     replies = gr.Dataframe(label=i18n.t("export.replies", lang), interactive=False, wrap=True,
                            elem_id="export-replies")
     files = gr.Dataframe(label=i18n.t("export.files", lang), interactive=False, elem_id="export-files")
-    ticker = gr.Timer(REFRESH, active=False)  # runs only while the shown job does: an idle page sends nothing
 
-    def view(job_id):
-        found = export_jobs(ctx)
-        job = next((j for j in found if j.id == job_id), found[0] if found else None)
-        choices = [(f"{j.id} · {j.status}", j.id) for j in found]
-        if job is None:
-            return {chosen: gr.update(choices=choices, value=None), status: i18n.t("export.none", lang),
-                    command: "", log: "", folder: "", parity: None, replies: None, files: None,
-                    ticker: gr.Timer(active=False)}
-        out = output_folder(ctx, job) if not job.running else None
+    def ended(job):
+        out = output_folder(ctx, job)
         report = _read_json(out / "parity.json") if out is not None else None
-        note = f" — {i18n.t('export.no_parity', lang)}" if not job.running and report is None else ""
-        return {chosen: gr.update(choices=choices, value=job.id), status: job_summary(ctx, job) + note,
-                command: job.command_line, log: ctx.jobs.log_tail(job.id, 60), folder: str(out or ""),
-                parity: parity_table(report) if report else None, replies: replies_table(report) if report else None,
-                files: files_table(out) if out is not None else None, ticker: gr.Timer(active=job.running)}
+        note = i18n.t("export.no_parity", lang) if report is None else ""
+        return {folder: str(out or ""), parity: parity_table(report) if report else None,
+                replies: replies_table(report) if report else None,
+                files: files_table(out) if out is not None else None}, note
 
-    def poll(job_id):
-        try:
-            job = ctx.jobs.get(job_id) if job_id else None
-        except KeyError:
-            job = None
-        if job is None:
-            return {ticker: gr.Timer(active=False)}
-        if job.running:
-            return {status: job_summary(ctx, job), log: ctx.jobs.log_tail(job.id, 60)}
-        return view(job.id)  # ended: the results, and the timer stops
-
-    def do_run(*widget_values):
-        values = form.values(COMMAND, widget_values)
-        errors = forms.validate(COMMAND, values, ctx.host)
-        update = dict(zip(form.error_components, form.error_updates(errors)))
-        if errors:
-            return update
-        job = ctx.jobs.start(COMMAND, values, title=COMMAND)
-        return {**update, **view(job.id)}
-
-    def do_stop(job_id):
-        if job_id:
-            ctx.jobs.stop(job_id, timeout=30)
-        return view(job_id)
-
-    shown = [chosen, status, command, log, folder, parity, replies, files, ticker]
-    form.show_errors(run.click(do_run, form.components, [*form.error_components, *shown]))
-    stop.click(do_stop, chosen, shown)
-    chosen.input(view, chosen, shown)
-    refresh.click(lambda: refresh_runs(ctx), None, form.inputs["adapters"])
-    when_shown(lambda: refresh_runs(ctx), form.inputs["adapters"])
-    gr.on(None, lambda: view(None), None, shown)
-    ticker.tick(poll, chosen, shown, show_progress="hidden")
+    panel.wire([folder, parity, replies, files], ended)
+    panel.refresh_pickers({"adapters": ()})
 
 
 def _read_json(path: Path):
