@@ -34,6 +34,10 @@ def test_sft_help_shows_every_flag_with_help_and_default():
     assert "Peak learning rate. (default: 0.0001)" in " ".join(out.split())
 
 
+# Start-up is timed as the best of a few starts: one start can be slowed by whatever else the machine does.
+STARTS = 3
+
+
 @pytest.mark.serial  # timed: run alone, not beside another test
 def test_help_does_not_import_torch_and_is_fast():
     code = (
@@ -44,10 +48,13 @@ def test_help_does_not_import_torch_and_is_fast():
         "    try:\n        main(['sft', '--help'])\n    except SystemExit:\n        pass\n"
         "print(time.perf_counter() - t, 'torch' in sys.modules, 'transformers' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    seconds, torch_loaded, tf_loaded = out.split()
-    assert torch_loaded == "False" and tf_loaded == "False"
-    assert float(seconds) < 0.5
+    times = []
+    for _ in range(STARTS):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        seconds, torch_loaded, tf_loaded = out.split()
+        assert torch_loaded == "False" and tf_loaded == "False"
+        times.append(float(seconds))
+    assert min(times) < 0.5, times
 
 
 @pytest.mark.serial  # timed: run alone, not beside another test
@@ -55,9 +62,12 @@ def test_console_script_help_wall_time():
     exe = Path(sys.executable).parent / "swiftkit"
     if not exe.exists():
         pytest.skip("console script not installed in this environment")
-    start = time.perf_counter()
-    subprocess.run([str(exe), "--help"], capture_output=True, check=True)
-    assert time.perf_counter() - start < 0.5
+    times = []
+    for _ in range(STARTS):
+        start = time.perf_counter()
+        subprocess.run([str(exe), "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    assert min(times) < 0.5, times
 
 
 def test_unknown_flag_names_closest(capsys):
