@@ -230,6 +230,7 @@ def test_csv_with_old_mac_line_ends(tmp_path):
     assert [r["response"] for r in rows] == ["x", "r2"] and rows[1]["_origin"] == f"{path}:4"
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test
 def test_large_json_list_reads_in_linear_time(tmp_path):
     """Each row's line number is counted on from the previous row, not from the file start."""
     path = tmp_path / "big.json"

@@ -96,7 +96,9 @@ def test_second_resolve_reuses_the_conversion(converted):
     again = resolve_model(
         DEFAULT_MODEL.upper(), cache_dir=str(converted.cache), registry=converted.registry
     )
-    assert time.monotonic() - start < 1.0
+    # A conversion takes 30-70 s here; reading the record back takes well under a second alone and a few seconds
+    # beside other tests. The unchanged weights file is what shows nothing was converted again.
+    assert time.monotonic() - start < 10.0
     assert again.path == converted.resolved.path and weights.stat().st_mtime_ns == before
 
 

@@ -50,6 +50,7 @@ def test_local_dir_without_config_json(tiny_model_dir, tmp_path, model_registry)
         resolve_model(str(tmp_path / "adapter"), registry=model_registry)
 
 
+@pytest.mark.serial  # timed: run alone, not beside another test
 def test_missing_local_path_is_not_sent_to_a_hub(tmp_path, model_registry):
     start = time.monotonic()
     with pytest.raises(ModelNotFoundError, match=r"local model directory .* does not exist"):
