@@ -72,6 +72,7 @@ def _flat_fields(cls) -> dict[str, tuple[str, dataclasses.Field, Any]]:
             out[f.name] = (gname, f, hints[f.name])
     return out
 
+
 @dataclass(frozen=True)
 class CommandConfig:
     """Base of command configs: groups are fields; flat keys map onto the group that owns them."""

@@ -63,6 +63,14 @@ def is_complete(ckpt: Path) -> bool:
     return _state_problem(ckpt) is None
 
 
+def checkpoint_step(ckpt: Path) -> int | None:
+    """The optimizer steps ``ckpt``'s trainer state records (None when it has no readable one)."""
+    try:
+        return int(json.loads((ckpt / TRAINER_STATE).read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def last_complete(run_dir: Path) -> Path | None:
     """The complete checkpoint of ``run_dir`` with the highest step, or None."""
     complete = [c for c in checkpoints(run_dir) if is_complete(c)]

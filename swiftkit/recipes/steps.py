@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swiftkit.config.training_parts import gradient_checkpointing_options
-from swiftkit.core.checkpoints import last_complete, read_train_args, resolve_resume
+from swiftkit.core.checkpoints import checkpoint_step, last_complete, read_train_args, resolve_resume
 from swiftkit.core.choices import choose
 from swiftkit.core.io import OutputError, discard_unstarted_run, new_run_dir, write_json, write_problem
 from swiftkit.data import data_fingerprint, load_rows, split_rows
@@ -50,7 +50,7 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     if not path:
         return None, {}
     ckpt = resolve_resume(path)
-    done = _global_step(ckpt)
+    done = checkpoint_step(ckpt)
     max_steps = cfg.training.max_steps
     if max_steps > 0 and done is not None and done >= max_steps:
         # transformers would run one more optimizer step before it noticed (and write checkpoint-N+1)
@@ -66,14 +66,6 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     if args is None or not args.get("model"):
         raise TrainError(f"{ckpt.parent / 'args.json'} is missing: pass --model with --resume_from_checkpoint")
     return ckpt, {"model": args["model"]}
-
-
-def _global_step(ckpt: Path) -> int | None:
-    """The optimizer steps a checkpoint's trainer_state.json records (None when it has none)."""
-    try:
-        return int(json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def resume_data_args(cfg):

@@ -35,12 +35,12 @@ LABELS = {
     "job.finished": ("finished", "已完成"),
     "job.failed": ("failed", "失败"),
     "job.stopped": ("stopped", "已停止"),
-    "chat.port_info": ("Empty: a free port is chosen when the server starts.", "留空：启动服务时自动选择空闲端口。"),
-    "chat.adapters_info": ("Training runs (their last checkpoint) and checkpoints found in the output folders; "
-                           "type a path or NAME=PATH for others.",
-                           "输出目录中找到的训练结果（取最后一个检查点）与检查点；其他请输入路径或 NAME=PATH。"),
     "job.summary": ("**{title}** {status} (exit status {code}), job `{id}`", "**{title}** {status}（退出码 {code}），"
                     "任务 `{id}`"),
+    "picker.port_info": ("Empty: a free port is chosen when the server starts.", "留空：启动服务时自动选择空闲端口。"),
+    "picker.adapters_info": ("Training runs (their last checkpoint) and checkpoints found in the output folders; "
+                             "type a path or NAME=PATH for others.",
+                             "输出目录中找到的训练结果（取最后一个检查点）与检查点；其他请输入路径或 NAME=PATH。"),
 }
 i18n.register(LABELS)
 
@@ -279,7 +279,7 @@ def adapter_picker(ctx, extra: tuple[tuple[str, str], ...] = ()):
     def make(spec: FieldSpec, elem_id: str):
         return gr.Dropdown(choices=[*extra, *run_choices(ctx)], value=[], multiselect=True, allow_custom_value=True,
                            filterable=True, label=spec.name,
-                           info=f"{i18n.t('chat.adapters_info', ctx.lang)} {spec.help}", elem_id=elem_id)
+                           info=f"{i18n.t('picker.adapters_info', ctx.lang)} {spec.help}", elem_id=elem_id)
 
     return make
 
@@ -302,8 +302,8 @@ def port_box(ctx):
     """A widget maker for ``--port``: empty (the default here) means a free port chosen at start."""
 
     def make(spec: FieldSpec, elem_id: str):
-        return gr.Textbox(value="", placeholder=i18n.t("chat.port_info", ctx.lang), label=spec.name,
-                          info=f"{i18n.t('chat.port_info', ctx.lang)} {spec.help}", elem_id=elem_id)
+        return gr.Textbox(value="", placeholder=i18n.t("picker.port_info", ctx.lang), label=spec.name,
+                          info=f"{i18n.t('picker.port_info', ctx.lang)} {spec.help}", elem_id=elem_id)
 
     return make
 

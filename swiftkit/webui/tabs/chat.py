@@ -31,7 +31,6 @@ LABELS = {
     "chat.server": ("Model and adapters", "模型与适配器"),
     "chat.load": ("Load", "加载"),
     "chat.unload": ("Unload", "卸载"),
-    "chat.refresh": ("Refresh runs", "刷新训练结果"),
     "chat.no_server": ("No model loaded.", "未加载模型。"),
     "chat.starting": ("Starting the server (job {job}) at {url} …", "正在启动服务（任务 {job}），地址 {url} …"),
     "chat.serving": ("Serving {models} at {url} (job {job}).", "正在服务 {models}，地址 {url}（任务 {job}）。"),
@@ -172,7 +171,7 @@ def build(ctx) -> None:
         with gr.Row():
             load = gr.Button(i18n.t("chat.load", lang), variant="primary", elem_id="chat-load")
             unload = gr.Button(i18n.t("chat.unload", lang), elem_id="chat-unload")
-            refresh = gr.Button(i18n.t("chat.refresh", lang), elem_id="chat-refresh", size="sm")
+            refresh = gr.Button(i18n.t("common.refresh_runs", lang), elem_id="chat-refresh", size="sm")
         status = gr.Markdown(lambda: server.status(lang), elem_id="chat-status")
         command = gr.Textbox(lambda: (server.latest().command_line if server.latest() else ""),
                              label=i18n.t("common.command", lang), interactive=False, elem_id="chat-command",
