@@ -5,50 +5,40 @@ this one table, so they cannot drift. Each invocation builds one plugin host her
 (:func:`build_host`) and hands it to config parsing and to the recipe; :func:`run` runs a recipe
 the same way for both entry points.
 
-Recipe modules import no heavy library at import time, so importing this table stays cheap.
+The table names each command's config and recipe by import path; they are imported when a command is
+parsed or run, so ``swiftkit --help`` imports none of them (nor the built-in plugins).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from swiftkit.config import (
-    CommandConfig,
-    DataLintConfig,
-    DataPreviewConfig,
-    DeployConfig,
-    EvalConfig,
-    ExportConfig,
-    InferConfig,
-    PtConfig,
-    QuantizeConfig,
-    RlhfConfig,
-    SftConfig,
-)
 from swiftkit.config.files import load_yaml_config
 from swiftkit.config.plugin_fields import collect_plugin_fields
 from swiftkit.core._compat import silence_known_warnings
 from swiftkit.core.plugins import PluginHost
-from swiftkit.data import plugin as data_plugin
-from swiftkit.evaluate import plugin as evaluate_plugin
-from swiftkit.exporters import plugin as exporters_plugin
-from swiftkit.inference import plugin as inference_plugin
-from swiftkit.models import plugin as models_plugin
-from swiftkit.recipes.data import DataLintRecipe, DataPreviewRecipe
-from swiftkit.recipes.deploy import DeployRecipe
-from swiftkit.recipes.eval import EvalRecipe
-from swiftkit.recipes.export import ExportRecipe
-from swiftkit.recipes.infer import InferRecipe
-from swiftkit.recipes.rlhf import RlhfRecipe
-from swiftkit.recipes.sft import SftRecipe
-from swiftkit.templates import plugin as templates_plugin
-from swiftkit.train import plugin as train_plugin
+
+if TYPE_CHECKING:
+    from swiftkit.config import CommandConfig
 
 # Built-in behaviour, registered through the same hooks as third-party plugins, in this order.
-BUILTIN_PLUGINS = (models_plugin, data_plugin, templates_plugin, train_plugin, inference_plugin, evaluate_plugin,
-                   exporters_plugin)
+BUILTIN_PLUGIN_MODULES = ("swiftkit.models.plugin", "swiftkit.data.plugin", "swiftkit.templates.plugin",
+                          "swiftkit.train.plugin", "swiftkit.inference.plugin", "swiftkit.evaluate.plugin",
+                          "swiftkit.exporters.plugin")
+
+
+def builtin_plugins() -> tuple:
+    """The built-in plugin modules, imported on first use (``--help`` needs none of them)."""
+    return tuple(importlib.import_module(name) for name in BUILTIN_PLUGIN_MODULES)
+
+
+def _resolve(path: str):
+    """The object ``"package.module:Name"`` names."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
@@ -58,36 +48,46 @@ class Command:
 
     name: str
     help: str
-    config: type[CommandConfig] | None = None
-    recipe: type | None = None
+    config_path: str | None = None  # "module:Class", imported when first used: the table itself stays cheap
+    recipe_path: str | None = None
     api: str | None = None  # the Python API function's name, when it has one
 
     @property
+    def config(self) -> type[CommandConfig] | None:
+        return _resolve(self.config_path) if self.config_path else None
+
+    @property
+    def recipe(self) -> type | None:
+        return _resolve(self.recipe_path) if self.recipe_path else None
+
+    @property
     def is_tool(self) -> bool:
-        return self.recipe is None
+        return self.recipe_path is None
 
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("sft", "Supervised fine-tuning (LoRA / full / freeze) on conversations.", SftConfig, SftRecipe, "sft"),
-    Command("pt", "Continued pretraining on raw text (loss on every token).", PtConfig, SftRecipe, "pt"),
+    Command("sft", "Supervised fine-tuning (LoRA / full / freeze) on conversations.",
+            "swiftkit.config:SftConfig", "swiftkit.recipes.sft:SftRecipe", "sft"),
+    Command("pt", "Continued pretraining on raw text (loss on every token).",
+            "swiftkit.config:PtConfig", "swiftkit.recipes.sft:SftRecipe", "pt"),
     Command("rlhf", "Alignment: --rlhf_type dpo|orpo|simpo|cpo|kto|rm|ppo|grpo on preference, labelled or prompt "
-            "data.", RlhfConfig, RlhfRecipe, "rlhf"),
-    Command("infer", "Chat with a model or trained adapters, interactively or over a dataset.", InferConfig,
-            InferRecipe, "infer"),
-    Command("eval", "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).", EvalConfig,
-            EvalRecipe, "eval"),
+            "data.", "swiftkit.config:RlhfConfig", "swiftkit.recipes.rlhf:RlhfRecipe", "rlhf"),
+    Command("infer", "Chat with a model or trained adapters, interactively or over a dataset.",
+            "swiftkit.config:InferConfig", "swiftkit.recipes.infer:InferRecipe", "infer"),
+    Command("eval", "Score a model or trained adapters on benchmarks (built in: qa on --val_dataset).",
+            "swiftkit.config:EvalConfig", "swiftkit.recipes.eval:EvalRecipe", "eval"),
     Command("export", "Write a model or trained adapters in a format other tools load: merged safetensors, or "
             "quantized with --quant_method; checked against the source (parity.json); --push_to_hub uploads it.",
-            ExportConfig, ExportRecipe, "export"),
+            "swiftkit.config:ExportConfig", "swiftkit.recipes.export:ExportRecipe", "export"),
     Command("quantize", "Quantize a model or trained adapters: --quant_method bnb|torchao|gptq|awq|gguf (GGUF with "
             "--to_ollama writes an Ollama Modelfile); checked against the source (parity.json).",
-            QuantizeConfig, ExportRecipe, "quantize"),
+            "swiftkit.config:QuantizeConfig", "swiftkit.recipes.export:ExportRecipe", "quantize"),
     Command("deploy", "Serve a model and its adapters over an OpenAI-compatible HTTP API (/v1/chat/completions).",
-            DeployConfig, DeployRecipe, "deploy"),
+            "swiftkit.config:DeployConfig", "swiftkit.recipes.deploy:DeployRecipe", "deploy"),
     Command("data lint", "Report every problem in --dataset: file, line, field and what is wrong (exit 1 on errors).",
-            DataLintConfig, DataLintRecipe),
-    Command("data preview", "Show one encoded --dataset row with the tokens that get loss marked.", DataPreviewConfig,
-            DataPreviewRecipe),
+            "swiftkit.config:DataLintConfig", "swiftkit.recipes.data:DataLintRecipe"),
+    Command("data preview", "Show one encoded --dataset row with the tokens that get loss marked.",
+            "swiftkit.config:DataPreviewConfig", "swiftkit.recipes.data:DataPreviewRecipe"),
     Command("list", "List registered entries: swiftkit list models|datasets|templates|preprocessors|rewards."),
     Command("plugins", "Inspect or create plugins: swiftkit plugins list | new NAME."),
     Command("web-ui", "Browser UI: check data, train, chat, evaluate, export, deploy (needs swiftkit[webui])."),
@@ -96,7 +96,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
 
 def build_host(files=(), disabled=(), *, tolerant: bool = False) -> PluginHost:
     """The one plugin host of an invocation: built-ins, installed entry points, ``files``."""
-    return PluginHost.build(BUILTIN_PLUGINS, files, disabled, tolerant=tolerant)
+    return PluginHost.build(builtin_plugins(), files, disabled, tolerant=tolerant)
 
 
 def as_list(value) -> list[str]:

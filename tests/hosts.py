@@ -3,14 +3,14 @@ registries with nothing in them. The CLI and the Python API build their own host
 
 from __future__ import annotations
 
-from swiftkit.commands import BUILTIN_PLUGINS
+from swiftkit.commands import builtin_plugins
 from swiftkit.core.plugins import PluginHost, Registries
 from swiftkit.core.registry import Registry
 
 
 def builtin_host(files=(), disabled=()) -> PluginHost:
     """A host with swiftkit's built-in plugins and the given ``--plugins`` files."""
-    return PluginHost.build(BUILTIN_PLUGINS, files, disabled, entry_points=False)
+    return PluginHost.build(builtin_plugins(), files, disabled, entry_points=False)
 
 
 HOST = builtin_host()

@@ -1,7 +1,7 @@
 """Hook specifications: every extension point of swiftkit.
 
 Plugins implement these with ``@swiftkit.hookimpl``. Built-in behaviour is registered through the
-same hooks (see ``swiftkit.commands.BUILTIN_PLUGINS``), so a third-party plugin can do anything a
+same hooks (see ``swiftkit.commands.BUILTIN_PLUGIN_MODULES``), so a third-party plugin can do anything a
 built-in does.
 
 Two kinds of hooks:

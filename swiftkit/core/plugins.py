@@ -4,7 +4,7 @@ The entry point (CLI or Python API) builds one :class:`PluginHost` and passes it
 and to the recipe; nothing below reaches for a module-level default. Load order, which decides who
 wins when two plugins offer the same thing:
 
-1. the built-in plugin modules the entry point passes (``swiftkit.commands.BUILTIN_PLUGINS``);
+1. the built-in plugin modules the entry point passes (``swiftkit.commands.BUILTIN_PLUGIN_MODULES``);
 2. installed entry points of the group ``swiftkit``, sorted by entry-point name;
 3. ``--plugins`` files, in the order given.
 

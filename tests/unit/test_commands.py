@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 from swiftkit.cli.main import TOOLS
 from swiftkit.commands import COMMANDS
@@ -27,3 +29,11 @@ def test_tool_commands_are_the_clis_tools_and_every_command_has_one_help_text():
     for command in COMMANDS.values():
         assert command.help and command.help.endswith(".") and "\n" not in command.help
         assert (command.config is None) == command.is_tool
+
+
+def test_the_table_imports_no_recipe_config_or_plugin_until_a_command_is_used():
+    code = ("import sys\nfrom swiftkit.cli.main import main\nmain(['--help'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('swiftkit.recipes', 'swiftkit.train', "
+            "'swiftkit.evaluate', 'swiftkit.models.plugin'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -7,7 +7,7 @@ import pytest
 from hosts import builtin_host
 
 import swiftkit
-from swiftkit.commands import BUILTIN_PLUGINS
+from swiftkit.commands import builtin_plugins
 from swiftkit.core.choices import choose
 from swiftkit.core.errors import PluginError
 from swiftkit.core.plugins import PluginHost
@@ -22,7 +22,7 @@ def _write(tmp_path, name, body):
 
 def test_builtins_registered_through_hooks():
     host = builtin_host()
-    assert {m.__name__ for m in BUILTIN_PLUGINS} <= set(host.infos)
+    assert {m.__name__ for m in builtin_plugins()} <= set(host.infos)
     regs = host.registries
     assert "smollm2-135m-instruct" in regs.models
     assert "self-cognition" in regs.datasets
@@ -249,7 +249,7 @@ def test_tolerant_host_records_broken_plugins_instead_of_raising(tmp_path):
         def swiftkit_register_rewards_typo(registry):
             pass
     """)
-    host = PluginHost.build(BUILTIN_PLUGINS, [good, broken, failing], entry_points=False, tolerant=True)
+    host = PluginHost.build(builtin_plugins(), [good, broken, failing], entry_points=False, tolerant=True)
     assert host.infos[f"file:{good}"].error is None
     assert "failed to import: RuntimeError: cannot start" in host.infos[f"file:{broken}"].error
     assert "swiftkit_register_rewards_typo, which is not a swiftkit hook" in host.infos[f"file:{failing}"].error
