@@ -6,7 +6,16 @@ with an attention mask, so padding never changes the prompt. Generation stops at
 ``template.stop_token_ids`` or at a request's stop strings, and only the new tokens before the
 stop are decoded. One base model can serve several LoRA adapters, each under its own model name,
 chosen per call (peft ``set_adapter``; the base model runs with the adapters disabled). Calls from
-several threads are serialised by a lock; the deploy scheduler batches them before they get here.
+several threads are serialised by a lock.
+
+For the deploy scheduler's continuous batching the engine also decodes token by token: ``prefill``
+runs one prompt and starts its sequences (``n`` choices), ``decode_step`` advances a batch of
+sequences by one token each (see :mod:`swiftkit.inference.stepping` for the batch's cache). Tokens
+are chosen as ``generate`` chooses them: the same generation config (the model's defaults under the
+request's settings) and logits processors, applied to each sequence's own ids, then argmax or
+softmax sampling, so a greedy reply is the one ``generate_ids`` gives for the prompt alone.
+``supports_steps`` is False for models whose cache is not keys and values in every layer; the
+scheduler then runs whole requests.
 
 With ``SamplingParams.logprobs`` a reply also carries each kept token's log-probability (and its
 ``top_logprobs`` likeliest alternatives): ``log_softmax`` of the model's *raw* logits at that step
@@ -22,6 +31,7 @@ token's log-probability given the tokens before it, from one batched forward pas
 from __future__ import annotations
 
 import contextlib
+import inspect
 import queue
 import threading
 from collections.abc import Iterator
@@ -35,6 +45,7 @@ from swiftkit.inference.base import (
 )
 from swiftkit.inference.protocol import SamplingParams, sampling, token_logprob
 from swiftkit.inference.scoring import token_logprobs
+from swiftkit.inference.stepping import DecodeBatch, Sequence, TextPieces, plain_kv_cache
 
 
 class _TokenQueue:
@@ -108,9 +119,13 @@ def _piece_bytes(piece: str) -> bytes | None:
     return None
 
 
-def _held_back(text: str, stops) -> int:
-    """How many trailing characters of ``text`` could be the start of a stop string."""
-    return max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+def _takes(model, name: str) -> bool:
+    """Whether the (base) model's ``forward`` has the parameter ``name``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return name in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 class TransformersEngine(CodecEngine):
@@ -130,6 +145,10 @@ class TransformersEngine(CodecEngine):
         self.max_model_len: int | None = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         self.served = ServedModels()  # model name -> peft adapter name (None: base model)
         self._model_lock = threading.Lock()
+        config = getattr(model, "config", None)
+        # prefill / decode_step work (the deploy scheduler batches continuously) when every layer caches keys and values
+        self.supports_steps: bool = config is not None and plain_kv_cache(config)
+        self._logits_to_keep = _takes(model, "logits_to_keep")
 
     # -- served models ---------------------------------------------------------------------------
 
@@ -199,17 +218,20 @@ class TransformersEngine(CodecEngine):
             kw.update(output_logits=True, return_dict_in_generate=True)
         return GenerationConfig(**kw)
 
-    def _finish(self, ids: list[int], params: SamplingParams, steps=None, row: int = 0) -> Generated:
-        """The reply of generated ``ids``; ``steps`` (raw logits per step, batch-first) add logprobs."""
+    def _finish(self, ids: list[int], params: SamplingParams, steps=None, row: int = 0,
+                entries: list[dict] | None = None) -> Generated:
+        """The reply of generated ``ids``; ``steps`` (raw logits per step, batch-first) or ``entries``
+        (one logprob entry per token of ``ids``) add logprobs."""
         kept = self.codec.until_stop(ids)
         hit_token = len(kept) < len(ids)
         text, hit_string = cut_at_stop_string(self._decode(kept), params.stop)
         reason = "length" if not (hit_token or hit_string) and len(kept) >= params.max_tokens else "stop"
         reply = Generated(text, len(kept) + int(hit_token), reason)
-        if steps is not None:
+        if steps is not None or entries is not None:
             if hit_string:  # only the tokens that make up the returned text
                 kept = kept[:next(m for m in range(len(kept) + 1) if len(self._decode(kept[:m])) >= len(text))]
-            reply.logprobs = self._token_logprobs(kept, steps, row, params.top_logprobs)
+            reply.logprobs = (entries[:len(kept)] if entries is not None
+                              else self._token_logprobs(kept, steps, row, params.top_logprobs))
         return reply
 
     def _token_text(self, token_id: int) -> tuple[str, bytes]:
@@ -227,17 +249,18 @@ class TransformersEngine(CodecEngine):
         return "bytes:" + "".join(f"\\x{b:02x}" for b in raw), raw
 
     def _token_logprobs(self, ids: list[int], steps, row: int, top: int) -> list[dict]:
+        return [self._logprob_entry(steps[step][row], token_id, top) for step, token_id in enumerate(ids)]
+
+    def _logprob_entry(self, logits, token_id: int, top: int) -> dict:
+        """The entry of ``token_id`` chosen at a step whose raw logits (one row) are ``logits``."""
         import torch  # defers torch
 
-        entries = []
-        for step, token_id in enumerate(ids):
-            logprobs = torch.log_softmax(steps[step][row].float(), dim=-1)
-            alternatives = []
-            if top:
-                values, indices = logprobs.topk(top)
-                alternatives = [(*self._token_text(i), v) for i, v in zip(indices.tolist(), values.tolist())]
-            entries.append(token_logprob(*self._token_text(token_id), logprobs[token_id].item(), alternatives))
-        return entries
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        alternatives = []
+        if top:
+            values, indices = logprobs.topk(top)
+            alternatives = [(*self._token_text(i), v) for i, v in zip(indices.tolist(), values.tolist())]
+        return token_logprob(*self._token_text(token_id), logprobs[token_id].item(), alternatives)
 
     def _alternatives(self, top) -> list[tuple[str, bytes, float]]:
         return [(*self._token_text(token_id), value) for token_id, value in top]
@@ -312,32 +335,120 @@ class TransformersEngine(CodecEngine):
                 cancel.set()  # a consumer that stops early ends generation too
                 thread.join()
 
+    # -- token by token (continuous batching) ----------------------------------------------------
+
+    def _decoding(self, params: SamplingParams, input_ids, mask):
+        """What ``generate`` would use for ``params`` and this prompt: whether it samples, its logits
+        processors (the model's generation config under the request's settings) and its stop token ids."""
+        config, _ = self.model._prepare_generation_config(self._generation_config(params))
+        self.model._prepare_special_tokens(config, True, device=input_ids.device)
+        processors = self.model._get_logits_processor(
+            generation_config=config, input_ids_seq_length=input_ids.shape[1], encoder_input_ids=input_ids,
+            device=input_ids.device, model_kwargs={"attention_mask": mask})
+        eos = config._eos_token_tensor
+        return bool(config.do_sample), processors, set(eos.reshape(-1).tolist()) if eos is not None else set()
+
+    def _chooser(self, params: SamplingParams, sample: bool, processors, eos: set[int]):
+        """``choose(seq, logits) -> (token, logprob entry or None, stop)`` for one request's sequences,
+        picking tokens as ``generate`` does (processors, then softmax sampling or argmax)."""
+        import torch  # defers torch
+
+        window = max((len(s) for s in params.stop), default=0) + 8  # tokens, as in generate_ids' stop check
+
+        def choose(seq: Sequence, logits):
+            scores = logits[None]
+            if processors:
+                scores = processors(torch.tensor([seq.prompt + seq.ids], device=logits.device), scores)
+            if sample:
+                token = int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)[0, 0])
+            else:
+                token = int(scores[0].argmax())
+            entry = self._logprob_entry(logits, token, params.top_logprobs) if params.logprobs else None
+            stop = token in eos or bool(params.stop) and any(
+                s in self._decode((seq.ids + [token])[-window:]) for s in params.stop)
+            return token, entry, stop
+
+        return choose
+
+    def _sequence_reply(self, seq: Sequence) -> Generated:
+        return self._finish(seq.ids, seq.params, entries=seq.entries)
+
+    def prefill(self, prompt: list[int], params: SamplingParams, model: str | None = None, n: int = 1,
+                stream: bool = False) -> list[Sequence]:
+        """Run ``prompt`` through the model with ``model``'s adapter and start ``n`` sequences from it,
+        each with its first token chosen (and ``done`` if that already ends it); with ``stream`` each
+        collects its text pieces. They continue with :meth:`decode_step` in a batch of ``model``."""
+        import torch  # defers torch
+        from transformers import DynamicCache  # defers transformers
+
+        device = self.model.device
+        input_ids = torch.tensor([prompt], device=device)
+        mask = torch.ones_like(input_ids)
+        with self._model_lock, self._using(model), torch.inference_mode():
+            sample, processors, eos = self._decoding(params, input_ids, mask)
+            choose = self._chooser(params, sample, processors, eos)
+            seqs = [Sequence(list(prompt), params, model, choose=choose, finish=self._sequence_reply,
+                             pieces=TextPieces(self._decode, self.codec.until_stop, params.stop) if stream else None)
+                    for _ in range(n)]
+            if params.max_tokens <= 0:
+                for seq in seqs:
+                    seq.stop()
+                return seqs
+            cache = DynamicCache()
+            extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+            out = self.model(input_ids=input_ids, attention_mask=mask, cache=cache, use_cache=True,
+                             position_ids=torch.arange(len(prompt), device=device)[None], **extra)
+            logits = out.logits[:, -1].to(dtype=torch.float32)
+            layers = [(layer.keys, layer.values) for layer in cache.layers]
+            if not layers or any(getattr(k, "shape", (0, 0))[-2] != len(prompt) for k, _ in layers):
+                raise RuntimeError(f"{type(self.model).__name__}'s cache is not plain keys and values per layer; "
+                                   "it cannot be decoded in a continuous batch")
+            for seq in seqs:
+                seq.prefill_cache = layers
+                seq.advance(logits[0])
+        return seqs
+
+    def new_batch(self, model: str | None = None) -> DecodeBatch:
+        """An empty batch for sequences of ``model`` (see :meth:`decode_step`)."""
+        return DecodeBatch(model)
+
+    def decode_step(self, batch: DecodeBatch, seqs: list[Sequence]) -> None:
+        """One more token for each of ``seqs`` (unfinished, all from :meth:`prefill` with ``batch.model``):
+        the batch's rows become ``seqs`` (its cache rebuilt if they changed), then one forward pass.
+        After a failure the batch's cache is unusable: start a new batch."""
+        import torch  # defers torch
+
+        with self._model_lock, self._using(batch.model), torch.inference_mode():
+            batch.arrange(seqs)
+            device = self.model.device
+            mask = torch.cat([batch.mask, batch.mask.new_ones(len(seqs), 1)], dim=1)
+            out = self.model(input_ids=torch.tensor([[s.next_token] for s in seqs], device=device),
+                             position_ids=torch.tensor([[s.position] for s in seqs], device=device),
+                             attention_mask=mask, cache=batch.cache, use_cache=True)
+            batch.mask = mask
+            logits = out.logits[:, -1].to(dtype=torch.float32)
+            for i, seq in enumerate(seqs):
+                seq.position += 1
+                seq.advance(logits[i])
+
     def _pieces(self, streamer: _TokenQueue, params: SamplingParams, cancel: threading.Event,
                 failure: list[BaseException]):
-        ids: list[int] = []
-        emitted, hit_token, hit_string = "", False, False
+        text_pieces = TextPieces(self._decode, self.codec.until_stop, params.stop)
         while True:
             item = streamer.items.get()
             if item is _TokenQueue.DONE:
                 break
-            if hit_token or hit_string:
-                continue  # drain until generate ends
-            kept = self.codec.until_stop(item)
-            hit_token = len(kept) < len(item)
-            ids.extend(kept)
-            text, hit_string = cut_at_stop_string(self._decode(ids), params.stop)
-            if hit_string:
+            piece = text_pieces.add(item)  # nothing once a stop is reached: drain until generate ends
+            if text_pieces.hit_string:
                 cancel.set()
-            # Hold back half a multi-byte character, text that rewrites earlier text, and text that
-            # may be the start of a stop string.
-            end = len(text) if hit_string else len(text) - _held_back(text, params.stop)
-            if text.startswith(emitted) and not text[:end].endswith("\ufffd") and end > len(emitted):
-                yield text[len(emitted):end]
-                emitted = text[:end]
+            if piece:
+                yield piece
         if failure:  # raised before the final reply, so a failed stream never ends as a success
             raise failure[0]
+        ids = text_pieces.ids
         text, hit_string = cut_at_stop_string(self._decode(ids), params.stop)
-        if text.startswith(emitted) and len(text) > len(emitted):
-            yield text[len(emitted):]
-        done = hit_token or hit_string or len(ids) < params.max_tokens
-        yield Generated(text, len(ids) + int(hit_token), "stop" if done else "length")
+        rest = text_pieces.rest(text)
+        if rest:
+            yield rest
+        done = text_pieces.hit_token or hit_string or len(ids) < params.max_tokens
+        yield Generated(text, len(ids) + int(text_pieces.hit_token), "stop" if done else "length")

@@ -9,9 +9,11 @@ while shutting down.
 
 One client cannot stall the others: parsing, validation and tokenization run in worker threads,
 never on the event loop; a request asks for at most ``max_request_sequences`` generations (prompts
-x n); a client that hangs up withdraws its request (a waiting one leaves the queue, a running batch
-stops once all its requests are withdrawn, a stream stops at its next token). Non-streaming
-requests go through the batching scheduler; a stream is sent as server-sent events (``data: {...}``
+x n); a client that hangs up withdraws its request (a waiting one leaves the queue; a running one,
+streamed or not, leaves the scheduler's continuous batch at its next token, freeing its rows; with
+an engine that runs whole batches, such as vLLM, a batch stops once all its requests are withdrawn).
+Streamed and non-streamed requests go through the same scheduler
+(:mod:`swiftkit.inference.scheduler`); a stream is sent as server-sent events (``data: {...}``
 lines, then ``data: [DONE]``); a failure during a stream is sent as an error event, never as a
 finished reply. A completion with ``echo`` and ``logprobs`` also has its prompts scored (a scoring
 job of the scheduler), and with ``max_tokens`` 0 nothing else: the prompt's token entries come

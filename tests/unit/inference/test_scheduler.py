@@ -201,3 +201,235 @@ def test_cancel_withdraws_a_waiting_job_and_stops_a_batch_whose_jobs_all_left(en
         assert sched.submit([row], GREEDY).result(30)[0].text
     finally:
         sched.close()
+
+
+# -- the continuous batch: the real engine's prefill / decode_step -----------------------------------
+
+
+class Steps:
+    """The real engine, recording the sequences of each decode step and the step count at each
+    prefill; while ``gate`` is closed, decode steps wait for it (from step ``hold_at`` on, when set)
+    and ``held`` tells that one waits."""
+
+    supports_steps = True
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.steps: list[list] = []
+        self.prefills: list[tuple[int, list]] = []  # (decode steps run before it, its sequences)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.hold_at: int | None = None
+        self.held = threading.Event()
+
+    def prefill(self, prompt, params, model=None, n=1, stream=False):
+        seqs = self.engine.prefill(prompt, params, model, n=n, stream=stream)
+        self.prefills.append((len(self.steps), seqs))
+        return seqs
+
+    def new_batch(self, model=None):
+        return self.engine.new_batch(model)
+
+    def decode_step(self, batch, seqs):
+        if self.hold_at is None or len(self.steps) >= self.hold_at:
+            self.held.set()
+            self.gate.wait(30)
+        self.steps.append(list(seqs))
+        self.engine.decode_step(batch, seqs)
+
+    def generate_ids(self, prompts, params, model=None, cancel=None):
+        return self.engine.generate_ids(prompts, params, model=model, cancel=cancel)
+
+    def stream_ids(self, prompt, params, model=None, cancel=None):
+        return self.engine.stream_ids(prompt, params, model=model, cancel=cancel)
+
+    def steps_with(self, seq) -> int:
+        return sum(any(s is seq for s in step) for step in self.steps)
+
+
+@pytest.fixture(scope="module")
+def endless(tiny):
+    """An engine that never stops early: no stop tokens, so every reply runs to max_tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swiftkit.inference import TransformersEngine
+    from swiftkit.templates import get_template
+
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    model.generation_config.eos_token_id = None
+    engine = TransformersEngine(model, get_template(AutoTokenizer.from_pretrained(tiny), registry=templates()))
+    engine.stop_token_ids = []
+    return engine
+
+
+def until(condition, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+def test_continuous_batch_replies_equal_one_at_a_time_generate(engine):
+    assert engine.supports_steps
+    rec = Steps(engine)
+    sched = Scheduler(rec, max_batch_size=8, max_wait_ms=0)
+    rows = prompts(engine, 6)  # prompts of 6 different lengths
+    plain = engine.generate_ids([rows[4]], dataclasses.replace(GREEDY, max_tokens=12))[0].text
+    stop = next(plain[i:i + 2] for i in range(2, len(plain) - 1) if "\ufffd" not in plain[i:i + 2])
+    asks = [  # (prompt, params, streamed)
+        (rows[0], dataclasses.replace(GREEDY, max_tokens=24), False),  # decoding when the others arrive
+        (rows[5], dataclasses.replace(GREEDY, max_tokens=10), True),
+        (rows[1], dataclasses.replace(GREEDY, max_tokens=3), False),
+        (rows[2], dataclasses.replace(GREEDY, max_tokens=16, repetition_penalty=1.3), True),
+        (rows[4], dataclasses.replace(GREEDY, max_tokens=12, stop=(stop,)), False),
+        (rows[3], dataclasses.replace(GREEDY, max_tokens=7, logprobs=True, top_logprobs=2), False),
+        (rows[2], dataclasses.replace(GREEDY, max_tokens=1), True),
+    ]
+    alone = [engine.generate_ids([p], params)[0] for p, params, _ in asks]
+    assert alone[0].completion_tokens > 4
+    try:
+        rec.hold_at = 3
+        rec.gate.clear()
+        first = sched.submit([asks[0][0]], asks[0][1])
+        assert rec.held.wait(30)  # the first request has decoded 3 steps (4 tokens) and waits
+        handles = [sched.submit_stream(p, params) if streamed else sched.submit([p], params)
+                   for p, params, streamed in asks[1:]]
+        twice = sched.submit([rows[1]] * 2, dataclasses.replace(GREEDY, max_tokens=5))  # n=2: two rows
+        rec.gate.set()
+        replies = [first.result(30)[0]]
+        pieces = {}
+        for k, handle in enumerate(handles, start=1):
+            if asks[k][2]:
+                events = list(handle)
+                pieces[k] = "".join(e for e in events if isinstance(e, str))
+                replies.append(events[-1])
+            else:
+                replies.append(handle.result(30)[0])
+        pair = twice.result(30)
+    finally:
+        sched.close()
+    assert [r.text for r in replies] == [a.text for a in alone]  # greedy: token for token the same
+    assert [(r.completion_tokens, r.finish_reason) for r in replies] == \
+        [(a.completion_tokens, a.finish_reason) for a in alone]
+    assert replies[4].finish_reason == "stop" and stop not in replies[4].text
+    assert [e["token"] for e in replies[5].logprobs] == [e["token"] for e in alone[5].logprobs]
+    assert [e["logprob"] for e in replies[5].logprobs] == pytest.approx([e["logprob"] for e in alone[5].logprobs],
+                                                                        abs=1e-4)
+    assert all(pieces[k] == replies[k].text for k in pieces)
+    assert [r.text for r in pair] == [engine.generate_ids([rows[1]], dataclasses.replace(GREEDY, max_tokens=5))[0].text] * 2
+    # the later requests joined the first one mid-decode, and decoded beside it
+    (start, (head,)), *later = rec.prefills
+    assert start == 0 and all(at >= 3 for at, _ in later)
+    assert any(len(step) > 1 and any(s is head for s in step) for step in rec.steps)
+    assert rec.steps_with(head) == alone[0].completion_tokens - 1  # the first token comes from the prefill
+    assert max(len(step) for step in rec.steps) <= 8 and sched.stats["rows"] == 9
+    assert not sched._running and sched._batch is None
+
+
+def test_a_withdrawn_stream_frees_its_row_for_the_next_request(endless):
+    long = dataclasses.replace(GREEDY, max_tokens=400)
+    rec = Steps(endless)
+    rec.hold_at = 2
+    rec.gate.clear()
+    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
+    row = prompts(endless, 1)[0]
+    try:
+        stream = sched.submit_stream(row, long)
+        assert rec.held.wait(30)  # the stream holds the only row, its third decode step waits
+        waiting = sched.submit([row], dataclasses.replace(GREEDY, max_tokens=4))
+        time.sleep(0.05)
+        assert not waiting.running() and list(sched._pending) != []  # no room: it waits in the queue
+        stream.close()  # the client went away
+        assert list(stream) == []
+        rec.gate.set()
+        assert waiting.result(30)[0].completion_tokens == 4
+        ((_, (streamed,)), (at, _)) = rec.prefills
+        assert rec.steps_with(streamed) == 3 and at == 3  # it left after the step under way, not after 400 tokens
+        assert all(len(step) == 1 for step in rec.steps)
+        until(lambda: not sched._running, "the scheduler never went idle")
+    finally:
+        sched.close()
+
+
+def test_a_cancelled_request_leaves_the_batch_and_the_oldest_waiting_one_takes_its_row(endless):
+    long = dataclasses.replace(GREEDY, max_tokens=400)
+    rec = Steps(endless)
+    rec.gate.clear()
+    sched = Scheduler(rec, max_batch_size=2, max_wait_ms=0)
+    rows = prompts(endless, 3)
+    try:
+        running = [sched.submit([rows[0]], long), sched.submit([rows[1]], long)]
+        until(lambda: len(rec.prefills) == 2, "the first two never started")
+        third = sched.submit([rows[2]], dataclasses.replace(GREEDY, max_tokens=3))
+        fourth = sched.submit([rows[2]], dataclasses.replace(GREEDY, max_tokens=3))
+        rec.hold_at = 3
+        rec.held.clear()
+        rec.gate.set()
+        assert rec.held.wait(30)
+        rec.gate.clear()
+        assert len(rec.prefills) == 2 and not third.running()  # the batch is full
+        sched.cancel(running[0])
+        rec.gate.set()
+        reply = running[0].result(30)[0]  # what it had generated when it left
+        assert 0 < reply.completion_tokens <= 5  # the prefill's token and at most 4 steps', not 400
+        assert third.result(30)[0].completion_tokens == 3
+        assert fourth.result(30)[0].completion_tokens == 3
+        order = [seqs[0].prompt for _, seqs in rec.prefills]
+        assert order == [rows[0], rows[1], rows[2], rows[2]]  # the waiting ones, oldest first
+        assert max(len(step) for step in rec.steps) == 2
+        sched.cancel(running[1])
+        assert running[1].result(30)[0].completion_tokens < 400
+        until(lambda: not sched._running, "the scheduler never went idle")
+        assert sched.stats["cancelled"] == 2
+    finally:
+        sched.close()
+
+
+def test_close_cuts_the_continuous_batch_short_with_scheduler_closed(endless):
+    long = dataclasses.replace(GREEDY, max_tokens=400)
+    rec = Steps(endless)
+    rec.hold_at = 2
+    rec.gate.clear()
+    sched = Scheduler(rec, max_batch_size=2, max_wait_ms=50)
+    row = prompts(endless, 1)[0]
+    running = sched.submit([row], long)
+    stream = sched.submit_stream(row, long)
+    waiting = sched.submit([row], long)
+    assert rec.held.wait(30)
+    threading.Timer(0.3, rec.gate.set).start()  # the step under way ends after the drain's 0.05 s
+    assert sched.drain(0.05) is False
+    for call in (lambda: running.result(30), lambda: list(stream), lambda: waiting.result(30)):
+        with pytest.raises(SchedulerClosed):
+            call()
+    assert not sched._running and sched._batch is None
+
+
+def test_each_model_decodes_in_its_own_batch_oldest_first(tiny, make_lora_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swiftkit.inference import TransformersEngine
+    from swiftkit.templates import get_template
+
+    served = TransformersEngine(AutoModelForCausalLM.from_pretrained(tiny).eval(), get_template(
+        AutoTokenizer.from_pretrained(tiny), registry=templates()))
+    served.add_model("base")
+    served.load_adapter("one", str(make_lora_run(seed=1)))
+    rec = Steps(served)
+    rec.gate.clear()
+    sched = Scheduler(rec, max_batch_size=8, max_wait_ms=0)
+    rows = prompts(served, 4)
+    params = dataclasses.replace(GREEDY, max_tokens=6)
+    try:
+        asks = [(rows[0], "one"), (rows[1], "base"), (rows[2], "one"), (rows[3], "base")]
+        futures = [sched.submit([rows[0]], params, "one")]
+        assert rec.held.wait(30)
+        futures += [sched.submit([p], params, model) for p, model in asks[1:]]
+        rec.gate.set()
+        replies = [f.result(30)[0].text for f in futures]
+    finally:
+        sched.close()
+    assert replies == [served.generate_ids([p], params, model=model)[0].text for p, model in asks]
+    assert replies[0] != served.generate_ids([rows[0]], params, model="base")[0].text  # the adapter is used
+    # "base" waited for the first batch to empty; the "one" behind it waited too (oldest first)
+    assert [seqs[0].model for _, seqs in rec.prefills] == ["one", "base", "one", "base"]
+    assert all(len({s.model for s in step}) == 1 for step in rec.steps)
