@@ -26,6 +26,7 @@ from swiftkit.data.length import check_length
 from swiftkit.templates import SequenceTooLong
 
 _CHUNK_ROWS = 1024  # rows per task handed to a worker process
+_BATCH_ROWS = 256  # rows whose conversations are tokenized in one call
 _WORKER_TEMPLATE = None  # set in each worker process by _init_worker
 
 
@@ -39,15 +40,35 @@ def all_too_long(what: str, n: int, template) -> DatasetError:
 
 def encode_each(rows, template):
     """``{"input_ids", "labels"}`` for each row, or None for a row over --max_length (strategy
-    delete): the one loop every encoder here shares."""
+    delete): the one loop every encoder here shares. Rows go to the template ``_BATCH_ROWS`` at a
+    time, so their conversations are tokenized in one call (:meth:`Template.encode_many`)."""
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == _BATCH_ROWS:
+            yield from _encode_batch(batch, template)
+            batch = []
+    if batch:
+        yield from _encode_batch(batch, template)
+
+
+def _encode_batch(rows: list, template) -> list[dict | None]:
+    fits, failure = [], None
     for row in rows:
         try:
             check_length(template, row)  # a row far over --max_length is not tokenized at all
-            enc = template.encode(row)
         except SequenceTooLong:
-            yield None
+            fits.append(None)
             continue
-        yield {"input_ids": enc["input_ids"], "labels": enc["labels"]}
+        except Exception as exc:  # noqa: BLE001 - raised below, once the rows before it are encoded
+            failure = exc
+            break
+        fits.append(row)
+    encoded = iter(template.encode_many([row for row in fits if row is not None]))
+    out = [None if row is None else next(encoded) for row in fits]
+    if failure is not None:
+        raise failure
+    return out
 
 
 def encode_rows(rows: list[dict], template, what: str = "--dataset") -> tuple[list[dict], int]:

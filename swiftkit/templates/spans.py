@@ -6,11 +6,18 @@ Nothing here knows a model's format. For assistant turn ``i`` the template rende
 when the template renders history the same way it renders the last turn. Templates that rewrite
 history (dropping old reasoning, closing the conversation with an extra token) are handled by
 locating the reply text, or its end-of-turn marker, in the full rendering instead.
+
+Those two renderings per reply cost more than tokenizing the conversation. Most templates write every
+reply the same way, so :func:`learn_frame` learns once per template, from probe conversations labelled
+as above, the text around a reply (:class:`ReplyFrame`); :func:`frame_spans` then finds every reply
+of a conversation in its one full rendering with string searches alone.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from operator import itemgetter
+from typing import NamedTuple
 
 from swiftkit.templates.errors import TemplateError
 
@@ -24,6 +31,14 @@ def render(tokenizer, messages: list[dict], generation_prompt: bool = False, too
     )
 
 
+def render_many(tokenizer, conversations: list[list[dict]], chat_kwargs: dict | None = None) -> list[str]:
+    """Each conversation rendered as :func:`render` renders it (no tools, no generation prompt), in
+    one call: the chat template renders every conversation of a batch on its own."""
+    return tokenizer.apply_chat_template(
+        conversations, tokenize=False, add_generation_prompt=False, **(chat_kwargs or {})
+    )
+
+
 def input_ids_of(encoding) -> list[int]:
     """``input_ids`` from what ``apply_chat_template(tokenize=True)`` returns (dict or list)."""
     if hasattr(encoding, "keys"):
@@ -32,26 +47,74 @@ def input_ids_of(encoding) -> list[int]:
 
 
 class TokenizedText:
-    """``text`` tokenized once, plus a way to find which tokens start inside a character span."""
+    """``text`` tokenized once, plus a way to find which tokens start inside a character span.
 
-    def __init__(self, tokenizer, text: str):
+    A fast tokenizer's encoding answers where a character is (``char_to_token``), so only the few
+    tokens around a span boundary are looked at: asking the tokenizer for every token's offsets
+    costs about a quarter of the tokenization itself.
+    """
+
+    def __init__(self, tokenizer, text: str, encoded: tuple | None = None):
         self.tokenizer = tokenizer
         self.text = text
+        self.encoding = None  # the tokenizers-library encoding of a fast tokenizer
+        self.offsets: list | None = None  # (start, end) of every token, where no encoding is kept
+        if encoded is not None:  # ids and encoding from a batch, see ``many``
+            self.ids, self.encoding = encoded
+            return
+        if getattr(tokenizer, "is_fast", False):
+            enc = tokenizer(text, add_special_tokens=False)
+            self.ids, self.encoding = list(enc["input_ids"]), (enc.encodings or [None])[0]
+            if self.encoding is not None:
+                return
         try:
             enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             self.ids = list(enc["input_ids"])
-            self.starts: list[int] | None = [start for start, _ in enc["offset_mapping"]]
+            self.offsets = list(enc["offset_mapping"])
         except (NotImplementedError, ValueError, TypeError, KeyError):
             # Tokenizers without offsets (pure-Python ones): boundaries are found by tokenizing
             # prefixes of the text, see ``_boundary``.
             self.ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-            self.starts = None
+            self.offsets = None
+
+    @classmethod
+    def many(cls, tokenizer, texts: list[str]) -> list[TokenizedText]:
+        """Each of ``texts`` tokenized as ``TokenizedText(tokenizer, text)`` does, in one call to a fast
+        tokenizer (which spreads a batch over its threads)."""
+        if not texts:
+            return []
+        if getattr(tokenizer, "is_fast", False):
+            enc = tokenizer(texts, add_special_tokens=False)
+            encodings = enc.encodings
+            if encodings is not None and len(encodings) == len(texts):
+                return [cls(tokenizer, text, pair) for text, pair in zip(texts, zip(enc["input_ids"], encodings))]
+        return [cls(tokenizer, text) for text in texts]
 
     def token_range(self, start: int, end: int) -> tuple[int, int]:
         """Indices ``[i, j)`` of the tokens whose first character lies in ``text[start:end]``."""
-        if self.starts is not None:
-            return bisect_left(self.starts, start), bisect_left(self.starts, end)
-        return self._boundary(start), self._boundary(end)
+        return self._first_at(start), self._first_at(end)
+
+    def _first_at(self, pos: int) -> int:
+        """How many tokens start before character ``pos`` (token starts never decrease)."""
+        if self.encoding is not None:
+            try:
+                return self._walk(pos)
+            except TypeError:  # a token without offsets: read them all
+                self.offsets, self.encoding = list(self.encoding.offsets), None
+        if self.offsets is not None:
+            return bisect_left(self.offsets, pos, key=_token_start)
+        return self._boundary(pos)
+
+    def _walk(self, pos: int) -> int:
+        enc, n = self.encoding, len(self.ids)
+        t = n if pos >= len(self.text) else enc.char_to_token(pos)
+        if t is None:  # no token covers that character (a normalizer dropped it)
+            raise TypeError(pos)
+        while t > 0 and enc.token_to_chars(t - 1)[0] >= pos:
+            t -= 1
+        while t < n and enc.token_to_chars(t)[0] < pos:
+            t += 1
+        return t
 
     def _boundary(self, pos: int) -> int:
         prefix = list(self.tokenizer(self.text[:pos], add_special_tokens=False)["input_ids"])
@@ -61,6 +124,9 @@ class TokenizedText:
                 "boundary, so the reply tokens cannot be located; use a fast tokenizer"
             )
         return len(prefix)
+
+
+_token_start = itemgetter(0)  # a token's first character, from its (start, end) offsets
 
 
 def _strip_trailing_space(text: str, start: int, end: int) -> int:
@@ -126,3 +192,78 @@ def reply_span(tokenizer, messages: list[dict], i: int, full: str, cursor: int,
         "full conversation than at the end of it, and its text could not be located; "
         "use --loss_scale last_round or pick another --template"
     )
+
+
+class ReplyFrame(NamedTuple):
+    """How a template writes each assistant reply: its generation prompt ``prompt`` (may be empty),
+    then the reply span, which is ``head`` + the message content (as given, or stripped when the
+    template trims it) + ``tail`` (the end-of-turn marker, never blank)."""
+
+    prompt: str
+    head: str
+    tail: str
+
+
+def _replies(messages: list[dict]) -> list[int]:
+    return [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+
+
+def frame_spans(frame: ReplyFrame, full: str, messages: list[dict]) -> dict[int, tuple[int, int]] | None:
+    """``{index: span}`` of every assistant message, found in ``full`` (the conversation rendered once)
+    as ``frame`` writes it; None when a reply is not there in that form (then :func:`reply_span` is
+    the way). Replies are searched in order, each after the previous one; where the content as given
+    and the stripped content both occur, the earlier occurrence is the reply."""
+    spans, cursor = {}, 0
+    for i in _replies(messages):
+        content = messages[i]["content"]
+        found = None
+        for text in dict.fromkeys((content, content.strip())):
+            needle = frame.prompt + frame.head + text + frame.tail
+            at = full.find(needle, cursor)
+            if at >= 0 and (found is None or at < found[0] - len(frame.prompt)):
+                found = (at + len(frame.prompt), at + len(needle))
+        if found is None:
+            return None
+        spans[i] = found
+        cursor = found[1]
+    return spans
+
+
+def learn_frame(tokenizer, conversations: list[list[dict]], chat_kwargs: dict | None = None) -> ReplyFrame | None:
+    """The one frame every reply of ``conversations`` (prepared messages, at least one reply each) is
+    written in, learned from the spans :func:`reply_span` gives; None when the replies are written in
+    different ways, the tail is blank, or the frame does not find those very spans again.
+
+    The first conversation teaches the frame (its reply contents must have no surrounding
+    whitespace); all of them check it. A conversation the template refuses to render is skipped.
+    """
+    frames, labelled = set(), []
+    for k, msgs in enumerate(conversations):
+        try:
+            full = render(tokenizer, msgs, chat_kwargs=chat_kwargs)
+        except Exception:  # noqa: BLE001 - a template may refuse a probe (e.g. no system role)
+            continue
+        spans, cursor = {}, 0
+        for i in _replies(msgs):
+            start, end = reply_span(tokenizer, msgs, i, full, cursor, None, chat_kwargs)
+            spans[i], cursor = (start, end), end
+            if k:
+                continue
+            prompt = render(tokenizer, msgs[:i], True, None, chat_kwargs)
+            history = render(tokenizer, msgs[:i], False, None, chat_kwargs)
+            gen = prompt[len(history):]
+            content = msgs[i]["content"]
+            at = full.find(content, start, end)
+            if (not prompt.startswith(history) or start < len(gen) or full[start - len(gen):start] != gen
+                    or at < 0 or content != content.strip()):
+                return None
+            frames.add(ReplyFrame(gen, full[start:at], full[at + len(content):end]))
+        labelled.append((full, msgs, spans))
+    if len(frames) != 1:
+        return None
+    frame = frames.pop()
+    if not frame.tail.strip():
+        return None
+    if any(frame_spans(frame, full, msgs) != spans for full, msgs, spans in labelled):
+        return None
+    return frame

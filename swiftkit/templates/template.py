@@ -3,7 +3,12 @@
 ``encode`` renders a whole conversation with the tokenizer's chat template and tokenizes that text
 once, so its ``input_ids`` equal ``tokenizer.apply_chat_template(messages, tokenize=True)``. The
 labels come from reply spans that the template itself reveals (see :mod:`swiftkit.templates.spans`),
-never from per-model rules. ``encode_prompt`` is ``apply_chat_template`` with the generation prompt.
+never from per-model rules. Where the template writes every reply in one frame (learned once from
+probe conversations), the spans are found in that same rendering: one render and one tokenization per
+conversation; other rows and templates render the history before each reply to find it, and the
+first ``SPANS_CHECKED_ROWS`` rows are labelled both ways and compared. ``encode_many`` tokenizes
+the conversations of many rows in one call. ``encode_prompt`` is ``apply_chat_template`` with the
+generation prompt.
 A row's ``tools`` and its messages' ``tool_calls`` reach the template as in ``apply_chat_template``
 (see :mod:`swiftkit.templates.tools`); a template that drops them is an error.
 """
@@ -14,9 +19,19 @@ import hashlib
 import json
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from swiftkit.templates.errors import SequenceTooLong, TemplateError
-from swiftkit.templates.spans import TokenizedText, input_ids_of, render, reply_span
+from swiftkit.templates.spans import (
+    ReplyFrame,
+    TokenizedText,
+    frame_spans,
+    input_ids_of,
+    learn_frame,
+    render,
+    render_many,
+    reply_span,
+)
 from swiftkit.templates.tools import (
     arguments_form,
     check_template_uses_tools,
@@ -32,6 +47,18 @@ TRUNCATION_STRATEGIES = ("delete", "left", "right")
 OWN_TEMPLATE = "model"  # Template.name when the tokenizer's own chat template is used
 # Rows encoded with a full apply_chat_template parity check before only rows that can differ are.
 PARITY_CHECKED_ROWS = 64
+# Rows whose one-render reply spans are also found by rendering each reply's history and compared; a
+# difference switches the template to the per-reply renderings for good.
+SPANS_CHECKED_ROWS = 64
+_UNLEARNED = object()  # Template._frame before the probe conversations have been labelled
+# Probe conversations the reply frame is learned from (the first) and checked on (all of them).
+FRAME_PROBES = (
+    (("user", "Hi there, who are you?"), ("assistant", "I am a model that answers questions."),
+     ("user", "What is two plus two?"), ("assistant", "Two plus two is four.")),
+    (("system", "Answer in one sentence."), ("user", "Name a colour."), ("assistant", "Blue is a colour.")),
+    (("user", "Say something."), ("assistant", "  Something, with spaces around it. \n"),
+     ("user", "Again."), ("assistant", "\nAnd once more.")),
+)
 
 
 def _where(row) -> str:
@@ -69,7 +96,9 @@ class Template:
         self.chat_kwargs = dict(chat_kwargs or {})  # extra template variables (--enable_thinking), every render
         self._arguments_form: str | None = None  # found on the first tool call, see _calls_for_template
         self._parity_checks = 0
+        self._span_checks = 0
         self._control_texts: list[str] | None = None
+        self._frame: ReplyFrame | None | object = _UNLEARNED  # see _reply_frame
         self.fingerprint = self._fingerprint()
         self.stop_token_ids = self._stop_token_ids()
 
@@ -80,18 +109,93 @@ class Template:
 
     def encode(self, row: dict) -> dict:
         """``{"input_ids", "labels"}`` for a ``{"messages": [...], "tools"?: [...]}`` or ``{"text": ...}`` row."""
+        staged = self._stage(row)
+        return self._finish(staged, self._tokenize([staged])[0])
+
+    def encode_many(self, rows: list) -> list[dict | None]:
+        """:meth:`encode` of each row, in order, with None for a row over ``max_length`` (strategy delete).
+
+        The conversations without tools are rendered in one chat-template call and all are tokenized
+        in one tokenizer call; ids and labels are those :meth:`encode` gives. Any other error is the
+        one :meth:`encode` raises on the first row it fails on, raised after the rows before it are
+        encoded.
+        """
+        staged, failure = [], None
+        for row in rows:
+            try:
+                staged.append(self._stage(row, rendered=False))
+            except Exception as exc:  # noqa: BLE001 - raised below, once the rows before it are done
+                failure = exc
+                break
+        stop = self._render_staged(staged)
+        if stop is not None:
+            staged, failure = staged[:stop[0]], stop[1]
+        results = []
+        for item, text in zip(staged, self._tokenize(staged)):
+            try:
+                results.append(self._finish(item, text))
+            except SequenceTooLong:
+                results.append(None)
+        if failure is not None:
+            raise failure
+        return results
+
+    def _stage(self, row, rendered: bool = True) -> _Staged:
+        """A row validated and, for a conversation, rendered unless ``rendered`` is False: everything
+        before tokenizing."""
         where = _where(row)
         if not isinstance(row, dict):
             raise TemplateError(f"a row must be a dict with 'messages' or 'text', got {type(row).__name__}")
         if "messages" in row:
             tools = check_tools(row.get("tools"), where)
-            ids, labels = self._encode_messages(row["messages"], where, tools)
-        elif "text" in row:
+            messages = row["messages"]
+            msgs, flags = self._prepare(messages, where)
+            shift = len(msgs) - len(messages)  # 1 when the system prompt was inserted
+            full = self._render(msgs, where, shift, tools) if rendered else None
+            return _Staged(where, msgs=msgs, flags=flags, shift=shift, tools=tools, full=full,
+                           spells=self._spells_control_text(msgs, tools))
+        if "text" in row:
             ids, labels = self._encode_text(row["text"], where)
-        else:
-            keys = ", ".join(sorted(map(str, row))) or "none"
-            raise TemplateError(f"{where}row has neither 'messages' nor 'text' (its keys: {keys})")
-        return self._truncate(ids, labels, where)
+            return _Staged(where, ids=ids, labels=labels)
+        keys = ", ".join(sorted(map(str, row))) or "none"
+        raise TemplateError(f"{where}row has neither 'messages' nor 'text' (its keys: {keys})")
+
+    def _render_staged(self, staged: list[_Staged]) -> tuple[int, Exception] | None:
+        """Render the conversations of ``staged``: those without tools in one call, the rest (and all of
+        them when that call fails) one by one. The index and error of the first row that fails, or None."""
+        plain = [s for s in staged if s.msgs is not None and s.tools is None and not _has_tool_calls(s.msgs)]
+        if len(plain) > 1:
+            try:
+                texts = render_many(self.tokenizer, [s.msgs for s in plain], self.chat_kwargs)
+            except Exception:  # noqa: BLE001 - rendered one by one below, where the failing row is named
+                texts = None
+            if isinstance(texts, list) and len(texts) == len(plain):
+                for s, text in zip(plain, texts):
+                    s.full = text
+        for k, s in enumerate(staged):
+            if s.msgs is not None and s.full is None:
+                try:
+                    s.full = self._render(s.msgs, s.where, s.shift, s.tools)
+                except Exception as exc:  # noqa: BLE001 - the caller raises it after the rows before it
+                    return k, exc
+        return None
+
+    def _tokenize(self, staged: list[_Staged]) -> list[TokenizedText | None]:
+        """The rendered conversations of ``staged`` tokenized in one call (None for text rows)."""
+        texts = iter(TokenizedText.many(self.tokenizer, [s.full for s in staged if s.full is not None]))
+        return [next(texts) if s.full is not None else None for s in staged]
+
+    def _finish(self, s: _Staged, text: TokenizedText | None) -> dict:
+        if text is None:
+            return self._truncate(s.ids, s.labels, s.where)
+        ids, labels = self._label(s.msgs, s.flags, s.where, s.shift, self.loss_scale, s.tools, s.full, text,
+                                  s.spells)
+        if all(label == IGNORE_INDEX for label in labels):
+            raise TemplateError(
+                f"{s.where}nothing to train on: the conversation has no assistant reply that gets "
+                f"loss (loss_scale {self.loss_scale!r}, 'loss': false on a reply excludes it)"
+            )
+        return self._truncate(ids, labels, s.where)
 
     def encode_prompt(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Prompt ids for generating the next assistant reply (``add_generation_prompt=True``),
@@ -229,6 +333,12 @@ class Template:
     def _labelled(self, msgs: list[dict], flags: list, where: str, shift: int, loss_scale: str,
                   tools: list[dict] | None = None):
         """Token ids of the conversation and its labels (before truncation)."""
+        full = self._render(msgs, where, shift, tools)
+        return self._label(msgs, flags, where, shift, loss_scale, tools, full, TokenizedText(self.tokenizer, full),
+                           self._spells_control_text(msgs, tools))
+
+    def _render(self, msgs: list[dict], where: str, shift: int, tools) -> str:
+        """The conversation rendered once (its tools checked to reach the template)."""
         tok, kw = self.tokenizer, self.chat_kwargs
         with _template_errors(where):
             full = render(tok, msgs, tools=tools, chat_kwargs=kw)
@@ -236,9 +346,16 @@ class Template:
                 check_template_uses_tools(
                     lambda m, t: render(tok, m, tools=t, chat_kwargs=kw), msgs, tools, full, where, shift
                 )
-            text = TokenizedText(tok, full)
+        return full
+
+    def _label(self, msgs: list[dict], flags: list, where: str, shift: int, loss_scale: str, tools,
+               full: str, text: TokenizedText, spells: bool) -> tuple[list[int], list[int]]:
+        """Ids of ``text`` (the tokenized ``full``), checked against apply_chat_template where they can
+        differ, and their labels."""
+        tok, kw = self.tokenizer, self.chat_kwargs
+        with _template_errors(where):
             reference = text.ids
-            if self._needs_parity_check(msgs, tools):
+            if self._needs_parity_check(spells):
                 reference = input_ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True, **kw))
         if text.ids != reference:
             raise TemplateError(
@@ -246,49 +363,92 @@ class Template:
                 "apply_chat_template; this tokenizer cannot be trained with exact parity"
             )
         trained, excluded = self._trained_turns(msgs, flags, loss_scale)
-        labels = list(text.ids) if loss_scale == "all" else [IGNORE_INDEX] * len(text.ids)
-        cursor = 0
-        for i in sorted(trained + excluded):
+        turns = sorted(trained + excluded)
+        spans = self._one_render_spans(msgs, full, tools, spells) if turns else None
+        if spans is None or self._span_checks < SPANS_CHECKED_ROWS:
+            exact = self._rendered_spans(msgs, turns, full, tools, where, shift)
+            if spans is not None:
+                self._span_checks += 1
+                if any(spans[i] != exact[i] for i in turns):
+                    self._frame = None
+            spans = exact
+        ids = text.ids
+        labels = list(ids) if loss_scale == "all" else [IGNORE_INDEX] * len(ids)
+        for i in turns:
+            a, b = text.token_range(*spans[i])
+            labels[a:b] = ids[a:b] if i in trained else [IGNORE_INDEX] * (b - a)
+        return ids, labels
+
+    def _rendered_spans(self, msgs: list[dict], turns: list[int], full: str, tools, where: str,
+                        shift: int) -> dict[int, tuple[int, int]]:
+        """Character spans of the replies ``turns`` in ``full``, each found by rendering its history."""
+        spans, cursor = {}, 0
+        for i in turns:
             try:
                 with _template_errors(""):
-                    start, end = reply_span(tok, msgs, i, full, cursor, tools, kw)
+                    spans[i] = reply_span(self.tokenizer, msgs, i, full, cursor, tools, self.chat_kwargs)
             except TemplateError as exc:
                 raise TemplateError(f"{where}message {i - shift} (assistant): {exc}") from exc
-            cursor = end
-            a, b = text.token_range(start, end)
-            for t in range(a, b):
-                labels[t] = text.ids[t] if i in trained else IGNORE_INDEX
-        return text.ids, labels
+            cursor = spans[i][1]
+        return spans
 
-    def _needs_parity_check(self, msgs: list[dict], tools) -> bool:
-        """Whether this row's ids must be compared with ``apply_chat_template(tokenize=True)``.
+    def _one_render_spans(self, msgs: list[dict], full: str, tools, spells: bool) -> dict | None:
+        """Spans of every reply found in ``full`` alone, or None where only the per-reply renderings
+        can be trusted: rows with tools, tool calls or tool results, rows spelling a special token,
+        a reply with nothing before it, templates without a learned frame, replies not in the frame."""
+        if spells or tools is not None or msgs[0]["role"] not in ("system", "user"):
+            return None
+        if any(m["role"] == "tool" or "tool_calls" in m for m in msgs):
+            return None
+        frame = self._reply_frame()
+        return frame_spans(frame, full, msgs) if frame is not None else None
 
-        Both sides render with the same chat template and tokenize the text with the same call, so
-        they can differ only through the template itself (checked on the first
-        ``PARITY_CHECKED_ROWS`` rows) or through row text that spells a special or added token,
-        which ``apply_chat_template`` sanitises (checked on every such row). Skipping the rest
-        removes a render and a tokenization per row (measured ~25% of encoding time).
-        """
-        if self._parity_checks < PARITY_CHECKED_ROWS:
-            self._parity_checks += 1
-            return True
+    def _reply_frame(self) -> ReplyFrame | None:
+        """The frame this template writes every reply in (learned on first use), or None."""
+        if self._frame is _UNLEARNED:
+            self._frame = self._learn_reply_frame()
+        return self._frame
+
+    def _learn_reply_frame(self) -> ReplyFrame | None:
+        probes = [self._prepare([{"role": role, "content": content} for role, content in probe], "")[0]
+                  for probe in FRAME_PROBES]
+        try:
+            with _template_errors(""):
+                frame = learn_frame(self.tokenizer, probes, self.chat_kwargs)
+        except Exception:  # noqa: BLE001 - a template that fails on a probe keeps the per-reply renderings
+            return None
+        # Row text spelling no special token can then never be mistaken for a reply's frame.
+        controls = self._controls()
+        if frame is None or not any(t in frame.prompt + frame.head or t in frame.tail for t in controls):
+            return None
+        return frame
+
+    def _controls(self) -> list[str]:
+        """Special and added token texts of the tokenizer."""
         if self._control_texts is None:
             tok = self.tokenizer
             added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values()]
             self._control_texts = sorted({t for t in [*tok.all_special_tokens, *added] if t})
-        text = json.dumps([msgs, tools], ensure_ascii=False)
-        return any(t in text for t in self._control_texts)
+        return self._control_texts
 
-    def _encode_messages(self, messages, where: str, tools=None) -> tuple[list[int], list[int]]:
-        msgs, flags = self._prepare(messages, where)
-        shift = len(msgs) - len(messages)  # 1 when the system prompt was inserted
-        ids, labels = self._labelled(msgs, flags, where, shift, self.loss_scale, tools)
-        if all(label == IGNORE_INDEX for label in labels):
-            raise TemplateError(
-                f"{where}nothing to train on: the conversation has no assistant reply that gets "
-                f"loss (loss_scale {self.loss_scale!r}, 'loss': false on a reply excludes it)"
-            )
-        return ids, labels
+    def _spells_control_text(self, msgs: list[dict], tools) -> bool:
+        """Whether the row's text spells a special or added token."""
+        text = json.dumps([msgs, tools], ensure_ascii=False)
+        return any(t in text for t in self._controls())
+
+    def _needs_parity_check(self, spells: bool) -> bool:
+        """Whether this row's ids must be compared with ``apply_chat_template(tokenize=True)``.
+
+        Both sides render with the same chat template and tokenize the text with the same call, so
+        they can differ only through the template itself (checked on the first
+        ``PARITY_CHECKED_ROWS`` rows) or through row text that spells a special or added token
+        (``spells``), which ``apply_chat_template`` sanitises (checked on every such row). Skipping the
+        rest removes a render and a tokenization per row (measured ~25% of encoding time).
+        """
+        if self._parity_checks < PARITY_CHECKED_ROWS:
+            self._parity_checks += 1
+            return True
+        return spells
 
     def _encode_text(self, text, where: str) -> tuple[list[int], list[int]]:
         if not isinstance(text, str) or not text.strip():
@@ -356,6 +516,21 @@ class Template:
         tok = self.tokenizer
         special = set(tok.all_special_ids) | set(getattr(tok, "added_tokens_decoder", {}))
         return last if last in special else None
+
+
+@dataclass
+class _Staged:
+    """A row ready to tokenize: a rendered conversation (``full``), or a text row already encoded."""
+
+    where: str
+    msgs: list | None = None
+    flags: list | None = None
+    shift: int = 0
+    tools: list | None = None
+    full: str | None = None
+    spells: bool = False
+    ids: list | None = None
+    labels: list | None = None
 
 
 def _has_tool_calls(msgs: list[dict]) -> bool:

@@ -15,3 +15,7 @@ class CountingTemplate(Template):
     def encode(self, row):
         self.calls += 1
         return super().encode(row)
+
+    def encode_many(self, rows):
+        self.calls += len(rows)
+        return super().encode_many(rows)

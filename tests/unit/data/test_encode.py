@@ -59,6 +59,26 @@ def test_several_processes_give_identical_arrays(template):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name
 
 
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_one_render_spans_give_the_per_reply_arrays(num_proc, monkeypatch):
+    from tiny import make_tokenizer
+
+    from swiftkit.templates import template as template_module
+
+    monkeypatch.setattr(template_module, "SPANS_CHECKED_ROWS", 0)  # every row from its one rendering
+    rows = make_rows(150, seed=2)
+    tok = make_tokenizer("chatml")
+    fast = CountingTemplate(tok, "model", tok.chat_template, max_length=64)
+    exact = CountingTemplate(tok, "model", tok.chat_template, max_length=64)
+    exact._frame = None  # every reply found by rendering its history
+    assert fast._reply_frame() is not None
+    one, skipped_one = encode_dataset(rows, fast, num_proc=num_proc, use_cache=False)
+    two, skipped_two = encode_dataset(rows, exact, num_proc=num_proc, use_cache=False)
+    assert skipped_one == skipped_two > 0
+    for name in ("input_ids", "labels", "offsets"):
+        assert np.array_equal(getattr(one, name), getattr(two, name)), name
+
+
 def test_every_row_too_long_is_an_error(template):
     long_rows = make_rows(14, long_every=1)
     for num_proc in (1, 2):
