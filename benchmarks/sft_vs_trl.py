@@ -1,116 +1,251 @@
-"""swiftkit SFT vs plain TRL SFTTrainer: same model, data, LoRA config and steps, in one run.
+"""swiftkit SFT vs plain TRL SFTTrainer on one job, in one run: tokens/s, peak RSS, start-up, ratios.
 
-Each side trains in its own subprocess (so peak RSS is its own) on the same self-cognition rows
-written to a jsonl file first; both load the embedded SmolLM2-135M-Instruct from the same converted
-directory. Prints real (non-padding) training tokens/s, peak RSS and the swiftkit/TRL ratios.
+The job (``chat_job.JOB``): SmolLM2-135M-Instruct LoRA r8/alpha 32/dropout 0.05 on all linear layers,
+fp32, batch 4, max_length 512, 30 steps over 400 mixed-length chat rows (``chat_job.write_rows``),
+2 threads. Each side trains in a child process of its own (peak RSS is its own): swiftkit once per
+``--recompute`` granularity, and TRL's SFTTrainer with its defaults (gradient checkpointing on) on the
+same rows, LoRA config and steps. Tokens are the non-padding input tokens trained on. ``--bf16 G ...``
+adds swiftkit sides with ``--bf16 true`` (autocast) at those granularities.
 
-    .venv/bin/python benchmarks/sft_vs_trl.py --max_steps 10 --batch_size 4 [--num_threads 1]
+    .venv/bin/python benchmarks/sft_vs_trl.py [--max_steps 30] [--recompute none selective full]
+        [--num_threads 2] [--rows 400] [--bf16 none ...] [--memory_breakdown]
+
+``--memory_breakdown`` instead trains two steps on the job's first batch in this process for each
+granularity and prints resident memory after each phase (load, forward, backward, optimizer step)
+and, for ``none``, the bytes autograd keeps for backward by the module that saved them.
+With ``swift`` (ms-swift) on PATH in another environment, ``--ms_swift PATH_TO_SWIFT`` adds its side.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+from chat_job import JOB, write_rows
 from child import peak_rss_mb, run_child, time_sides
 
 
 def run_swiftkit(args, data: Path, out: Path) -> dict:
+    start = time.perf_counter()
     import swiftkit
 
-    result = swiftkit.sft(
-        model="smollm2-135m-instruct", dataset=[str(data)], train_type="lora", lora_rank=8,
-        lora_alpha=32, lora_dropout=0.0, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, learning_rate=1e-4, output_dir=str(out),
-        save_steps=10_000, logging_steps=10_000, report_to=["none"], num_threads=args.num_threads,
-        padding_free=args.padding_free,
-    )
-    return {"tokens": result["train_tokens"], "seconds": result["train_runtime_s"],
-            "loss": result["train_loss"], "peak_rss_mb": peak_rss_mb()}
+    job = {**JOB, "max_steps": args.max_steps, "num_threads": args.num_threads}
+    result = swiftkit.sft(dataset=[str(data)], output_dir=str(out), save_steps=10_000, logging_steps=10_000,
+                          report_to=["none"], recompute_granularity=args.recompute_one, bf16=args.bf16_one, **job)
+    return {"tokens": result["train_tokens"], "seconds": result["train_runtime_s"], "loss": result["train_loss"],
+            "peak_rss_mb": peak_rss_mb(), "overhead_s": time.perf_counter() - start - result["train_runtime_s"]}
+
+
+def _model_path() -> str:
+    from swiftkit.commands import build_host
+    from swiftkit.models import resolve_model
+
+    return resolve_model(JOB["model"], registry=build_host().registries.models).path
 
 
 def run_trl(args, data: Path, out: Path) -> dict:
+    start = time.perf_counter()
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from swiftkit.models import (
-        resolve_model,  # only to find the same converted model directory
-    )
-
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
-    from swiftkit.commands import build_host
-
-    path = resolve_model("smollm2-135m-instruct", registry=build_host().registries.models).path
+    torch.set_num_threads(args.num_threads)
+    path = _model_path()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     rows = load_dataset("json", data_files=str(data), split="train")
     config = SFTConfig(
-        output_dir=str(out), max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
-        learning_rate=1e-4, save_strategy="no", logging_steps=10_000, report_to="none",
-        include_num_input_tokens_seen="non_padding", lr_scheduler_type="cosine", weight_decay=0.1,
-        # fp32 like swiftkit on CPU; TRL's default gradient checkpointing costs ~20% here and saves
-        # nothing at this size, so it is off to give the baseline its best setting.
-        bf16=False, gradient_checkpointing=False,
-    )
-    peft_config = LoraConfig(r=8, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
-                             task_type="CAUSAL_LM")
+        output_dir=str(out), max_steps=args.max_steps, per_device_train_batch_size=JOB["per_device_train_batch_size"],
+        learning_rate=JOB["learning_rate"], max_length=JOB["max_length"], save_strategy="no", logging_steps=10_000,
+        report_to="none", include_num_input_tokens_seen="non_padding", bf16=False, use_cpu=True,
+        assistant_only_loss=False, completion_only_loss=None)  # TRL's defaults otherwise (checkpointing on)
+    peft_config = LoraConfig(r=JOB["lora_rank"], lora_alpha=JOB["lora_alpha"], lora_dropout=JOB["lora_dropout"],
+                             target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=tokenizer,
                          peft_config=peft_config)
     output = trainer.train()
-    return {"tokens": trainer.state.num_input_tokens_seen, "seconds": output.metrics["train_runtime"],
-            "loss": output.training_loss, "peak_rss_mb": peak_rss_mb()}
+    seconds = output.metrics["train_runtime"]
+    return {"tokens": int(trainer.state.num_input_tokens_seen), "seconds": seconds, "loss": output.training_loss,
+            "peak_rss_mb": peak_rss_mb(), "overhead_s": time.perf_counter() - start - seconds}
+
+
+def run_ms_swift(args, data: Path, out: Path) -> dict:
+    """ms-swift's ``swift sft`` on the same job (its own environment); tokens counted by swiftkit's
+    tokenizer over the rows its 30 steps read is not available, so tokens/s uses swiftkit's count."""
+    cmd = [args.ms_swift, "sft", "--model", _model_path(), "--dataset", str(data), "--train_type", "lora",
+           "--lora_rank", str(JOB["lora_rank"]), "--lora_alpha", str(JOB["lora_alpha"]), "--lora_dropout",
+           str(JOB["lora_dropout"]), "--target_modules", "all-linear", "--max_length", str(JOB["max_length"]),
+           "--per_device_train_batch_size", str(JOB["per_device_train_batch_size"]), "--max_steps",
+           str(args.max_steps), "--learning_rate", str(JOB["learning_rate"]), "--torch_dtype", "float32",
+           "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none"]
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", *cmd], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"ms-swift failed: {proc.stderr[-2000:]}")
+    rss = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("MAXRSS"))
+    wall = time.perf_counter() - start
+    runtime = next((json.loads(line)["train_runtime"] for line in proc.stdout.splitlines()
+                    if line.startswith("{") and "train_runtime" in line), wall)
+    return {"tokens": args.tokens, "seconds": float(runtime), "loss": float("nan"), "peak_rss_mb": rss / 1024,
+            "overhead_s": wall - float(runtime)}
+
+
+def memory_breakdown(args, data: Path) -> None:
+    """Resident memory by phase and saved-for-backward bytes by module kind, per granularity."""
+    import os
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from swiftkit.commands import build_host
+    from swiftkit.templates import get_template
+    from swiftkit.train.collate import make_collator
+    from swiftkit.train.recompute import checkpoint_kwargs
+    from swiftkit.train.trainer import label_only_loss
+
+    def rss() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    torch.set_num_threads(args.num_threads)
+    path = _model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    template = get_template(tokenizer, max_length=JOB["max_length"], registry=build_host().registries.templates)
+    rows = [json.loads(line) for line in data.read_text().splitlines()[: JOB["per_device_train_batch_size"]]]
+    features = [{k: v for k, v in template.encode(r).items() if k in ("input_ids", "labels")} for r in rows]
+    batch = make_collator(tokenizer, padding_free=True)(features)
+    print(f"first batch of the job: {batch['input_ids'].shape[1]} tokens (padding-free), "
+          f"{int((batch['labels'] != -100).sum())} labelled; one process per granularity")
+    granularity = args.recompute_one
+    torch.manual_seed(0)
+    before = rss()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=JOB["lora_rank"], lora_alpha=JOB["lora_alpha"],
+                                             lora_dropout=JOB["lora_dropout"], target_modules="all-linear"))
+    kwargs = checkpoint_kwargs(granularity, {"use_reentrant": False})
+    if kwargs is not None:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.train()
+    loaded = rss()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=JOB["learning_rate"])
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved, seen, stack = collections.Counter(), set(), []
+    def enter(module, *_):
+        stack.append(type(module).__name__)
+
+    def leave(*_):
+        stack.pop()  # returns None: the module's output stays as it is
+
+    hooks = [m.register_forward_pre_hook(enter) for m in model.modules()]
+    hooks += [m.register_forward_hook(leave) for m in model.modules()]
+
+    def pack(t):
+        key = t.untyped_storage().data_ptr()
+        if key not in params and key not in seen:
+            seen.add(key)
+            saved["/".join(stack[-2:]) or "loss"] += t.untyped_storage().nbytes()
+        return t
+
+    for step in range(2):
+        saved.clear(), seen.clear()
+        start = rss()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss, _ = label_only_loss(model, dict(batch))
+        forward = rss()
+        loss.backward()
+        backward = rss()
+        optimizer.step(), optimizer.zero_grad()
+        print(f"  {granularity:9} step {step}: start {start:6.0f}  after forward {forward:6.0f}  after backward "
+              f"{backward:6.0f}  after optimizer {rss():6.0f} MiB (loaded {loaded - before:+.0f} MiB; "
+              f"loss {loss.item():.4f})")
+    if granularity == "none":
+        print(f"  kept for backward with none: {sum(saved.values()) / 2**20:.0f} MiB, by module (parent/child; "
+              "Linear/Linear: LoRA's A and B, Linear/Dropout: LoRA's dropout copies):")
+        for where, size in saved.most_common(8):
+            print(f"    {where:45} {size / 2**20:7.0f} MiB")
+    for h in hooks:
+        h.remove()
+    del model, optimizer
 
 
 def _child(which: str, args) -> dict:
-    return run_child(__file__, which, [
-        "--data", args.data, "--max_steps", str(args.max_steps), "--batch_size", str(args.batch_size),
-        "--num_threads", str(args.num_threads), "--padding_free", str(args.padding_free)])
+    flags = ["--data", args.data, "--max_steps", str(args.max_steps), "--num_threads", str(args.num_threads)]
+    side, _, granularity = which.partition(":")
+    granularity, _, precision = granularity.partition(":")
+    if granularity:
+        flags += ["--recompute_one", granularity]
+    if precision == "bf16":
+        flags += ["--bf16_one"]
+    if args.ms_swift:
+        flags += ["--ms_swift", args.ms_swift, "--tokens", str(args.tokens)]
+    return run_child(__file__, side, flags)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max_steps", type=int, default=10)
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--num_threads", type=int, default=1)
-    parser.add_argument("--padding_free", type=lambda s: s.lower() == "true", default=True)
-    parser.add_argument("--rows", type=int, default=200)
-    parser.add_argument("--child", choices=["swiftkit", "trl"])
+    parser.add_argument("--max_steps", type=int, default=JOB["max_steps"])
+    parser.add_argument("--num_threads", type=int, default=JOB["num_threads"])
+    parser.add_argument("--rows", type=int, default=400)
+    parser.add_argument("--recompute", nargs="+", default=["none", "selective", "full"],
+                        choices=["none", "selective", "full"])
+    parser.add_argument("--memory_breakdown", action="store_true")
+    parser.add_argument("--ms_swift", help="path of ms-swift's `swift` executable (its own environment)")
+    parser.add_argument("--child", choices=["swiftkit", "trl", "ms-swift", "breakdown"])
+    parser.add_argument("--recompute_one", default="none")
+    parser.add_argument("--bf16_one", action="store_true")
+    parser.add_argument("--bf16", nargs="*", default=[], choices=["none", "selective", "full"],
+                        help="also train swiftkit with --bf16 true at these granularities")
+    parser.add_argument("--tokens", type=int, default=0)
     parser.add_argument("--data")
     args = parser.parse_args()
 
+    if args.child == "breakdown":
+        memory_breakdown(args, Path(args.data))
+        return
     if args.child:
         out = Path(tempfile.mkdtemp(prefix=f"bench-{args.child}-"))
-        fn = run_swiftkit if args.child == "swiftkit" else run_trl
+        fn = {"swiftkit": run_swiftkit, "trl": run_trl, "ms-swift": run_ms_swift}[args.child]
         print(json.dumps(fn(args, Path(args.data), out)))
         return
 
-    from swiftkit.commands import build_host
-    from swiftkit.data import load_rows
-
-    rows = load_rows([f"self-cognition#{args.rows}"], registries=build_host().registries, model_name=("小星", "Nova"),
-                     model_author=("极光实验室", "Aurora Lab"))
-    data = Path(tempfile.mkdtemp(prefix="bench-data-")) / "rows.jsonl"
-    data.write_text("".join(json.dumps({"messages": r["messages"]}, ensure_ascii=False) + "\n" for r in rows))
+    data = write_rows(Path(tempfile.mkdtemp(prefix="bench-data-")) / "rows.jsonl", n=args.rows)
     args.data = str(data)
-    _child("swiftkit", args)  # warm-up: converts the embedded model once, outside the timings
-
-    results = time_sides(lambda which: _child(which, args))
-    print(f"SmolLM2-135M LoRA r8 all-linear, {args.max_steps} steps x batch {args.batch_size}, "
-          f"{args.num_threads} thread(s), swiftkit padding_free={args.padding_free}")
-    print(f"{'':10} {'tokens/s':>10} {'train s':>9} {'tokens':>8} {'peak RSS MiB':>13} {'loss':>7}")
+    if args.memory_breakdown:
+        for granularity in args.recompute:
+            out = subprocess.run([sys.executable, __file__, "--child", "breakdown", "--data", args.data,
+                                  "--recompute_one", granularity, "--num_threads", str(args.num_threads)],
+                                 capture_output=True, text=True, check=True).stdout
+            print("\n".join(line for line in out.splitlines() if granularity == args.recompute[0]
+                             or not line.startswith("first batch")))
+        return
+    sides = [f"swiftkit:{g}" for g in args.recompute] + [f"swiftkit:{g}:bf16" for g in args.bf16] + ["trl"]
+    _child(sides[0], argparse.Namespace(**{**vars(args), "max_steps": 1, "ms_swift": None}))  # warm-up
+    results = time_sides(lambda which: _child(which, args), sides=sides)
+    if args.ms_swift:
+        args.tokens = results[sides[0]]["tokens"]
+        results["ms-swift"] = time_sides(lambda which: _child(which, args), sides=["ms-swift"])["ms-swift"]
+    print(f"SmolLM2-135M LoRA r{JOB['lora_rank']} all-linear, fp32, {args.max_steps} steps x batch "
+          f"{JOB['per_device_train_batch_size']}, max_length {JOB['max_length']}, {args.rows} rows, "
+          f"{args.num_threads} thread(s); swiftkit per --recompute_granularity, TRL SFTTrainer defaults")
+    print(f"{'':20} {'tokens/s':>9} {'train s':>8} {'tokens':>7} {'peak RSS MiB':>13} {'start+end s':>12} {'loss':>7}")
     for which, r in results.items():
-        print(f"{which:10} {r['tokens_per_s']:10.1f} {r['seconds']:9.1f} {r['tokens']:8d} "
-              f"{r['peak_rss_mb']:13.0f} {r['loss']:7.3f}")
-    s, t = results["swiftkit"], results["trl"]
-    print(f"ratio swiftkit/trl: tokens/s {s['tokens_per_s'] / t['tokens_per_s']:.2f}x, "
-          f"peak RSS {s['peak_rss_mb'] / t['peak_rss_mb']:.2f}x")
+        print(f"{which:20} {r['tokens_per_s']:9.1f} {r['seconds']:8.1f} {r['tokens']:7d} {r['peak_rss_mb']:13.0f} "
+              f"{r['overhead_s']:12.1f} {r['loss']:7.3f}")
+    t = results["trl"]
+    for which, r in results.items():
+        if which != "trl":
+            print(f"ratio {which}/trl: tokens/s {r['tokens_per_s'] / t['tokens_per_s']:.2f}x, "
+                  f"peak RSS {r['peak_rss_mb'] / t['peak_rss_mb']:.2f}x")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -207,8 +207,6 @@ REFUSED: dict[str, str] = {
     "dataloader_persistent_workers": _DATALOADER,
     "dataloader_prefetch_factor": _DATALOADER,
     "group_by_length": "--padding_free (on by default) and --packing remove padding without grouping rows by length",
-    "use_liger_kernel": ("Liger kernels are not supported; the LM head already runs only where a label is "
-                         "(no full-vocabulary logits for prompt tokens)"),
     "use_logits_to_keep": "the LM head already runs only where a label is; not switchable",
     "push_to_hub": _HUB_UPLOAD,
     "hub_model_id": _HUB_UPLOAD,

@@ -54,6 +54,10 @@ TRANSFORMERS_SCHEDULERS = (
 EVAL_DRIVEN_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")  # step on evaluation metrics
 MIN_LR_SCHEDULERS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr")
 DEFAULT_MIN_LR_RATE = 0.1
+# Nothing is recomputed by default: on the 2-core CPU, SmolLM2 LoRA (benchmarks/sft_vs_trl.py, 30 steps)
+# trained at 105 tokens/s and 4.9 GiB keeping everything, 81-82 tokens/s at 3.2 GiB (selective) and
+# 2.6 GiB (full); see swiftkit.train.recompute.
+DEFAULT_RECOMPUTE = "none"
 # --max_row_bytes: 16 MiB is 4x the text of a 1M-token context (about 4 bytes a token) and leaves room
 # for a few inline base64 images, while one row then costs at most ~5x that while it is read and
 # checked; a file that is one giant line (no newlines, a mislabelled dump) fails fast instead.
@@ -217,8 +221,14 @@ class TrainingArgs:
     per_device_train_batch_size: int = arg(1, "Rows per training batch.")
     per_device_eval_batch_size: int = arg(1, "Rows per evaluation batch.")
     gradient_accumulation_steps: int = arg(1, "Batches accumulated per optimizer step.")
-    gradient_checkpointing: bool = arg(
-        False, "Recompute activations in backward (saves GPU memory, costs ~20-30% time)."
+    gradient_checkpointing: Optional[bool] = arg(
+        None, "true: recompute whole decoder layers in backward (--recompute_granularity full); false: recompute "
+        "nothing (none). Default: --recompute_granularity's default.",
+    )
+    recompute_granularity: Optional[Literal["selective", "full", "none"]] = arg(
+        None, "Activations recomputed in backward instead of kept: selective (the cheap elementwise ones; the large "
+        "matrix products and attention outputs are kept), full (whole decoder layers; least memory, one more "
+        "forward) or none. Default: none, or what --gradient_checkpointing says.",
     )
     gradient_checkpointing_kwargs: Optional[str] = arg(
         None, 'JSON object of gradient checkpointing options, e.g. \'{"use_reentrant": false}\' (the default).',
@@ -233,6 +243,10 @@ class TrainingArgs:
         True,
         "Pack each batch into one row with position_ids instead of padding (same loss, no compute "
         "on pad tokens; measured ~2x faster on CPU).",
+    )
+    use_liger_kernel: bool = arg(
+        False, "Liger's Triton kernels for the model's RMSNorm, RoPE, SwiGLU and cross-entropy (CUDA GPU and the "
+        "liger-kernel package; refused in one line elsewhere).",
     )
     packing: bool = arg(
         False, "Bin-pack tokenized samples into rows of up to --max_length tokens before batching "
@@ -308,7 +322,15 @@ class TrainingArgs:
         if self.gradient_checkpointing_kwargs:
             flag = "--gradient_checkpointing_kwargs"
             json_object(self.gradient_checkpointing_kwargs, flag, '{"use_reentrant": false}')
-            _check(self.gradient_checkpointing, f"{flag} applies with --gradient_checkpointing true")
+            _check(self.recompute != "none", f"{flag} applies with --gradient_checkpointing true or "
+                   "--recompute_granularity selective/full")
+            _check(self.recompute != "selective" or not json_object(self.gradient_checkpointing_kwargs, flag, "")
+                   .get("use_reentrant"), f'{flag}: --recompute_granularity selective needs "use_reentrant": false')
+        if self.recompute_granularity is not None and self.gradient_checkpointing is not None:
+            implied = "full" if self.gradient_checkpointing else "none"
+            _check(self.recompute_granularity == implied,
+                   f"--gradient_checkpointing {str(self.gradient_checkpointing).lower()} means --recompute_granularity "
+                   f"{implied}, not {self.recompute_granularity}: give one of the two")
         for name in self.report_to:
             _check(name in REPORT_TO,
                    f"unknown --report_to {name!r}{closest(name, REPORT_TO)}; valid: {', '.join(REPORT_TO)}")
@@ -319,6 +341,15 @@ class TrainingArgs:
         if self.lr_scheduler_type == "warmup_stable_decay":
             _check("num_decay_steps" in kwargs, "--lr_scheduler_type warmup_stable_decay needs the "
                    "length of its decay: --lr_scheduler_kwargs '{\"num_decay_steps\": N}'")
+
+    @property
+    def recompute(self) -> str:
+        """The --recompute_granularity in effect (see :mod:`swiftkit.train.recompute`)."""
+        if self.recompute_granularity is not None:
+            return self.recompute_granularity
+        if self.gradient_checkpointing is not None:
+            return "full" if self.gradient_checkpointing else "none"
+        return DEFAULT_RECOMPUTE
 
     @property
     def plugin_schedule(self) -> bool:

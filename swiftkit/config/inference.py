@@ -34,7 +34,10 @@ class GenerationArgs:
     result_path: Optional[str] = arg(
         None, "Batch mode: write one JSON line per --val_dataset row (default next to the adapters)."
     )
-    max_batch_size: int = arg(8, "Batch mode: prompts generated together.")
+    max_batch_size: int = arg(
+        16, "Prompts generated together: a batch of --val_dataset rows (infer/eval), or the sequences deploy decodes "
+        "at once (requests join and leave between steps).",
+    )
     infer_backend: str = arg(
         "transformers",
         "Inference engine, chosen through the swiftkit_get_infer_engine hook (built in: transformers, vllm).",

@@ -128,8 +128,7 @@ def count_with_tuner(host, cfg, resolved, targets: list[str], *, scalar_head: bo
     ``{"config", "model", "count", "counted"}``."""
     config, model = meta_model(resolved, cfg, scalar_head=scalar_head)
     base_names = estimate.base_parameter_names(model)
-    if cfg.training.gradient_checkpointing:
-        steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
+    steps.enable_recompute(model, cfg.training)
     kind = cfg.tuner.train_type
     extra = (_analytic_lora(model, cfg, targets) if kind in LORA_LIKE
              else _analytic_llamapro(model, cfg) if kind == "llamapro" else [])
@@ -207,7 +206,7 @@ def _trace(cfg, counted: dict, batch: TraceBatch, device: str, *, label_only: bo
         layers=int(getattr(text, "num_hidden_layers", 1) or 1), hidden=hidden,
         intermediate=int(getattr(text, "intermediate_size", 0) or 4 * hidden), tokens=batch.rows * batch.width,
         logits_tokens=batch.rows * (batch.labelled or batch.width), vocab=vocab, itemsize=itemsize,
-        checkpointing=cfg.training.gradient_checkpointing)
+        checkpointing=cfg.training.recompute == "full")
     grads = estimate.gradient_bytes(counted["count"])
     return ({"peak": act + grads, "gradients_at_peak": grads, "peak_without_gradients": act},
             f"analytic (the model could not be traced on fake tensors: {why})")
@@ -239,7 +238,7 @@ def memory_plan(cfg, resolved, counted: dict, batch: TraceBatch, *, scalar_head:
     memory = peak_memory(
         device=device, runtime=runtime, weights=weights, disk=disk, quant=quant,
         gradients=estimate.gradient_bytes(count), optimizer_states=states, step_workspace=workspace, trace=trace,
-        accumulation=cfg.training.gradient_accumulation_steps, checkpointing=cfg.training.gradient_checkpointing,
+        accumulation=cfg.training.gradient_accumulation_steps, checkpointing=cfg.training.recompute != "none",
         dequant_workspace=dequant)
     memory["how"].update(optimizer_states=states_how, trace=trace_how)
     memory.update(dtype=str(load_dtype).replace("torch.", ""), quantization=quant, optimizer_assumed=assumed,
@@ -248,7 +247,7 @@ def memory_plan(cfg, resolved, counted: dict, batch: TraceBatch, *, scalar_head:
                          else batch.width, "sequences": sum(len(s) for s in batch.segments) if batch.segments
                          else batch.rows},
                   autocast=str(_autocast_dtype(cfg)).replace("torch.", "") if _autocast_dtype(cfg) else None,
-                  gradient_checkpointing=cfg.training.gradient_checkpointing, threads=torch.get_num_threads())
+                  recompute=cfg.training.recompute, threads=torch.get_num_threads())
     if quant:
         memory["weights_quantized"] = {"params": weights["quantized_params"],
                                        "full_precision_params": weights["full_precision_params"]}

@@ -80,8 +80,8 @@ def _memory(m: dict) -> list[str]:
     lines.append(f"  {'allocator':<18}{size(parts['allocator']):>12}  {how['allocator']}")
     b = m["batch"]
     lines.append(f"  largest batch traced: {b['rows']} x {b['width']} tokens ({b['sequences']} sequences), logits at "
-                 f"{b['logits_positions']} positions; gradient checkpointing "
-                 f"{'on' if m['gradient_checkpointing'] else 'off'}; autocast {m['autocast'] or 'off'}")
+                 f"{b['logits_positions']} positions; recomputed in backward: "
+                 f"{m['recompute']}; autocast {m['autocast'] or 'off'}")
     lines.append(f"  loading peak: {size(m['loading_peak_bytes'])}; training peak: {size(m['training_peak_bytes'])}")
     return lines
 

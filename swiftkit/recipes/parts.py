@@ -15,7 +15,7 @@ from pathlib import Path
 
 from swiftkit.core.choices import check_name, choose, choose_from
 from swiftkit.core.errors import ConfigError
-from swiftkit.models.attention import attention_implementation
+from swiftkit.models.attention import attention_implementation, check_liger
 from swiftkit.train.callback_setup import training_overrides
 from swiftkit.train.optim_names import check_optim_flags
 from swiftkit.train.optimizers import optimizer_name
@@ -60,6 +60,7 @@ def choose_training_parts(host, cfg, *, trainer: bool = True, loss: bool = True)
     check_optim_flags(cfg)  # --optim's name, what it needs on this machine, and that it fits --optimizer
     mixed_precision(tr.bf16, tr.fp16)  # --bf16/--fp16 the device cannot run fail now
     attention_implementation(cfg.model.attn_impl)  # so does an --attn_impl kernel it lacks
+    check_liger(tr.use_liger_kernel)  # and --use_liger_kernel without a CUDA GPU or the package
     if tr.plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now
         import torch  # defers torch
 

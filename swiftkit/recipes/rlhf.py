@@ -107,7 +107,7 @@ class RlhfRecipe:
     def _load_models(self):
         cfg, method = self.config, self.method
         model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, scalar_head=method == "rm",
-                                   quantization=self.plan.quantization)
+                                   quantization=self.plan.quantization, liger=cfg.training.use_liger_kernel)
         if method == "rm":
             model.config.pad_token_id = self.tokenizer.pad_token_id
         if method in ("grpo", "ppo"):
@@ -118,8 +118,7 @@ class RlhfRecipe:
         tuner_kind = "lora" if cfg.tuner.train_type in ADAPTER_TUNERS else cfg.tuner.train_type
         starting_copy = (rlhf_models.freeze(copy.deepcopy(model))
                          if rlhf_models.uses_reference_copy(method, tuner_kind, cfg) else None)
-        if cfg.training.gradient_checkpointing:
-            steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
+        steps.enable_recompute(model, cfg.training)
         if self.adapter_ckpt is not None:
             model = rlhf_models.continue_adapter(prepare_quantized(model), self.adapter_ckpt)
         else:

@@ -89,9 +89,9 @@ class SftRecipe:
 
     def _load_model(self):
         cfg = self.config
-        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, quantization=self.plan.quantization)
-        if cfg.training.gradient_checkpointing:
-            steps.enable_gradient_checkpointing(model, cfg.training.gradient_checkpointing_kwargs)
+        model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, quantization=self.plan.quantization,
+                                   liger=cfg.training.use_liger_kernel)
+        steps.enable_recompute(model, cfg.training)
         return steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules),
                                  data_pass=lambda: steps.init_batches(self.train_data, self.tokenizer))
 

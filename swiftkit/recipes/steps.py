@@ -23,6 +23,7 @@ from swiftkit.core.io import OutputError, discard_unstarted_run, new_run_dir, wr
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
 from swiftkit.models import load_model
+from swiftkit.models.attention import apply_liger
 from swiftkit.models.quantization import (
     bnb_config,
     effective_quantization,
@@ -32,6 +33,7 @@ from swiftkit.models.quantization import (
 from swiftkit.recipes.records import RunPlan
 from swiftkit.train.collate import make_collator
 from swiftkit.train.errors import TrainError
+from swiftkit.train.recompute import checkpoint_kwargs
 from swiftkit.train.tuners import ADAPTER_TUNERS, check_before_loading
 from swiftkit.train.tuners_peft import DATA_INITS, MUTATING_INITS, corda_preprocess, eva_initialise, init_kind
 
@@ -151,10 +153,12 @@ def lora_targets(tuner, resolved) -> list[str]:
     return list(tuner.target_modules)
 
 
-def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, quantization: dict | None = None):
+def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, quantization: dict | None = None,
+                 liger: bool = False):
     """The base model's weights, with the seed set first (a tuner initialises adapters after this).
     ``quantization`` (:func:`~swiftkit.models.quantization.effective_quantization`) loads it 4/8-bit
-    through bitsandbytes (QLoRA); --attn_impl picks the attention implementation."""
+    through bitsandbytes (QLoRA); --attn_impl picks the attention implementation; ``liger`` (--use_liger_kernel,
+    checked by the plan) swaps in Liger's kernels."""
     from transformers import set_seed  # defers transformers
 
     set_seed(seed)
@@ -167,6 +171,8 @@ def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, 
         if quantization is not None:
             keep_4bit_trainable_on_cpu(model)
             release_checkpoint_mapping(model)
+        if liger:
+            apply_liger(model)
         return model
     except ImportError as exc:
         if quantization is None:
@@ -179,10 +185,20 @@ def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, 
         raise
 
 
-def enable_gradient_checkpointing(model, options_text: str | None = None) -> None:
-    """Turn on gradient checkpointing with --gradient_checkpointing_kwargs (use_reentrant False by default)."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_options(options_text))
+def enable_recompute(model, training) -> str:
+    """Set up --recompute_granularity (with --gradient_checkpointing_kwargs) on ``model``; the granularity in
+    effect (``none`` for a model without transformers' gradient checkpointing: logged)."""
+    options = gradient_checkpointing_options(training.gradient_checkpointing_kwargs)
+    kwargs = checkpoint_kwargs(training.recompute, options)
+    if kwargs is None:
+        return "none"
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        log(f"--recompute_granularity {training.recompute}: {type(model).__name__} does not support gradient "
+            "checkpointing; keeping every activation")
+        return "none"
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.enable_input_require_grads()
+    return training.recompute
 
 
 def apply_tuner(host, cfg, model, targets: list[str], *, data_pass=None):

@@ -133,6 +133,17 @@ def test_flash_attention_without_cuda_is_one_line_before_any_weights_load(
     assert count_weight_loads == [] and not (tmp_path / "out").exists() and not (tmp_path / "merged").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a CUDA GPU")
+def test_liger_without_cuda_is_one_line_before_any_weights_load(model_dir, chats, tmp_path, capsys, count_weight_loads):
+    argv = ["sft", "--model", str(model_dir), "--dataset", str(chats), "--output_dir", str(tmp_path / "out"),
+            "--use_liger_kernel", "true"]
+    assert main(argv) == 2
+    assert one_line_error(capsys).endswith("--use_liger_kernel needs a CUDA GPU (Liger's kernels are Triton kernels) "
+                                           "and this machine has none; train without it (the LM head already runs "
+                                           "only where a label is)")
+    assert count_weight_loads == [] and not (tmp_path / "out").exists()
+
+
 # -- --gradient_checkpointing_kwargs ---------------------------------------------------------------
 
 
@@ -155,10 +166,33 @@ def test_gradient_checkpointing_kwargs_reach_torch_checkpoint(model_dir, chats, 
                  "--gradient_checkpointing_kwargs", "{use_reentrant: false}"]) == 2
     assert ("--gradient_checkpointing_kwargs is not valid JSON: Expecting property name enclosed in double quotes "
             "(column 2)") in one_line_error(capsys)
+    assert main(["sft", "--model", str(model_dir), "--dataset", str(chats), *out,
+                 "--gradient_checkpointing_kwargs", '{"use_reentrant": false}']) == 2
+    assert one_line_error(capsys).endswith("--gradient_checkpointing_kwargs applies with --gradient_checkpointing true "
+                                           "or --recompute_granularity selective/full")
     assert main(["sft", "--model", str(model_dir), "--dataset", str(chats), *out, "--gradient_checkpointing_kwargs",
-                 '{"use_reentrant": false}']) == 2
-    assert one_line_error(capsys).endswith("--gradient_checkpointing_kwargs applies with --gradient_checkpointing true")
+                 '{"use_reentrant": true}', "--recompute_granularity", "selective"]) == 2
+    assert one_line_error(capsys).endswith('--recompute_granularity selective needs "use_reentrant": false')
+    assert main(["sft", "--model", str(model_dir), "--dataset", str(chats), *out, "--gradient_checkpointing", "true",
+                 "--recompute_granularity", "selective"]) == 2
+    assert one_line_error(capsys).endswith("--gradient_checkpointing true means --recompute_granularity full, not "
+                                           "selective: give one of the two")
     assert not (tmp_path / "c").exists()
+
+
+def test_recompute_granularity_reaches_the_layers(model_dir, chats, tmp_path):
+    layers = lambda made: made.model.get_base_model().model.layers  # noqa: E731
+    base = ["--model", model_dir, "--dataset", chats, "--max_steps", "1", *COMMON]
+    default = recipe([*base, "--output_dir", tmp_path / "d"])  # nothing recomputed
+    assert not any(layer.gradient_checkpointing for layer in layers(default))
+    selective = recipe([*base, "--output_dir", tmp_path / "s", "--recompute_granularity", "selective"])
+    assert all(layer.gradient_checkpointing for layer in layers(selective))
+    assert "context_fn" in layers(selective)[0]._gradient_checkpointing_func.keywords
+    full = recipe([*base, "--output_dir", tmp_path / "f", "--recompute_granularity", "full"])
+    assert "context_fn" not in layers(full)[0]._gradient_checkpointing_func.keywords
+    for flags in (["--recompute_granularity", "none"], ["--gradient_checkpointing", "false"]):
+        made = recipe([*base, "--output_dir", tmp_path / flags[0][2:], *flags])
+        assert not any(layer.gradient_checkpointing for layer in layers(made))
 
 
 # -- --dataloader_drop_last ------------------------------------------------------------------------

@@ -105,10 +105,10 @@ def test_every_refusal_is_one_line_of_reasonable_length():
 
 
 def test_a_plugin_flag_named_like_a_refused_one_is_the_plugins():
-    field = PluginField("use_liger_kernel", bool, False, "a plugin's kernel switch", plugin="p")
-    cfg = SftConfig.from_flat({"model": "m", "dataset": ["a"], "use_liger_kernel": True}, source="flag",
-                              plugin_fields={"use_liger_kernel": field})
-    assert cfg.plugin_options == {"use_liger_kernel": True}
+    field = PluginField("use_logits_to_keep", bool, False, "a plugin's head switch", plugin="p")
+    cfg = SftConfig.from_flat({"model": "m", "dataset": ["a"], "use_logits_to_keep": True}, source="flag",
+                              plugin_fields={"use_logits_to_keep": field})
+    assert cfg.plugin_options == {"use_logits_to_keep": True}
 
 
 # -- refused flags: command line, YAML, API ------------------------------------------------------
@@ -126,8 +126,8 @@ def test_refused_flag_on_the_command_line_is_one_line_naming_the_reason(capsys, 
 
 def test_refused_flag_in_yaml_and_in_the_api(tmp_path):
     yaml_file = tmp_path / "c.yaml"
-    yaml_file.write_text("model: m\ndataset: a.jsonl\nuse_liger_kernel: true\n")
-    with pytest.raises(ConfigError, match=r"^--use_liger_kernel is not supported by `swiftkit sft`: Liger"):
+    yaml_file.write_text("model: m\ndataset: a.jsonl\nuse_logits_to_keep: true\n")
+    with pytest.raises(ConfigError, match=r"^--use_logits_to_keep is not supported by `swiftkit sft`: the LM head"):
         parse([str(yaml_file)])
     with pytest.raises(ConfigError, match=r"^--fsdp is not supported by `swiftkit sft`: DeepSpeed/FSDP"):
         api_config(model="m", dataset="a", fsdp="fsdp2")
