@@ -251,15 +251,19 @@ class Scheduler:
                 return
             if not batch:  # its jobs were withdrawn while the batch filled
                 continue
-            try:
-                if batch[0].stream is not None:
-                    self._run_stream(batch[0])
-                else:
-                    self._run_batch(batch)
-            finally:
-                with self._cond:
-                    self._solo = []
-                    self._cond.notify_all()
+            self._run_whole(batch)
+
+    def _run_whole(self, batch: list[_Job]) -> None:
+        """Run ``batch`` as whole requests (a stream alone, or one generate call), then clear the solo slot."""
+        try:
+            if batch[0].stream is not None:
+                self._run_stream(batch[0])
+            else:
+                self._run_batch(batch)
+        finally:
+            with self._cond:
+                self._solo = []
+                self._cond.notify_all()
 
     def _run_batch(self, batch: list[_Job]) -> None:
         live = [job for job in batch if job.future.set_running_or_notify_cancel()]
@@ -311,15 +315,7 @@ class Scheduler:
                 break
             whole, admitted = work
             if whole:
-                try:
-                    if whole[0].stream is not None:
-                        self._run_stream(whole[0])
-                    else:
-                        self._run_batch(whole)
-                finally:
-                    with self._cond:
-                        self._solo = []
-                        self._cond.notify_all()
+                self._run_whole(whole)
             for job in admitted:
                 self._start(job)
             self._step()
