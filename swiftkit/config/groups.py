@@ -321,11 +321,11 @@ class TrainingArgs:
         _check(not (self.bf16 and self.fp16), "--bf16 and --fp16 exclude each other")
         if self.gradient_checkpointing_kwargs:
             flag = "--gradient_checkpointing_kwargs"
-            json_object(self.gradient_checkpointing_kwargs, flag, '{"use_reentrant": false}')
+            options = json_object(self.gradient_checkpointing_kwargs, flag, '{"use_reentrant": false}')
             _check(self.recompute != "none", f"{flag} applies with --gradient_checkpointing true or "
                    "--recompute_granularity selective/full")
-            _check(self.recompute != "selective" or not json_object(self.gradient_checkpointing_kwargs, flag, "")
-                   .get("use_reentrant"), f'{flag}: --recompute_granularity selective needs "use_reentrant": false')
+            _check(self.recompute != "selective" or not options.get("use_reentrant"),
+                   f'{flag}: --recompute_granularity selective needs "use_reentrant": false')
         if self.recompute_granularity is not None and self.gradient_checkpointing is not None:
             implied = "full" if self.gradient_checkpointing else "none"
             _check(self.recompute_granularity == implied,

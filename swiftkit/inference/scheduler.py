@@ -229,12 +229,7 @@ class Scheduler:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-            batch, rows = [], 0
-            for job in list(self._pending):
-                if job.key == head.key and (not batch or rows + len(job.prompts) <= self.max_batch_size):
-                    batch.append(job)
-                    rows += len(job.prompts)
-                    self._pending.remove(job)
+            batch = self._same_key(head)
             self._solo = batch
             return batch
 

@@ -61,7 +61,7 @@ def check_liger(enabled: bool) -> None:
 def apply_liger(model) -> None:
     """Swap the model's RMSNorm, RoPE, SwiGLU/GeGLU and cross-entropy for Liger's kernels (checked by
     :func:`check_liger` first); an architecture Liger does not know is a ConfigError."""
-    from liger_kernel.transformers import _apply_liger_kernel_to_instance  # defers torch
+    from liger_kernel.transformers import _apply_liger_kernel_to_instance  # defers liger_kernel (torch, triton)
 
     try:
         _apply_liger_kernel_to_instance(model=model)

@@ -185,20 +185,19 @@ def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, 
         raise
 
 
-def enable_recompute(model, training) -> str:
-    """Set up --recompute_granularity (with --gradient_checkpointing_kwargs) on ``model``; the granularity in
-    effect (``none`` for a model without transformers' gradient checkpointing: logged)."""
+def enable_recompute(model, training) -> None:
+    """Set up --recompute_granularity (with --gradient_checkpointing_kwargs) on ``model``; a model without
+    transformers' gradient checkpointing keeps every activation (logged)."""
     options = gradient_checkpointing_options(training.gradient_checkpointing_kwargs)
     kwargs = checkpoint_kwargs(training.recompute, options)
     if kwargs is None:
-        return "none"
+        return
     if not getattr(model, "supports_gradient_checkpointing", False):
         log(f"--recompute_granularity {training.recompute}: {type(model).__name__} does not support gradient "
             "checkpointing; keeping every activation")
-        return "none"
+        return
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.enable_input_require_grads()
-    return training.recompute
 
 
 def apply_tuner(host, cfg, model, targets: list[str], *, data_pass=None):

@@ -13,6 +13,7 @@ from swiftkit.inference.protocol import SamplingParams
 from swiftkit.inference.scheduler import Scheduler, SchedulerClosed, group_key
 
 GREEDY = SamplingParams(max_tokens=4)
+LONG = dataclasses.replace(GREEDY, max_tokens=400)  # runs until cancelled in these tests
 
 
 class Recording:
@@ -178,8 +179,7 @@ def test_drain_finishes_what_it_can_in_time_then_fails_the_rest(engine):
 
 
 def test_cancel_withdraws_a_waiting_job_and_stops_a_batch_whose_jobs_all_left(engine):
-    long = dataclasses.replace(GREEDY, max_tokens=400)
-    rec, sched, row, running = held(engine, long)
+    rec, sched, row, running = held(engine, LONG)
     try:
         waiting = sched.submit([row], GREEDY)
         sched.cancel(waiting)
@@ -190,7 +190,7 @@ def test_cancel_withdraws_a_waiting_job_and_stops_a_batch_whose_jobs_all_left(en
         assert reply.completion_tokens <= 1  # stopped at its first token, not after 400
         assert sched.stats["cancelled"] == 2 and [n for n, _, _ in rec.calls] == [1]
 
-        stream = sched.submit_stream(row, long)
+        stream = sched.submit_stream(row, LONG)
         assert isinstance(next(stream), str)
         stream.close()  # the client went away after its first piece
         assert list(stream) == []
@@ -326,15 +326,18 @@ def test_continuous_batch_replies_equal_one_at_a_time_generate(engine):
     assert not sched._running and sched._batch is None
 
 
-def test_a_withdrawn_stream_frees_its_row_for_the_next_request(endless):
-    long = dataclasses.replace(GREEDY, max_tokens=400)
-    rec = Steps(endless)
+def held_at_the_third_step(engine, max_batch_size: int, max_wait_ms: int):
+    """``(recorder, scheduler, prompt)``: the recorder's third decode step waits for its gate."""
+    rec = Steps(engine)
     rec.hold_at = 2
     rec.gate.clear()
-    sched = Scheduler(rec, max_batch_size=1, max_wait_ms=0)
-    row = prompts(endless, 1)[0]
+    return rec, Scheduler(rec, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms), prompts(engine, 1)[0]
+
+
+def test_a_withdrawn_stream_frees_its_row_for_the_next_request(endless):
+    rec, sched, row = held_at_the_third_step(endless, max_batch_size=1, max_wait_ms=0)
     try:
-        stream = sched.submit_stream(row, long)
+        stream = sched.submit_stream(row, LONG)
         assert rec.held.wait(30)  # the stream holds the only row, its third decode step waits
         waiting = sched.submit([row], dataclasses.replace(GREEDY, max_tokens=4))
         time.sleep(0.05)
@@ -352,13 +355,12 @@ def test_a_withdrawn_stream_frees_its_row_for_the_next_request(endless):
 
 
 def test_a_cancelled_request_leaves_the_batch_and_the_oldest_waiting_one_takes_its_row(endless):
-    long = dataclasses.replace(GREEDY, max_tokens=400)
     rec = Steps(endless)
     rec.gate.clear()
     sched = Scheduler(rec, max_batch_size=2, max_wait_ms=0)
     rows = prompts(endless, 3)
     try:
-        running = [sched.submit([rows[0]], long), sched.submit([rows[1]], long)]
+        running = [sched.submit([rows[0]], LONG), sched.submit([rows[1]], LONG)]
         until(lambda: len(rec.prefills) == 2, "the first two never started")
         third = sched.submit([rows[2]], dataclasses.replace(GREEDY, max_tokens=3))
         fourth = sched.submit([rows[2]], dataclasses.replace(GREEDY, max_tokens=3))
@@ -386,15 +388,10 @@ def test_a_cancelled_request_leaves_the_batch_and_the_oldest_waiting_one_takes_i
 
 
 def test_close_cuts_the_continuous_batch_short_with_scheduler_closed(endless):
-    long = dataclasses.replace(GREEDY, max_tokens=400)
-    rec = Steps(endless)
-    rec.hold_at = 2
-    rec.gate.clear()
-    sched = Scheduler(rec, max_batch_size=2, max_wait_ms=50)
-    row = prompts(endless, 1)[0]
-    running = sched.submit([row], long)
-    stream = sched.submit_stream(row, long)
-    waiting = sched.submit([row], long)
+    rec, sched, row = held_at_the_third_step(endless, max_batch_size=2, max_wait_ms=50)
+    running = sched.submit([row], LONG)
+    stream = sched.submit_stream(row, LONG)
+    waiting = sched.submit([row], LONG)
     assert rec.held.wait(30)
     threading.Timer(0.3, rec.gate.set).start()  # the step under way ends after the drain's 0.05 s
     assert sched.drain(0.05) is False
