@@ -209,7 +209,8 @@ def test_cancel_withdraws_a_waiting_job_and_stops_a_batch_whose_jobs_all_left(en
 class Steps:
     """The real engine, recording the sequences of each decode step and the step count at each
     prefill; while ``gate`` is closed, decode steps wait for it (from step ``hold_at`` on, when set)
-    and ``held`` tells that one waits."""
+    and ``held`` tells that one waits. Step ``hold_at`` closes the gate itself before it waits, so
+    no step past it runs between ``held`` and the test's next move."""
 
     supports_steps = True
 
@@ -232,6 +233,8 @@ class Steps:
 
     def decode_step(self, batch, seqs):
         if self.hold_at is None or len(self.steps) >= self.hold_at:
+            if len(self.steps) == self.hold_at:
+                self.gate.clear()
             self.held.set()
             self.gate.wait(30)
         self.steps.append(list(seqs))
@@ -367,8 +370,7 @@ def test_a_cancelled_request_leaves_the_batch_and_the_oldest_waiting_one_takes_i
         rec.hold_at = 3
         rec.held.clear()
         rec.gate.set()
-        assert rec.held.wait(30)
-        rec.gate.clear()
+        assert rec.held.wait(30)  # step 3 closed the gate and waits
         assert len(rec.prefills) == 2 and not third.running()  # the batch is full
         sched.cancel(running[0])
         rec.gate.set()
