@@ -5,14 +5,17 @@ fp32, batch 4, max_length 512, 30 steps over 400 mixed-length chat rows (``chat_
 2 threads. Each side trains in a child process of its own (peak RSS is its own): swiftkit once per
 ``--recompute`` granularity, and TRL's SFTTrainer with its defaults (gradient checkpointing on) on the
 same rows, LoRA config and steps. Tokens are the non-padding input tokens trained on. ``--bf16 G ...``
-adds swiftkit sides with ``--bf16 true`` (autocast) at those granularities.
+adds swiftkit sides with ``--bf16 true`` (autocast) at those granularities; ``--peft_dropout G ...`` adds
+swiftkit sides that keep peft's own LoRA dropout (a dropped copy of each adapted layer's input) instead
+of the fused dropout swiftkit trains with, the "before" of that change.
 
     .venv/bin/python benchmarks/sft_vs_trl.py [--max_steps 30] [--recompute none selective full]
-        [--num_threads 2] [--rows 400] [--bf16 none ...] [--memory_breakdown]
+        [--num_threads 2] [--rows 400] [--bf16 none ...] [--peft_dropout none ...] [--memory_breakdown]
 
 ``--memory_breakdown`` instead trains two steps on the job's first batch in this process for each
 granularity and prints resident memory after each phase (load, forward, backward, optimizer step)
-and, for ``none``, the bytes autograd keeps for backward by the module that saved them.
+and, for ``none``, the bytes autograd keeps for backward by the module that saved them, with peft's
+LoRA dropout and with the fused one.
 With ``swift`` (ms-swift) on PATH in another environment, ``--ms_swift PATH_TO_SWIFT`` adds its side.
 """
 
@@ -35,6 +38,10 @@ def run_swiftkit(args, data: Path, out: Path) -> dict:
     start = time.perf_counter()
     import swiftkit
 
+    if args.peft_dropout_one:
+        import swiftkit.recipes.steps as steps
+
+        steps.lean_lora_dropout = lambda model: model  # the run keeps peft's own LoRA dropout
     job = {**JOB, "max_steps": args.max_steps, "num_threads": args.num_threads}
     result = swiftkit.sft(dataset=[str(data)], output_dir=str(out), save_steps=10_000, logging_steps=10_000,
                           report_to=["none"], recompute_granularity=args.recompute_one, bf16=args.bf16_one, **job)
@@ -109,6 +116,7 @@ def memory_breakdown(args, data: Path) -> None:
     from swiftkit.commands import build_host
     from swiftkit.templates import get_template
     from swiftkit.train.collate import make_collator
+    from swiftkit.train.lora_dropout import fuse_lora_dropout
     from swiftkit.train.recompute import checkpoint_kwargs
     from swiftkit.train.trainer import label_only_loss
 
@@ -131,6 +139,9 @@ def memory_breakdown(args, data: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=JOB["lora_rank"], lora_alpha=JOB["lora_alpha"],
                                              lora_dropout=JOB["lora_dropout"], target_modules="all-linear"))
+    if not args.peft_dropout_one:
+        fuse_lora_dropout(model)
+    label = f"{granularity}{' (peft dropout)' if args.peft_dropout_one else ''}"
     kwargs = checkpoint_kwargs(granularity, {"use_reentrant": False})
     if kwargs is not None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
@@ -164,12 +175,12 @@ def memory_breakdown(args, data: Path) -> None:
         loss.backward()
         backward = rss()
         optimizer.step(), optimizer.zero_grad()
-        print(f"  {granularity:9} step {step}: start {start:6.0f}  after forward {forward:6.0f}  after backward "
+        print(f"  {label:22} step {step}: start {start:6.0f}  after forward {forward:6.0f}  after backward "
               f"{backward:6.0f}  after optimizer {rss():6.0f} MiB (loaded {loaded - before:+.0f} MiB; "
               f"loss {loss.item():.4f})")
     if granularity == "none":
-        print(f"  kept for backward with none: {sum(saved.values()) / 2**20:.0f} MiB, by module (parent/child; "
-              "Linear/Linear: LoRA's A and B, Linear/Dropout: LoRA's dropout copies):")
+        print(f"  kept for backward with {label}: {sum(saved.values()) / 2**20:.0f} MiB, by module (parent/child; "
+              "Linear/Linear, Linear/DroppedLinear: LoRA's A and B, Linear/Dropout: peft's dropout masks):")
         for where, size in saved.most_common(8):
             print(f"    {where:45} {size / 2**20:7.0f} MiB")
     for h in hooks:
@@ -185,6 +196,8 @@ def _child(which: str, args) -> dict:
         flags += ["--recompute_one", granularity]
     if precision == "bf16":
         flags += ["--bf16_one"]
+    if precision == "peft-dropout":
+        flags += ["--peft_dropout_one"]
     if args.ms_swift:
         flags += ["--ms_swift", args.ms_swift, "--tokens", str(args.tokens)]
     return run_child(__file__, side, flags)
@@ -204,6 +217,9 @@ def main() -> None:
     parser.add_argument("--bf16_one", action="store_true")
     parser.add_argument("--bf16", nargs="*", default=[], choices=["none", "selective", "full"],
                         help="also train swiftkit with --bf16 true at these granularities")
+    parser.add_argument("--peft_dropout_one", action="store_true")
+    parser.add_argument("--peft_dropout", nargs="*", default=[], choices=["none", "selective", "full"],
+                        help="also train swiftkit with peft's own LoRA dropout at these granularities")
     parser.add_argument("--tokens", type=int, default=0)
     parser.add_argument("--data")
     args = parser.parse_args()
@@ -220,14 +236,15 @@ def main() -> None:
     data = write_rows(Path(tempfile.mkdtemp(prefix="bench-data-")) / "rows.jsonl", n=args.rows)
     args.data = str(data)
     if args.memory_breakdown:
-        for granularity in args.recompute:
+        runs = [(g, ["--peft_dropout_one"]) for g in args.peft_dropout] + [(g, []) for g in args.recompute]
+        for k, (granularity, extra) in enumerate(runs):
             out = subprocess.run([sys.executable, __file__, "--child", "breakdown", "--data", args.data,
-                                  "--recompute_one", granularity, "--num_threads", str(args.num_threads)],
+                                  "--recompute_one", granularity, "--num_threads", str(args.num_threads), *extra],
                                  capture_output=True, text=True, check=True).stdout
-            print("\n".join(line for line in out.splitlines() if granularity == args.recompute[0]
-                             or not line.startswith("first batch")))
+            print("\n".join(line for line in out.splitlines() if k == 0 or not line.startswith("first batch")))
         return
-    sides = [f"swiftkit:{g}" for g in args.recompute] + [f"swiftkit:{g}:bf16" for g in args.bf16] + ["trl"]
+    sides = ([f"swiftkit:{g}" for g in args.recompute] + [f"swiftkit:{g}:peft-dropout" for g in args.peft_dropout]
+             + [f"swiftkit:{g}:bf16" for g in args.bf16] + ["trl"])
     _child(sides[0], argparse.Namespace(**{**vars(args), "max_steps": 1, "ms_swift": None}))  # warm-up
     results = time_sides(lambda which: _child(which, args), sides=sides)
     if args.ms_swift:
@@ -236,9 +253,9 @@ def main() -> None:
     print(f"SmolLM2-135M LoRA r{JOB['lora_rank']} all-linear, fp32, {args.max_steps} steps x batch "
           f"{JOB['per_device_train_batch_size']}, max_length {JOB['max_length']}, {args.rows} rows, "
           f"{args.num_threads} thread(s); swiftkit per --recompute_granularity, TRL SFTTrainer defaults")
-    print(f"{'':20} {'tokens/s':>9} {'train s':>8} {'tokens':>7} {'peak RSS MiB':>13} {'start+end s':>12} {'loss':>7}")
+    print(f"{'':28} {'tokens/s':>9} {'train s':>8} {'tokens':>7} {'peak RSS MiB':>13} {'start+end s':>12} {'loss':>7}")
     for which, r in results.items():
-        print(f"{which:20} {r['tokens_per_s']:9.1f} {r['seconds']:8.1f} {r['tokens']:7d} {r['peak_rss_mb']:13.0f} "
+        print(f"{which:28} {r['tokens_per_s']:9.1f} {r['seconds']:8.1f} {r['tokens']:7d} {r['peak_rss_mb']:13.0f} "
               f"{r['overhead_s']:12.1f} {r['loss']:7.3f}")
     t = results["trl"]
     for which, r in results.items():

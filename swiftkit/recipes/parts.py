@@ -10,6 +10,7 @@ typo costs nothing; :func:`training_arguments` maps the config onto ``transforme
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from swiftkit.models.attention import attention_implementation, check_liger
 from swiftkit.train.callback_setup import training_overrides
 from swiftkit.train.optim_names import check_optim_flags
 from swiftkit.train.optimizers import optimizer_name
-from swiftkit.train.precision import mixed_precision
+from swiftkit.train.precision import cpu_bf16_notice, mixed_precision
 from swiftkit.train.tuners_peft import MUTATING_INITS, init_kind
 
 
@@ -59,6 +60,9 @@ def choose_training_parts(host, cfg, *, trainer: bool = True, loss: bool = True)
         check_name(host, "optimizer", cfg.effective_optimizer)
     check_optim_flags(cfg)  # --optim's name, what it needs on this machine, and that it fits --optimizer
     mixed_precision(tr.bf16, tr.fp16)  # --bf16/--fp16 the device cannot run fail now
+    notice = cpu_bf16_notice(tr.bf16)
+    if notice:
+        print(f"[swiftkit] {notice}", file=sys.stderr)
     attention_implementation(cfg.model.attn_impl)  # so does an --attn_impl kernel it lacks
     check_liger(tr.use_liger_kernel)  # and --use_liger_kernel without a CUDA GPU or the package
     if tr.plugin_schedule:  # built on a throw-away optimizer: an unknown name fails now

@@ -220,6 +220,16 @@ def apply_tuner(host, cfg, model, targets: list[str], *, data_pass=None):
     model = choose(host, "tuner", cfg.tuner.train_type, model=model, config=tuned)
     if kind == "eva":
         eva_initialise(model, data_pass())
+    return lean_lora_dropout(model)
+
+
+def lean_lora_dropout(model):
+    """``model`` with the dropout of its plain LoRA layers fused into their A projections (same
+    values, a one-byte mask kept per input element instead of two float copies; see
+    :mod:`swiftkit.train.lora_dropout`)."""
+    from swiftkit.train.lora_dropout import fuse_lora_dropout  # defers torch
+
+    fuse_lora_dropout(model)
     return model
 
 

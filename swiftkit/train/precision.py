@@ -4,7 +4,8 @@ Mixed precision keeps the weights in --torch_dtype and runs the forward pass und
 bfloat16 or float16. On a CUDA GPU, --bf16 needs bfloat16 support (Ampere or newer) and is on by
 default where the GPU has it. Without an accelerator, transformers (5.x) trains in bf16 once
 ``use_cpu`` is set (it refuses bf16 on the CPU otherwise): --bf16 runs natively on CPUs with
-AVX512-BF16/AMX and emulated (slower) elsewhere. --fp16 on the CPU is refused: torch could autocast to
+AVX512-BF16/AMX and emulated (slower than float32) elsewhere, where the run says so in one line
+(:func:`cpu_bf16_notice`). --fp16 on the CPU is refused: torch could autocast to
 float16 there, but accelerate (which runs the trainer's autocast) leaves fp16 off on the CPU without a
 word, so the run would train in float32 while its args.json said fp16. A dtype torch cannot autocast
 to on the device is a one-line error naming the flag too.
@@ -35,6 +36,29 @@ def _autocasts(device: str, dtype) -> bool:
     except (RuntimeError, ValueError, AssertionError):
         return False
     return out.dtype == dtype
+
+
+# The /proc/cpuinfo flags of CPUs that compute in bfloat16 natively (dot products of bf16 pairs).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU has bfloat16 instructions (``NATIVE_BF16_FLAGS``); None where the flags cannot be read."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), None)
+    except OSError:
+        return None
+    return None if flags is None else any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def cpu_bf16_notice(bf16: bool | None, cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The line printed when --bf16 trains on a CPU without bfloat16 instructions: torch emulates the
+    bf16 products there (converting to float32 and back), which is slower than float32 training."""
+    if not bf16 or _accelerator() is not None or cpu_native_bf16(cpuinfo) is not False:
+        return None
+    return ("--bf16: this CPU has no bfloat16 instructions (no avx512_bf16 or amx_bf16 in /proc/cpuinfo), so torch "
+            "emulates them and training runs slower than in float32; --bf16 false is faster on this machine")
 
 
 def mixed_precision(bf16: bool | None, fp16: bool | None) -> dict:

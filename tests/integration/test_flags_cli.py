@@ -57,9 +57,13 @@ def one_line_error(capsys) -> str:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the CPU; the machine has a CUDA GPU")
-def test_bf16_runs_the_forward_in_bfloat16_on_the_cpu(model_dir, chats, tmp_path):
+def test_bf16_runs_the_forward_in_bfloat16_on_the_cpu(model_dir, chats, tmp_path, capfd):
+    from swiftkit.train.precision import cpu_native_bf16
+
     made = recipe(["--model", model_dir, "--dataset", chats, "--output_dir", tmp_path / "out", "--max_steps", "2",
                    *COMMON, "--bf16", "true"])
+    # a CPU without bfloat16 instructions emulates them: the run says so before it starts
+    assert ("this CPU has no bfloat16 instructions" in capfd.readouterr().err) is (cpu_native_bf16() is False)
     args = made.trainer.args
     assert args.bf16 and args.use_cpu and made.trainer.accelerator.mixed_precision == "bf16"
     seen = []
