@@ -182,7 +182,9 @@ swiftkit rlhf --rlhf_type dpo --loss_type ipo --model smollm2-135m-instruct --da
 
 - `--bf16 true` runs the forward pass under bfloat16 autocast; the weights stay in `--torch_dtype`. It
   works on the CPU (natively with AVX512-BF16/AMX) and is on by default on a CUDA GPU that supports
-  it. `--fp16 true` needs a CUDA GPU: on the CPU it is refused, because the trainer (accelerate) would
+  it. On a CPU without bfloat16 instructions torch emulates them: a LoRA step of SmolLM2-135M took
+  13x as long as in float32 on an AVX2 CPU (121 s vs 9.3 s, loss 7.4508 vs 7.4471), and the run says
+  so in one line. `--fp16 true` needs a CUDA GPU: on the CPU it is refused, because the trainer (accelerate) would
   quietly train in float32.
 - `--attn_impl sdpa|eager|flex_attention|flash_attn|flash_attention_2|3|4` is passed to transformers
   wherever a model loads (sft, pt, rlhf, infer, eval, export, deploy). The flash-attention kernels

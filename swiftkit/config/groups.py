@@ -236,7 +236,8 @@ class TrainingArgs:
     )
     bf16: Optional[bool] = arg(
         None, "bfloat16 mixed precision (autocast; weights stay in --torch_dtype). Default: off on CPU, on with "
-        "a CUDA GPU that supports it.",
+        "a CUDA GPU that supports it. On a CPU without bfloat16 instructions (avx512_bf16/amx_bf16) torch emulates "
+        "them, slower than float32; the run says so.",
     )
     fp16: Optional[bool] = arg(None, "float16 mixed precision with loss scaling (CUDA GPUs).")
     padding_free: bool = arg(

@@ -14,8 +14,9 @@ the CPU (``bernoulli_`` of ``1 - p`` over a tensor of the input's shape), so the
 loss and the gradients are those of peft's own path (a test compares them bit for bit on the CPU).
 
 The parameters keep their names and objects: checkpoints, merging and peft's loading are unchanged,
-and outside training the layer is a plain linear layer. Layers with a variant (DoRA, ...) or with
-another dropout are left as they are.
+and outside training the layer is a plain linear layer. Every LoRA layer whose A is a plain linear
+layer is fused (peft's linear layers and its bitsandbytes 4/8-bit ones for QLoRA); layers with a
+variant (DoRA, ...), embeddings, convolutions and other dropouts are left as they are.
 """
 
 from __future__ import annotations
@@ -66,11 +67,11 @@ class DroppedLinear(nn.Linear):
 
 def fuse_lora_dropout(model) -> int:
     """Fuse the dropout into A for each plain LoRA linear layer of ``model``; how many were fused."""
-    from peft.tuners.lora.layer import Linear as LoraLinear  # defers peft
+    from peft.tuners.lora.layer import LoraLayer  # defers peft
 
     fused = 0
     for module in model.modules():
-        if not isinstance(module, LoraLinear):
+        if not isinstance(module, LoraLayer):
             continue
         for name, dropout in list(module.lora_dropout.items()):
             if name not in module.lora_A:

@@ -58,7 +58,8 @@ def cpu_bf16_notice(bf16: bool | None, cpuinfo: str = "/proc/cpuinfo") -> str | 
     if not bf16 or _accelerator() is not None or cpu_native_bf16(cpuinfo) is not False:
         return None
     return ("--bf16: this CPU has no bfloat16 instructions (no avx512_bf16 or amx_bf16 in /proc/cpuinfo), so torch "
-            "emulates them and training runs slower than in float32; --bf16 false is faster on this machine")
+            "emulates them and training runs much slower than in float32 (13x measured on an AVX2 CPU); --bf16 "
+            "false is faster on this machine")
 
 
 def mixed_precision(bf16: bool | None, fp16: bool | None) -> dict:

@@ -97,3 +97,29 @@ def test_under_bf16_autocast_the_fused_step_matches_peft_s_within_bf16_rounding(
     for name, grad in grads.items():
         assert fused_grads[name].dtype == torch.float32
         torch.testing.assert_close(fused_grads[name], grad, rtol=0.05, atol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_qlora_layers_fuse_and_match_peft_s_path(tmp_path, bits):
+    from tiny import save_tiny_model
+
+    from swiftkit.config import SftConfig
+    from swiftkit.models import ResolvedModel
+    from swiftkit.models.quantization import effective_quantization
+    from swiftkit.recipes import steps
+    from swiftkit.train.tuners import apply_lora
+
+    folder = save_tiny_model(tmp_path / "tiny")
+    cfg = SftConfig.from_flat({"model": "m", "dataset": ["d.jsonl"], "lora_dropout": 0.1, "quant_method": "bnb",
+                               "quant_bits": bits, "init_weights": "gaussian"})
+    resolved = ResolvedModel(str(folder), None, None, "local", str(folder))
+    model = apply_lora(steps.load_weights(resolved, cfg.model, 0, quantization=effective_quantization(
+        cfg.quant, cfg.tuner.train_type)), cfg)
+    layer = model.get_base_model().model.layers[0].self_attn.q_proj
+    assert type(layer.base_layer).__name__ == ("Linear4bit" if bits == 4 else "Linear8bitLt")
+    fused = copy.deepcopy(model)
+    assert fuse_lora_dropout(fused) > 0
+    loss, grads, _ = _step(model)
+    fused_loss, fused_grads, _ = _step(fused)
+    assert fused_loss == loss
+    assert all(torch.equal(fused_grads[name], grad) for name, grad in grads.items())
