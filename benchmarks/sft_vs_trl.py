@@ -191,12 +191,12 @@ def memory_breakdown(args, data: Path) -> None:
 def _child(which: str, args) -> dict:
     flags = ["--data", args.data, "--max_steps", str(args.max_steps), "--num_threads", str(args.num_threads)]
     side, _, granularity = which.partition(":")
-    granularity, _, precision = granularity.partition(":")
+    granularity, _, variant = granularity.partition(":")
     if granularity:
         flags += ["--recompute_one", granularity]
-    if precision == "bf16":
+    if variant == "bf16":
         flags += ["--bf16_one"]
-    if precision == "peft-dropout":
+    if variant == "peft-dropout":
         flags += ["--peft_dropout_one"]
     if args.ms_swift:
         flags += ["--ms_swift", args.ms_swift, "--tokens", str(args.tokens)]

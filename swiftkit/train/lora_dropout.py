@@ -58,7 +58,7 @@ class DroppedLinear(nn.Linear):
     dropout_p: float = 0.0
 
     def forward(self, x):
-        if self.training and self.dropout_p > 0 and torch.is_grad_enabled() and self.bias is None:
+        if self.training and self.dropout_p > 0 and torch.is_grad_enabled():
             return _DropThenProject.apply(x, self.weight, self.dropout_p)
         if self.training and self.dropout_p > 0:
             x = nn.functional.dropout(x, self.dropout_p, True)

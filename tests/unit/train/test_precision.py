@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from swiftkit.train.precision import cpu_bf16_notice, cpu_native_bf16
 
 _FLAGS = "processor\t: 0\nflags\t\t: fpu sse avx2 fma {}\nbugs\t\t: spectre_v1\n"
@@ -18,6 +21,7 @@ def test_native_bf16_is_read_from_the_cpuinfo_flags(tmp_path):
     assert cpu_native_bf16(str(tmp_path / "missing")) is None
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the notice is about CPU training; the machine has a CUDA GPU")
 def test_the_notice_names_the_emulation_only_where_bf16_is_asked_on_a_cpu_without_it(tmp_path):
     without, native, unknown = tmp_path / "without", tmp_path / "native", tmp_path / "unknown"
     without.write_text(_FLAGS.format("avx512f"))
