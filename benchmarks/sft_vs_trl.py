@@ -116,6 +116,7 @@ def memory_breakdown(args, data: Path) -> None:
     from swiftkit.commands import build_host
     from swiftkit.templates import get_template
     from swiftkit.train.collate import make_collator
+    from swiftkit.train.lean_mlp import lean_gated_mlps
     from swiftkit.train.lora_dropout import fuse_lora_dropout
     from swiftkit.train.recompute import checkpoint_kwargs
     from swiftkit.train.trainer import label_only_loss
@@ -139,8 +140,10 @@ def memory_breakdown(args, data: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=JOB["lora_rank"], lora_alpha=JOB["lora_alpha"],
                                              lora_dropout=JOB["lora_dropout"], target_modules="all-linear"))
-    if not args.peft_dropout_one:
+    if not args.peft_dropout_one:  # as swiftkit trains: fused LoRA dropout, lean SwiGLU MLPs without recompute
         fuse_lora_dropout(model)
+        if granularity == "none":
+            lean_gated_mlps(model)
     label = f"{granularity}{' (peft dropout)' if args.peft_dropout_one else ''}"
     kwargs = checkpoint_kwargs(granularity, {"use_reentrant": False})
     if kwargs is not None:

@@ -220,7 +220,7 @@ def apply_tuner(host, cfg, model, targets: list[str], *, data_pass=None):
     model = choose(host, "tuner", cfg.tuner.train_type, model=model, config=tuned)
     if kind == "eva":
         eva_initialise(model, data_pass())
-    return lean_lora_dropout(model)
+    return lean_activations(lean_lora_dropout(model), cfg.training)
 
 
 def lean_lora_dropout(model):
@@ -230,6 +230,17 @@ def lean_lora_dropout(model):
     from swiftkit.train.lora_dropout import fuse_lora_dropout  # defers torch
 
     fuse_lora_dropout(model)
+    return model
+
+
+def lean_activations(model, training):
+    """``model`` with its SwiGLU MLPs keeping two of their four wide activations (same values; see
+    :mod:`swiftkit.train.lean_mlp`), when the step keeps every activation (--recompute_granularity none)
+    and Liger's kernels do not replace those MLPs."""
+    from swiftkit.train.lean_mlp import lean_gated_mlps  # defers torch
+
+    if training.recompute == "none" and not training.use_liger_kernel:
+        lean_gated_mlps(model)
     return model
 
 

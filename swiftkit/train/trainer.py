@@ -21,17 +21,26 @@ from transformers import Trainer
 from swiftkit.inference.scoring import accepts_logits_to_keep
 from swiftkit.train.errors import TrainError
 from swiftkit.train.guards import non_finite_message
+from swiftkit.train.head_loss import head_cross_entropy, head_input, plain_head
 from swiftkit.train.losses import token_cross_entropy
 
 
 def label_only_loss(model, inputs: dict, num_items_in_batch=None):
-    """Causal-LM loss computing logits only at positions that predict a labelled token."""
+    """Causal-LM loss computing logits only at positions that predict a labelled token.
+
+    In training, where the logits are the output embedding's plain product, the head and the loss
+    run fused by chunks (:mod:`swiftkit.train.head_loss`; the returned outputs then hold no logits)."""
     inputs = {**inputs, "use_cache": False}
     labels = inputs.pop("labels")
     targets = labels[:, 1:]
     keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
-    outputs = model(**inputs, logits_to_keep=keep)
-    return token_cross_entropy(outputs.logits, targets[:, keep], num_items_in_batch), outputs
+    head = plain_head(model, inputs) if torch.is_grad_enabled() else None
+    if head is None:
+        outputs = model(**inputs, logits_to_keep=keep)
+        return token_cross_entropy(outputs.logits, targets[:, keep], num_items_in_batch), outputs
+    with head_input(head) as seen:
+        outputs = model(**inputs, logits_to_keep=keep)
+    return head_cross_entropy(seen[0], head.weight, targets[:, keep], num_items_in_batch), outputs
 
 
 class SwiftTrainer(Trainer):
