@@ -21,10 +21,12 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_child(script: str, which: str, flags: list[str]) -> dict:
-    """Run ``script --child WHICH FLAGS...`` and return the JSON of its last stdout line."""
+def run_child(script: str, which: str, flags: list[str], environ: dict | None = None) -> dict:
+    """Run ``script --child WHICH FLAGS...`` (in ``environ``, default this one's) and return the JSON of its
+    last stdout line."""
     cmd = [sys.executable, script, "--child", which, *flags]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**(os.environ if environ is None else environ), "OMP_WAIT_POLICY": "PASSIVE",
+           "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])

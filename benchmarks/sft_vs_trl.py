@@ -9,8 +9,13 @@ adds swiftkit sides with ``--bf16 true`` (autocast) at those granularities; ``--
 swiftkit sides that keep peft's own LoRA dropout (a dropped copy of each adapted layer's input) instead
 of the fused dropout swiftkit trains with, the "before" of that change.
 
+Each swiftkit side runs under the allocator ``swiftkit sft`` picks (tcmalloc when installed, see
+``swiftkit.core.allocator``); ``--system_allocator G ...`` adds swiftkit sides under the system's malloc
+(glibc), and ``--trl_tcmalloc`` a TRL side under tcmalloc too. TRL's own side runs as TRL users run it.
+
     .venv/bin/python benchmarks/sft_vs_trl.py [--max_steps 30] [--recompute none selective full]
-        [--num_threads 2] [--rows 400] [--bf16 none ...] [--peft_dropout none ...] [--memory_breakdown]
+        [--num_threads 2] [--rows 400] [--bf16 none ...] [--peft_dropout none ...] [--system_allocator none ...]
+        [--trl_tcmalloc] [--memory_breakdown]
 
 ``--memory_breakdown`` instead trains two steps on the job's first batch in this process for each
 granularity and prints resident memory after each phase (load, forward, backward, optimizer step)
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +38,8 @@ from pathlib import Path
 
 from chat_job import JOB, write_rows
 from child import peak_rss_mb, run_child, time_sides
+
+from swiftkit.core import allocator
 
 
 def run_swiftkit(args, data: Path, out: Path) -> dict:
@@ -46,7 +54,8 @@ def run_swiftkit(args, data: Path, out: Path) -> dict:
     result = swiftkit.sft(dataset=[str(data)], output_dir=str(out), save_steps=10_000, logging_steps=10_000,
                           report_to=["none"], recompute_granularity=args.recompute_one, bf16=args.bf16_one, **job)
     return {"tokens": result["train_tokens"], "seconds": result["train_runtime_s"], "loss": result["train_loss"],
-            "peak_rss_mb": peak_rss_mb(), "overhead_s": time.perf_counter() - start - result["train_runtime_s"]}
+            "peak_rss_mb": peak_rss_mb(), "overhead_s": time.perf_counter() - start - result["train_runtime_s"],
+            "allocator": allocator.current()}
 
 
 def _model_path() -> str:
@@ -81,7 +90,8 @@ def run_trl(args, data: Path, out: Path) -> dict:
     output = trainer.train()
     seconds = output.metrics["train_runtime"]
     return {"tokens": int(trainer.state.num_input_tokens_seen), "seconds": seconds, "loss": output.training_loss,
-            "peak_rss_mb": peak_rss_mb(), "overhead_s": time.perf_counter() - start - seconds}
+            "peak_rss_mb": peak_rss_mb(), "overhead_s": time.perf_counter() - start - seconds,
+            "allocator": allocator.current()}
 
 
 def run_ms_swift(args, data: Path, out: Path) -> dict:
@@ -195,6 +205,8 @@ def _child(which: str, args) -> dict:
     flags = ["--data", args.data, "--max_steps", str(args.max_steps), "--num_threads", str(args.num_threads)]
     side, _, granularity = which.partition(":")
     granularity, _, variant = granularity.partition(":")
+    if side == "trl":
+        variant, granularity = granularity, ""
     if granularity:
         flags += ["--recompute_one", granularity]
     if variant == "bf16":
@@ -203,7 +215,11 @@ def _child(which: str, args) -> dict:
         flags += ["--peft_dropout_one"]
     if args.ms_swift:
         flags += ["--ms_swift", args.ms_swift, "--tokens", str(args.tokens)]
-    return run_child(__file__, side, flags)
+    if side == "swiftkit":  # as `swiftkit sft` runs: under tcmalloc when installed, unless the side says system
+        environ = None if variant == "system" else allocator.training_env()
+    else:
+        environ = allocator.training_env({**os.environ, "SWIFTKIT_ALLOCATOR": "tcmalloc"}) if variant else None
+    return run_child(__file__, side, flags, environ)
 
 
 def main() -> None:
@@ -223,6 +239,9 @@ def main() -> None:
     parser.add_argument("--peft_dropout_one", action="store_true")
     parser.add_argument("--peft_dropout", nargs="*", default=[], choices=["none", "selective", "full"],
                         help="also train swiftkit with peft's own LoRA dropout at these granularities")
+    parser.add_argument("--system_allocator", nargs="*", default=[], choices=["none", "selective", "full"],
+                        help="also train swiftkit under the system's malloc (not tcmalloc) at these granularities")
+    parser.add_argument("--trl_tcmalloc", action="store_true", help="also train TRL under tcmalloc")
     parser.add_argument("--tokens", type=int, default=0)
     parser.add_argument("--data")
     args = parser.parse_args()
@@ -247,7 +266,8 @@ def main() -> None:
             print("\n".join(line for line in out.splitlines() if k == 0 or not line.startswith("first batch")))
         return
     sides = ([f"swiftkit:{g}" for g in args.recompute] + [f"swiftkit:{g}:peft-dropout" for g in args.peft_dropout]
-             + [f"swiftkit:{g}:bf16" for g in args.bf16] + ["trl"])
+             + [f"swiftkit:{g}:bf16" for g in args.bf16] + [f"swiftkit:{g}:system" for g in args.system_allocator]
+             + ["trl"] + (["trl:tcmalloc"] if args.trl_tcmalloc else []))
     _child(sides[0], argparse.Namespace(**{**vars(args), "max_steps": 1, "ms_swift": None}))  # warm-up
     results = time_sides(lambda which: _child(which, args), sides=sides)
     if args.ms_swift:
@@ -256,10 +276,11 @@ def main() -> None:
     print(f"SmolLM2-135M LoRA r{JOB['lora_rank']} all-linear, fp32, {args.max_steps} steps x batch "
           f"{JOB['per_device_train_batch_size']}, max_length {JOB['max_length']}, {args.rows} rows, "
           f"{args.num_threads} thread(s); swiftkit per --recompute_granularity, TRL SFTTrainer defaults")
-    print(f"{'':28} {'tokens/s':>9} {'train s':>8} {'tokens':>7} {'peak RSS MiB':>13} {'start+end s':>12} {'loss':>7}")
+    print(f"{'':28} {'tokens/s':>9} {'train s':>8} {'tokens':>7} {'peak RSS MiB':>13} {'start+end s':>12} {'loss':>7} "
+          "allocator")
     for which, r in results.items():
         print(f"{which:28} {r['tokens_per_s']:9.1f} {r['seconds']:8.1f} {r['tokens']:7d} {r['peak_rss_mb']:13.0f} "
-              f"{r['overhead_s']:12.1f} {r['loss']:7.3f}")
+              f"{r['overhead_s']:12.1f} {r['loss']:7.3f} {r.get('allocator', '')}")
     t = results["trl"]
     for which, r in results.items():
         if which != "trl":

@@ -26,6 +26,7 @@ def ask(questions_file: Path, out: Path, **model) -> list[str]:
 
 
 def main() -> int:
+    swiftkit.preload_allocator()  # trains under tcmalloc when installed, as `swiftkit sft` does (starts over once)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max_steps", type=int, default=40)
     parser.add_argument("--output_dir", default="demo_output")

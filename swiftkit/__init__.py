@@ -24,6 +24,7 @@ _LAZY = {
     "load_tokenizer": "swiftkit.api",
     "get_template": "swiftkit.api",
     "load_model": "swiftkit.models",
+    "preload_allocator": "swiftkit.core.allocator",
 }
 
 __all__ = ["__version__", "hookimpl", *_LAZY]

@@ -20,12 +20,16 @@ from swiftkit.cli.listing import list_command
 from swiftkit.cli.plugins_cmd import plugins_command
 from swiftkit.cli.webui_cmd import webui_command
 from swiftkit.commands import COMMANDS, run
+from swiftkit.core import allocator
 from swiftkit.core._compat import silence_known_warnings
 from swiftkit.core.checkpoints import refused_pickle
 from swiftkit.core.errors import SwiftkitError
 from swiftkit.core.io import write_problem
 from swiftkit.core.registry import closest
 
+# Commands that train: started from the command line they run under tcmalloc when it is installed
+# (swiftkit.core.allocator).
+TRAINING = ("sft", "pt", "rlhf")
 TOOLS = {"list": list_command, "plugins": plugins_command, "web-ui": webui_command}  # the table's tool commands
 
 USAGE = """usage: swiftkit COMMAND [config.yaml] [--flag value ...] [--debug]
@@ -80,7 +84,22 @@ def run_command(name: str, argv: list[str]) -> int:
     return int(result.get("exit_code", 0)) if isinstance(result, dict) else 0
 
 
+def _reexec_with_allocator(name: str, rest: list[str]) -> int | None:
+    """For a training command started from the command line: re-execute this process once with the
+    allocator SWIFTKIT_ALLOCATOR asks for preloaded (does not return), or go on (None), or the exit
+    status of a bad SWIFTKIT_ALLOCATOR."""
+    if name not in TRAINING or "-h" in rest or "--help" in rest:
+        return None
+    try:
+        allocator.preload_allocator()
+    except allocator.AllocatorError as exc:
+        print(f"swiftkit {name}: error: {exc}", file=sys.stderr)
+        return 2
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     silence_known_warnings()  # the tool commands (list, plugins) import peft/transformers too
     debug = "--debug" in argv
@@ -94,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = _split_command(argv)
     if name not in COMMANDS:
         return _unknown(name)
+    if from_command_line and (status := _reexec_with_allocator(name, rest)) is not None:
+        return status
     try:
         return run_command(name, rest)
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from swiftkit.config.tuners import LORA_LIKE
+from swiftkit.core import allocator
 from swiftkit.core.errors import ConfigError
 from swiftkit.models import resolve_dtype
 from swiftkit.models.loading import with_model_class
@@ -320,7 +321,7 @@ def _finish(command: str, cfg, model: dict, counted: dict, data: dict, schedule:
         notes.append(f"parameter counts: {counted['counted']}")
     return {"dry_run": True, "command": command, "model": model, "parameters": counted["count"].as_dict(),
             "data": data, "schedule": schedule, "memory": memory, "notes": notes,
-            "output_dir": cfg.training.output_dir}
+            "allocator": allocator.current(), "output_dir": cfg.training.output_dir}
 
 
 def show(plan: dict) -> None:

@@ -96,6 +96,8 @@ def render(plan: dict) -> str:
     lines += _data(plan["data"]) + [""]
     lines += _schedule(plan["schedule"], plan["data"]) + [""]
     lines += _memory(plan["memory"])
+    if plan.get("allocator"):
+        lines += [f"allocator: {plan['allocator']} (the run trains under it; SWIFTKIT_ALLOCATOR, docs/sft.md)"]
     if plan["notes"]:
         lines += ["", "notes:"] + [f"  - {note}" for note in plan["notes"]]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from swiftkit.core import allocator
 from swiftkit.core.io import write_json
 
 
@@ -64,6 +65,7 @@ def write_run_records(run_dir: Path, cfg, plan: RunPlan, *, data_fingerprint: st
     write_json(run_dir / "manifest.json", {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": library_versions(),
+        "allocator": allocator.current(),  # tcmalloc when a training command preloaded it (core.allocator)
         "seed": cfg.training.seed,
         "model_path": plan.model_path,
         "data_fingerprint": data_fingerprint,

@@ -30,6 +30,7 @@ from swiftkit.models.quantization import (
     keep_4bit_trainable_on_cpu,
     release_checkpoint_mapping,
 )
+from swiftkit.models.segment_attention import use_segment_sdpa
 from swiftkit.recipes.records import RunPlan
 from swiftkit.train.collate import make_collator
 from swiftkit.train.errors import TrainError
@@ -173,6 +174,7 @@ def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, 
             release_checkpoint_mapping(model)
         if liger:
             apply_liger(model)
+        use_segment_sdpa(model)  # padding-free rows: SDPA per packed sequence on the CPU (same attention)
         return model
     except ImportError as exc:
         if quantization is None:

@@ -25,6 +25,12 @@ import torch
 from torch import nn
 
 
+def _dropped(x, keep, scale: float):
+    """``x`` with dropout's mask applied: ``x * scale`` where kept, zero elsewhere. (Multiplying by the
+    bool mask would first copy it to a float tensor of the input's size.)"""
+    return torch.where(keep, x * scale, 0)
+
+
 class _DropThenProject(torch.autograd.Function):
     """``linear(dropout(x, p), weight)`` keeping ``x`` and a bool mask instead of two dropped copies."""
 
@@ -33,7 +39,7 @@ class _DropThenProject(torch.autograd.Function):
         keep = torch.empty_like(x, dtype=torch.bool).bernoulli_(1 - p)
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         scale = 1.0 / (1.0 - p)
-        dropped = (x * keep * scale).to(dtype)
+        dropped = _dropped(x, keep, scale).to(dtype)
         out = dropped @ weight.to(dtype).t()
         ctx.save_for_backward(x, keep, weight)
         ctx.scale, ctx.dtype = scale, dtype
@@ -45,9 +51,9 @@ class _DropThenProject(torch.autograd.Function):
         grad = grad.to(ctx.dtype)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = ((grad @ weight.to(ctx.dtype)) * keep * ctx.scale).to(x.dtype)
+            grad_x = _dropped(grad @ weight.to(ctx.dtype), keep, ctx.scale).to(x.dtype)
         if ctx.needs_input_grad[1]:
-            dropped = (x * keep * ctx.scale).to(ctx.dtype)
+            dropped = _dropped(x, keep, ctx.scale).to(ctx.dtype)
             grad_w = (grad.reshape(-1, grad.shape[-1]).t() @ dropped.reshape(-1, dropped.shape[-1])).to(weight.dtype)
         return grad_x, grad_w, None
 
