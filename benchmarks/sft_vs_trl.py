@@ -19,8 +19,9 @@ Each swiftkit side runs under the allocator ``swiftkit sft`` picks (tcmalloc whe
 
 ``--memory_breakdown`` instead trains two steps on the job's first batch in this process for each
 granularity and prints resident memory after each phase (load, forward, backward, optimizer step)
-and, for ``none``, the bytes autograd keeps for backward by the module that saved them, with peft's
-LoRA dropout and with the fused one.
+and, for ``none``, the bytes autograd keeps for backward by the module that saved them: as swiftkit
+trains, and (``--peft_dropout none``) as before its memory work: peft's LoRA dropout, the model's own
+MLPs and attention, logits then cross-entropy.
 With ``swift`` (ms-swift) on PATH in another environment, ``--ms_swift PATH_TO_SWIFT`` adds its side.
 """
 
@@ -124,10 +125,12 @@ def memory_breakdown(args, data: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from swiftkit.commands import build_host
+    from swiftkit.models.segment_attention import use_segment_sdpa
     from swiftkit.templates import get_template
     from swiftkit.train.collate import make_collator
     from swiftkit.train.lean_mlp import lean_gated_mlps
     from swiftkit.train.lora_dropout import fuse_lora_dropout
+    from swiftkit.train.losses import token_cross_entropy
     from swiftkit.train.recompute import checkpoint_kwargs
     from swiftkit.train.trainer import label_only_loss
 
@@ -150,8 +153,10 @@ def memory_breakdown(args, data: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=JOB["lora_rank"], lora_alpha=JOB["lora_alpha"],
                                              lora_dropout=JOB["lora_dropout"], target_modules="all-linear"))
-    if not args.peft_dropout_one:  # as swiftkit trains: fused LoRA dropout, lean SwiGLU MLPs without recompute
+    before = args.peft_dropout_one  # peft's dropout, the model's own MLPs, attention and logits + cross-entropy
+    if not before:  # as swiftkit trains: fused LoRA dropout, lean SwiGLU MLPs without recompute, SDPA per sequence
         fuse_lora_dropout(model)
+        use_segment_sdpa(model)
         if granularity == "none":
             lean_gated_mlps(model)
     label = f"{granularity}{' (peft dropout)' if args.peft_dropout_one else ''}"
@@ -183,7 +188,15 @@ def memory_breakdown(args, data: Path) -> None:
         saved.clear(), seen.clear()
         start = rss()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss, _ = label_only_loss(model, dict(batch))
+            if before:  # the label-only logits, then cross-entropy (no fused head)
+                targets = batch["labels"][:, 1:]
+                keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+                loss = token_cross_entropy(logits, targets[:, keep])
+                del logits
+            else:
+                loss, _ = label_only_loss(model, dict(batch))
         forward = rss()
         loss.backward()
         backward = rss()

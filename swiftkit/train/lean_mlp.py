@@ -95,22 +95,35 @@ def _shaped_like_gated_mlp(module) -> bool:
 
 
 def _agrees(module) -> bool:
-    """Whether ``module``'s own forward and the lean one give the same output on a probe input."""
+    """Whether ``module``'s own forward and the lean one give the same output on a probe input, in eval
+    mode and in training mode with the same random draws (so a dropout of its own is not skipped)."""
     weight = next((p for p in module.gate_proj.parameters() if p.is_floating_point()), None)
     width = getattr(module.gate_proj, "in_features", None)
     if weight is None or not isinstance(width, int):
         return False
     dtype = weight.dtype if weight.dtype in (torch.float32, torch.float16, torch.bfloat16) else torch.float32
     probe = torch.randn(1, 3, width, generator=torch.Generator().manual_seed(0)).to(weight.device, dtype)
+    devices = [weight.device] if weight.device.type == "cuda" else []
+
+    def both():
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            own = module.forward(probe)
+            torch.manual_seed(0)
+            lean = module.down_proj(_SiluGate.apply(module.gate_proj(probe), module.up_proj(probe)))
+        return torch.equal(own, lean)
+
     was_training = module.training
-    module.eval()
     try:
         with torch.no_grad():
             signs = torch.linspace(-4, 4, 7, device=weight.device, dtype=dtype)
             if not torch.equal(module.act_fn(signs), F.silu(signs)):
                 return False
-            gate, up = module.gate_proj(probe), module.up_proj(probe)
-            return torch.equal(module.forward(probe), module.down_proj(_SiluGate.apply(gate, up)))
+            module.eval()
+            if not both():
+                return False
+            module.train()
+            return both()
     except Exception:  # any MLP that cannot run this probe keeps its own forward
         return False
     finally:

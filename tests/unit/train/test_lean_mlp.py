@@ -108,8 +108,17 @@ class _ScaledMLP(nn.Module):
         return 2 * self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
 
 
+class _DroppingMLP(_ScaledMLP):
+    """Shaped like a SwiGLU MLP, with a dropout of its own in training."""
+
+    def forward(self, x):
+        return self.down_proj(nn.functional.dropout(self.act_fn(self.gate_proj(x)), 0.1, self.training)
+                              * self.up_proj(x))
+
+
 def test_mlps_whose_forward_or_activation_differs_keep_their_own():
     assert lean_gated_mlps(nn.Sequential(_ScaledMLP(), _ScaledMLP())) == 0
+    assert lean_gated_mlps(nn.Sequential(_DroppingMLP())) == 0  # the same in eval mode, not in training
     gelu = _base("llama", hidden_act="gelu")
     assert lean_gated_mlps(gelu) == 0
     assert lean_gated_mlps(_base("qwen2")) == LAYERS  # another family with the same MLP
