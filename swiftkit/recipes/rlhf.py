@@ -120,8 +120,8 @@ class RlhfRecipe:
                          if rlhf_models.uses_reference_copy(method, tuner_kind, cfg) else None)
         steps.enable_recompute(model, cfg.training)
         if self.adapter_ckpt is not None:
-            model = steps.lean_activations(steps.lean_lora_dropout(
-                rlhf_models.continue_adapter(prepare_quantized(model), self.adapter_ckpt)), cfg.training)
+            model = steps.lean_activations(rlhf_models.continue_adapter(prepare_quantized(model), self.adapter_ckpt),
+                                           cfg.training)
         else:
             model = steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules))
         extra = rlhf_models.extra_models(method, cfg, self.host.registries, self.tokenizer, model,

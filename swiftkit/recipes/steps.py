@@ -222,7 +222,7 @@ def apply_tuner(host, cfg, model, targets: list[str], *, data_pass=None):
     model = choose(host, "tuner", cfg.tuner.train_type, model=model, config=tuned)
     if kind == "eva":
         eva_initialise(model, data_pass())
-    return lean_activations(lean_lora_dropout(model), cfg.training)
+    return lean_activations(model, cfg.training)
 
 
 def lean_lora_dropout(model):
@@ -236,11 +236,13 @@ def lean_lora_dropout(model):
 
 
 def lean_activations(model, training):
-    """``model`` with its SwiGLU MLPs keeping two of their four wide activations (same values; see
-    :mod:`swiftkit.train.lean_mlp`), when the step keeps every activation (--recompute_granularity none)
+    """``model`` keeping less for backward with the same values: its LoRA dropout fused into A
+    (:func:`lean_lora_dropout`) and its SwiGLU MLPs keeping two of their four wide activations (see
+    :mod:`swiftkit.train.lean_mlp`) when the step keeps every activation (--recompute_granularity none)
     and Liger's kernels do not replace those MLPs."""
     from swiftkit.train.lean_mlp import lean_gated_mlps  # defers torch
 
+    model = lean_lora_dropout(model)
     if training.recompute == "none" and not training.use_liger_kernel:
         lean_gated_mlps(model)
     return model

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from kept import step_keeping
 from peft import LoraConfig, get_peft_model
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -29,29 +30,9 @@ def _lora(base, dropout=0.1):
                                            init_lora_weights=False))  # B not zero: A gets a gradient too
 
 
-def _step(model):
-    """Loss, trainable gradients and the bytes autograd keeps (distinct storages, parameters excluded)."""
-    model.train()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(t):
-        if t.untyped_storage().data_ptr() not in params:
-            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    ids = torch.randint(1, 300, (2, TOKENS // 2), generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(1)  # the same dropout masks on both paths
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
-    loss.backward()
-    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
-    return loss.item(), grads, sum(kept.values())
-
-
 def _compare(model, lean):
-    loss, grads, kept = _step(model)
-    lean_loss, lean_grads, lean_kept = _step(lean)
+    loss, grads, kept = step_keeping(model, TOKENS // 2)
+    lean_loss, lean_grads, lean_kept = step_keeping(lean, TOKENS // 2)
     assert lean_loss == loss
     assert grads.keys() == lean_grads.keys()
     for name, grad in grads.items():

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from kept import step_keeping
 from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -23,26 +24,11 @@ def _model(dropout=0.1, **lora):
 
 
 def _step(model, granularity="none"):
-    """Loss, LoRA gradients and the bytes autograd keeps (distinct storages, parameters excluded)."""
+    """Loss, LoRA gradients and the bytes autograd keeps, at ``granularity``."""
     kwargs = checkpoint_kwargs(granularity, {"use_reentrant": False})
     if kwargs is not None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    model.train()
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(t):
-        if t.untyped_storage().data_ptr() not in params:
-            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    ids = torch.randint(1, 300, (2, 48), generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(1)  # the same dropout masks on both paths
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
-    loss.backward()
-    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
-    return loss.item(), grads, sum(kept.values())
+    return step_keeping(model)
 
 
 @pytest.mark.parametrize("granularity", ["none", "selective", "full"])
