@@ -16,6 +16,7 @@ of a conversation in its one full rendering with string searches alone.
 from __future__ import annotations
 
 from bisect import bisect_left
+from itertools import accumulate
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -39,6 +40,57 @@ def render_many(tokenizer, conversations: list[list[dict]], chat_kwargs: dict | 
     )
 
 
+_PLAIN_KEYS = frozenset(("role", "content"))
+
+
+def is_plain(messages: list[dict]) -> bool:
+    """Whether every message holds only a ``role`` and a ``content`` string: what a chat template sees
+    of them is then exactly these dicts."""
+    return all(m.keys() <= _PLAIN_KEYS and type(m.get("content")) is str and type(m.get("role")) is str
+               for m in messages)
+
+
+class PlainRenderer:
+    """Conversations of plain messages (:func:`is_plain`) rendered by the chat template as
+    :func:`render_many` renders them, minus ``apply_chat_template``'s per-message copying and
+    conversion (which leaves such messages unchanged and costs about a third of the rendering).
+
+    The template is compiled by transformers (its sandboxed environment and its cache) and given the
+    variables ``apply_chat_template`` gives it: the tokenizer's special tokens and ``chat_kwargs``.
+    The caller checks it once against :func:`render_many` before trusting it (:meth:`agrees`).
+    """
+
+    def __init__(self, tokenizer, chat_kwargs: dict | None = None):
+        from transformers.utils import chat_template_utils  # defers transformers
+
+        if not callable(getattr(chat_template_utils, "_compile_jinja_template", None)):
+            raise TemplateError("this transformers version compiles chat templates differently")
+        self.tokenizer = tokenizer
+        self.chat_kwargs = dict(chat_kwargs or {})
+
+    def __call__(self, conversations: list[list[dict]]) -> list[str]:
+        from transformers.utils.chat_template_utils import _compile_jinja_template  # defers transformers
+
+        tok = self.tokenizer
+        variables = {**tok.special_tokens_map, **self.chat_kwargs}
+        # Compiled per call (transformers caches it by source), so this object stays picklable.
+        render_one = _compile_jinja_template(tok.get_chat_template()).render
+        return [render_one(messages=msgs, tools=None, documents=None, add_generation_prompt=False, **variables)
+                for msgs in conversations]
+
+    def agrees(self, conversations: list[list[dict]]) -> bool | None:
+        """Whether this renders ``conversations`` (plain) as :func:`render_many` does: None when
+        :func:`render_many` fails on them (nothing learned), False when only this fails or they differ."""
+        try:
+            expected = render_many(self.tokenizer, conversations, self.chat_kwargs)
+        except Exception:  # noqa: BLE001 - e.g. a row the template refuses; ask again on other rows
+            return None
+        try:
+            return self(conversations) == expected
+        except Exception:  # noqa: BLE001 - failing where apply_chat_template does not: not this path
+            return False
+
+
 def input_ids_of(encoding) -> list[int]:
     """``input_ids`` from what ``apply_chat_template(tokenize=True)`` returns (dict or list)."""
     if hasattr(encoding, "keys"):
@@ -46,12 +98,51 @@ def input_ids_of(encoding) -> list[int]:
     return list(encoding)
 
 
+def byte_lengths(tokenizer) -> list[int] | None:
+    """Each token's length in bytes (indexed by id) for a fast byte-level BPE tokenizer whose tokens
+    cover exactly their bytes of the text: no normalizer, no offset trimming after tokenizing, no added
+    token that takes in the spaces around it. None for any other tokenizer.
+
+    Then the tokens' offsets follow from the ids alone (see :meth:`TokenizedText.many`), and the
+    tokenizer can skip tracking them, which is about a quarter of its time.
+    """
+    import json  # defers json
+
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if not getattr(tokenizer, "is_fast", False) or backend is None:
+        return None
+    try:
+        spec = json.loads(backend.to_str())
+    except Exception:  # noqa: BLE001 - a backend that cannot describe itself: offsets are tracked
+        return None
+    model, pre, post = spec.get("model") or {}, spec.get("pre_tokenizer") or {}, spec.get("post_processor") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    processors = post.get("processors", [post]) if post.get("type") == "Sequence" else [post]
+    if (model.get("type") != "BPE" or model.get("byte_fallback") or spec.get("normalizer") is not None
+            or (spec.get("decoder") or {}).get("type") != "ByteLevel"
+            or not any(step.get("type") == "ByteLevel" for step in steps)
+            or any(p.get("type") in ("ByteLevel", "RobertaProcessing") and p.get("trim_offsets", True)
+                   for p in processors)):
+        return None
+    added = backend.get_added_tokens_decoder()
+    if any(token.lstrip or token.rstrip for token in added.values()):
+        return None
+    vocab = backend.get_vocab(with_added_tokens=False)
+    lengths = [0] * (max([*vocab.values(), *added, -1]) + 1)
+    for piece, i in vocab.items():  # byte-level pieces spell one character per byte
+        lengths[i] = len(piece)
+    for i, token in added.items():
+        lengths[i] = len(token.content.encode("utf-8"))
+    return lengths
+
+
 class TokenizedText:
     """``text`` tokenized once, plus a way to find which tokens start inside a character span.
 
     A fast tokenizer's encoding answers where a character is (``char_to_token``), so only the few
     tokens around a span boundary are looked at: asking the tokenizer for every token's offsets
-    costs about a quarter of the tokenization itself.
+    costs about a quarter of the tokenization itself. Byte-level tokenizers skip the encoding: the
+    tokens' byte offsets are the running sum of their byte lengths (``starts``, see :meth:`many`).
     """
 
     def __init__(self, tokenizer, text: str, encoded: tuple | None = None):
@@ -59,8 +150,13 @@ class TokenizedText:
         self.text = text
         self.encoding = None  # the tokenizers-library encoding of a fast tokenizer
         self.offsets: list | None = None  # (start, end) of every token, where no encoding is kept
-        if encoded is not None:  # ids and encoding from a batch, see ``many``
-            self.ids, self.encoding = encoded
+        self.starts: list[int] | None = None  # byte offset of every token's start, then the text's length
+        if encoded is not None:  # ids and encoding from a batch, or ids and byte starts, see ``many``
+            self.ids, found = encoded
+            if isinstance(found, list):
+                self.starts = found
+            else:
+                self.encoding = found
             return
         if getattr(tokenizer, "is_fast", False):
             enc = tokenizer(text, add_special_tokens=False)
@@ -78,11 +174,22 @@ class TokenizedText:
             self.offsets = None
 
     @classmethod
-    def many(cls, tokenizer, texts: list[str]) -> list[TokenizedText]:
+    def many(cls, tokenizer, texts: list[str], lengths: list[int] | None = None) -> list[TokenizedText]:
         """Each of ``texts`` tokenized as ``TokenizedText(tokenizer, text)`` does, in one call to a fast
-        tokenizer (which spreads a batch over its threads)."""
+        tokenizer (which spreads a batch over its threads). With ``lengths`` (:func:`byte_lengths` of
+        the tokenizer) the ids come from the tokenizer's call that tracks no offsets, and each text's
+        token starts from the lengths; a text whose lengths do not add up to its bytes is tokenized
+        again with offsets."""
         if not texts:
             return []
+        backend = getattr(tokenizer, "_tokenizer", None)
+        if lengths is not None and _untouched_by_call(tokenizer, backend):
+            out = []
+            for text, ids in zip(texts, _fast_ids(backend, texts)):
+                starts = list(accumulate(map(lengths.__getitem__, ids), initial=0))
+                size = len(text) if text.isascii() else len(text.encode("utf-8"))
+                out.append(cls(tokenizer, text, (ids, starts)) if starts[-1] == size else cls(tokenizer, text))
+            return out
         if getattr(tokenizer, "is_fast", False):
             enc = tokenizer(texts, add_special_tokens=False)
             encodings = enc.encodings
@@ -96,6 +203,9 @@ class TokenizedText:
 
     def _first_at(self, pos: int) -> int:
         """How many tokens start before character ``pos`` (token starts never decrease)."""
+        if self.starts is not None:  # a token starting inside a character starts before the next one
+            at = pos if self.text.isascii() else len(self.text[:pos].encode("utf-8"))
+            return bisect_left(self.starts, at, 0, len(self.ids))
         if self.encoding is not None:
             try:
                 return self._walk(pos)
@@ -124,6 +234,19 @@ class TokenizedText:
                 "boundary, so the reply tokens cannot be located; use a fast tokenizer"
             )
         return len(prefix)
+
+
+def _untouched_by_call(tokenizer, backend) -> bool:
+    """Whether calling ``backend`` directly tokenizes as ``tokenizer(texts, add_special_tokens=False)``
+    does: that call first turns truncation and padding off and sets how special tokens are split."""
+    return (backend is not None and backend.truncation is None and backend.padding is None
+            and backend.encode_special_tokens == bool(getattr(tokenizer, "split_special_tokens", False)))
+
+
+def _fast_ids(backend, texts: list[str]) -> list[list[int]]:
+    """Token ids of ``texts`` from the tokenizer's batch call without offsets (where it has one)."""
+    encode = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
+    return [e.ids for e in encode(texts, add_special_tokens=False)]
 
 
 _token_start = itemgetter(0)  # a token's first character, from its (start, end) offsets

@@ -23,10 +23,13 @@ from dataclasses import dataclass
 
 from swiftkit.templates.errors import SequenceTooLong, TemplateError
 from swiftkit.templates.spans import (
+    PlainRenderer,
     ReplyFrame,
     TokenizedText,
+    byte_lengths,
     frame_spans,
     input_ids_of,
+    is_plain,
     learn_frame,
     render,
     render_many,
@@ -42,15 +45,22 @@ from swiftkit.templates.tools import (
 
 IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant", "tool")
+_ROLE_CONTENT_LOSS = frozenset(("role", "content", "loss"))
 LOSS_SCALES = ("default", "last_round", "all")
 TRUNCATION_STRATEGIES = ("delete", "left", "right")
 OWN_TEMPLATE = "model"  # Template.name when the tokenizer's own chat template is used
 # Rows encoded with a full apply_chat_template parity check before only rows that can differ are.
 PARITY_CHECKED_ROWS = 64
+# Plain conversations rendered both by apply_chat_template and by the compiled template before the
+# latter renders them alone (the two can differ only through the template's variables).
+PLAIN_RENDER_CHECKED_ROWS = 8
+# Rows whose reply tokens, found from token byte lengths, are also found from the offsets the tokenizer
+# tracks and compared; a difference switches to the tracked offsets for good.
+OFFSETS_CHECKED_ROWS = 64
 # Rows whose one-render reply spans are also found by rendering each reply's history and compared; a
 # difference switches the template to the per-reply renderings for good.
 SPANS_CHECKED_ROWS = 64
-_UNLEARNED = object()  # Template._frame before the probe conversations have been labelled
+_UNLEARNED = object()  # Template._frame, ._renderer and ._lengths before they are learned
 # Probe conversations the reply frame is learned from (the first) and checked on (all of them).
 FRAME_PROBES = (
     (("user", "Hi there, who are you?"), ("assistant", "I am a model that answers questions."),
@@ -98,7 +108,11 @@ class Template:
         self._parity_checks = 0
         self._span_checks = 0
         self._control_texts: list[str] | None = None
+        self._control_heads: list[str] = []  # the first characters of the control texts
         self._frame: ReplyFrame | None | object = _UNLEARNED  # see _reply_frame
+        self._renderer: PlainRenderer | None | object = _UNLEARNED  # see _plain_renderer
+        self._lengths: list[int] | None | object = _UNLEARNED  # byte_lengths of the tokenizer, see _tokenize
+        self._offset_checks = 0
         self.fingerprint = self._fingerprint()
         self.stop_token_ids = self._stop_token_ids()
 
@@ -152,8 +166,9 @@ class Template:
             msgs, flags = self._prepare(messages, where)
             shift = len(msgs) - len(messages)  # 1 when the system prompt was inserted
             full = self._render(msgs, where, shift, tools) if rendered else None
-            return _Staged(where, msgs=msgs, flags=flags, shift=shift, tools=tools, full=full,
-                           spells=self._spells_control_text(msgs, tools))
+            plain = tools is None and is_plain(msgs)
+            return _Staged(where, msgs=msgs, flags=flags, shift=shift, tools=tools, full=full, plain=plain,
+                           spells=self._spells_control_text(msgs, tools, plain))
         if "text" in row:
             ids, labels = self._encode_text(row["text"], where)
             return _Staged(where, ids=ids, labels=labels)
@@ -161,9 +176,21 @@ class Template:
         raise TemplateError(f"{where}row has neither 'messages' nor 'text' (its keys: {keys})")
 
     def _render_staged(self, staged: list[_Staged]) -> tuple[int, Exception] | None:
-        """Render the conversations of ``staged``: those without tools in one call, the rest (and all of
-        them when that call fails) one by one. The index and error of the first row that fails, or None."""
+        """Render the conversations of ``staged``: those of plain messages with the compiled template
+        (:class:`PlainRenderer`, once checked), the others without tools in one chat-template call,
+        the rest (and all of them when a call fails) one by one. The index and error of the first row
+        that fails, or None."""
         plain = [s for s in staged if s.msgs is not None and s.tools is None and not _has_tool_calls(s.msgs)]
+        simple = [s for s in plain if s.plain]
+        renderer = self._plain_renderer([s.msgs for s in simple[:PLAIN_RENDER_CHECKED_ROWS]]) if simple else None
+        if renderer is not None:
+            try:
+                texts = renderer([s.msgs for s in simple])
+            except Exception:  # noqa: BLE001 - rendered below, where the failing row is named
+                texts = []
+            for s, text in zip(simple, texts):
+                s.full = text
+        plain = [s for s in plain if s.full is None]
         if len(plain) > 1:
             try:
                 texts = render_many(self.tokenizer, [s.msgs for s in plain], self.chat_kwargs)
@@ -180,9 +207,26 @@ class Template:
                     return k, exc
         return None
 
+    def _plain_renderer(self, sample: list[list[dict]]) -> PlainRenderer | None:
+        """The renderer of plain conversations, adopted once it renders ``sample`` (plain conversations)
+        as ``apply_chat_template`` does; None where it does not or cannot (then for good)."""
+        if self._renderer is _UNLEARNED:
+            try:
+                renderer = PlainRenderer(self.tokenizer, self.chat_kwargs)
+            except Exception:  # noqa: BLE001 - another transformers version: apply_chat_template renders
+                self._renderer = None
+                return None
+            verdict = renderer.agrees(sample)
+            if verdict is None:  # apply_chat_template itself failed on the sample: ask on the next rows
+                return None
+            self._renderer = renderer if verdict else None
+        return self._renderer
+
     def _tokenize(self, staged: list[_Staged]) -> list[TokenizedText | None]:
         """The rendered conversations of ``staged`` tokenized in one call (None for text rows)."""
-        texts = iter(TokenizedText.many(self.tokenizer, [s.full for s in staged if s.full is not None]))
+        if self._lengths is _UNLEARNED:
+            self._lengths = byte_lengths(self.tokenizer)
+        texts = iter(TokenizedText.many(self.tokenizer, [s.full for s in staged if s.full is not None], self._lengths))
         return [next(texts) if s.full is not None else None for s in staged]
 
     def _finish(self, s: _Staged, text: TokenizedText | None) -> dict:
@@ -190,7 +234,7 @@ class Template:
             return self._truncate(s.ids, s.labels, s.where)
         ids, labels = self._label(s.msgs, s.flags, s.where, s.shift, self.loss_scale, s.tools, s.full, text,
                                   s.spells)
-        if all(label == IGNORE_INDEX for label in labels):
+        if labels.count(IGNORE_INDEX) == len(labels):
             raise TemplateError(
                 f"{s.where}nothing to train on: the conversation has no assistant reply that gets "
                 f"loss (loss_scale {self.loss_scale!r}, 'loss': false on a reply excludes it)"
@@ -265,6 +309,15 @@ class Template:
             raise TemplateError(f"{where}'messages' must be a non-empty list of messages")
         msgs, flags = [], []
         for k, message in enumerate(messages):
+            if type(message) is dict and message.keys() <= _ROLE_CONTENT_LOSS:  # the common case, checked at once
+                role, content, loss = message.get("role"), message.get("content"), message.get("loss")
+                if (type(role) is str and role in ROLES and type(content) is str
+                        and (loss is None or loss is False or (loss is True and role == "assistant"))):
+                    msg = dict(message)
+                    msg.pop("loss", None)
+                    msgs.append(msg)
+                    flags.append(loss)
+                    continue
             if not isinstance(message, dict):
                 raise TemplateError(f"{where}message {k}: must be a dict, got {type(message).__name__}")
             role, content, loss = message.get("role"), message.get("content"), message.get("loss")
@@ -357,7 +410,7 @@ class Template:
             reference = text.ids
             if self._needs_parity_check(spells):
                 reference = input_ids_of(tok.apply_chat_template(msgs, tools=tools, tokenize=True, **kw))
-        if text.ids != reference:
+        if reference is not text.ids and text.ids != reference:
             raise TemplateError(
                 f"{where}tokenizing the rendered conversation gives other ids than "
                 "apply_chat_template; this tokenizer cannot be trained with exact parity"
@@ -372,6 +425,11 @@ class Template:
                 if any(spans[i] != exact[i] for i in turns):
                     self._frame = None
             spans = exact
+        if text.starts is not None and self._offset_checks < OFFSETS_CHECKED_ROWS:
+            self._offset_checks += 1
+            exact = TokenizedText(self.tokenizer, full)
+            if any(exact.token_range(*spans[i]) != text.token_range(*spans[i]) for i in turns):
+                self._lengths, text = None, exact  # token offsets are tracked from now on
         ids = text.ids
         labels = list(ids) if loss_scale == "all" else [IGNORE_INDEX] * len(ids)
         for i in turns:
@@ -429,12 +487,21 @@ class Template:
             tok = self.tokenizer
             added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values()]
             self._control_texts = sorted({t for t in [*tok.all_special_tokens, *added] if t})
+            self._control_heads = sorted({t[0] for t in self._control_texts})
         return self._control_texts
 
-    def _spells_control_text(self, msgs: list[dict], tools) -> bool:
-        """Whether the row's text spells a special or added token."""
-        text = json.dumps([msgs, tools], ensure_ascii=False)
-        return any(t in text for t in self._controls())
+    def _spells_control_text(self, msgs: list[dict], tools, plain: bool = False) -> bool:
+        """Whether the row's text spells a special or added token: its roles and contents when the
+        messages are ``plain`` (:func:`is_plain`, no tools), else its JSON."""
+        if plain:
+            text = "\0".join([value for m in msgs for value in (m["role"], m["content"])])
+        else:
+            text = json.dumps([msgs, tools], ensure_ascii=False)
+        controls = self._controls()
+        # Most rows hold no character a control text starts with (e.g. '<'): one scan per such character.
+        if not any(c in text for c in self._control_heads):
+            return False
+        return any(t in text for t in controls)
 
     def _needs_parity_check(self, spells: bool) -> bool:
         """Whether this row's ids must be compared with ``apply_chat_template(tokenize=True)``.
@@ -528,6 +595,7 @@ class _Staged:
     shift: int = 0
     tools: list | None = None
     full: str | None = None
+    plain: bool = False  # messages of role and content strings only, no tools (is_plain)
     spells: bool = False
     ids: list | None = None
     labels: list | None = None

@@ -92,31 +92,32 @@ def test_one_render_on_smollm2(smollm2_tokenizer):
     assert encoded == [exact.encode(row) for row in rows()]
 
 
-def test_a_conversation_is_rendered_once_and_tokenized_once():
+def test_a_conversation_is_rendered_once_and_tokenized_once(monkeypatch):
+    from swiftkit.templates import spans
+
     tok = make_tokenizer("chatml")
     template = one_render(get_template(tok, registry=templates()))
-    template._parity_checks = 10**9  # past the sampled apply_chat_template comparison
+    template.encode_many([{"messages": conversation()}] * 2)  # learns the plain renderer
+    # past the sampled comparisons with apply_chat_template and with the tracked token offsets
+    template._parity_checks = template._offset_checks = 10**9
+    assert template._renderer is not None and template._lengths is not None
     calls = []
-    original_render, original_call = tok.apply_chat_template, type(tok).__call__
 
-    def render(*args, **kwargs):
-        calls.append("render")
-        return original_render(*args, **kwargs)
+    def counted(name, original):
+        def call(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+        return call
 
-    def tokenize(self, *args, **kwargs):
-        calls.append("tokenize")
-        return original_call(self, *args, **kwargs)
-
-    tok.apply_chat_template = render
-    type(tok).__call__ = tokenize
-    try:
-        template.encode({"messages": conversation()})
-        assert calls == ["render", "tokenize"]
-        calls.clear()
-        template.encode_many([{"messages": conversation()}] * 5)
-        assert calls == ["render", "tokenize"]  # the five conversations in one call of each
-    finally:
-        type(tok).__call__ = original_call
+    monkeypatch.setattr(tok, "apply_chat_template", counted("render", tok.apply_chat_template))
+    monkeypatch.setattr(spans.PlainRenderer, "__call__", counted("render", spans.PlainRenderer.__call__))
+    monkeypatch.setattr(type(tok), "__call__", counted("tokenize", type(tok).__call__))
+    monkeypatch.setattr(spans, "_fast_ids", counted("tokenize", spans._fast_ids))
+    template.encode({"messages": conversation()})
+    assert calls == ["render", "tokenize"]
+    calls.clear()
+    template.encode_many([{"messages": conversation()}] * 5)
+    assert calls == ["render", "tokenize"]  # the five conversations in one call of each
 
 
 def test_the_first_rows_are_labelled_both_ways():
