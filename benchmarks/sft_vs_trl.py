@@ -149,7 +149,7 @@ def memory_breakdown(args, data: Path) -> None:
           f"{int((batch['labels'] != -100).sum())} labelled; one process per granularity")
     granularity = args.recompute_one
     torch.manual_seed(0)
-    before = rss()
+    unloaded = rss()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=JOB["lora_rank"], lora_alpha=JOB["lora_alpha"],
                                              lora_dropout=JOB["lora_dropout"], target_modules="all-linear"))
@@ -202,7 +202,7 @@ def memory_breakdown(args, data: Path) -> None:
         backward = rss()
         optimizer.step(), optimizer.zero_grad()
         print(f"  {label:22} step {step}: start {start:6.0f}  after forward {forward:6.0f}  after backward "
-              f"{backward:6.0f}  after optimizer {rss():6.0f} MiB (loaded {loaded - before:+.0f} MiB; "
+              f"{backward:6.0f}  after optimizer {rss():6.0f} MiB (loading {loaded - unloaded:+.0f} MiB; "
               f"loss {loss.item():.4f})")
     if granularity == "none":
         print(f"  kept for backward with {label}: {sum(saved.values()) / 2**20:.0f} MiB, by module (parent/child; "

@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from swiftkit.train.precision import matmul_dtype
+
 # Rows per chunk: about this many float32 logits at a time (32 MiB).
 CHUNK_LOGITS = 1 << 23
 
@@ -56,8 +58,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
             grad[torch.arange(len(t), device=t.device), safe] -= 1
             grad *= valid[:, None]
             del logits
-            grad = grad.to(h.dtype if not torch.is_autocast_enabled(h.device.type)
-                           else torch.get_autocast_dtype(h.device.type))
+            grad = grad.to(matmul_dtype(h))
             if grad_hidden is not None:
                 grad_hidden[start:start + rows] = grad @ weight.to(grad.dtype)
             if grad_weight is not None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from swiftkit.train.precision import matmul_dtype
+
 
 def _dropped(x, keep, scale: float):
     """``x`` with dropout's mask applied: ``x * scale`` where kept, zero elsewhere. (Multiplying by the
@@ -37,7 +39,7 @@ class _DropThenProject(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, p: float):
         keep = torch.empty_like(x, dtype=torch.bool).bernoulli_(1 - p)
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        dtype = matmul_dtype(x)
         scale = 1.0 / (1.0 - p)
         dropped = _dropped(x, keep, scale).to(dtype)
         out = dropped @ weight.to(dtype).t()

@@ -26,6 +26,14 @@ def _accelerator() -> str | None:
     return "cuda" if torch.cuda.is_available() else None
 
 
+def matmul_dtype(t):
+    """The dtype a matmul on ``t`` runs in here: autocast's where autocast is on for its device, else its own."""
+    import torch  # defers torch
+
+    device = t.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else t.dtype
+
+
 def _autocasts(device: str, dtype) -> bool:
     """Whether torch runs a matmul under autocast to ``dtype`` on ``device`` (and gets ``dtype`` back)."""
     import torch  # defers torch
