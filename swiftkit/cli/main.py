@@ -16,6 +16,7 @@ import traceback
 
 from swiftkit import __version__
 from swiftkit.cli.args import config_and_host
+from swiftkit.cli.launch import launch, torchrun_options
 from swiftkit.cli.listing import list_command
 from swiftkit.cli.plugins_cmd import plugins_command
 from swiftkit.cli.webui_cmd import webui_command
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     if from_command_line and (status := _reexec_with_allocator(name, rest)) is not None:
         return status
     try:
+        options = torchrun_options() if name in TRAINING and not {"-h", "--help"} & set(rest) else None
+        if options is not None:  # NPROC_PER_NODE / NNODES: the flags are checked here once, then one run per rank
+            config_and_host(COMMANDS[name], rest)
+            return launch(options, [name, *rest, *(["--debug"] if debug else [])])
         return run_command(name, rest)
     except KeyboardInterrupt:
         print("swiftkit: interrupted", file=sys.stderr)

@@ -83,8 +83,8 @@ REFUSED: dict[str, str] = {
                   "template (flags you give win); --load_data_args adds the data flags"),
     "hub_token": ("hub credentials come from the hub clients' own login (`hf auth login`, `modelscope login`) or "
                   "their token variables (HF_TOKEN, MODELSCOPE_API_TOKEN), never from a flag"),
-    "ddp_timeout": _ONE_DEVICE,
-    "ddp_backend": _ONE_DEVICE,
+    **dict.fromkeys(("ddp_timeout", "ddp_backend"), "infer, eval, export and deploy run in one process; distributed "
+                    "runs (and these flags) are for sft, pt and rlhf (NPROC_PER_NODE=N swiftkit sft ...)"),
     "ignore_args_error": "for notebooks, call the Python API (swiftkit.sft(...), swiftkit.infer(...)) instead",
     "use_swift_lora": "swiftkit trains through peft only",
     **dict.fromkeys(("adapter_act", "adapter_length"), "the adapter tuner is not built in: --train_type lora (or a "

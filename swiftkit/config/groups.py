@@ -306,6 +306,13 @@ class TrainingArgs:
     )
     dataloader_num_workers: int = arg(0, "DataLoader worker processes.")
     dataloader_drop_last: bool = arg(False, "Drop the last incomplete batch of each epoch.")
+    ddp_timeout: int = arg(
+        1800, "Distributed runs: seconds a rank waits for the others at a collective before the run fails "
+        "(a rank that died or hangs ends the run after this long)."
+    )
+    ddp_backend: Optional[Literal["gloo", "nccl", "mpi", "ccl", "xccl", "hccl"]] = arg(
+        None, "Distributed runs: the process-group backend. Default: nccl on CUDA GPUs, gloo on the CPU."
+    )
     dry_run: bool = arg(
         False, "Resolve model (config only), data, template and tuner; print trainable/total parameters per "
         "module group, the estimated peak memory, tokens per step and steps per epoch; then exit without "
@@ -319,6 +326,7 @@ class TrainingArgs:
         _check(self.gradient_accumulation_steps > 0, "--gradient_accumulation_steps must be > 0")
         _check(self.save_steps > 0, "--save_steps must be > 0")
         _check(self.logging_steps > 0, "--logging_steps must be > 0")
+        _check(self.ddp_timeout > 0, "--ddp_timeout must be > 0 (seconds)")
         _check(not (self.bf16 and self.fp16), "--bf16 and --fp16 exclude each other")
         if self.gradient_checkpointing_kwargs:
             flag = "--gradient_checkpointing_kwargs"

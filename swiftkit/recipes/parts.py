@@ -150,6 +150,8 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
         greater_is_better=cb.greater_is_better,
         neftune_noise_alpha=cb.neftune_noise_alpha,
         **mixed_precision(tr.bf16, tr.fp16),  # bf16, fp16 and use_cpu for this machine
+        ddp_timeout=tr.ddp_timeout,
+        ddp_backend=tr.ddp_backend,
         logging_steps=tr.logging_steps,
         logging_first_step=True,
         seed=tr.seed,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from swiftkit.core import allocator
+from swiftkit.core import allocator, distributed
 from swiftkit.core.io import write_json
 
 
@@ -57,6 +57,13 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _distributed() -> dict:
+    """How many processes and machines trained, and on what engine."""
+    place = distributed.ranks()
+    return {"world_size": place.world_size, "nnodes": place.nnodes,
+            "engine": "ddp" if place.distributed else "single process"}
+
+
 def write_run_records(run_dir: Path, cfg, plan: RunPlan, *, data_fingerprint: str, template) -> dict:
     """Write ``args.json`` and ``manifest.json`` into ``run_dir``; returns the args written."""
     args = {"command": cfg.command, **cfg.to_flat(), **plan.inherited, "model_path": plan.model_path,
@@ -66,6 +73,7 @@ def write_run_records(run_dir: Path, cfg, plan: RunPlan, *, data_fingerprint: st
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": library_versions(),
         "allocator": allocator.current(),  # tcmalloc when a training command preloaded it (core.allocator)
+        "distributed": _distributed(),
         "seed": cfg.training.seed,
         "model_path": plan.model_path,
         "data_fingerprint": data_fingerprint,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from swiftkit.config import PtConfig, SftConfig
+from swiftkit.core import distributed
 from swiftkit.data.encode import encode_dataset
 from swiftkit.data.streaming import stream_rows
 from swiftkit.models import set_num_threads
@@ -34,6 +35,7 @@ class SftRecipe:
     def setup(self) -> None:
         self.config, data_inherited = steps.resume_data_args(self.config)  # --load_data_args
         cfg, host = self.config, self.host
+        self.ranks = steps.join_ranks(cfg.training)  # one process group when a launcher started several
         self.resume, inherited = steps.resume_point(cfg)
         inherited = {**data_inherited, **inherited}
         set_num_threads(cfg.model.num_threads)
@@ -41,7 +43,8 @@ class SftRecipe:
         self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
             model_args, cfg.template, host.registries, pretrain=self.pretrain)
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
-        self.train_data, self.val_data, too_long = self._encode()
+        with distributed.main_first(self.ranks):  # rank 0 encodes into the cache the other ranks then read
+            self.train_data, self.val_data, too_long = self._encode()
         self.parts = parts.choose_training_parts(host, cfg)
         self.benchmarks = prepare_benchmarks(cfg, host)  # --eval_benchmarks: loaded now, scored at evaluations
         self.trackers = parts.tracker_callbacks(cfg)
@@ -56,7 +59,7 @@ class SftRecipe:
             return
         self.model = self._load_model()
         self.train_data, self.plan.packing, self.plan.padding_free = self._pack()
-        self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
+        self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume, self.ranks)
         self.trainer, self.counter = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
 
     # -- steps -------------------------------------------------------------------------------------
@@ -120,9 +123,11 @@ class SftRecipe:
         from swiftkit.train.trainer import SwiftTrainer  # defers transformers
 
         cfg, plan, run_dir = self.config, self.plan, self.folder.path
-        write_run_records(run_dir, cfg, plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
-                          template=self.template)
-        callbacks, counter = steps.record_callbacks(run_dir, self.parts.loss_label, benchmark_plots(self.benchmarks))
+        if self.ranks.main:
+            write_run_records(run_dir, cfg, plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
+                              template=self.template)
+        callbacks, counter = steps.record_callbacks(run_dir, self.parts.loss_label, benchmark_plots(self.benchmarks),
+                                                    self.ranks)
         # Packed rows are already full: one row per bin (a flattened batch would make attention
         # quadratic in the whole batch's tokens on backends without variable-length kernels).
         collator = make_collator(self.tokenizer, plan.padding_free, packed=plan.packing)

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swiftkit.config.training_parts import gradient_checkpointing_options
+from swiftkit.core import distributed
 from swiftkit.core.checkpoints import checkpoint_step, last_complete, read_train_args, resolve_resume
 from swiftkit.core.choices import choose
+from swiftkit.core.distributed import ONE_RANK, Ranks
 from swiftkit.core.io import OutputError, discard_unstarted_run, new_run_dir, write_json, write_problem
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
@@ -40,7 +42,15 @@ from swiftkit.train.tuners_peft import DATA_INITS, MUTATING_INITS, corda_preproc
 
 
 def log(message: str) -> None:
-    print(f"[swiftkit] {message}", file=sys.stderr)
+    """One line on stderr (from rank 0 alone in a distributed run)."""
+    if distributed.ranks().main:
+        print(f"[swiftkit] {message}", file=sys.stderr)
+
+
+def join_ranks(training) -> Ranks:
+    """This process's place in the run; several processes (a launcher started them) join one process
+    group now, before anything is written, with --ddp_timeout and --ddp_backend."""
+    return distributed.join(training.ddp_timeout, training.ddp_backend)
 
 
 # -- start ---------------------------------------------------------------------------------------
@@ -288,25 +298,39 @@ class RunFolder:
     root_created: bool  # --output_dir did not exist before
 
 
-def open_run_folder(output_dir: str, resume: Path | None) -> RunFolder:
+def open_run_folder(output_dir: str, resume: Path | None, place: Ranks = ONE_RANK) -> RunFolder:
+    """The run's folder. In a distributed run rank 0 makes it and the other ranks learn its name (they
+    never remove it)."""
     if resume is not None:
         return RunFolder(resume.parent, fresh=False, root_created=False)
-    root_existed = Path(output_dir).exists()
-    return RunFolder(new_run_dir(output_dir), fresh=True, root_created=not root_existed)
+    made = None
+    if place.main:
+        try:
+            root_existed = Path(output_dir).exists()
+            made = RunFolder(new_run_dir(output_dir), fresh=True, root_created=not root_existed)
+        except OutputError as exc:
+            made = exc
+    made = distributed.broadcast(made, place)
+    if isinstance(made, Exception):
+        raise made
+    return made if place.main else RunFolder(made.path, fresh=False, root_created=False)
 
 
-def record_callbacks(run_dir: Path, loss_label: str, plots=None):
+def record_callbacks(run_dir: Path, loss_label: str, plots=None, place: Ranks = ONE_RANK):
     """``(callbacks, counter)``: the callbacks that write the run's records (logging.jsonl with
     real-token counts, plots, args.json per checkpoint), stop it at a non-finite gradient, save the final
     model under --save_strategy no, and keep its checkpoint folders complete or absent (last: a save is
-    done once args.json is copied in)."""
+    done once args.json is copied in). In a distributed run every rank counts its tokens and rank 0
+    alone writes."""
     from swiftkit.train.callbacks import JsonlLoggingCallback, RunFilesCallback, TokenCounter  # defers transformers
     from swiftkit.train.checkpointing import CheckpointGuard  # defers transformers
     from swiftkit.train.final_save import FinalSave  # defers transformers
     from swiftkit.train.guards import NonFiniteGuard  # defers transformers
 
     counter = TokenCounter()
-    return [NonFiniteGuard(loss_label), JsonlLoggingCallback(run_dir / "logging.jsonl", counter),
+    if not place.main:
+        return [NonFiniteGuard(loss_label), JsonlLoggingCallback(None, counter, place), FinalSave()], counter
+    return [NonFiniteGuard(loss_label), JsonlLoggingCallback(run_dir / "logging.jsonl", counter, place),
             RunFilesCallback(run_dir, plots), FinalSave(), CheckpointGuard(run_dir)], counter
 
 
@@ -347,7 +371,7 @@ def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
         problem = write_problem(exc, folder.path)  # before removing anything: a full disk frees up after
         guard = checkpoint_guard(trainer)
         partial = guard.discard_unfinished() if guard is not None else None
-        unstarted = folder.fresh and trainer.state.global_step == 0
+        unstarted = folder.fresh and trainer.state.global_step == 0  # only rank 0 made (and removes) the folder
         if unstarted:
             discard_unstarted_run(folder.path, folder.root_created)
         if problem is None:
@@ -355,17 +379,22 @@ def train(trainer, folder: RunFolder, resume: Path | None, counter) -> dict:
         raise OutputError(_write_failed_message(folder, partial, unstarted, problem)) from exc
     found = last_complete(folder.path)
     runtime = output.metrics.get("train_runtime")
+    place = distributed.ranks()
+    tokens, peaks = zip(*distributed.gathered((counter.tokens, round(peak_rss_mb(), 1)), place))
     result = {
         "run_dir": str(folder.path),
         "last_checkpoint": str(found) if found else None,
         "global_step": output.global_step,
         "train_loss": output.training_loss,
         "train_runtime_s": runtime,
-        "train_tokens": counter.tokens,
-        "train_tokens_per_s": round(counter.tokens / runtime, 2) if runtime else None,
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "train_tokens": sum(tokens),  # all ranks
+        "train_tokens_per_s": round(sum(tokens) / runtime, 2) if runtime else None,
+        "peak_rss_mb": round(sum(peaks), 1),  # all ranks on this node and the others
         "loss_plot": str(folder.path / "loss.png"),
     }
+    if place.distributed:
+        result.update(world_size=place.world_size, nnodes=place.nnodes, rank_train_tokens=list(tokens),
+                      rank_peak_rss_mb=list(peaks))
     if trainer.state.best_model_checkpoint:  # --metric_for_best_model / save_best
         result.update(best_checkpoint=trainer.state.best_model_checkpoint, best_metric=trainer.state.best_metric)
     return result
@@ -384,7 +413,9 @@ def _write_failed_message(folder: RunFolder, partial: Path | None, unstarted: bo
 
 
 def finish(folder: RunFolder, result: dict) -> dict:
-    """Write the run's result summary to ``train_result.json`` and say the run finished."""
+    """Write the run's result summary to ``train_result.json`` and say the run finished (rank 0)."""
+    if not distributed.ranks().main:
+        return result
     write_json(folder.path / "train_result.json", result)
     log(f"run finished: {json.dumps(result, ensure_ascii=False, default=str)}")
     return result

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from swiftkit.core import distributed
+from swiftkit.core.distributed import ONE_RANK, Ranks
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB.
@@ -74,10 +77,15 @@ class CountingCollator:
 
 
 class JsonlLoggingCallback(TrainerCallback):
-    """Appends every log event (loss, lr, eval, throughput, memory) to ``logging.jsonl``."""
+    """Appends every log event (loss, lr, eval, throughput, memory) to ``logging.jsonl``.
 
-    def __init__(self, path: Path, counter: TokenCounter):
+    In a distributed run (``place``) every rank takes part in each log event: tokens and tokens/s are
+    the sums over ranks, peak RSS the sum too, and ``ranks`` holds each rank's figures; rank 0 (the one
+    with a ``path``) writes."""
+
+    def __init__(self, path: Path | None, counter: TokenCounter, place: Ranks = ONE_RANK):
         self.path = path
+        self.place = place
         self.counter = counter
         self.start = None
         self.start_tokens = 0
@@ -98,16 +106,22 @@ class JsonlLoggingCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         elapsed = time.perf_counter() - (self.start or time.perf_counter())
-        tokens = self.counter.tokens - self.start_tokens
+        mine = (self.counter.tokens - self.start_tokens, round(peak_rss_mb(), 1))
+        every = distributed.gathered(mine, self.place)  # a collective: every rank logs at the same events
+        if self.path is None:
+            return
+        tokens, peaks = (sum(column) for column in zip(*every))
         record = {
             "step": state.global_step,
             "epoch": round(state.epoch or 0.0, 4),
             **(logs or {}),
             "train_tokens": tokens,
             "train_tokens_per_s": round(tokens / elapsed, 2) if elapsed > 0 else None,
-            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_rss_mb": round(peaks, 1),
             "elapsed_s": round(elapsed, 2),
         }
+        if self.place.distributed:
+            record["ranks"] = {"train_tokens": [t for t, _ in every], "peak_rss_mb": [p for _, p in every]}
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 

@@ -13,6 +13,7 @@ to on the device is a one-line error naming the flag too.
 
 from __future__ import annotations
 
+from swiftkit.core import distributed
 from swiftkit.core.errors import ConfigError
 
 
@@ -90,7 +91,7 @@ def mixed_precision(bf16: bool | None, fp16: bool | None) -> dict:
         if on and not _autocasts(where, dtype):
             raise ConfigError(f"{flag}: torch {torch.__version__} cannot autocast to {str(dtype)[6:]} on this "
                               f"{where}; train without it ({flag} false)")
-    return {"bf16": bf16, "fp16": fp16, "use_cpu": device is None and bf16}
+    return {"bf16": bf16, "fp16": fp16, "use_cpu": _on_cpu(device, bf16)}
 
 
 def weights_precision(model) -> dict:
@@ -100,4 +101,10 @@ def weights_precision(model) -> dict:
 
     dtype = next(model.parameters()).dtype
     bf16, fp16 = dtype == torch.bfloat16, dtype == torch.float16
-    return {"bf16": bf16, "fp16": fp16, "use_cpu": _accelerator() is None and bf16}
+    return {"bf16": bf16, "fp16": fp16, "use_cpu": _on_cpu(_accelerator(), bf16)}
+
+
+def _on_cpu(device: str | None, bf16: bool) -> bool:
+    """transformers' ``use_cpu`` on a machine without an accelerator: needed for bf16 there, and for
+    several ranks (accelerate then runs them as a multi-CPU group)."""
+    return device is None and (bf16 or distributed.ranks().distributed)

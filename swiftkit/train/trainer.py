@@ -88,6 +88,9 @@ class SwiftTrainer(Trainer):
         # when it accepts loss kwargs (otherwise training_step divides by accumulation steps).
         count = num_items_in_batch if self.model_accepts_loss_kwargs else None
         loss, outputs = label_only_loss(model, inputs, count)
+        if self.args.average_tokens_across_devices and count is not None and self.accelerator.num_processes > 1:
+            # count is the labelled tokens of all ranks, and DDP averages the ranks' gradients
+            loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
