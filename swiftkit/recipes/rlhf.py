@@ -49,6 +49,7 @@ class RlhfRecipe:
     def setup(self) -> None:
         self.config, data_inherited = steps.resume_data_args(self.config)  # --load_data_args
         cfg, host = self.config, self.host
+        self.ranks = steps.join_ranks(cfg.training)  # one process group when a launcher started several
         self.resume, resumed = steps.resume_point(cfg)
         self.adapter_ckpt, inherited = rlhf_models.adapter_start(cfg)
         inherited = {**data_inherited, **resumed, **inherited}
@@ -75,7 +76,7 @@ class RlhfRecipe:
             return
         self.model, self.extra = self._load_models()
         self.plan.method["reference"] = self.extra.description
-        self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume)
+        self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume, self.ranks)
         self.trainer, self.counter = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
 
     # -- steps -------------------------------------------------------------------------------------
@@ -133,10 +134,11 @@ class RlhfRecipe:
         from swiftkit.train.callbacks import CountingCollator  # defers transformers
 
         cfg, method, run_dir, extra = self.config, self.method, self.folder.path, self.extra
-        write_run_records(run_dir, cfg, self.plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
-                          template=self.template)
+        if self.ranks.main:
+            write_run_records(run_dir, cfg, self.plan, data_fingerprint=steps.rows_fingerprint(self.rows, cfg),
+                              template=self.template)
         callbacks, counter = steps.record_callbacks(run_dir, f"the {method} loss",
-                                                    {**PLOTS, **benchmark_plots(self.benchmarks)})
+                                                    {**PLOTS, **benchmark_plots(self.benchmarks)}, self.ranks)
         base = parts.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
         args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision(),
                              chat_kwargs=self.template.chat_kwargs)

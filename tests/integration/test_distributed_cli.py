@@ -151,3 +151,44 @@ def test_bad_launch_settings_are_one_line_and_no_run(job, tmp_path):
     proc = _sft(model, data, tmp_path / "out", "--max_steps", "1", "--lora_rank", "-1", env={"NPROC_PER_NODE": "2"})
     assert proc.returncode == 2 and "torchrun" not in proc.stderr  # flags are checked once, before any rank starts
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def rlhf_job(tiny_model_dir, tmp_path):
+    from test_rlhf_cli import pair_rows
+
+    prompts = [{"query": f"Question number {i}: what next?", "solution": str(i)} for i in range(16)]
+    return (tiny_model_dir("llama", "chatml"), write_jsonl(tmp_path / "pairs.jsonl", pair_rows() * 2),
+            write_jsonl(tmp_path / "prompts.jsonl", prompts))
+
+
+def _rlhf_run(model, data, out, *extra, env=None):
+    argv = [str(EXE), "rlhf", "--model", str(model), "--dataset", str(data), "--output_dir", str(out),
+            "--logging_steps", "1", "--lora_dropout", "0", "--report_to", "none", *extra]
+    environ = {**os.environ, "SWIFTKIT_ALLOCATOR": "system", **(env or {})}
+    return subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=600)
+
+
+def test_dpo_on_two_ranks_trains_as_one_rank_with_twice_the_accumulation(rlhf_job, tmp_path):
+    model, pairs, _ = rlhf_job
+    flags = ("--rlhf_type", "dpo", "--per_device_train_batch_size", "2", "--learning_rate", "5e-3", "--max_steps", "3")
+    two = _rlhf_run(model, pairs, tmp_path / "two", *flags, env={"NPROC_PER_NODE": "2"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = _rlhf_run(model, pairs, tmp_path / "one", *flags, "--gradient_accumulation_steps", "2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    [run2], [run1] = list((tmp_path / "two").iterdir()), list((tmp_path / "one").iterdir())
+    _same(_losses(run2), _losses(run1))
+    assert _losses(run2)[-1][0] < _losses(run2)[0][0]  # it learned
+
+
+def test_grpo_on_two_ranks(rlhf_job, tmp_path):
+    model, _, prompts = rlhf_job
+    proc = _rlhf_run(model, prompts, tmp_path / "out", "--rlhf_type", "grpo", "--reward_funcs", "length",
+                     "--train_type", "full", "--max_steps", "2", "--per_device_train_batch_size", "4",
+                     "--num_generations", "4", "--max_completion_length", "8", env={"NPROC_PER_NODE": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run] = list((tmp_path / "out").iterdir())
+    logs = [r for r in read_jsonl(run / "logging.jsonl") if "reward" in r]
+    assert [r["step"] for r in logs] == [1, 2] and all(len(r["ranks"]["peak_rss_mb"]) == 2 for r in logs)
+    assert json.loads((run / "train_result.json").read_text())["world_size"] == 2
+    assert (run / "checkpoint-2" / "model.safetensors").is_file()
