@@ -17,9 +17,12 @@ import dataclasses
 from swiftkit.core.errors import ConfigError
 
 # Reasons several flags share (each names what to use instead).
-_ONE_DEVICE = "swiftkit trains on one device (the first CUDA GPU, or the CPU); multi-GPU training is not supported yet"
-_DEEPSPEED = ("DeepSpeed/FSDP are not supported until multi-GPU training lands; on one device, QLoRA "
-              "(--quant_method bnb --quant_bits 4) and --gradient_checkpointing save memory")
+_ONE_DEVICE = ("each rank holds the whole model on one device; several GPUs or machines train data-parallel (DDP: "
+               "NPROC_PER_NODE=N swiftkit sft ..., see docs/distributed.md)")
+_DDP_FIXED = ("distributed runs use DDP with this setting fixed: unused parameters are looked for, the loss is "
+              "normalised by the labelled tokens of all ranks, and checkpoints are written once, by rank 0")
+_DEEPSPEED = ("DeepSpeed and FSDP are not supported yet: distributed runs use DDP (NPROC_PER_NODE=N swiftkit sft ...); "
+              "QLoRA (--quant_method bnb --quant_bits 4) and --gradient_checkpointing save memory")
 _MEGATRON = ("Megatron is not supported: swiftkit trains through transformers/peft and writes safetensors "
              "transformers loads")
 _MULTIMODAL = ("multimodal (image/video/audio) training and inference are not supported yet: swiftkit handles "
@@ -144,7 +147,7 @@ REFUSED: dict[str, str] = {
                      "left-padded; not configurable"),
     "disable_ignore_empty_think": _THINKING,
     "is_binary_loss_scale": "--loss_scale takes default, last_round or all; \"loss\": false on a message excludes it",
-    "sequence_parallel_size": _ONE_DEVICE,
+    "sequence_parallel_size": "sequence parallelism is not supported yet; " + _ONE_DEVICE,
     "template_backend": "the model's jinja chat template is always used, in training and serving alike",
     "response_prefix": "reply prefixes are not supported; --enable_thinking controls the thinking block",
     "preserve_thinking": _THINKING,
@@ -196,9 +199,9 @@ REFUSED: dict[str, str] = {
     "logging_dir": "TensorBoard logs go to <run folder>/runs; the run folder is --output_dir/v{N}-{timestamp}",
     "max_epochs": "with --streaming, set --max_steps; otherwise --num_train_epochs",
     "eval_on_start": "the first evaluation runs after --eval_steps steps (or the first epoch)",
-    "save_on_each_node": _ONE_DEVICE,
-    "ddp_find_unused_parameters": _ONE_DEVICE,
-    "average_tokens_across_devices": _ONE_DEVICE,
+    "save_on_each_node": _DDP_FIXED,
+    "ddp_find_unused_parameters": _DDP_FIXED,
+    "average_tokens_across_devices": _DDP_FIXED,
     "resume_only_model": ("--resume_from_checkpoint resumes exactly (weights, optimizer, schedule, data order); to "
                           "start a new run from trained weights pass them as --model (full) or rlhf --adapters (LoRA)"),
     "ignore_data_skip": ("--resume_from_checkpoint resumes exactly (weights, optimizer, schedule, data order); to "

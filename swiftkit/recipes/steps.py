@@ -69,6 +69,7 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
         # transformers would run one more optimizer step before it noticed (and write checkpoint-N+1)
         raise TrainError(f"--resume_from_checkpoint {ckpt} is at step {done}, and --max_steps is {max_steps}: nothing "
                          f"is left to train; raise --max_steps to train on")
+    _check_world_size(ckpt)
     if not (ckpt / "optimizer.pt").is_file():
         log(f"--resume_from_checkpoint {ckpt.name} holds the weights only (saved with --save_only_model): training "
             "continues from its step with a new optimizer state, learning-rate schedule and RNG, so it does not "
@@ -79,6 +80,20 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     if args is None or not args.get("model"):
         raise TrainError(f"{ckpt.parent / 'args.json'} is missing: pass --model with --resume_from_checkpoint")
     return ckpt, {"model": args["model"]}
+
+
+def _check_world_size(ckpt: Path) -> None:
+    """A run resumes on as many ranks as it trained on (its manifest says; one when it does not): the
+    global batch, the data each rank reads and the saved RNG states all depend on that number."""
+    try:
+        trained = json.loads((ckpt.parent / "manifest.json").read_text())["distributed"]["world_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        trained = 1
+    now = distributed.ranks().world_size
+    if trained != now:
+        raise TrainError(f"--resume_from_checkpoint {ckpt}: the run trained on {trained} rank(s) and this one has "
+                         f"{now}; resume with NPROC_PER_NODE x NNODES = {trained}, or start a new run from its "
+                         "weights (--model for full weights, rlhf --adapters for LoRA)")
 
 
 def resume_data_args(cfg):

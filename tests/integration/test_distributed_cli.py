@@ -88,6 +88,13 @@ def test_two_ranks_train_as_one_rank_with_twice_the_accumulation(job, tmp_path):
     resumed = [r for r in read_jsonl(run2 / "logging.jsonl") if "loss" in r][4:]
     _same([(r["loss"], r["grad_norm"], 0) for r in resumed], [(r[0], r[1], 0) for r in _losses(run1)[2:]])
 
+    # On another number of ranks it would not continue exactly: one line says so.
+    other = _sft(model, data, tmp_path / "two", "--max_steps", "6", "--resume_from_checkpoint", str(run2 / "checkpoint-4"))
+    assert other.returncode == 2
+    assert other.stderr.strip().endswith("the run trained on 2 rank(s) and this one has 1; resume with NPROC_PER_NODE x "
+                                         "NNODES = 2, or start a new run from its weights (--model for full weights, "
+                                         "rlhf --adapters for LoRA)"), other.stderr[-2000:]
+
 
 def test_two_nodes_on_this_machine(job, tmp_path):
     model, data = job

@@ -130,7 +130,7 @@ def test_validate_puts_each_message_on_its_flag():
     errors = forms.validate("sft", {**base, "learning_rat": 0.1, "deepspeed": "zero2"})
     assert set(errors) == {"learning_rat", "deepspeed"}
     assert "(did you mean 'learning_rate'?)" in errors["learning_rat"]
-    assert "DeepSpeed/FSDP are not supported" in errors["deepspeed"]
+    assert "DeepSpeed and FSDP are not supported yet" in errors["deepspeed"]
     errors = forms.validate("sft", {**base, "train_type": "full", "tuner_type": "lora"})
     assert "another name of --train_type" in errors["train_type"]
     errors = forms.validate("rlhf", {**base, "rlhf_type": "grpo"})
