@@ -15,22 +15,10 @@ import os
 import subprocess
 import sys
 
+from swiftkit.core.distributed import env_count
 from swiftkit.core.errors import ConfigError
 
 DEFAULT_PORT = 29500
-
-
-def _count(environ, name: str, default: int, least: int) -> int:
-    value = environ.get(name, "")
-    if value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = least - 1
-    if number < least:
-        raise ConfigError(f"{name}={value!r} must be a whole number >= {least}")
-    return number
 
 
 def torchrun_options(environ=None) -> list[str] | None:
@@ -39,9 +27,9 @@ def torchrun_options(environ=None) -> list[str] | None:
     environ = os.environ if environ is None else environ
     if "LOCAL_RANK" in environ or "TORCHELASTIC_RUN_ID" in environ:
         return None
-    nproc = _count(environ, "NPROC_PER_NODE", 1, 1)
-    nnodes = _count(environ, "NNODES", 1, 1)
-    node_rank = _count(environ, "NODE_RANK", 0, 0)
+    nproc = env_count(environ, "NPROC_PER_NODE", 1, 1)
+    nnodes = env_count(environ, "NNODES", 1, 1)
+    node_rank = env_count(environ, "NODE_RANK", 0, 0)
     if nproc * nnodes == 1:
         return None
     if node_rank >= nnodes:
@@ -49,7 +37,7 @@ def torchrun_options(environ=None) -> list[str] | None:
     options = ["--nproc_per_node", str(nproc)]
     if nnodes == 1 and not environ.get("MASTER_PORT"):
         return ["--standalone", *options]  # a free port on this machine
-    port = _count(environ, "MASTER_PORT", DEFAULT_PORT, 1)
+    port = env_count(environ, "MASTER_PORT", DEFAULT_PORT, 1)
     if nnodes > 1 and not environ.get("MASTER_ADDR"):
         raise ConfigError(f"NNODES={nnodes}: set MASTER_ADDR to the address of the node with NODE_RANK=0 (and the "
                           f"same MASTER_PORT, default {DEFAULT_PORT}, on every node)")

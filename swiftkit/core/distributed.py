@@ -47,25 +47,31 @@ class Ranks:
 ONE_RANK = Ranks()  # a run in one process
 
 
-def _env_int(environ, name: str, default: int) -> int:
-    value = environ.get(name)
-    if value in (None, ""):
+def env_count(environ, name: str, default: int, least: int) -> int:
+    """Whole number ``name`` of ``environ`` (``default`` when unset or empty); one line of error when it is
+    not a whole number of at least ``least``."""
+    value = environ.get(name, "")
+    if value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+        number = least - 1
+    if number < least:
+        raise ConfigError(f"{name}={value!r} must be a whole number >= {least}")
+    return number
 
 
 def ranks(environ=None) -> Ranks:
     """This process's place, from the launcher's environment (one rank when there is none)."""
     environ = os.environ if environ is None else environ
-    world = _env_int(environ, "WORLD_SIZE", 1)
-    return Ranks(rank=_env_int(environ, "RANK", 0), world_size=world, local_rank=_env_int(environ, "LOCAL_RANK", 0),
-                 local_world_size=_env_int(environ, "LOCAL_WORLD_SIZE", world))
+    world = env_count(environ, "WORLD_SIZE", 1, 1)
+    return Ranks(rank=env_count(environ, "RANK", 0, 0), world_size=world,
+                 local_rank=env_count(environ, "LOCAL_RANK", 0, 0),
+                 local_world_size=env_count(environ, "LOCAL_WORLD_SIZE", world, 1))
 
 
-def join(timeout_s: int = DEFAULT_TIMEOUT_S, backend: str | None = None, use_cpu: bool = False) -> Ranks:
+def join(timeout_s: int = DEFAULT_TIMEOUT_S, backend: str | None = None) -> Ranks:
     """This process's place; in a distributed run, with the process group started (``backend``, or gloo
     on the CPU and nccl on CUDA GPUs). A collective that waits longer than ``timeout_s`` for a rank
     fails instead of hanging."""
@@ -76,7 +82,7 @@ def join(timeout_s: int = DEFAULT_TIMEOUT_S, backend: str | None = None, use_cpu
     import torch.distributed as dist  # defers torch
 
     if not dist.is_initialized():
-        gpu = torch.cuda.is_available() and not use_cpu
+        gpu = torch.cuda.is_available()
         if gpu:
             torch.cuda.set_device(place.local_rank)
         dist.init_process_group(backend or ("nccl" if gpu else "gloo"),
