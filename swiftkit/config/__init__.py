@@ -18,6 +18,7 @@ from swiftkit.config.commands import (
     PtConfig,
     QuantizeConfig,
     RlhfConfig,
+    RolloutConfig,
     SftConfig,
 )
 from swiftkit.config.evaluation import BenchmarkEvalArgs, EvalArgs
@@ -28,9 +29,20 @@ from swiftkit.config.inference import (
     DataToolArgs,
     DeployArgs,
     GenerationArgs,
+    RolloutServerArgs,
     VllmArgs,
 )
-from swiftkit.config.rlhf import CpoArgs, DpoArgs, GrpoArgs, KtoArgs, PpoArgs, RewardModelArgs, RlhfArgs, RolloutArgs
+from swiftkit.config.rlhf import (
+    CpoArgs,
+    DpoArgs,
+    GrpoArgs,
+    KtoArgs,
+    PpoArgs,
+    RewardModelArgs,
+    RlhfArgs,
+    RolloutArgs,
+    VllmRolloutArgs,
+)
 from swiftkit.config.training_parts import CallbackArgs, OptimArgs
 from swiftkit.config.tuners import QuantArgs, TunerArgs
 from swiftkit.core.errors import ConfigError
@@ -71,9 +83,12 @@ __all__ = [
     "RlhfArgs",
     "RlhfConfig",
     "RolloutArgs",
+    "RolloutConfig",
+    "RolloutServerArgs",
     "SftConfig",
     "TemplateArgs",
     "TrainingArgs",
     "TunerArgs",
     "VllmArgs",
+    "VllmRolloutArgs",
 ]

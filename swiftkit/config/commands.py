@@ -31,12 +31,15 @@ from swiftkit.config.inference import (
     DataToolArgs,
     DeployArgs,
     GenerationArgs,
+    RolloutServerArgs,
     VllmArgs,
 )
 from swiftkit.config.rlhf import (
+    COLOCATE_FLAGS,
     DPO_LOSS_TYPES,
     GRPO_LOSS_TYPES,
     REFERENCE_FREE,
+    SERVER_FLAGS,
     CpoArgs,
     DpoArgs,
     GrpoArgs,
@@ -45,6 +48,7 @@ from swiftkit.config.rlhf import (
     RewardModelArgs,
     RlhfArgs,
     RolloutArgs,
+    VllmRolloutArgs,
 )
 from swiftkit.config.training_parts import CallbackArgs, OptimArgs
 from swiftkit.config.tuners import LORA_LIKE, QuantArgs, TunerArgs
@@ -298,6 +302,7 @@ class RlhfConfig(SftConfig):
     rm: RewardModelArgs = field(default_factory=RewardModelArgs)
     rollout: RolloutArgs = field(default_factory=RolloutArgs)
     grpo: GrpoArgs = field(default_factory=GrpoArgs)
+    vllm_rollout: VllmRolloutArgs = field(default_factory=VllmRolloutArgs)
     ppo: PpoArgs = field(default_factory=PpoArgs)
 
     def __post_init__(self):
@@ -352,7 +357,34 @@ class RlhfConfig(SftConfig):
             if self.tuner.train_type not in LORA_LIKE:  # qlora: the same adapter on a quantized base
                 raise ConfigError(f"--adapters continues training a LoRA adapter; --train_type {self.tuner.train_type} "
                                   "does not apply (merge it with `swiftkit export` and pass the folder as --model)")
+        self._check_vllm_rollouts(kind)
         self._check_method_flags(kind)
+
+    def _check_vllm_rollouts(self, kind: str) -> None:
+        """--use_vllm is GRPO's; the server and colocate flags need it and their own --vllm_mode."""
+        v = self.vllm_rollout
+        if kind == "ppo" and v.use_vllm:
+            raise ConfigError("--use_vllm is GRPO only: --rlhf_type ppo generates its rollouts with transformers in "
+                              "the training process")
+        if kind != "grpo":
+            return  # the other methods' own check names any of these flags
+        given = [f.name for f in dataclasses.fields(VllmRolloutArgs) if f.name != "use_vllm" and self.is_given(f.name)]
+        if given and not v.use_vllm:
+            raise ConfigError(f"--{given[0]} applies to vLLM rollouts: add --use_vllm true (and --vllm_mode server "
+                              "or colocate)")
+        other = COLOCATE_FLAGS if v.vllm_mode == "server" else SERVER_FLAGS
+        wrong = [name for name in given if name in other]
+        if wrong:
+            hint = ("the `swiftkit rollout` server takes its own GPU settings" if v.vllm_mode == "server"
+                    else "use --vllm_mode server")
+            raise ConfigError(f"--{wrong[0]} does not apply to --vllm_mode {v.vllm_mode} ({hint})")
+        moved = self.tuner.init_weights.startswith(("pissa", "olora", "corda", "loftq"))
+        if v.use_vllm and v.vllm_mode == "server" and moved and self.tuner.train_type in LORA_LIKE:
+            raise ConfigError(f"--init_weights {self.tuner.init_weights} changes the base weights, which the rollout "
+                              "server does not have (it takes the adapter alone): use another --init_weights")
+        if v.use_vllm and self.tuner.train_type == "llamapro":
+            raise ConfigError("--use_vllm with --train_type llamapro: the trained model gains layers the rollout model "
+                              "lacks; generate in the training process (drop --use_vllm)")
 
     def _check_method_flags(self, kind: str) -> None:
         """A flag given explicitly must apply to the chosen method."""
@@ -531,6 +563,32 @@ class DeployConfig(CommandConfig):
 
 
 @dataclass(frozen=True)
+class RolloutConfig(CommandConfig):
+    """Serve a model to GRPO training runs: token ids in, sampled replies out, weights pushed by the trainer."""
+
+    command: ClassVar[str] = "rollout"
+    description: ClassVar[str] = (
+        "Serve a model (and --adapters) for GRPO rollouts: `swiftkit rlhf --rlhf_type grpo --use_vllm true "
+        "--vllm_mode server` sends prompt token ids to /generate and pushes its weights to /update_weights after "
+        "each optimizer step (docs/distributed.md). Runs until SIGINT/SIGTERM."
+    )
+
+    model: ModelArgs = field(default_factory=ModelArgs)
+    adapter: AdapterArgs = field(default_factory=AdapterArgs)
+    template: TemplateArgs = field(default_factory=TemplateArgs)
+    server: RolloutServerArgs = field(default_factory=RolloutServerArgs)
+    vllm: VllmArgs = field(default_factory=VllmArgs)
+    plugin: PluginArgs = field(default_factory=PluginArgs)
+
+    def __post_init__(self):
+        if not self.model.model and not self.adapter.adapters:
+            raise ConfigError("`swiftkit rollout` needs --model or --adapters")
+        if len(self.adapter.adapters) > 1:
+            raise ConfigError("`swiftkit rollout` serves one model: pass one --adapters entry (the trainer pushes "
+                              "its own adapter to it)")
+
+
+@dataclass(frozen=True)
 class DataLintConfig(CommandConfig):
     """Check --dataset rows (and, with --model, their tokenized length) without loading weights."""
 
@@ -565,4 +623,5 @@ class DataPreviewConfig(DataLintConfig):
 
 
 CONFIGS: tuple[type[CommandConfig], ...] = (SftConfig, PtConfig, RlhfConfig, InferConfig, EvalConfig, ExportConfig,
-                                            QuantizeConfig, DeployConfig, DataLintConfig, DataPreviewConfig)
+                                            QuantizeConfig, DeployConfig, RolloutConfig, DataLintConfig,
+                                            DataPreviewConfig)

@@ -21,8 +21,8 @@ _ONE_DEVICE = ("each rank holds the whole model on one device; several GPUs or m
                "NPROC_PER_NODE=N swiftkit sft ..., see docs/distributed.md)")
 _DDP_FIXED = ("distributed runs use DDP with this setting fixed: unused parameters are looked for, the loss is "
               "normalised by the labelled tokens of all ranks, and checkpoints are written once, by rank 0")
-_DEEPSPEED = ("DeepSpeed and FSDP are not supported yet: distributed runs use DDP (NPROC_PER_NODE=N swiftkit sft ...); "
-              "QLoRA (--quant_method bnb --quant_bits 4) and --gradient_checkpointing save memory")
+_DEEPSPEED = ("a DeepSpeed setting goes into the --deepspeed JSON file (start from a copy of a shipped preset, "
+              "see docs/distributed.md)")
 _MEGATRON = ("Megatron is not supported: swiftkit trains through transformers/peft and writes safetensors "
              "transformers loads")
 _MULTIMODAL = ("multimodal (image/video/audio) training and inference are not supported yet: swiftkit handles "
@@ -39,8 +39,8 @@ _GRPO = ("not in swiftkit's GRPO (TRL's GRPOTrainer), which takes --grpo_loss_ty
          "--num_iterations, --num_generations, --cliprange (--epsilon) and --beta")
 _PPO = ("not in swiftkit's PPO trainer, which takes --beta (the KL coefficient), --num_ppo_epochs, --cliprange, "
         "--cliprange_value, --vf_coef, --gamma, --lam, --missing_eos_penalty")
-_ROLLOUT_VLLM = ("grpo/ppo rollouts generate with transformers inside the training process; vLLM rollouts are "
-                 "not supported yet")
+_ROLLOUT_VLLM = ("not in swiftkit's vLLM rollouts: grpo generates in the training process, on a `swiftkit rollout` "
+                 "server (--use_vllm true --vllm_mode server) or with vLLM colocated (--vllm_mode colocate)")
 _VLLM_ENGINE = ("not exposed by the vllm engine (--infer_backend vllm), which takes --tensor_parallel_size, "
                 "--gpu_memory_utilization, --vllm_max_model_len and --vllm_max_lora_rank")
 _OTHER_ENGINE = ("the SGLang and LMDeploy engines are not built in: --infer_backend transformers or vllm, or a "
@@ -86,8 +86,9 @@ REFUSED: dict[str, str] = {
                   "template (flags you give win); --load_data_args adds the data flags"),
     "hub_token": ("hub credentials come from the hub clients' own login (`hf auth login`, `modelscope login`) or "
                   "their token variables (HF_TOKEN, MODELSCOPE_API_TOKEN), never from a flag"),
-    **dict.fromkeys(("ddp_timeout", "ddp_backend"), "infer, eval, export and deploy run in one process; distributed "
-                    "runs (and these flags) are for sft, pt and rlhf (NPROC_PER_NODE=N swiftkit sft ...)"),
+    **dict.fromkeys(("ddp_timeout", "ddp_backend", "deepspeed", "fsdp", "sequence_parallel_size"),
+                    "infer, eval, export and deploy run in one process; distributed runs (and these flags) are for "
+                    "sft, pt and rlhf (NPROC_PER_NODE=N swiftkit sft ...)"),
     "ignore_args_error": "for notebooks, call the Python API (swiftkit.sft(...), swiftkit.infer(...)) instead",
     "use_swift_lora": "swiftkit trains through peft only",
     **dict.fromkeys(("adapter_act", "adapter_length"), "the adapter tuner is not built in: --train_type lora (or a "
@@ -105,7 +106,7 @@ REFUSED: dict[str, str] = {
     "rope_scaling": ("RoPE context extension is not supported: set rope_scaling in the model's config.json "
                      "before loading it"),
     "max_model_len": ("sft/rlhf/infer/export do not extend the context (set rope_scaling in config.json); deploy's "
-                      "--max_model_len caps the tokens a request may use"),
+                      "and rollout's --max_model_len cap the tokens a request may use"),
     "device_map": _ONE_DEVICE + "; the model is not split across devices",
     "max_memory": _ONE_DEVICE + "; the model is not split across devices",
     "local_repo_path": _MULTIMODAL,
@@ -147,7 +148,6 @@ REFUSED: dict[str, str] = {
                      "left-padded; not configurable"),
     "disable_ignore_empty_think": _THINKING,
     "is_binary_loss_scale": "--loss_scale takes default, last_round or all; \"loss\": false on a message excludes it",
-    "sequence_parallel_size": "sequence parallelism is not supported yet; " + _ONE_DEVICE,
     "template_backend": "the model's jinja chat template is always used, in training and serving alike",
     "response_prefix": "reply prefixes are not supported; --enable_thinking controls the thinking block",
     "preserve_thinking": _THINKING,
@@ -182,12 +182,11 @@ REFUSED: dict[str, str] = {
     "vit_gradient_checkpointing": _MULTIMODAL,
     "vit_lr": _MULTIMODAL,
     "aligner_lr": _MULTIMODAL,
-    "deepspeed": _DEEPSPEED,
     "zero_hpz_partition_size": _DEEPSPEED,
-    "deepspeed_autotp_size": _DEEPSPEED,
-    "fsdp": _DEEPSPEED,
-    "teacher_deepspeed": _DEEPSPEED,
-    "ds3_gather_for_generation": _DEEPSPEED,
+    "deepspeed_autotp_size": "DeepSpeed AutoTP (tensor-parallel training) is not supported: ZeRO shards data-parallel",
+    "teacher_deepspeed": "distillation with a teacher model (GKD) is not supported",
+    "ds3_gather_for_generation": ("GRPO under ZeRO-3 gathers the weights for each generation (TRL's way); not "
+                                  "switchable"),
     "full_determinism": ("training is seeded by --seed and --data_seed; deterministic-only kernels are not "
                          "switchable"),
     "logging_first_step": "the first optimizer step is always logged",
@@ -340,17 +339,12 @@ REFUSED: dict[str, str] = {
     "max_turns": "multi-turn and environment rollouts are not supported: each prompt gets one reply",
     "gym_env": "multi-turn and environment rollouts are not supported: each prompt gets one reply",
     "use_gym_env": "multi-turn and environment rollouts are not supported: each prompt gets one reply",
-    "use_vllm": _ROLLOUT_VLLM,
-    "vllm_mode": _ROLLOUT_VLLM,
-    "vllm_server_host": _ROLLOUT_VLLM,
-    "vllm_server_port": _ROLLOUT_VLLM,
-    "vllm_server_base_url": _ROLLOUT_VLLM,
-    "vllm_server_timeout": _ROLLOUT_VLLM,
     "vllm_server_pass_dataset": _ROLLOUT_VLLM,
     "vllm_server_group_port": _ROLLOUT_VLLM,
     "async_generate": _ROLLOUT_VLLM,
     "enable_flattened_weight_sync": _ROLLOUT_VLLM,
-    "sleep_level": _ROLLOUT_VLLM,
+    "sleep_level": ("a grpo flag of vLLM colocated in training (rlhf --use_vllm true --vllm_mode colocate); a "
+                    "`swiftkit rollout` server keeps its GPU memory"),
     "offload_optimizer": _ROLLOUT_VLLM,
     "offload_model": _ROLLOUT_VLLM,
     "completion_length_limit_scope": _ROLLOUT_VLLM,
@@ -366,7 +360,8 @@ REFUSED: dict[str, str] = {
     "soft_max_length": _REWARD_PARAMS,
     "soft_cache_length": _REWARD_PARAMS,
     # -- inference engines ---------------------------------------------------------------------
-    "infer_backend": "an infer/eval/deploy flag; training generates with transformers",
+    "infer_backend": ("an infer/eval/deploy/rollout flag; grpo generates in the training process, or on a "
+                      "`swiftkit rollout --infer_backend ...` server (--use_vllm true --vllm_mode server)"),
     "vllm_max_model_len": _ROLLOUT_VLLM,
     "vllm_max_lora_rank": _ROLLOUT_VLLM,
     "vllm_pipeline_parallel_size": _VLLM_ENGINE,
@@ -384,10 +379,9 @@ REFUSED: dict[str, str] = {
     "vllm_use_async_engine": _VLLM_ENGINE,
     "vllm_reasoning_parser": _VLLM_ENGINE,
     "vllm_engine_kwargs": _VLLM_ENGINE,
-    "tensor_parallel_size": _ROLLOUT_VLLM,
-    "gpu_memory_utilization": _ROLLOUT_VLLM,
-    "vllm_tensor_parallel_size": _ROLLOUT_VLLM,
-    "vllm_gpu_memory_utilization": _ROLLOUT_VLLM,
+    **dict.fromkeys(("tensor_parallel_size", "gpu_memory_utilization"),
+                    "rlhf spells these --vllm_tensor_parallel_size and --vllm_gpu_memory_utilization (grpo "
+                    "--vllm_mode colocate); `swiftkit rollout` takes both names"),
     **{f"sglang_{name}": _OTHER_ENGINE for name in (
         "tp_size", "pp_size", "dp_size", "ep_size", "enable_ep_moe", "mem_fraction_static", "context_length",
         "disable_cuda_graph", "quantization", "kv_cache_dtype", "enable_dp_attention", "disable_custom_all_reduce",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from swiftkit.config.columns import check_columns
+from swiftkit.config.engines import engine_config
 from swiftkit.core.errors import ConfigError
 from swiftkit.core.registry import closest
 
@@ -313,6 +314,19 @@ class TrainingArgs:
     ddp_backend: Optional[Literal["gloo", "nccl", "mpi", "ccl", "xccl", "hccl"]] = arg(
         None, "Distributed runs: the process-group backend. Default: nccl on CUDA GPUs, gloo on the CPU."
     )
+    deepspeed: Optional[str] = arg(
+        None, "DeepSpeed ZeRO: a shipped preset (zero0, zero1, zero2, zero3, zero2_offload, zero3_offload) or a "
+        "DeepSpeed JSON config file; launch several ranks with NPROC_PER_NODE (see docs/distributed.md). Needs "
+        "swiftkit[deepspeed].",
+    )
+    fsdp: Optional[str] = arg(
+        None, "FSDP2 through transformers/accelerate: a shipped preset (fsdp2, fsdp2_shard_grad_op, fsdp2_offload) "
+        "or a JSON file of transformers' fsdp_config; checkpoints are saved whole.",
+    )
+    sequence_parallel_size: int = arg(
+        1, "Sequence parallelism (DeepSpeed's Ulysses/ALST, through accelerate): each sequence is split over this "
+        "many ranks, which exchange attention heads; needs --deepspeed and NPROC_PER_NODE x NNODES a multiple of it.",
+    )
     dry_run: bool = arg(
         False, "Resolve model (config only), data, template and tuner; print trainable/total parameters per "
         "module group, the estimated peak memory, tokens per step and steps per epoch; then exit without "
@@ -327,6 +341,14 @@ class TrainingArgs:
         _check(self.save_steps > 0, "--save_steps must be > 0")
         _check(self.logging_steps > 0, "--logging_steps must be > 0")
         _check(self.ddp_timeout > 0, "--ddp_timeout must be > 0 (seconds)")
+        _check(not (self.deepspeed and self.fsdp), "--deepspeed and --fsdp exclude each other: pick one engine")
+        if self.deepspeed:
+            engine_config(self.deepspeed, "--deepspeed")
+        _check(self.sequence_parallel_size >= 1, "--sequence_parallel_size must be >= 1")
+        _check(self.sequence_parallel_size == 1 or self.deepspeed, "--sequence_parallel_size runs on DeepSpeed's "
+               "Ulysses sequence parallelism: add --deepspeed (zero1, zero2 or zero3)")
+        if self.fsdp:
+            engine_config(self.fsdp, "--fsdp")
         _check(not (self.bf16 and self.fp16), "--bf16 and --fp16 exclude each other")
         if self.gradient_checkpointing_kwargs:
             flag = "--gradient_checkpointing_kwargs"

@@ -93,6 +93,34 @@ class DeployArgs:
 
 
 @dataclass(frozen=True)
+class RolloutServerArgs:
+    """`swiftkit rollout`: where the rollout server listens and what generates its replies."""
+
+    infer_backend: str = arg(
+        "vllm", "What generates the rollouts: vllm (needs swiftkit[vllm] and a CUDA GPU), transformers (any "
+        "machine, the CPU included) or a plugin's engine (swiftkit_get_infer_engine) that meets the RolloutEngine "
+        "protocol.",
+    )
+    host: str = arg("127.0.0.1", "Address the server listens on. Anyone who reaches it can replace the model's "
+                    "weights (/update_weights): keep it on a private network.")
+    port: int = arg(8000, "TCP port of the server.")
+    max_model_len: Optional[int] = arg(
+        None, "Most tokens a prompt plus its reply may use (default: the model's max_position_embeddings); with "
+        "vllm also the context vLLM plans its cache for, unless --vllm_max_model_len is given.",
+    )
+    max_batch_size: int = arg(
+        64, "--infer_backend transformers: most sequences (prompts x n) generated together; a larger request is "
+        "generated in batches of this many.",
+    )
+
+    def __post_init__(self):
+        _check(0 < self.port < 65536, f"--port must be between 1 and 65535, got {self.port}")
+        _check(bool(self.host), "--host must not be empty")
+        _check(self.max_model_len is None or self.max_model_len > 0, "--max_model_len must be > 0")
+        _check(self.max_batch_size > 0, "--max_batch_size must be > 0")
+
+
+@dataclass(frozen=True)
 class DataToolArgs:
     max_problems: int = arg(50, "`data lint`: problems printed (all are counted).")
     index: int = arg(0, "`data preview`: which usable row (after loading and sampling) to show.")

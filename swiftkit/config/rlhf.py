@@ -150,6 +150,77 @@ class RolloutArgs:
         _check(self.temperature > 0, "--temperature must be > 0 (replies are sampled)")
 
 
+VLLM_MODES = ("server", "colocate")
+SLEEP_LEVELS = (0, 1, 2)
+# The flags each --vllm_mode reads (a flag of the other mode given explicitly is an error).
+SERVER_FLAGS = ("vllm_server_host", "vllm_server_port", "vllm_server_base_url", "vllm_server_timeout")
+COLOCATE_FLAGS = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "sleep_level")
+
+
+@dataclass(frozen=True)
+class VllmRolloutArgs:
+    """Where GRPO's rollouts are generated: in the training process with transformers (default), on a
+    `swiftkit rollout` server (--use_vllm true --vllm_mode server), or by vLLM inside the training process
+    (--vllm_mode colocate). ms-swift's flag names."""
+
+    use_vllm: bool = arg(
+        False, "grpo: generate the rollouts with vLLM instead of transformers in the training process: on a "
+        "`swiftkit rollout` server (--vllm_mode server; the server runs vLLM, or transformers with "
+        "--infer_backend transformers) or inside the training process (--vllm_mode colocate, CUDA GPU and "
+        "swiftkit[vllm]).", methods=("grpo",),
+    )
+    vllm_mode: str = arg(
+        "colocate", "grpo with --use_vllm: server (a `swiftkit rollout` server generates; the trainer pushes its "
+        "weights to it after each optimizer step) or colocate (vLLM inside the training process).",
+        methods=("grpo",),
+    )
+    vllm_server_host: str = arg("127.0.0.1", "--vllm_mode server: host of the `swiftkit rollout` server.",
+                                methods=("grpo",))
+    vllm_server_port: int = arg(8000, "--vllm_mode server: port of the `swiftkit rollout` server.", methods=("grpo",))
+    vllm_server_base_url: Optional[str] = arg(
+        None, "--vllm_mode server: the server's address as a URL (http://HOST:PORT); replaces --vllm_server_host "
+        "and --vllm_server_port.", methods=("grpo",),
+    )
+    vllm_server_timeout: float = arg(
+        240.0, "--vllm_mode server: seconds to wait for the server's /health before training; unreachable by then "
+        "is an error naming its address (nothing is written).", methods=("grpo",),
+    )
+    vllm_gpu_memory_utilization: float = arg(
+        0.9, "--vllm_mode colocate: fraction of the GPU's memory vLLM may take (a rollout server takes its own: "
+        "`swiftkit rollout --vllm_gpu_memory_utilization`).", methods=("grpo",),
+    )
+    vllm_tensor_parallel_size: int = arg(
+        1, "--vllm_mode colocate: GPUs each vLLM instance is split across (a rollout server takes its own: "
+        "`swiftkit rollout --vllm_tensor_parallel_size`).", methods=("grpo",),
+    )
+    sleep_level: int = arg(
+        0, "--vllm_mode colocate: 0 keeps vLLM's memory while training steps run; 1 or 2 put vLLM to sleep "
+        "between rollouts (TRL's sleep mode frees its weights and cache, level 2, either way).",
+        methods=("grpo",),
+    )
+
+    def __post_init__(self):
+        _one_of(self.vllm_mode, VLLM_MODES, "--vllm_mode")
+        _check(0 < self.vllm_server_port < 65536, f"--vllm_server_port must be between 1 and 65535, got "
+               f"{self.vllm_server_port}")
+        _check(bool(self.vllm_server_host), "--vllm_server_host must not be empty")
+        url = self.vllm_server_base_url
+        _check(url is None or re.match(r"^https?://[^/\s]+/?$", url) is not None,
+               f"--vllm_server_base_url must be http://HOST:PORT (or https://), got {url!r}")
+        _check(self.vllm_server_timeout > 0, "--vllm_server_timeout must be > 0 (seconds)")
+        _check(0 < self.vllm_gpu_memory_utilization <= 1, "--vllm_gpu_memory_utilization must be in (0, 1]")
+        _check(self.vllm_tensor_parallel_size >= 1, "--vllm_tensor_parallel_size must be >= 1")
+        _check(self.sleep_level in SLEEP_LEVELS, f"--sleep_level must be 0, 1 or 2, got {self.sleep_level}")
+
+    @property
+    def server_url(self) -> str:
+        """The rollout server's base URL: --vllm_server_base_url, or http://HOST:PORT."""
+        if self.vllm_server_base_url:
+            return self.vllm_server_base_url.rstrip("/")
+        host = self.vllm_server_host
+        return f"http://[{host}]:{self.vllm_server_port}" if ":" in host else f"http://{host}:{self.vllm_server_port}"
+
+
 @dataclass(frozen=True)
 class GrpoArgs:
     """GRPO (TRL's GRPOConfig) and its reward functions."""

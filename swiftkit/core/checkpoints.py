@@ -17,6 +17,7 @@ command with one line naming the file, before any weights load.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import pickle
 import re
@@ -181,6 +182,24 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
+# The Python objects DeepSpeed pickles beside the tensors of its checkpoints: plain records (a loss
+# scaler's settings, the ZeRO stage, a parameter fragment's offsets), rebuilt by setting attributes.
+DEEPSPEED_GLOBALS = ("deepspeed.runtime.fp16.loss_scaler.LossScaler",
+                     "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+                     "deepspeed.runtime.zero.config.ZeroStageEnum",
+                     "deepspeed.utils.tensor_fragment.fragment_address")
+
+
+def _deepspeed_globals() -> list:
+    """The classes of :data:`DEEPSPEED_GLOBALS` torch's restricted unpickler may rebuild (those importable)."""
+    found = []
+    for name in DEEPSPEED_GLOBALS:
+        module, _, attr = name.rpartition(".")
+        with contextlib.suppress(ImportError, AttributeError):
+            found.append(getattr(importlib.import_module(module), attr))
+    return found
+
+
 def _torch_problem(path: Path) -> str | None:
     """Load the file as transformers / peft do (``weights_only=True``; the RNG state with transformers'
     numpy allowlist): a pickled object is refused by torch's restricted unpickler, never called."""
@@ -191,6 +210,8 @@ def _torch_problem(path: Path) -> str | None:
         from transformers.trainer_pt_utils import safe_globals  # defers transformers
 
         context = safe_globals()
+    elif path.parent.name.startswith("global_step"):  # a DeepSpeed checkpoint's model and optimizer shards
+        context = torch.serialization.safe_globals(_deepspeed_globals())
     try:
         with context:
             torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))

@@ -11,11 +11,13 @@ a no-op on one rank.
 from __future__ import annotations
 
 import os
+import pickle
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from swiftkit.core.errors import ConfigError
+from swiftkit.core.errors import ConfigError, SwiftkitError
 
 # What a run stops after when a rank stops answering (transformers' --ddp_timeout default).
 DEFAULT_TIMEOUT_S = 1800
@@ -69,6 +71,19 @@ def ranks(environ=None) -> Ranks:
     return Ranks(rank=env_count(environ, "RANK", 0, 0), world_size=world,
                  local_rank=env_count(environ, "LOCAL_RANK", 0, 0),
                  local_world_size=env_count(environ, "LOCAL_WORLD_SIZE", world, 1))
+
+
+def lone_rank(environ=None) -> None:
+    """Outside a launcher, make this process rank 0 of a one-rank run in the environment (a free port on
+    this machine for the rendezvous): DeepSpeed and FSDP train inside a process group even on one rank."""
+    environ = os.environ if environ is None else environ
+    if "RANK" in environ or "LOCAL_RANK" in environ:
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port))
 
 
 def join(timeout_s: int = DEFAULT_TIMEOUT_S, backend: str | None = None) -> Ranks:
@@ -125,6 +140,30 @@ def barrier(place: Ranks) -> None:
         import torch.distributed as dist  # defers torch
 
         dist.barrier()
+
+
+def from_main(compute, place: Ranks):
+    """``compute()`` run by rank 0 alone, its result on every rank; when it raises, every rank raises the same
+    error (so no rank waits for a result that will not come)."""
+    if not _active(place):
+        return compute()
+    outcome, error = None, None
+    if place.main:
+        try:
+            outcome = (True, compute())
+        except Exception as exc:  # handed to the other ranks, then raised here too
+            error = exc
+            try:
+                pickle.dumps(exc)
+                outcome = (False, exc)
+            except Exception:  # an error that cannot travel: its message does
+                outcome = (False, SwiftkitError(str(exc)))
+    ok, value = broadcast(outcome, place)
+    if error is not None:
+        raise error
+    if not ok:
+        raise value
+    return value
 
 
 @contextmanager

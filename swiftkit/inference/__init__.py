@@ -2,7 +2,8 @@
 
 ``load_for_inference`` loads model + template as training left them; ``TransformersEngine`` (and
 ``VllmEngine``) meet the :class:`~swiftkit.inference.base.InferEngine` protocol that ``infer``,
-``eval`` and ``deploy`` use. Importing this package does not import torch.
+``eval`` and ``deploy`` use, and the :class:`~swiftkit.inference.base.RolloutEngine` protocol of ``rollout``
+(:mod:`swiftkit.inference.rollout_protocol`). Importing this package does not import torch.
 """
 
 from swiftkit.inference.base import Generated, InferEngine, ReplyEngine

@@ -97,6 +97,26 @@ class InferEngine(ReplyEngine, Protocol):
         before the reply (never a short reply that looks finished); stops once ``cancel`` is set."""
 
 
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """What `swiftkit rollout` calls (:mod:`swiftkit.inference.rollout_protocol` has the request and reply types):
+    sampled replies as token ids, and weights a trainer pushes."""
+
+    template: object
+    max_model_len: int | None
+
+    def rollout_identity(self) -> dict:
+        """:func:`~swiftkit.inference.rollout_protocol.model_identity` of the served model."""
+
+    def generate_rollouts(self, request, batch_size: int | None = None) -> list:
+        """``request.n`` :class:`~swiftkit.inference.rollout_protocol.Completion` per prompt, prompt-major, with
+        the weights last pushed; at most ``batch_size`` sequences are generated together (None: all)."""
+
+    def update_weights(self, tensors: dict, metadata: dict) -> None:
+        """Load pushed weights (``metadata["kind"]``: ``adapter`` or ``weights``) so the next generation uses
+        them; a :class:`~swiftkit.inference.rollout_protocol.RolloutProtocolError` when they do not fit."""
+
+
 def missing_members(engine, protocol: type = InferEngine) -> list[str]:
     """The members of ``protocol`` that ``engine`` lacks (empty when it meets the protocol)."""
     names = [n for n in dir(protocol) if not n.startswith("_")]

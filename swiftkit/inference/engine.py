@@ -36,6 +36,7 @@ import queue
 import threading
 from collections.abc import Iterator
 
+from swiftkit.inference import rollout_ops
 from swiftkit.inference.base import (
     CodecEngine,
     Generated,
@@ -264,6 +265,17 @@ class TransformersEngine(CodecEngine):
 
     def _alternatives(self, top) -> list[tuple[str, bytes, float]]:
         return [(*self._token_text(token_id), value) for token_id, value in top]
+
+    # -- rollouts (swiftkit rollout; see swiftkit.inference.rollout_ops) ---------------------------
+
+    def rollout_identity(self) -> dict:
+        return rollout_ops.transformers_identity(self)
+
+    def generate_rollouts(self, request, batch_size: int | None = None) -> list:
+        return rollout_ops.transformers_rollouts(self, request, batch_size)
+
+    def update_weights(self, tensors: dict, metadata: dict) -> None:
+        rollout_ops.transformers_update(self, tensors, metadata)
 
     # -- scoring ---------------------------------------------------------------------------------
 

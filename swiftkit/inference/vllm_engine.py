@@ -22,6 +22,7 @@ from pathlib import Path
 from swiftkit.config.inference import VLLM_MISSING, named_adapters
 from swiftkit.core.checkpoints import find_checkpoint, is_lora_dir
 from swiftkit.core.errors import ConfigError
+from swiftkit.inference import rollout_ops
 from swiftkit.inference.base import (
     PROMPT_LOGPROBS_UNSUPPORTED,
     CodecEngine,
@@ -101,6 +102,8 @@ class VllmEngine(CodecEngine):
         self._loras: dict = {}  # adapter name -> LoRARequest
         self._default_adapter = next(iter(adapters)) if len(adapters) == 1 else None
         self._model_lock = threading.Lock()  # vllm.LLM is not safe to call from two threads at once
+        # `swiftkit rollout`: the adapter a trainer pushed last, how many it pushed, the folder they are written to
+        self.rollout_lora, self.rollout_version, self.rollout_folder = None, 0, None
         for name, path in adapters.items():
             self._add_lora(name, path)
 
@@ -164,6 +167,16 @@ class VllmEngine(CodecEngine):
             replies.append(self._finish(list(first.token_ids), first.finish_reason, params))
         return replies
 
+    def rollout_identity(self) -> dict:
+        return rollout_ops.vllm_identity(self)
+
+    def generate_rollouts(self, request, batch_size: int | None = None) -> list:
+        """vLLM schedules the rows itself (``batch_size`` is not used)."""
+        return rollout_ops.vllm_rollouts(self, request)
+
+    def update_weights(self, tensors: dict, metadata: dict) -> None:
+        rollout_ops.vllm_update(self, tensors, metadata)
+
     def prompt_logprobs(self, prompts: list[list[int]], top: int, model: str | None = None,
                         cancel: threading.Event | None = None) -> list[list[dict]]:
         """Not available: callers check ``supports_prompt_logprobs`` first; this says so if they did not."""
@@ -220,13 +233,15 @@ def engine_from_config(model, template, config) -> VllmEngine:
     _release_gpu(model)
     v = config.vllm
     deploy = getattr(config, "deploy", None)
-    max_len = v.vllm_max_model_len or (deploy.max_model_len if deploy is not None else None)
-    enable_lora = bool(loras) or (deploy is not None and bool(config.adapter.adapters) and not merge)
+    rollout = config.command == "rollout"  # a trainer pushes its adapter to it: LoRA stays on
+    served = config.server if rollout else deploy
+    max_len = v.vllm_max_model_len or (served.max_model_len if served is not None else None)
+    enable_lora = bool(loras) or rollout or (deploy is not None and bool(config.adapter.adapters) and not merge)
     return VllmEngine(
         model_path, template, adapters={"default": str(loras[0])} if loras else {},
         tensor_parallel_size=v.tensor_parallel_size, gpu_memory_utilization=v.gpu_memory_utilization,
         max_model_len=max_len, max_lora_rank=v.vllm_max_lora_rank,
-        max_loras=max(1, len(config.adapter.adapters)), enable_lora=enable_lora,
+        max_loras=max(1, len(config.adapter.adapters)) + int(rollout), enable_lora=enable_lora,
         tokenizer_path=getattr(template.tokenizer, "name_or_path", None) or model_path,
         dtype=config.model.torch_dtype, trust_remote_code=config.model.trust_remote_code,
         seed=getattr(getattr(config, "data", None), "data_seed", 0),

@@ -11,12 +11,13 @@ from swiftkit.inference.loading import load_for_inference
 from swiftkit.inference.vllm_engine import require_vllm_package
 
 
-def load_engine(cfg, host, *, adapters: list[str] | None = None, protocol: type = ReplyEngine):
+def load_engine(cfg, host, *, adapters: list[str] | None = None, protocol: type = ReplyEngine,
+                backend: str | None = None):
     """``(engine, info)``: the model and template as training left them (see
-    :func:`~swiftkit.inference.loading.load_for_inference`) in ``--infer_backend``'s engine, which
-    must meet ``protocol`` (:class:`~swiftkit.inference.base.ReplyEngine` for infer and eval,
-    :class:`~swiftkit.inference.base.InferEngine` for deploy)."""
-    backend = cfg.generation.infer_backend
+    :func:`~swiftkit.inference.loading.load_for_inference`) in ``--infer_backend``'s engine (``backend``
+    when given), which must meet ``protocol`` (:class:`~swiftkit.inference.base.ReplyEngine` for infer and
+    eval, :class:`~swiftkit.inference.base.InferEngine` for deploy, ``RolloutEngine`` for rollout)."""
+    backend = backend or cfg.generation.infer_backend
     if backend == "vllm":
         require_vllm_package()  # before any weights load
     model, template, info = load_for_inference(cfg, registries=host.registries, adapters=adapters)

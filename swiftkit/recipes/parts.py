@@ -10,13 +10,16 @@ typo costs nothing; :func:`training_arguments` maps the config onto ``transforme
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from swiftkit.config.engines import engine_config, shards_parameters
 from swiftkit.core.choices import check_name, choose, choose_from
 from swiftkit.core.errors import ConfigError
 from swiftkit.models.attention import attention_implementation, check_liger
+from swiftkit.models.quantization import effective_quantization
 from swiftkit.train.callback_setup import training_overrides
 from swiftkit.train.optim_names import check_optim_flags
 from swiftkit.train.optimizers import optimizer_name
@@ -59,6 +62,7 @@ def choose_training_parts(host, cfg, *, trainer: bool = True, loss: bool = True)
     if cfg.effective_optimizer:
         check_name(host, "optimizer", cfg.effective_optimizer)
     check_optim_flags(cfg)  # --optim's name, what it needs on this machine, and that it fits --optimizer
+    check_engine(cfg)  # --deepspeed / --fsdp: installed, and with what they can shard
     mixed_precision(tr.bf16, tr.fp16)  # --bf16/--fp16 the device cannot run fail now
     notice = cpu_bf16_notice(tr.bf16)
     if notice:
@@ -78,6 +82,43 @@ def choose_training_parts(host, cfg, *, trainer: bool = True, loss: bool = True)
             raise ConfigError(f"--lr_scheduler_type {tr.lr_scheduler_type} is a plugin's schedule, which swiftkit's "
                               f"trainer builds; the trainer of --trainer {tr.trainer} does not derive from it")
     return parts
+
+
+def check_engine(cfg) -> None:
+    """--deepspeed needs its package; a sharded engine takes the trainer's own optimizer (built after the model is
+    wrapped), and ZeRO-3/FSDP (parameters sharded) no quantized base and no LISA (which switches layers' training
+    on and off while the engine holds them)."""
+    tr = cfg.training
+    flag = f"--deepspeed {tr.deepspeed}" if tr.deepspeed else f"--fsdp {tr.fsdp}" if tr.fsdp else None
+    if flag is None:
+        return
+    if tr.deepspeed and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"{flag} needs the deepspeed package: pip install 'swiftkit[deepspeed]'")
+    if tr.sequence_parallel_size > 1:
+        import torch  # defers torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--sequence_parallel_size {tr.sequence_parallel_size} runs DeepSpeed's Ulysses on CUDA "
+                              "GPUs: on the CPU, accelerate runs DeepSpeed's ranks as plain data parallelism and does "
+                              "not hand each sequence-parallel group the same batch; this machine has no CUDA GPU")
+    chosen = optimizer_name(cfg)
+    if chosen:
+        raise ConfigError(f"{flag}: the engine builds the optimizer around the parameters it shards, from --optim; "
+                          f"--optimizer {chosen} builds its own around whole parameters. Drop one of them")
+    rollouts = getattr(cfg, "vllm_rollout", None)
+    if shards_parameters(tr) and rollouts is not None and rollouts.use_vllm and rollouts.vllm_mode == "server":
+        raise ConfigError(f"{flag} shards the weights, and --vllm_mode server pushes the weights each rank holds "
+                          "whole: use --deepspeed zero2 (or DDP) with a rollout server")
+    if shards_parameters(tr) and effective_quantization(cfg.quant, cfg.tuner.train_type) is not None:
+        raise ConfigError(f"{flag} shards the parameters, and a 4/8-bit quantized base cannot be sharded here: use "
+                          "--deepspeed zero2 (or DDP) with QLoRA")
+    rlhf = getattr(cfg, "rlhf", None)
+    if rlhf is not None and rlhf.rlhf_type == "ppo":
+        raise ConfigError(f"{flag}: PPO trains its value model beside the policy, outside the engine's sharded "
+                          "model; PPO runs on several ranks with DDP (NPROC_PER_NODE=N without --deepspeed/--fsdp)")
+    if cfg.optim.lisa_activated_layers > 0:
+        raise ConfigError(f"{flag}: LISA (--lisa_activated_layers) switches layers' training on and off during the "
+                          "run, which the engine's sharded optimizer cannot follow; train with DDP")
 
 
 def callback_names(cfg) -> list[str]:
@@ -113,6 +154,23 @@ def scheduler_factory(host, cfg):
                       config=cfg)
 
     return factory
+
+
+def engine_arguments(training) -> dict:
+    """TrainingArguments' ``deepspeed`` or ``fsdp``/``fsdp_config`` for --deepspeed / --fsdp (nothing for DDP)."""
+    if training.deepspeed:
+        out = {"deepspeed": engine_config(training.deepspeed, "--deepspeed")}
+        if training.sequence_parallel_size > 1:
+            from accelerate.parallelism_config import ParallelismConfig  # defers accelerate
+            from accelerate.utils import DeepSpeedSequenceParallelConfig  # defers accelerate
+
+            handler = DeepSpeedSequenceParallelConfig(sp_seq_length_is_variable=True)  # attention: EngineSetup
+            out["parallelism_config"] = ParallelismConfig(
+                sp_backend="deepspeed", sp_size=training.sequence_parallel_size, sp_handler=handler)
+        return out
+    if training.fsdp:
+        return {"fsdp": True, "fsdp_config": engine_config(training.fsdp, "--fsdp")}
+    return {}
 
 
 def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
@@ -152,6 +210,7 @@ def training_arguments(cfg, run_dir: Path, *, has_val: bool) -> dict:
         **mixed_precision(tr.bf16, tr.fp16),  # bf16, fp16 and use_cpu for this machine
         ddp_timeout=tr.ddp_timeout,
         ddp_backend=tr.ddp_backend,
+        **engine_arguments(tr),  # --deepspeed / --fsdp
         logging_steps=tr.logging_steps,
         logging_first_step=True,
         seed=tr.seed,

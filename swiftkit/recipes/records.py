@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from swiftkit.config.engines import zero_stage
 from swiftkit.core import allocator, distributed
 from swiftkit.core.io import write_json
 
@@ -57,11 +58,17 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _distributed() -> dict:
-    """How many processes and machines trained, and on what engine."""
+def _distributed(training) -> dict:
+    """How many processes and machines trained, and on what engine (with --deepspeed/--fsdp, the preset or
+    file and, for DeepSpeed, the ZeRO stage)."""
     place = distributed.ranks()
-    return {"world_size": place.world_size, "nnodes": place.nnodes,
-            "engine": "ddp" if place.distributed else "single process"}
+    out = {"world_size": place.world_size, "nnodes": place.nnodes,
+           "engine": "ddp" if place.distributed else "single process"}
+    if training.deepspeed:
+        out.update(engine="deepspeed", config=training.deepspeed, zero_stage=zero_stage(training))
+    elif training.fsdp:
+        out.update(engine="fsdp2", config=training.fsdp)
+    return out
 
 
 def write_run_records(run_dir: Path, cfg, plan: RunPlan, *, data_fingerprint: str, template) -> dict:
@@ -73,7 +80,7 @@ def write_run_records(run_dir: Path, cfg, plan: RunPlan, *, data_fingerprint: st
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": library_versions(),
         "allocator": allocator.current(),  # tcmalloc when a training command preloaded it (core.allocator)
-        "distributed": _distributed(),
+        "distributed": _distributed(cfg.training),
         "seed": cfg.training.seed,
         "model_path": plan.model_path,
         "data_fingerprint": data_fingerprint,

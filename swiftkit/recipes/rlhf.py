@@ -14,8 +14,10 @@ import copy
 import random
 
 from swiftkit.config import RlhfConfig
+from swiftkit.core import distributed
 from swiftkit.data.alignment import CONVERTERS
 from swiftkit.data.encode_alignment import encode_for, real_tokens
+from swiftkit.inference.rollout_protocol import model_identity
 from swiftkit.models import set_num_threads
 from swiftkit.recipes import dryrun, parts, rlhf_models, steps
 from swiftkit.recipes.records import write_run_records
@@ -24,6 +26,7 @@ from swiftkit.templates.selection import load_tokenizer_and_template
 from swiftkit.train.precision import mixed_precision, weights_precision
 from swiftkit.train.rewards import resolve_reward_funcs
 from swiftkit.train.rlhf_trainers import method_config, trainer_class
+from swiftkit.train.rollout_client import RolloutClient, ServerRollouts, require_colocated_vllm
 from swiftkit.train.tuners import ADAPTER_TUNERS
 from swiftkit.train.tuners_peft import prepare_quantized
 
@@ -74,7 +77,10 @@ class RlhfRecipe:
                 train_data=self.train_data, val_data=self.val_data, too_long=too_long, run_plan=self.plan,
                 adapter_ckpt=self.adapter_ckpt)
             return
+        self.rollouts = self._rollout_server()  # --vllm_mode server: up and answering before any weights load
         self.model, self.extra = self._load_models()
+        if self.rollouts is not None:
+            self._check_served_model()
         self.plan.method["reference"] = self.extra.description
         self.folder = steps.open_run_folder(cfg.training.output_dir, self.resume, self.ranks)
         self.trainer, self.counter = steps.built_or_discarded(self.folder, self._write_records_and_build_trainer)
@@ -93,8 +99,16 @@ class RlhfRecipe:
             # keeps desirable and undesirable rows from arriving in separate batches.
             train_rows = list(train_rows)
             random.Random(self.config.data.data_seed).shuffle(train_rows)
-        train, skipped = encode_for(self.method, train_rows, self.template, "--dataset")
-        val, val_skipped = encode_for(self.method, val_rows, self.template, "--val_dataset") if val_rows else ([], 0)
+
+        def encode():
+            train, skipped = encode_for(self.method, train_rows, self.template, "--dataset")
+            if not val_rows:
+                return train, [], skipped, 0
+            val, val_skipped = encode_for(self.method, val_rows, self.template, "--val_dataset")
+            return train, val, skipped, val_skipped
+
+        # rank 0 encodes, every rank trains on its rows (the trainer's sampler gives each its share)
+        train, val, skipped, val_skipped = distributed.from_main(encode, self.ranks)
         steps.report_too_long(skipped, val_skipped, self.template)
         return Dataset.from_list(train), Dataset.from_list(val) if val else [], skipped + val_skipped
 
@@ -104,6 +118,27 @@ class RlhfRecipe:
             return []
         return resolve_reward_funcs(self.host.registries.rewards, self.config.grpo.reward_funcs, self.config,
                                     describe=self.host.label)
+
+    def _rollout_server(self):
+        """With --use_vllm: colocated vLLM needs its package and a GPU (checked now); a rollout server must answer
+        /health within --vllm_server_timeout. The server's client, or None when this process generates."""
+        v = self.config.vllm_rollout
+        if self.method != "grpo" or not v.use_vllm:
+            return None
+        if v.vllm_mode == "colocate":
+            require_colocated_vllm()
+            return None
+        client = RolloutClient(v.server_url, v.vllm_server_timeout)
+        self.rollout_health = client.wait_until_up()
+        steps.log(f"rlhf: rollouts from {client.url} ({self.rollout_health.get('model')}, "
+                  f"{self.rollout_health.get('backend')})")
+        return ServerRollouts(client)
+
+    def _check_served_model(self) -> None:
+        """The rollout server serves the model this run trains (architecture, sizes, vocabulary)."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        local = model_identity(base.config, self.tokenizer, base.get_input_embeddings().num_embeddings)
+        self.rollouts.client.check_model(self.rollout_health, local)
 
     def _load_models(self):
         cfg, method = self.config, self.method
@@ -150,6 +185,7 @@ class RlhfRecipe:
             # a trained starting adapter: TRL's frozen copy of it is the reference
             kw["adapters_off_reference"] = self.adapter_ckpt is None
         if method == "grpo":
+            kw["rollouts"] = self.rollouts
             if self.tokenizer.chat_template != self.template.chat_template:
                 self.tokenizer.chat_template = self.template.chat_template  # TRL renders prompts with it
             kw["reward_funcs"] = [*self.reward_funcs, *([extra.reward] if extra.reward is not None else [])]

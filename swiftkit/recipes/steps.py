@@ -14,8 +14,10 @@ import dataclasses
 import json
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from swiftkit.config.engines import shards_parameters, zero_stage
 from swiftkit.config.training_parts import gradient_checkpointing_options
 from swiftkit.core import distributed
 from swiftkit.core.checkpoints import checkpoint_step, last_complete, read_train_args, resolve_resume
@@ -49,8 +51,16 @@ def log(message: str) -> None:
 
 def join_ranks(training) -> Ranks:
     """This process's place in the run; several processes (a launcher started them) join one process
-    group now, before anything is written, with --ddp_timeout and --ddp_backend."""
-    return distributed.join(training.ddp_timeout, training.ddp_backend)
+    group now, before anything is written, with --ddp_timeout and --ddp_backend. --deepspeed and --fsdp
+    need a process group even on one rank: a process no launcher started becomes rank 0 of one."""
+    if training.deepspeed or training.fsdp:
+        distributed.lone_rank()
+    place = distributed.join(training.ddp_timeout, training.ddp_backend)
+    if training.sequence_parallel_size > 1:  # Ulysses sets up its groups through DeepSpeed's own communicator
+        import deepspeed  # defers deepspeed
+
+        deepspeed.init_distributed(timeout=timedelta(seconds=training.ddp_timeout))
+    return place
 
 
 # -- start ---------------------------------------------------------------------------------------
@@ -69,8 +79,9 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
         # transformers would run one more optimizer step before it noticed (and write checkpoint-N+1)
         raise TrainError(f"--resume_from_checkpoint {ckpt} is at step {done}, and --max_steps is {max_steps}: nothing "
                          f"is left to train; raise --max_steps to train on")
-    _check_world_size(ckpt)
-    if not (ckpt / "optimizer.pt").is_file():
+    _check_world_size(ckpt, cfg.training)
+    optimizer_files = ("optimizer.pt", "optimizer.bin", "global_step*")  # DDP, FSDP, DeepSpeed
+    if not any(any(ckpt.glob(name)) for name in optimizer_files):
         log(f"--resume_from_checkpoint {ckpt.name} holds the weights only (saved with --save_only_model): training "
             "continues from its step with a new optimizer state, learning-rate schedule and RNG, so it does not "
             "continue exactly as the interrupted run would have")
@@ -82,18 +93,32 @@ def resume_point(cfg) -> tuple[Path | None, dict]:
     return ckpt, {"model": args["model"]}
 
 
-def _check_world_size(ckpt: Path) -> None:
+def _check_world_size(ckpt: Path, training) -> None:
     """A run resumes on as many ranks as it trained on (its manifest says; one when it does not): the
-    global batch, the data each rank reads and the saved RNG states all depend on that number."""
+    global batch, the data each rank reads and the saved RNG states all depend on that number. So does
+    the engine: a DeepSpeed checkpoint holds its ZeRO stage's own optimizer shards, an FSDP one its own."""
     try:
-        trained = json.loads((ckpt.parent / "manifest.json").read_text())["distributed"]["world_size"]
+        trained = json.loads((ckpt.parent / "manifest.json").read_text())["distributed"]
+        trained = {"world_size": trained["world_size"], "engine": trained.get("engine"),
+                   "zero_stage": trained.get("zero_stage")}
     except (OSError, ValueError, KeyError, TypeError):
-        trained = 1
+        trained = {"world_size": 1, "engine": None, "zero_stage": None}
     now = distributed.ranks().world_size
-    if trained != now:
-        raise TrainError(f"--resume_from_checkpoint {ckpt}: the run trained on {trained} rank(s) and this one has "
-                         f"{now}; resume with NPROC_PER_NODE x NNODES = {trained}, or start a new run from its "
-                         "weights (--model for full weights, rlhf --adapters for LoRA)")
+    if trained["world_size"] != now:
+        raise TrainError(f"--resume_from_checkpoint {ckpt}: the run trained on {trained['world_size']} rank(s) and "
+                         f"this one has {now}; resume with NPROC_PER_NODE x NNODES = {trained['world_size']}, or "
+                         "start a new run from its weights (--model for full weights, rlhf --adapters for LoRA)")
+    engine = "deepspeed" if training.deepspeed else "fsdp2" if training.fsdp else None
+    stage = zero_stage(training)
+    was = trained["engine"] if trained["engine"] in ("deepspeed", "fsdp2") else None
+    if (was, trained["zero_stage"] if was == "deepspeed" else None) != (engine, stage):
+        def name(kind, zero):
+            return {"deepspeed": f"DeepSpeed ZeRO-{zero}", "fsdp2": "FSDP2"}.get(kind, "DDP")
+
+        raise TrainError(f"--resume_from_checkpoint {ckpt}: the run trained with {name(was, trained['zero_stage'])} "
+                         f"and this one asks for {name(engine, stage)}; its optimizer state is saved in that "
+                         "engine's layout: resume with the same --deepspeed/--fsdp, or start a new run from its "
+                         "weights")
 
 
 def resume_data_args(cfg):
@@ -264,9 +289,12 @@ def lean_activations(model, training):
     """``model`` keeping less for backward with the same values: its LoRA dropout fused into A
     (:func:`lean_lora_dropout`) and its SwiGLU MLPs keeping two of their four wide activations (see
     :mod:`swiftkit.train.lean_mlp`) when the step keeps every activation (--recompute_granularity none)
-    and Liger's kernels do not replace those MLPs."""
+    and Liger's kernels do not replace those MLPs. Not under ZeRO-3 or FSDP: both read weights the engine
+    gathers only when their own layer runs forward."""
     from swiftkit.train.lean_mlp import lean_gated_mlps  # defers torch
 
+    if shards_parameters(training):
+        return model
     model = lean_lora_dropout(model)
     if training.recompute == "none" and not training.use_liger_kernel:
         lean_gated_mlps(model)

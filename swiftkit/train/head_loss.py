@@ -110,6 +110,8 @@ def plain_head(model, inputs: dict):
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if type(head) is not nn.Linear or head.bias is not None or head.weight.dim() != 2 or head.weight.numel() == 0:
         return None
+    if type(head.weight.data) is not torch.Tensor:  # a DTensor shard (FSDP2): the whole weight exists only in forward
+        return None
     if model not in _checked:
         _checked[model] = _logits_are_plain(model, head, inputs)
     return head if _checked[model] else None

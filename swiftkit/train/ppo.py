@@ -13,12 +13,19 @@ once per pass over the data. Keeping the Trainer loop means checkpoints, resume,
 callbacks work unchanged; the value model rides along in the optimizer, in gradient clipping, and
 in ``checkpoint-N/value_model/`` (with the cached rollout in ``checkpoint-N/ppo_rollout.safetensors``,
 its tensors plus its numbers as JSON metadata, so a resume mid-rollout continues exactly and nothing
-in a checkpoint is unpickled). Single process only: the value model is not wrapped for data-parallel
-training.
+in a checkpoint is unpickled).
+
+Under DDP (several ranks) each rank rolls out its own share of the global batch; the policy's gradients
+are averaged by DDP and the value model's by :func:`average_gradients` once per optimizer step, so both
+stay the same on every rank. Every rollout samples from its own seed, made of --seed, the step and the
+micro-batch's place in the global batch (:func:`rollout_seed`): N ranks sample exactly what one rank
+with N times the accumulation samples. Each rank keeps its own cached rollout in the checkpoint
+(``ppo_rollout.safetensors`` for rank 0, ``ppo_rollout.rank{R}.safetensors`` for the others).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -248,12 +255,40 @@ def save_rollouts(rollouts: list[Rollout], path: str) -> None:
     save_file(tensors, path, metadata={"rollouts": json.dumps(numbers)})
 
 
+def rollout_file(rank: int) -> str:
+    """The name of rank ``rank``'s cached rollout in a checkpoint."""
+    return ROLLOUT_FILE if rank == 0 else ROLLOUT_FILE.replace(".safetensors", f".rank{rank}.safetensors")
+
+
+def rollout_seed(seed: int, step: int, slot: int) -> int:
+    """The sampling seed of the rollout of global micro-batch ``slot`` (rank x accumulation + micro-batch) at
+    optimizer step ``step``: the same whatever the number of ranks the global batch is split over."""
+    digest = hashlib.sha256(f"ppo-rollout:{seed}:{step}:{slot}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def average_gradients(module: nn.Module, world_size: int) -> None:
+    """Average ``module``'s gradients over the ranks (one all-reduce), as DDP does for the model it wraps."""
+    import torch.distributed as dist  # defers torch
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for param, grad in zip(params, grads):
+        param.grad = flat[offset:offset + grad.numel()].view_as(grad).clone()
+        offset += grad.numel()
+
+
 def load_rollouts(path: str, device) -> list[Rollout]:
     """The rollouts :func:`save_rollouts` wrote, with their tensors on ``device`` (dtypes and values exact)."""
     from safetensors import safe_open  # defers safetensors
 
     try:
-        with safe_open(path, framework="pt", device=str(device)) as fh:
+        device = torch.device(device)  # safetensors names the CPU "cpu" (a rank's device may read "cpu:0")
+        with safe_open(path, framework="pt", device="cpu" if device.type == "cpu" else str(device)) as fh:
             numbers = json.loads((fh.metadata() or {})["rollouts"])
             rollouts = []
             for i, fields in enumerate(numbers):
@@ -310,9 +345,6 @@ class PPOTrainer(Trainer):
         collator = data_collator or PromptCollator(settings.pad_token_id)
         super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
                          data_collator=collator, callbacks=callbacks, **kwargs)
-        if self.args.world_size > 1:
-            raise TrainError("PPO trains on one process: the value model is not wrapped for data-parallel "
-                             "training; launch without torchrun / several processes")
         self.ref_model, self.reward_model, self.value_model = ref_model, reward_model, value_model
         for frozen in (ref_model, reward_model):
             if frozen is not None:
@@ -331,12 +363,13 @@ class PPOTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         # Private transformers.Trainer hook (5.x): the only place to wrap the training sampler.
         # Remove when Trainer takes a sampler factory.
+        # The blocks are global batches: the DataLoader deals each block's micro-batches out to the ranks.
         base = super()._get_train_sampler(train_dataset)
-        block = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+        block = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
         rows = len(self.train_dataset if train_dataset is None else train_dataset)
         if rows < block:
-            raise TrainError(f"PPO needs at least --per_device_train_batch_size x --gradient_accumulation_steps "
-                             f"({block}) prompts for one rollout; the dataset has {rows}")
+            raise TrainError(f"PPO needs at least --per_device_train_batch_size x --gradient_accumulation_steps x "
+                             f"ranks ({block}) prompts for one rollout; the dataset has {rows}")
         return RepeatedBlocks(base, block, self.settings.num_ppo_epochs)
 
     def create_optimizer(self, model=None):
@@ -359,40 +392,48 @@ class PPOTrainer(Trainer):
         # cached rollout for exact resume. They are written first: the Trainer writes trainer_state.json
         # last, which marks the checkpoint complete only once everything it needs is there. Remove when
         # Trainer lets a callback add files to a checkpoint before it is marked complete.
+        # Every rank writes its own rollout, after rank 0 has cleared the folder (CheckpointGuard, at step end).
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.world_size > 1:
+            self.accelerator.wait_for_everyone()
+        os.makedirs(folder, exist_ok=True)
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
             self.value_model.save_pretrained(os.path.join(folder, VALUE_MODEL_DIR))
-            rollout = os.path.join(folder, ROLLOUT_FILE)
-            if self._rollouts:
-                save_rollouts(self._rollouts, rollout)
-            elif os.path.exists(rollout):
-                os.remove(rollout)  # an earlier save's: it belongs to another rollout
+        rollout = os.path.join(folder, rollout_file(self.args.process_index))
+        if self._rollouts:
+            save_rollouts(self._rollouts, rollout)
+        elif os.path.exists(rollout):
+            os.remove(rollout)  # an earlier save's: it belongs to another rollout
         super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         # Private transformers.Trainer method (5.x), the counterpart of _save_checkpoint above; remove with it.
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         load_value_weights(self.value_model, os.path.join(resume_from_checkpoint, VALUE_MODEL_DIR))
-        path = os.path.join(resume_from_checkpoint, ROLLOUT_FILE)
+        path = os.path.join(resume_from_checkpoint, rollout_file(self.args.process_index))
         if os.path.isfile(path):
             self._rollouts = load_rollouts(path, self.args.device)
 
     # -- rollout ------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def rollout(self, batch: dict) -> Rollout:
-        """Sample replies for a left-padded prompt batch and score them."""
+    def rollout(self, batch: dict, index: int = 0) -> Rollout:
+        """Sample replies for a left-padded prompt batch (micro-batch ``index`` of this rank's share of the
+        step) and score them."""
         s, step = self.settings, self.state.global_step + 1  # as the logs number it
         policy = self.accelerator.unwrap_model(self.model)
         prompt_ids, prompt_mask = batch["input_ids"], batch["attention_mask"]
         context = prompt_ids.shape[1]
         was_training = policy.training
         policy.eval()  # use the KV cache (gradient checkpointing turns it off in train mode)
+        slot = self.args.process_index * self.args.gradient_accumulation_steps + index
+        devices = [prompt_ids.device] if prompt_ids.device.type == "cuda" else []
         try:
-            generated = policy.generate(
-                input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self._generation_config()
-            )
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(rollout_seed(self.args.seed, self.state.global_step, slot))
+                generated = policy.generate(
+                    input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self._generation_config()
+                )
         finally:
             policy.train(was_training)
         replies = generated[:, context:]
@@ -456,9 +497,9 @@ class PPOTrainer(Trainer):
         if step % self.settings.num_ppo_epochs == 0:
             if index == 0:
                 self._rollouts = []
-            self._rollouts.append(self.rollout(batch))
+            self._rollouts.append(self.rollout(batch, index))
         elif index >= len(self._rollouts):  # resumed from a checkpoint saved without its rollout
-            self._rollouts.append(self.rollout(batch))
+            self._rollouts.append(self.rollout(batch, index))
         return self._rollouts[index]
 
     # -- update -------------------------------------------------------------------------------------
@@ -513,16 +554,29 @@ class PPOTrainer(Trainer):
             self._stats.setdefault(name, []).append(value)
         loss = loss / getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
         self.accelerator.backward(loss)
+        if self.args.world_size > 1 and self.accelerator.sync_gradients:  # the step's last micro-batch
+            average_gradients(self.value_model, self.args.world_size)
         return loss.detach()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         raise TrainError("PPO has no evaluation loss: train without --eval_strategy / eval_dataset")
 
+    def _stat_sums(self) -> dict[str, tuple[float, int]]:
+        """Each statistic's sum and count since the last log, over every rank's micro-batches."""
+        names = sorted(self._stats)
+        sums = torch.tensor([[sum(self._stats[n]), len(self._stats[n])] for n in names], dtype=torch.float64)
+        if self.args.world_size > 1:
+            import torch.distributed as dist  # defers torch
+
+            sums = sums.to(self.args.device)
+            dist.all_reduce(sums)
+        return {name: (float(total), int(count)) for name, (total, count) in zip(names, sums.tolist())}
+
     def log(self, logs: dict, start_time=None) -> None:
         """Add the PPO statistics (means since the last log) to the training logs."""
         if "loss" in logs and self._stats:
-            for name, values in self._stats.items():
-                logs[name] = sum(values) / len(values)
+            for name, (total, count) in self._stat_sums().items():
+                logs[name] = total / count
                 if not math.isfinite(logs[name]):
                     raise TrainError(f"PPO: {name} is not finite at step {self.state.global_step}")
             self._stats = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 
 from swiftkit.train.errors import TrainError
+from swiftkit.train.sharding import EngineSetup
 
 
 class _AdaptersOffReference:
@@ -122,7 +123,8 @@ def _grpo_trainer():
     from trl import GRPOTrainer  # defers trl
 
     class GRPOTrainerWithReference(_AdaptersOffReference, GRPOTrainer):
-        """GRPO taking ``ref_model`` like the other trainers.
+        """GRPO taking ``ref_model`` like the other trainers, and generating on a `swiftkit rollout` server when
+        given ``rollouts`` (:class:`~swiftkit.train.rollout_client.ServerRollouts`).
 
         TRL 1.16's GRPOTrainer has no ``ref_model`` argument: without adapters it loads a second copy
         of the policy from the path in its config, which ignores ``--ref_model``, reloads weights
@@ -131,18 +133,30 @@ def _grpo_trainer():
         accepts a reference model.
         """
 
-        def __init__(self, *args, ref_model=None, **kwargs):
+        def __init__(self, *args, ref_model=None, rollouts=None, **kwargs):
+            self.rollouts = rollouts  # a ServerRollouts: a `swiftkit rollout` server generates the completions
             if ref_model is None:
                 super().__init__(*args, **kwargs)
-                return
-            import trl.trainer.grpo_trainer as grpo_module  # defers trl
+            else:
+                import trl.trainer.grpo_trainer as grpo_module  # defers trl
 
-            loader = grpo_module.create_model_from_path
-            grpo_module.create_model_from_path = lambda *_args, **_kwargs: ref_model
-            try:
-                super().__init__(*args, **kwargs)
-            finally:
-                grpo_module.create_model_from_path = loader
+                loader = grpo_module.create_model_from_path
+                grpo_module.create_model_from_path = lambda *_args, **_kwargs: ref_model
+                try:
+                    super().__init__(*args, **kwargs)
+                finally:
+                    grpo_module.create_model_from_path = loader
+            if rollouts is not None:
+                rollouts.check_trainer(self)
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            # TRL (1.16) method producing the completion ids of one generation round; with a rollout server the
+            # server generates them (text prompts only). Its own vLLM server path needs vllm and an NCCL
+            # communicator. Remove when TRL takes a pluggable generation backend.
+            if self.rollouts is None:
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                     has_tool_images)
+            return self.rollouts.completions(self, prompt_ids, num_generations), None
 
     return GRPOTrainerWithReference
 
@@ -162,7 +176,9 @@ TRAINERS = {
 
 
 def trainer_class(method: str):
-    return TRAINERS[method]()
+    """The trainer class of ``method``, with the engine adjustments of :mod:`swiftkit.train.sharding`."""
+    cls = TRAINERS[method]()
+    return type(cls.__name__, (EngineSetup, cls), {"__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
 def method_config(method: str, base: dict, cfg, *, max_length: int | None, precision: dict,
@@ -211,13 +227,19 @@ def method_config(method: str, base: dict, cfg, *, max_length: int | None, preci
     if method == "grpo":
         from trl import GRPOConfig  # defers trl
 
-        g, o = cfg.grpo, cfg.rollout
+        g, o, v = cfg.grpo, cfg.rollout, cfg.vllm_rollout
+        colocate = {}
+        if v.use_vllm and v.vllm_mode == "colocate":  # TRL's own colocated vLLM (a server is swiftkit's own)
+            colocate = dict(use_vllm=True, vllm_mode="colocate",
+                            vllm_gpu_memory_utilization=v.vllm_gpu_memory_utilization,
+                            vllm_tensor_parallel_size=v.vllm_tensor_parallel_size,
+                            vllm_enable_sleep_mode=v.sleep_level > 0)
         return GRPOConfig(**common, beta=beta, num_generations=g.num_generations,
                           max_completion_length=o.max_completion_length, temperature=o.temperature,
                           epsilon=o.cliprange, reward_weights=list(g.reward_weights) or None,
                           loss_type=cfg.grpo_loss, scale_rewards=g.scale_rewards,
                           num_iterations=g.num_iterations, log_completions=False,
-                          chat_template_kwargs=dict(chat_kwargs) if chat_kwargs else None)
+                          chat_template_kwargs=dict(chat_kwargs) if chat_kwargs else None, **colocate)
     if method == "ppo":
         from transformers import TrainingArguments  # defers transformers
 

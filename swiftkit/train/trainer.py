@@ -23,6 +23,7 @@ from swiftkit.train.errors import TrainError
 from swiftkit.train.guards import non_finite_message
 from swiftkit.train.head_loss import head_cross_entropy, head_input, plain_head
 from swiftkit.train.losses import token_cross_entropy
+from swiftkit.train.sharding import EngineSetup
 
 
 def label_only_loss(model, inputs: dict, num_items_in_batch=None):
@@ -43,7 +44,7 @@ def label_only_loss(model, inputs: dict, num_items_in_batch=None):
     return head_cross_entropy(seen[0], head.weight, targets[:, keep], num_items_in_batch), outputs
 
 
-class SwiftTrainer(Trainer):
+class SwiftTrainer(EngineSetup, Trainer):
     """Trainer whose default loss skips the LM head at unlabelled positions (same value).
 
     ``scheduler_factory(optimizer, num_training_steps)`` (set by the recipe from the

@@ -45,6 +45,7 @@ BASIC_FLAGS: dict[str, tuple[str, ...]] = {
     "quantize": _EXPORT,
     "deploy": ("model", "adapters", "host", "port", "served_model_name", "api_key", "infer_backend", "max_new_tokens",
                "temperature"),
+    "rollout": ("model", "adapters", "infer_backend", "host", "port"),
     "data lint": ("dataset", "model", "template", "max_length", "max_problems", "pretrain", "rlhf_type"),
     "data preview": ("dataset", "model", "template", "max_length", "index", "show_tokens"),
 }

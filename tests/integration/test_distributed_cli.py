@@ -199,3 +199,31 @@ def test_grpo_on_two_ranks(rlhf_job, tmp_path):
     assert [r["step"] for r in logs] == [1, 2] and all(len(r["ranks"]["peak_rss_mb"]) == 2 for r in logs)
     assert json.loads((run / "train_result.json").read_text())["world_size"] == 2
     assert (run / "checkpoint-2" / "model.safetensors").is_file()
+
+
+def test_ppo_on_two_ranks_trains_as_one_rank_with_twice_the_accumulation(rlhf_job, tmp_path):
+    """The value model's gradients are averaged like the policy's, and every rollout samples from a seed of
+    its place in the global batch: two ranks sample, score and update exactly as one rank accumulating two."""
+    model, _, prompts = rlhf_job
+    flags = ("--rlhf_type", "ppo", "--reward_model", str(model), "--per_device_train_batch_size", "2",
+             "--max_completion_length", "6", "--num_ppo_epochs", "2", "--max_steps", "4", "--save_steps", "1",
+             "--learning_rate", "1e-3")
+    two = _rlhf_run(model, prompts, tmp_path / "two", *flags, env={"NPROC_PER_NODE": "2"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = _rlhf_run(model, prompts, tmp_path / "one", *flags, "--gradient_accumulation_steps", "2")
+    assert one.returncode == 0, one.stderr[-3000:]
+    [run2], [run1] = list((tmp_path / "two").iterdir()), list((tmp_path / "one").iterdir())
+    names = ("loss", "grad_norm", "objective/scores", "objective/kl", "loss/value", "policy/entropy")
+
+    def stats(run):
+        return [[r[n] for n in names] for r in read_jsonl(run / "logging.jsonl") if "loss" in r]
+
+    assert len(stats(run2)) == 4
+    for a, b in zip(stats(run2), stats(run1)):
+        assert a == pytest.approx(b, rel=RTOL, abs=1e-7)
+    # each rank keeps its own cached rollout; resumed mid-rollout (step 4 reuses step 3's), the run goes on exactly
+    assert (run2 / "checkpoint-3" / "ppo_rollout.rank1.safetensors").is_file()
+    again = _rlhf_run(model, prompts, tmp_path / "two", *flags, "--resume_from_checkpoint", str(run2 / "checkpoint-3"),
+                      env={"NPROC_PER_NODE": "2"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert stats(run2)[-1] == pytest.approx(stats(run1)[-1], rel=RTOL, abs=1e-7)

@@ -10,7 +10,7 @@ the model becomes a tiny random llama (2 layers) with a ChatML tokenizer; hub da
 local files of the same row shape; file names in the commands (data.jsonl, corpus.txt, my_mcq/, the trained
 run ``out/v0-20261127-120000``, ...) are created in the workspace beforehand; training stops after
 2 steps; generation stops after 4 tokens; interactive chats get "Hello" and "exit" on stdin; a
-server is started, answers /health, and is stopped with SIGINT.
+server (deploy, rollout) is started, answers /health, and is stopped with SIGINT.
 """
 
 from __future__ import annotations
@@ -262,8 +262,8 @@ def _interruptible() -> None:
 
 
 def _serve(argv: list[str], cwd: Path) -> None:
-    """Start `swiftkit deploy` on a free port, wait for /health, stop it with SIGINT: it must shut down
-    cleanly and exit with the shell's status for SIGINT (130)."""
+    """Start `swiftkit deploy` (or `rollout`) on a free port, wait for /health, stop it with SIGINT: it must shut
+    down cleanly and exit with the shell's status for SIGINT (130)."""
     port = str(_free_port())
     if "--port" in argv:
         argv[argv.index("--port") + 1] = port
@@ -284,7 +284,7 @@ def _serve(argv: list[str], cwd: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 130 and "deploy: stopped" in output, output
+    assert proc.returncode == 130 and f"{argv[0]}: stopped" in output, output
 
 
 @pytest.mark.parametrize("shown", RUNNABLE, ids=lambda s: s.id)
@@ -292,7 +292,7 @@ def test_shown_command_runs(shown, workspace, monkeypatch, capsys):
     ws, tiny = workspace
     command, _ = _strip_comment(shown.text)
     argv = substitute(shlex.split(command), tiny)
-    if argv[0] == "deploy":
+    if argv[0] in ("deploy", "rollout"):
         _serve(argv, ws)
         return
     monkeypatch.chdir(ws)

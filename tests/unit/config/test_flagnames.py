@@ -115,13 +115,14 @@ def test_a_plugin_flag_named_like_a_refused_one_is_the_plugins():
 
 
 def test_refused_flag_on_the_command_line_is_one_line_naming_the_reason(capsys, tmp_path):
-    rc = main(["sft", *BASE, "--output_dir", str(tmp_path / "out"), "--deepspeed", "zero2"])
+    rc = main(["sft", *BASE, "--output_dir", str(tmp_path / "out"), "--zero_hpz_partition_size", "8"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err
-    assert err.endswith("--deepspeed is not supported by `swiftkit sft`: " + REFUSED["deepspeed"])
+    assert err.endswith("--zero_hpz_partition_size is not supported by `swiftkit sft`: "
+                        + REFUSED["zero_hpz_partition_size"])
     assert "unrecognized" not in err and not (tmp_path / "out").exists()
-    with pytest.raises(ConfigError, match="--deepspeed is not supported"):
-        parse([*BASE, "--deepspeed=zero2"])
+    with pytest.raises(ConfigError, match="--zero_hpz_partition_size is not supported"):
+        parse([*BASE, "--zero_hpz_partition_size=8"])
 
 
 def test_refused_flag_in_yaml_and_in_the_api(tmp_path):
@@ -129,10 +130,11 @@ def test_refused_flag_in_yaml_and_in_the_api(tmp_path):
     yaml_file.write_text("model: m\ndataset: a.jsonl\nuse_logits_to_keep: true\n")
     with pytest.raises(ConfigError, match=r"^--use_logits_to_keep is not supported by `swiftkit sft`: the LM head"):
         parse([str(yaml_file)])
-    with pytest.raises(ConfigError, match=r"^--fsdp is not supported by `swiftkit sft`: DeepSpeed and FSDP are not supported yet"):
-        api_config(model="m", dataset="a", fsdp="fsdp2")
-    with pytest.raises(ConfigError, match=r"^--fsdp is not supported"):
-        swiftkit.sft(model="m", dataset="a", fsdp="fsdp2")  # before anything loads
+    with pytest.raises(ConfigError, match=r"^--deepspeed_autotp_size is not supported by `swiftkit sft`: DeepSpeed "
+                                          "AutoTP"):
+        api_config(model="m", dataset="a", deepspeed_autotp_size=2)
+    with pytest.raises(ConfigError, match=r"^--deepspeed_autotp_size is not supported"):
+        swiftkit.sft(model="m", dataset="a", deepspeed_autotp_size=2)  # before anything loads
 
 
 def test_a_flag_refused_by_one_command_is_taken_by_another():

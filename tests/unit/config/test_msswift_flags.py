@@ -15,6 +15,7 @@ from swiftkit.cli.flagdoc import msswift_flags
 from swiftkit.commands import COMMANDS
 from swiftkit.config import EvalConfig, InferConfig, RlhfConfig, SftConfig
 from swiftkit.config.flagnames import REFUSED, flag_status
+from swiftkit.config.rlhf import COLOCATE_FLAGS, SERVER_FLAGS
 from swiftkit.config.values import coerce
 from swiftkit.core.errors import ConfigError
 
@@ -106,6 +107,8 @@ def _base(command: str, name: str) -> dict:
         values.update(rlhf_type=method, **METHOD_NEEDS.get(method, {}))
     if name == "lisa_activated_layers":
         values["train_type"] = "full"
+    if command == "rlhf" and name in SERVER_FLAGS + COLOCATE_FLAGS + ("vllm_mode",):
+        values.update(use_vllm=True, vllm_mode="server" if name in SERVER_FLAGS else "colocate")
     if name == "load_data_args":
         values["resume_from_checkpoint" if command in ("sft", "rlhf") else "adapters"] = "ckpt"
     return values

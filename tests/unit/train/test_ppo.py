@@ -345,10 +345,10 @@ def test_one_pass_rolls_out_every_prompt_once(tok, tmp_path, accumulation):
     seen = []
     original = trainer.rollout
 
-    def recording(batch):
+    def recording(batch, index=0):
         for row in batch["input_ids"]:
             seen.append(tok.decode(row[row != tok.pad_token_id]))
-        return original(batch)
+        return original(batch, index)
 
     trainer.rollout = recording
     trainer.train()
@@ -399,3 +399,11 @@ def test_a_rollout_file_of_something_else_is_a_clear_error(tmp_path):
     save_file({"w": torch.zeros(2)}, tmp_path / "ppo_rollout.safetensors")
     with pytest.raises(TrainError, match="not a PPO rollout file"):
         load_rollouts(str(tmp_path / "ppo_rollout.safetensors"), "cpu")
+
+
+def test_a_rollout_seed_names_its_place_in_the_global_batch_alone():
+    from swiftkit.train.ppo import rollout_seed
+
+    seeds = {rollout_seed(42, step, slot) for step in range(4) for slot in range(4)}
+    assert len(seeds) == 16 and all(0 <= s < 2**63 for s in seeds)  # one per step and slot
+    assert rollout_seed(42, 3, 1) == rollout_seed(42, 3, 1) != rollout_seed(43, 3, 1)

@@ -127,10 +127,11 @@ def test_validate_puts_each_message_on_its_flag():
     assert set(forms.validate("sft", {**base, "torch_dtype": "float8"})) == {"torch_dtype"}
     errors = forms.validate("sft", {**base, "eval_steps": 5, "eval_strategy": "epoch", "val_dataset": "v.jsonl"})
     assert set(errors) == {"eval_steps"}
-    errors = forms.validate("sft", {**base, "learning_rat": 0.1, "deepspeed": "zero2"})
-    assert set(errors) == {"learning_rat", "deepspeed"}
+    errors = forms.validate("sft", {**base, "learning_rat": 0.1, "zero_hpz_partition_size": 8})
+    assert set(errors) == {"learning_rat", "zero_hpz_partition_size"}
     assert "(did you mean 'learning_rate'?)" in errors["learning_rat"]
-    assert "DeepSpeed and FSDP are not supported yet" in errors["deepspeed"]
+    assert "goes into the --deepspeed JSON file" in errors["zero_hpz_partition_size"]
+    assert set(forms.validate("sft", {**base, "deepspeed": "zero4"})) == {"deepspeed"}
     errors = forms.validate("sft", {**base, "train_type": "full", "tuner_type": "lora"})
     assert "another name of --train_type" in errors["train_type"]
     errors = forms.validate("rlhf", {**base, "rlhf_type": "grpo"})
