@@ -227,3 +227,18 @@ def test_ppo_on_two_ranks_trains_as_one_rank_with_twice_the_accumulation(rlhf_jo
                       env={"NPROC_PER_NODE": "2"})
     assert again.returncode == 0, again.stderr[-3000:]
     assert stats(run2)[-1] == pytest.approx(stats(run1)[-1], rel=RTOL, abs=1e-7)
+
+
+def test_accelerate_launch_starts_the_ranks_too(job, tmp_path):
+    model, data = job
+    argv = [str(EXE.parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "-m", "swiftkit", "sft",
+            "--model", str(model), "--dataset", str(data), "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+            "--per_device_train_batch_size", "2", "--logging_steps", "1", "--lora_dropout", "0", "--report_to", "none"]
+    environ = {k: v for k, v in os.environ.items() if k not in ("NPROC_PER_NODE", "NNODES", "MASTER_PORT")}
+    proc = subprocess.run(argv, env={**environ, "SWIFTKIT_ALLOCATOR": "system"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run] = list((tmp_path / "out").iterdir())  # one run folder for both ranks
+    assert json.loads((run / "manifest.json").read_text())["distributed"]["world_size"] == 2
+    logs = [r for r in read_jsonl(run / "logging.jsonl") if "loss" in r]
+    assert len(logs) == 2 and all(len(r["ranks"]["train_tokens"]) == 2 for r in logs)
