@@ -361,12 +361,13 @@ class RlhfConfig(SftConfig):
         self._check_method_flags(kind)
 
     def _check_vllm_rollouts(self, kind: str) -> None:
-        """--use_vllm is GRPO's; the server and colocate flags need it and their own --vllm_mode."""
+        """--use_vllm is GRPO's and PPO's (a server only); the server and colocate flags need it and their own
+        --vllm_mode."""
         v = self.vllm_rollout
-        if kind == "ppo" and v.use_vllm:
-            raise ConfigError("--use_vllm is GRPO only: --rlhf_type ppo generates its rollouts with transformers in "
-                              "the training process")
-        if kind != "grpo":
+        if kind == "ppo" and v.use_vllm and v.vllm_mode != "server":
+            raise ConfigError("--vllm_mode colocate is TRL's colocated vLLM, which GRPO alone uses: --rlhf_type ppo "
+                              "generates on a `swiftkit rollout` server (--use_vllm true --vllm_mode server)")
+        if kind not in ("grpo", "ppo"):
             return  # the other methods' own check names any of these flags
         given = [f.name for f in dataclasses.fields(VllmRolloutArgs) if f.name != "use_vllm" and self.is_given(f.name)]
         if given and not v.use_vllm:

@@ -39,8 +39,9 @@ _GRPO = ("not in swiftkit's GRPO (TRL's GRPOTrainer), which takes --grpo_loss_ty
          "--num_iterations, --num_generations, --cliprange (--epsilon) and --beta")
 _PPO = ("not in swiftkit's PPO trainer, which takes --beta (the KL coefficient), --num_ppo_epochs, --cliprange, "
         "--cliprange_value, --vf_coef, --gamma, --lam, --missing_eos_penalty")
-_ROLLOUT_VLLM = ("not in swiftkit's vLLM rollouts: grpo generates in the training process, on a `swiftkit rollout` "
-                 "server (--use_vllm true --vllm_mode server) or with vLLM colocated (--vllm_mode colocate)")
+_ROLLOUT_VLLM = ("not in swiftkit's vLLM rollouts: grpo/ppo generate in the training process or on a `swiftkit "
+                 "rollout` server (--use_vllm true --vllm_mode server); grpo also with vLLM colocated (--vllm_mode "
+                 "colocate)")
 _VLLM_ENGINE = ("not exposed by the vllm engine (--infer_backend vllm), which takes --tensor_parallel_size, "
                 "--gpu_memory_utilization, --vllm_max_model_len and --vllm_max_lora_rank")
 _OTHER_ENGINE = ("the SGLang and LMDeploy engines are not built in: --infer_backend transformers or vllm, or a "
@@ -360,7 +361,7 @@ REFUSED: dict[str, str] = {
     "soft_max_length": _REWARD_PARAMS,
     "soft_cache_length": _REWARD_PARAMS,
     # -- inference engines ---------------------------------------------------------------------
-    "infer_backend": ("an infer/eval/deploy/rollout flag; grpo generates in the training process, or on a "
+    "infer_backend": ("an infer/eval/deploy/rollout flag; grpo/ppo generate in the training process, or on a "
                       "`swiftkit rollout --infer_backend ...` server (--use_vllm true --vllm_mode server)"),
     "vllm_max_model_len": _ROLLOUT_VLLM,
     "vllm_max_lora_rank": _ROLLOUT_VLLM,

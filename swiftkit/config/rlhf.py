@@ -159,31 +159,32 @@ COLOCATE_FLAGS = ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size", "s
 
 @dataclass(frozen=True)
 class VllmRolloutArgs:
-    """Where GRPO's rollouts are generated: in the training process with transformers (default), on a
+    """Where GRPO's and PPO's rollouts are generated: in the training process with transformers (default), on a
     `swiftkit rollout` server (--use_vllm true --vllm_mode server), or by vLLM inside the training process
-    (--vllm_mode colocate). ms-swift's flag names."""
+    (--vllm_mode colocate, GRPO only). ms-swift's flag names."""
 
     use_vllm: bool = arg(
-        False, "grpo: generate the rollouts with vLLM instead of transformers in the training process: on a "
+        False, "grpo/ppo: generate the rollouts with vLLM instead of transformers in the training process: on a "
         "`swiftkit rollout` server (--vllm_mode server; the server runs vLLM, or transformers with "
-        "--infer_backend transformers) or inside the training process (--vllm_mode colocate, CUDA GPU and "
-        "swiftkit[vllm]).", methods=("grpo",),
+        "--infer_backend transformers) or inside the training process (--vllm_mode colocate, grpo only, CUDA GPU "
+        "and swiftkit[vllm]).", methods=("grpo", "ppo"),
     )
     vllm_mode: str = arg(
-        "colocate", "grpo with --use_vllm: server (a `swiftkit rollout` server generates; the trainer pushes its "
-        "weights to it after each optimizer step) or colocate (vLLM inside the training process).",
-        methods=("grpo",),
+        "colocate", "grpo/ppo with --use_vllm: server (a `swiftkit rollout` server generates; the trainer pushes its "
+        "weights to it after each optimizer step) or colocate (vLLM inside the training process; grpo only).",
+        methods=("grpo", "ppo"),
     )
     vllm_server_host: str = arg("127.0.0.1", "--vllm_mode server: host of the `swiftkit rollout` server.",
-                                methods=("grpo",))
-    vllm_server_port: int = arg(8000, "--vllm_mode server: port of the `swiftkit rollout` server.", methods=("grpo",))
+                                methods=("grpo", "ppo"))
+    vllm_server_port: int = arg(8000, "--vllm_mode server: port of the `swiftkit rollout` server.",
+                                methods=("grpo", "ppo"))
     vllm_server_base_url: Optional[str] = arg(
         None, "--vllm_mode server: the server's address as a URL (http://HOST:PORT); replaces --vllm_server_host "
-        "and --vllm_server_port.", methods=("grpo",),
+        "and --vllm_server_port.", methods=("grpo", "ppo"),
     )
     vllm_server_timeout: float = arg(
         240.0, "--vllm_mode server: seconds to wait for the server's /health before training; unreachable by then "
-        "is an error naming its address (nothing is written).", methods=("grpo",),
+        "is an error naming its address (nothing is written).", methods=("grpo", "ppo"),
     )
     vllm_gpu_memory_utilization: float = arg(
         0.9, "--vllm_mode colocate: fraction of the GPU's memory vLLM may take (a rollout server takes its own: "

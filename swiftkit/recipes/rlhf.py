@@ -123,7 +123,7 @@ class RlhfRecipe:
         """With --use_vllm: colocated vLLM needs its package and a GPU (checked now); a rollout server must answer
         /health within --vllm_server_timeout. The server's client, or None when this process generates."""
         v = self.config.vllm_rollout
-        if self.method != "grpo" or not v.use_vllm:
+        if self.method not in ("grpo", "ppo") or not v.use_vllm:
             return None
         if v.vllm_mode == "colocate":
             require_colocated_vllm()
@@ -193,7 +193,7 @@ class RlhfRecipe:
                 kw["reward_processing_classes"] = [None] * len(self.reward_funcs) + [self.tokenizer]
         elif method == "ppo":
             kw.update(ref_model=extra.reference, reward_model=extra.reward, value_model=extra.value,
-                      settings=self._ppo_settings())
+                      settings=self._ppo_settings(), rollouts=self.rollouts)
         trainer = trainer_class(method)(**kw)
         trainer.data_collator = CountingCollator(trainer.data_collator, counter,
                                                  count=lambda features: real_tokens(method, features))

@@ -336,7 +336,7 @@ class PPOTrainer(Trainer):
     """
 
     def __init__(self, model, ref_model, reward_model, value_model, args, train_dataset, processing_class,
-                 settings: PPOSettings, callbacks=None, data_collator=None, **kwargs):
+                 settings: PPOSettings, callbacks=None, data_collator=None, rollouts=None, **kwargs):
         if ref_model is None and not hasattr(model, "disable_adapter"):
             raise TrainError("PPO: full fine-tuning needs a reference model (a frozen copy of the starting model)")
         if value_model is reward_model:
@@ -346,6 +346,9 @@ class PPOTrainer(Trainer):
         super().__init__(model=model, args=args, train_dataset=train_dataset, processing_class=processing_class,
                          data_collator=collator, callbacks=callbacks, **kwargs)
         self.ref_model, self.reward_model, self.value_model = ref_model, reward_model, value_model
+        self.rollouts = rollouts  # a ServerRollouts: a `swiftkit rollout` server samples the replies
+        if rollouts is not None:
+            rollouts.check_trainer(self)
         for frozen in (ref_model, reward_model):
             if frozen is not None:
                 frozen.eval().requires_grad_(False)
@@ -429,11 +432,14 @@ class PPOTrainer(Trainer):
         slot = self.args.process_index * self.args.gradient_accumulation_steps + index
         devices = [prompt_ids.device] if prompt_ids.device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(rollout_seed(self.args.seed, self.state.global_step, slot))
-                generated = policy.generate(
-                    input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self._generation_config()
-                )
+            if self.rollouts is not None:
+                generated = self._served(prompt_ids, prompt_mask)
+            else:
+                with torch.random.fork_rng(devices=devices):
+                    torch.manual_seed(rollout_seed(self.args.seed, self.state.global_step, slot))
+                    generated = policy.generate(
+                        input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=self._generation_config()
+                    )
         finally:
             policy.train(was_training)
         replies = generated[:, context:]
@@ -478,6 +484,33 @@ class PPOTrainer(Trainer):
         }
         return Rollout(ids, mask, positions, context, fmask, logprobs, ref_logprobs, values, advantages,
                        returns, scores, stats)
+
+    def _served(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """Prompts + replies sampled by the rollout server (after it took this step's weights), as ``generate``
+        returns them: each reply right-padded to the longest."""
+        rows = [ids[mask.bool()].tolist() for ids, mask in zip(prompt_ids, prompt_mask)]
+        replies = self.rollouts.completions(self, rows, 1)
+        width = max(1, *(len(r) for r in replies))
+        out = torch.full((len(rows), width), self.settings.pad_token_id, dtype=prompt_ids.dtype,
+                         device=prompt_ids.device)
+        for i, reply in enumerate(replies):
+            out[i, :len(reply)] = torch.tensor(reply, dtype=prompt_ids.dtype)
+        return torch.cat([prompt_ids, out], dim=1)
+
+    # What a rollout server samples with (ServerRollouts reads GRPO's names): plain sampling, as _generation_config.
+    @property
+    def max_completion_length(self) -> int:
+        return self.settings.max_completion_length
+
+    @property
+    def temperature(self) -> float:
+        return self.settings.temperature
+
+    top_p, top_k, repetition_penalty = 1.0, 0, 1.0
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        return list(self.settings.stop_token_ids)
 
     def _generation_config(self) -> GenerationConfig:
         """Plain sampling at ``temperature``: no top-k/top-p/penalties from the model's own config, so

@@ -211,6 +211,32 @@ def test_grpo_generates_on_the_server_and_pushes_its_weights_each_step(server, b
     assert server.generate(prompts) == expected
 
 
+def test_ppo_samples_its_rollouts_on_the_server(server, tmp_path):
+    """PPO pushes its adapter before each rollout and scores the server's replies like its own."""
+    data = write_jsonl(tmp_path / "prompts.jsonl", [{"query": f"Question number {i}: what next?"} for i in range(8)])
+    before = server.get("/health")["version"]
+    log_start = len(server.log.read_text())
+    argv = [str(EXE), "rlhf", "--rlhf_type", "ppo", "--model", str(server.model), "--reward_model",
+            str(server.model), "--dataset", str(data), "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+            "--num_ppo_epochs", "1", "--per_device_train_batch_size", "4", "--max_completion_length", "6",
+            "--learning_rate", "1e-3", "--lora_dropout", "0", "--logging_steps", "1", "--report_to", "none",
+            "--use_vllm", "true", "--vllm_mode", "server", "--vllm_server_port", str(server.port),
+            "--vllm_server_timeout", "30"]
+    proc = subprocess.run(argv, env={**os.environ, "SWIFTKIT_ALLOCATOR": "system"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run] = list((tmp_path / "out").iterdir())
+    logs = [r for r in read_jsonl(run / "logging.jsonl") if "objective/kl" in r]
+    assert [r["step"] for r in logs] == [1, 2]
+    assert abs(logs[0]["objective/kl"]) < 1e-4  # the first rollout's policy is its reference: the same weights
+    assert 0 < logs[0]["completions/mean_length"] <= 6
+    assert server.get("/health")["version"] == before + 2
+    served = server.log.read_text()[log_start:].splitlines()
+    pushes = [line for line in served if "/update_weights adapter" in line]
+    assert [p.split(" of step ")[1].split(":")[0] for p in pushes] == ["0", "1"]
+    assert sum("/generate 4 prompts x 1:" in line for line in served) == 2
+
+
 GRPO = ["rlhf", "--rlhf_type", "grpo", "--reward_funcs", "length", "--per_device_train_batch_size", "4",
         "--num_generations", "4", "--max_completion_length", "8", "--max_steps", "1", "--report_to", "none",
         "--use_vllm", "true"]

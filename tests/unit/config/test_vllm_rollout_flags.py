@@ -50,11 +50,15 @@ def test_each_rule_is_one_line_naming_the_flag(values, message):
     assert "\n" not in str(info.value)
 
 
-def test_use_vllm_is_grpo_only():
-    with pytest.raises(ConfigError, match=r"^--use_vllm is GRPO only: --rlhf_type ppo generates"):
-        RlhfConfig.from_flat({"model": "m", "dataset": ["d"], "rlhf_type": "ppo", "reward_model": "rm",
-                              "use_vllm": True}, source="flag")
-    with pytest.raises(ConfigError, match=r"--vllm_mode applies to --rlhf_type grpo, not dpo"):
+def test_ppo_takes_a_rollout_server_and_not_colocated_vllm():
+    ppo = {"model": "m", "dataset": ["d"], "rlhf_type": "ppo", "reward_model": "rm", "use_vllm": True}
+    with pytest.raises(ConfigError, match=r"^--vllm_mode colocate is TRL's colocated vLLM, which GRPO alone uses"):
+        RlhfConfig.from_flat(ppo, source="flag")
+    cfg = RlhfConfig.from_flat({**ppo, "vllm_mode": "server", "vllm_server_port": 8123}, source="flag")
+    assert cfg.vllm_rollout.server_url == "http://127.0.0.1:8123"
+    with pytest.raises(ConfigError, match=r"--vllm_gpu_memory_utilization does not apply to --vllm_mode server"):
+        RlhfConfig.from_flat({**ppo, "vllm_mode": "server", "vllm_gpu_memory_utilization": 0.5}, source="flag")
+    with pytest.raises(ConfigError, match=r"--vllm_mode applies to --rlhf_type grpo/ppo, not dpo"):
         RlhfConfig.from_flat({"model": "m", "dataset": ["d"], "vllm_mode": "server"}, source="flag")
 
 
