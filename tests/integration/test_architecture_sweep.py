@@ -11,7 +11,8 @@ A case is skipped, with the reason in ``pytest -rs``, when the installed transfo
 architecture or the family's config class, or when no registered type of it can run here (remote
 code, a package that is not installed, a ``requires`` range that excludes the installed version).
 A case that fails because of swiftkit is listed in ``KNOWN_GAPS`` (strict xfail, reasons in
-``pytest -rx``) until swiftkit is fixed. The cases of ``DEFAULT_SUBSET`` always run; the others are
+``pytest -rx``) until swiftkit is fixed. Types tagged ``vision`` are swept with images by
+``test_vision_sweep.py``. The cases of ``DEFAULT_SUBSET`` always run; the others are
 marked ``slow`` (``make test`` runs them).
 """
 
@@ -62,6 +63,8 @@ class Case:
 def collect_cases() -> list[Case]:
     cases: dict[tuple[str, str], Case] = {}
     for entry in model_types(registries().models).values():
+        if "vision" in entry.tags:  # vision-language models: test_vision_sweep.py trains them with images
+            continue
         for arch in entry.architectures:
             key = (entry.model_type, arch)
             cases.setdefault(key, Case(*key)).types.append(entry)
