@@ -7,6 +7,7 @@ tokenizer into a directory that plain ``transformers`` loads with ``from_pretrai
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 SPECIAL_TOKENS = [
@@ -140,8 +141,17 @@ _BOS_EOS = {
 }
 
 
-def make_tokenizer(style: str | None = "chatml"):
-    """A fast BPE tokenizer; ``style`` picks a chat template from TEMPLATES, None gives a base tokenizer."""
+def make_tokenizer(
+    style: str | None = "chatml",
+    extra_special_tokens: Sequence[str] = (),
+    named_special_tokens: Mapping[str, str] | None = None,
+):
+    """A fast BPE tokenizer; ``style`` picks a chat template from TEMPLATES, None gives a base tokenizer.
+
+    ``extra_special_tokens`` are added after the trained vocabulary (the trained ids do not move) as special tokens
+    that never split; ``named_special_tokens`` adds tokens the same way under a name: ``{"image_token": "<image>"}``
+    gives ``tok.image_token`` / ``tok.image_token_id``, also after a save and reload.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -156,12 +166,16 @@ def make_tokenizer(style: str | None = "chatml"):
     )
     raw.train_from_iterator(_CORPUS * 20, trainer=trainer)
     bos, eos = _BOS_EOS[style]
+    named = dict(named_special_tokens or {})
+    extra = list(dict.fromkeys([*extra_special_tokens, *named.values()]))
+    kwargs = {"extra_special_tokens": extra, "model_specific_special_tokens": named} if extra else {}
     tok = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         bos_token=bos,
         eos_token=eos,
         pad_token="<|endoftext|>",
         unk_token=None,
+        **kwargs,
     )
     tok.add_tokens(ADDED_TOKENS.get(style, []))
     if style is not None:

@@ -25,8 +25,13 @@ _DEEPSPEED = ("a DeepSpeed setting goes into the --deepspeed JSON file (start fr
               "see docs/distributed.md)")
 _MEGATRON = ("Megatron is not supported: swiftkit trains through transformers/peft and writes safetensors "
              "transformers loads")
-_MULTIMODAL = ("multimodal (image/video/audio) training and inference are not supported yet: swiftkit handles "
-               "text (a multimodal checkpoint trains on text alone)")
+_MULTIMODAL = ("swiftkit trains and serves vision-language models on images through the model's own processor "
+               "(docs/multimodal.md); video and audio are not supported yet")
+_PROCESSOR = ("image sizes come from the model's processor (its preprocessor_config.json: edit a copy of the model "
+              "folder to change them); there is no per-run override")
+_MM_PARTS = ("the vision tower and the aligner train with the run's --learning_rate when unfrozen (--freeze_vit false, "
+             "--freeze_aligner false); separate learning rates are not supported")
+_VLLM_IMAGES = "images are served by --infer_backend transformers; the vLLM engine takes text prompts only"
 _NPU = "Ascend NPU is not supported (CUDA GPUs and the CPU are)"
 _HUB_UPLOAD = ("training runs are not uploaded: push a checkpoint as a model with `swiftkit export --adapters CKPT "
                "--push_to_hub --hub_model_id owner/name`")
@@ -81,7 +86,7 @@ REFUSED: dict[str, str] = {
                  "`swiftkit rlhf --adapters CKPT` continues training a LoRA adapter"),
     "seed": ("infer and eval seed sampling with --data_seed, a deploy request with its own seed field; export "
              "samples nothing"),
-    "model_kwargs": _MULTIMODAL,
+    "model_kwargs": _PROCESSOR,
     "enable_npu_model_patch": _NPU,
     "load_args": ("swiftkit always reads the args.json of --adapters and --resume_from_checkpoint for the model and "
                   "template (flags you give win); --load_data_args adds the data flags"),
@@ -110,7 +115,8 @@ REFUSED: dict[str, str] = {
                       "and rollout's --max_model_len cap the tokens a request may use"),
     "device_map": _ONE_DEVICE + "; the model is not split across devices",
     "max_memory": _ONE_DEVICE + "; the model is not split across devices",
-    "local_repo_path": _MULTIMODAL,
+    "local_repo_path": ("models that need a source checkout are not supported: swiftkit loads the vision-language "
+                        "models transformers implements natively (swiftkit list models --tag vision)"),
     "init_strategy": "weights missing from a checkpoint are initialised by transformers' own rule; not configurable",
     # -- data ----------------------------------------------------------------------------------
     **dict.fromkeys(("dataset", "val_dataset", "split_dataset_ratio", "data_seed", "columns", "dataset_num_proc",
@@ -140,8 +146,9 @@ REFUSED: dict[str, str] = {
                             "or pass files to --dataset"),
     "val_dataset_sample": "sample validation rows with --val_dataset FILE#N",
     # -- template ------------------------------------------------------------------------------
-    "max_pixels": _MULTIMODAL,
-    "norm_bbox": _MULTIMODAL,
+    "max_pixels": _PROCESSOR,
+    "norm_bbox": ("grounding boxes are taken as the data writes them (no coordinate normalisation): "
+                  + _MULTIMODAL),
     "agent_template": ("tools and tool calls render through the model's own chat template (rows' tools and "
                        "tool_calls, as in apply_chat_template)"),
     "use_chat_template": "`swiftkit pt` trains on raw text; sft always renders with the chat template",
@@ -180,9 +187,10 @@ REFUSED: dict[str, str] = {
     "ray_exp_name": _RAY,
     "device_groups": _RAY,
     # -- trainer -------------------------------------------------------------------------------
-    "vit_gradient_checkpointing": _MULTIMODAL,
-    "vit_lr": _MULTIMODAL,
-    "aligner_lr": _MULTIMODAL,
+    "vit_gradient_checkpointing": ("--gradient_checkpointing applies to the whole model, the vision tower included; "
+                                   "there is no separate switch"),
+    "vit_lr": _MM_PARTS,
+    "aligner_lr": _MM_PARTS,
     "zero_hpz_partition_size": _DEEPSPEED,
     "deepspeed_autotp_size": "DeepSpeed AutoTP (tensor-parallel training) is not supported: ZeRO shards data-parallel",
     "teacher_deepspeed": "distillation with a teacher model (GKD) is not supported",
@@ -371,10 +379,10 @@ REFUSED: dict[str, str] = {
     "vllm_max_num_seqs": _VLLM_ENGINE + " (--max_batch_size caps deploy's batches)",
     "vllm_disable_custom_all_reduce": _VLLM_ENGINE,
     "vllm_enforce_eager": _VLLM_ENGINE,
-    "vllm_mm_processor_cache_gb": _MULTIMODAL,
+    "vllm_mm_processor_cache_gb": _VLLM_IMAGES,
     "vllm_speculative_config": _VLLM_ENGINE,
     "vllm_disable_cascade_attn": _VLLM_ENGINE,
-    "vllm_limit_mm_per_prompt": _MULTIMODAL,
+    "vllm_limit_mm_per_prompt": _VLLM_IMAGES,
     "vllm_quantization": _VLLM_ENGINE + "; pre-quantized checkpoints load as they are",
     "vllm_enable_prefix_caching": _VLLM_ENGINE,
     "vllm_use_async_engine": _VLLM_ENGINE,

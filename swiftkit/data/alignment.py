@@ -20,7 +20,7 @@ from swiftkit.data.convert import RowError, _keys, to_messages_row
 FORMAT_COLUMNS = frozenset({
     "messages", "conversations", "instruction", "input", "output", "query", "response", "history", "system",
     "prompt", "completion", "chosen", "rejected", "rejected_response", "label", "tools", "text", "content",
-    "_origin",
+    "images", "videos", "audios", "_origin",
 })
 
 

@@ -1,8 +1,9 @@
 """Detect each raw row's format and convert it to the canonical row shape, or say what is wrong.
 
 Canonical supervised rows are ``{"messages": [...], "_origin": ...}`` plus, when the data has
-them, ``tools`` (OpenAI function schemas), ``rejected_response`` (preference), ``label`` (KTO)
-and ``solution`` (a reference answer for reward functions). Pretraining rows are
+them, ``images`` (one ref per ``<image>`` tag in the messages; :mod:`swiftkit.data.media`), ``tools``
+(OpenAI function schemas), ``rejected_response`` (preference), ``label`` (KTO) and ``solution`` (a
+reference answer for reward functions). Pretraining rows are
 ``{"text": ..., "_origin": ...}`` (``to_text_row``).
 
 Row formats, detected per row by their keys (first match wins):
@@ -19,6 +20,10 @@ Row formats, detected per row by their keys (first match wins):
 * ``prompt`` + ``completion`` (or ``response``; a string or assistant messages) (+ ``label`` for KTO);
 * ``text`` (or ``content``): raw text, for pretraining only.
 
+Any supervised format may carry an ``images`` column, and message lists may give OpenAI content parts
+(text and images); :mod:`swiftkit.data.media` says what is accepted and checked. ``videos`` and
+``audios`` are refused.
+
 Every problem is a :class:`RowError` carrying the row's origin (``file:line``), the problem and a
 short ``kind`` used to count problems in lint reports.
 """
@@ -27,9 +32,18 @@ from __future__ import annotations
 
 import json
 
-from swiftkit.data.errors import DatasetError
+from swiftkit.data.errors import RowError
 from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES, MAX_ROW_DEPTH, nesting_depth, row_bytes, too_big, too_deep
-from swiftkit.data.readers import TOO_DEEP_TO_PARSE, UNREADABLE, UNREADABLE_KIND
+from swiftkit.data.media import (
+    OTHER_MEDIA,
+    PART_IMAGES,
+    column_images,
+    flatten_parts,
+    gather_images,
+    is_content_parts,
+    unsupported,
+)
+from swiftkit.data.readers import TOO_DEEP_TO_PARSE, UNREADABLE, UNREADABLE_KIND, source_folder
 
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {
@@ -42,14 +56,6 @@ MESSAGE_KEYS = ("role", "content", "loss", "tool_calls", "tool_call_id", "name")
 _FORMATS = ("'messages', 'conversations' (ShareGPT), 'instruction'+'output' (Alpaca), 'query'+'response', "
             "'prompt'+'completion', 'chosen'+'rejected' (preference)")
 _TRANSCRIPT_SPEAKERS = {"Human": "user", "Assistant": "assistant"}
-
-
-class RowError(DatasetError):
-    """One bad row: ``origin`` (file:line), ``problem`` (what is wrong) and ``kind`` (its category)."""
-
-    def __init__(self, origin: str, problem: str, kind: str):
-        super().__init__(f"{origin}: {problem}")
-        self.origin, self.problem, self.kind = origin, problem, kind
 
 
 def _keys(row: dict) -> list[str]:
@@ -145,6 +151,10 @@ def _message_list(row: dict, messages, key: str) -> list[dict]:
             raise _fail(row, f"{key}[{i}] is missing 'content' (found keys {sorted(msg)})", "missing_field")
         item = {k: msg[k] for k in MESSAGE_KEYS if msg.get(k) is not None}
         item.setdefault("content", "")
+        if is_content_parts(item["content"]):  # OpenAI content parts: text and images
+            item["content"], images = flatten_parts(item["content"], _where(row), f"{key}[{i}]", source_folder(row))
+            if images:
+                item[PART_IMAGES] = images
         out.append(item)
     return out
 
@@ -402,6 +412,9 @@ def to_messages_row(row: dict, require_reply: bool = True) -> dict:
     With ``require_reply=False`` (inference prompts) a row may end on a user turn, and a
     query/instruction row may have no response/output."""
     _check_readable(row)
+    for key in OTHER_MEDIA:
+        if _json_field(row, key) not in (None, "", []):
+            raise _fail(row, unsupported(key), "unsupported_media")
     extra: dict = {}
     if "chosen" in row and "rejected" in row:
         messages, extra["rejected_response"] = _from_preference(row)
@@ -432,6 +445,10 @@ def to_messages_row(row: dict, require_reply: bool = True) -> dict:
     if row.get("solution") is not None:
         extra["solution"] = row["solution"]
     messages = validate_messages(messages, row, require_reply)
+    column = column_images(_json_field(row, "images"), _where(row), source_folder(row))
+    messages, images = gather_images(messages, column, _where(row), extra.get("rejected_response"))
+    if images:
+        return {"messages": messages, "images": images, **extra, "_origin": _where(row)}
     return {"messages": messages, **extra, "_origin": _where(row)}
 
 

@@ -49,7 +49,7 @@ class LazyEncodedDataset(Dataset):
             except SequenceTooLong:
                 self._too_long.add(j)
                 continue
-            return {"input_ids": enc["input_ids"], "labels": enc["labels"]}
+            return dict(enc)  # ids and labels (and a row with images: its processor features)
         raise all_too_long(self.what, n, self.template)
 
 

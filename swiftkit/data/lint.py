@@ -5,7 +5,9 @@ missing or invalid role, empty or non-string content, wrong turn order, no assis
 training refuses them unless ``--skip_bad_rows``. Warnings are rows that train but probably should
 not: exact duplicates, and (with a tokenizer) rows over ``--max_length`` that the ``delete``
 strategy will skip. Template errors found while encoding (e.g. tools the chat template cannot
-show) are errors.
+show) are errors, and so is every image of a row that cannot be opened (a missing file, a file
+that is not an image, a URL that cannot be fetched): lint opens them all, which training only does
+when it reaches the row.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from dataclasses import dataclass, field
 
 from swiftkit.data.alignment import CONVERTERS
 from swiftkit.data.encode_alignment import encode_row
+from swiftkit.data.errors import DatasetError
 from swiftkit.data.length import check_length
 from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES
 from swiftkit.data.loader import LoadReport, load_rows, row_content
+from swiftkit.data.media import check_images
 from swiftkit.templates import SequenceTooLong, TemplateError
 
 
@@ -91,6 +95,20 @@ def duplicate_problems(rows: list[dict]) -> list[Problem]:
     return out
 
 
+def image_problems(rows: list[dict]) -> list[Problem]:
+    """An error for every image of a row that cannot be opened; each distinct image is opened once, and
+    a source row that became several rows (a KTO pair) is checked once."""
+    checked: dict = {}
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if not row.get("images") or row["_origin"] in seen:
+            continue
+        seen.add(row["_origin"])
+        out += [Problem(row["_origin"], "bad_image", problem) for problem in check_images(row, checked)]
+    return out
+
+
 def encoding_problems(rows: list[dict], template, rlhf_type: str | None = None) -> list[Problem]:
     """Encode every row: over-long rows (warnings under ``delete``) and template errors. With
     ``rlhf_type`` rows are encoded as that method's trainer gets them (both replies of a pair)."""
@@ -110,6 +128,8 @@ def encoding_problems(rows: list[dict], template, rlhf_type: str | None = None) 
                                "warning"))
         except TemplateError as exc:
             out.append(Problem(row["_origin"], "template", _strip_origin(exc, row)))
+        except DatasetError as exc:  # a vision-language model's processor refused the row's images
+            out.append(Problem(row["_origin"], "processor", _strip_origin(exc, row)))
     return out
 
 
@@ -123,7 +143,8 @@ def lint_dataset(specs, *, registries, template=None, text_only: bool = False, c
                  seed: int = 42, model_name=(), model_author=(), use_hf: bool = False,
                  cache_dir: str | None = None, rlhf_type: str | None = None,
                  max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> LintReport:
-    """Lint ``--dataset`` specs: row errors, duplicates and (with ``template``) encoding problems.
+    """Lint ``--dataset`` specs: row errors, images that cannot be opened, duplicates and (with
+    ``template``) encoding problems.
 
     ``rlhf_type`` checks rows as that alignment method reads them (:mod:`swiftkit.data.alignment`).
     File-level problems (a missing file, an unknown dataset) still raise ``DatasetError``; rows over
@@ -140,8 +161,11 @@ def lint_dataset(specs, *, registries, template=None, text_only: bool = False, c
     # usable source rows: a KTO pair becomes two training rows but is one row of the file
     report = LintReport(rows=loaded.rows_read, usable=loaded.rows_read - len(loaded.skipped))
     report.problems += [Problem(e.origin, e.kind, e.problem) for e in loaded.skipped]
+    unreadable = image_problems(rows)
+    report.problems += unreadable
     report.problems += duplicate_problems(rows)
-    if template is not None:
-        report.problems += encoding_problems(rows, template, rlhf_type)
+    if template is not None:  # a row whose images cannot be opened is not encoded (its error is reported above)
+        bad = {p.origin for p in unreadable}
+        report.problems += encoding_problems([r for r in rows if r["_origin"] not in bad], template, rlhf_type)
     report.problems.sort(key=_place)  # file order; the sort is stable for several per row
     return report

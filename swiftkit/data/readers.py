@@ -4,8 +4,10 @@
 large corpora can be streamed); ``read_file``/``read_folder`` collect the same rows in a list.
 
 Every row comes back as a dict with an ``_origin`` key, ``"path:line"`` (1-based; parquet rows
-are ``"path:row N"``), so later errors can point at the exact place. Nothing here interprets the
-row's keys; :mod:`swiftkit.data.convert` does that.
+are ``"path:row N"``), so later errors can point at the exact place. The ``_origin`` of a row read
+from a file is an :class:`Origin`: a string that also knows the file's folder (:func:`source_folder`),
+against which paths the row gives relative to its file (images) are resolved. Nothing here
+interprets the row's keys; :mod:`swiftkit.data.convert` does that.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import io
 import itertools
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -27,6 +31,42 @@ from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES, MAX_ROW_DEPTH, too_big
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 _SPLIT_WORDS = {"train", "test", "validation", "valid", "val", "dev", "eval"}
 _NOT_DATA = {"dataset_info", "dataset_infos", "dataset_dict", "state", "readme", "config"}
+
+
+class Origin(str):
+    """A row's ``_origin`` (``"path:line"``), a plain string everywhere, that also holds the absolute
+    folder of the file the row was read from (``folder``; None when unknown).
+
+    The folder is a class attribute, one subclass per folder (:func:`_origin_type`), so a row's
+    origin costs no more memory than a plain string subclass. Copies and pickles keep the folder."""
+
+    __slots__ = ()
+    folder: str | None = None
+
+    def __reduce__(self):  # the per-folder subclass is rebuilt, not looked up by name
+        return _origin, (str(self), self.folder)
+
+
+@functools.lru_cache(maxsize=256)
+def _origin_type(folder: str | None) -> type[Origin]:
+    if folder is None:
+        return Origin
+    return type("Origin", (Origin,), {"__slots__": (), "folder": folder})
+
+
+def _origin(text: str, folder: str | None) -> Origin:
+    return _origin_type(folder)(text)
+
+
+def _origins(path: Path) -> type[Origin]:
+    """The :class:`Origin` type of the rows of ``path``: its folder, made absolute now. Only the folder
+    is resolved (a data file that is a link, as in a hub snapshot, keeps the folder it is linked from)."""
+    return _origin_type(os.path.realpath(path.parent))
+
+
+def source_folder(row: dict) -> str | None:
+    """The absolute folder of the file ``row`` was read from, or None (a hub row, a row built in code)."""
+    return getattr(row.get("_origin"), "folder", None)
 
 
 def iter_file(path: str | Path, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[dict]:
@@ -134,10 +174,10 @@ TOO_DEEP_TO_PARSE = (f"nested too deeply for the JSON parser (rows may nest at m
                      "lists/objects)")
 
 
-def _object(value, path: Path, line) -> dict:
+def _object(value, path: Path, line, origin: type[Origin]) -> dict:
     if not isinstance(value, dict):
         return unreadable(f"{path}:{line}", f"expected a JSON object per row, got {type(value).__name__}")
-    value["_origin"] = f"{path}:{line}"
+    value["_origin"] = origin(f"{path}:{line}")
     return value
 
 
@@ -146,6 +186,7 @@ def _invalid(path: Path, line: int, exc: json.JSONDecodeError) -> DatasetError:
 
 
 def _json_lines(path: Path, lines: Iterable[tuple[int, str | Oversized]], limit: int) -> Iterator[dict]:
+    origin = _origins(path)
     for n, line in lines:
         if isinstance(line, Oversized):
             yield unreadable(f"{path}:{n}", too_big(line, limit), "row_too_big")
@@ -161,7 +202,7 @@ def _json_lines(path: Path, lines: Iterable[tuple[int, str | Oversized]], limit:
         except RecursionError:  # the standard parser recurses once per nesting level
             yield unreadable(f"{path}:{n}", TOO_DEEP_TO_PARSE, "too_deep")
             continue
-        yield _object(value, path, n)
+        yield _object(value, path, n, origin)
 
 
 def _iter_jsonl(path: Path, limit: int) -> Iterator[dict]:
@@ -217,6 +258,7 @@ def _iter_json(path: Path, limit: int) -> Iterator[dict]:
             )
         raise DatasetError(f"{path}:1: expected a list of objects, got {type(whole).__name__}")
     decoder = json.JSONDecoder()
+    origin = _origins(path)
     line, counted = 1, 0  # line number of text[counted]; counted forward only (linear time)
 
     def line_at(at: int) -> int:
@@ -245,7 +287,7 @@ def _iter_json(path: Path, limit: int) -> Iterator[dict]:
             if limit and size > limit:
                 yield unreadable(f"{path}:{line_at(pos)}", too_big(size, limit), "row_too_big")
             else:
-                yield _object(value, path, line_at(pos))
+                yield _object(value, path, line_at(pos), origin)
             del value
         pos = _WS.match(text, end).end()
         if text.startswith(",", pos):
@@ -286,6 +328,7 @@ def _iter_csv(path: Path, limit: int) -> Iterator[dict]:
     else:
         source = itertools.chain([] if first is None else [first], lines)
     reader = csv.DictReader(source)
+    origin = _origins(path)
     with _csv_field_limit(limit):
         fieldnames = reader.fieldnames
     if fieldnames is None:
@@ -312,7 +355,7 @@ def _iter_csv(path: Path, limit: int) -> Iterator[dict]:
         if limit and size > limit:
             yield unreadable(f"{path}:{start}", too_big(size, limit), "row_too_big")
             continue
-        row["_origin"] = f"{path}:{start}"
+        row["_origin"] = origin(f"{path}:{start}")
         yield row
 
 
@@ -323,7 +366,7 @@ def _iter_parquet(path: Path) -> Iterator[dict]:
     """Record batches of :data:`PARQUET_BATCH_ROWS` rows, one after another."""
     import pyarrow.parquet as pq  # defers pyarrow
 
-    n = 0
+    n, origin = 0, _origins(path)
     try:  # pyarrow raises ArrowInvalid / OSError for a broken file, at open or at a later batch
         batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS)
         batch = next(batches, None)
@@ -332,7 +375,7 @@ def _iter_parquet(path: Path) -> Iterator[dict]:
     while batch is not None:
         for row in batch.to_pylist():
             n += 1
-            row["_origin"] = f"{path}:row {n}"
+            row["_origin"] = origin(f"{path}:row {n}")
             yield row
         try:
             batch = next(batches, None)
@@ -342,11 +385,12 @@ def _iter_parquet(path: Path) -> Iterator[dict]:
 
 def _iter_txt(path: Path, limit: int) -> Iterator[dict]:
     """Raw text: one row per non-empty line."""
+    origin = _origins(path)
     for n, line in _lines(path, limit=limit):
         if isinstance(line, Oversized):
             yield unreadable(f"{path}:{n}", too_big(line, limit), "row_too_big")
         elif line.strip():
-            yield {"text": line, "_origin": f"{path}:{n}"}
+            yield {"text": line, "_origin": origin(f"{path}:{n}")}
 
 
 def _tokens(rel: Path) -> set[str]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from swiftkit.data.media import IMAGE_TAG, load_image
 from swiftkit.inference.protocol import ProtocolError, SamplingParams
 
 PROMPT_LOGPROBS_UNSUPPORTED = (
@@ -165,8 +166,48 @@ class ServedModels:
             )
 
 
+class MediaPrompt(list):
+    """Prompt ids (a list) of a prompt with images, carrying the processor's tensors for them (``features``:
+    ``pixel_values``, ``image_grid_thw``, ...), which generation passes to the model."""
+
+    def __init__(self, ids, features: dict):
+        super().__init__(ids)
+        self.features = features
+
+
+def message_images(messages: list[dict]) -> tuple[list[dict], list[str]]:
+    """``(messages without their "images" keys, the images in order)``: a message's ``images`` are the
+    pictures of the ``<image>`` tags in its content (as :func:`swiftkit.inference.protocol.chat_messages`
+    writes the OpenAI ``image_url`` parts)."""
+    if not any(isinstance(m, dict) and m.get("images") for m in messages):
+        return messages, []
+    images: list[str] = []
+    out = []
+    for m in messages:
+        images += list(m.get("images") or ())
+        out.append({k: v for k, v in m.items() if k != "images"})
+    return out, images
+
+
+def attach_images(messages: list[dict], images) -> list[dict]:
+    """A canonical row's messages with its ``images`` handed to the messages whose ``<image>`` tags they fill,
+    in order (the form :func:`message_images` reads)."""
+    if not images:
+        return messages
+    refs, out = list(images), []
+    for m in messages:
+        n = m.get("content").count(IMAGE_TAG) if isinstance(m.get("content"), str) else 0
+        out.append({**m, "images": refs[:n]} if n else m)
+        refs = refs[n:]
+    return out
+
+
 class PromptCodec:
-    """A template's encoding and decoding, serialised by one lock (fast tokenizers are not thread-safe)."""
+    """A template's encoding and decoding, serialised by one lock (fast tokenizers are not thread-safe).
+
+    A template that takes images (:class:`swiftkit.data.vision.VisionEncoder`, a vision-language model's) encodes
+    a prompt whose messages carry ``images`` as a :class:`MediaPrompt`; any other template refuses such a prompt.
+    """
 
     def __init__(self, template):
         self.template = template
@@ -174,8 +215,20 @@ class PromptCodec:
         self.lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        messages, images = message_images(messages)
+        if images:
+            return self._media_prompt(messages, images, tools)
         with self.lock:
             return list(self.template.encode_prompt(messages, tools=tools))
+
+    def _media_prompt(self, messages: list[dict], images: list[str], tools) -> MediaPrompt:
+        if not hasattr(self.template, "prompt_inputs"):
+            raise ValueError(f"the prompt has {len(images)} image(s), but this model takes text only (it has no "
+                             "vision tower): send text, or serve a vision-language model")
+        pictures = [load_image(ref, f"image {k + 1}") for k, ref in enumerate(images)]
+        with self.lock:
+            inputs = self.template.prompt_inputs(messages, pictures, tools)
+        return MediaPrompt(inputs.pop("input_ids")[0].tolist(), inputs)
 
     def text_ids(self, text: str) -> list[int]:
         with self.lock:

@@ -40,6 +40,7 @@ from swiftkit.inference import rollout_ops
 from swiftkit.inference.base import (
     CodecEngine,
     Generated,
+    MediaPrompt,
     PromptCodec,
     ServedModels,
     cut_at_stop_string,
@@ -120,6 +121,12 @@ def _piece_bytes(piece: str) -> bytes | None:
     return None
 
 
+def _features(prompt, device) -> dict:
+    """The image features a :class:`MediaPrompt` carries, on ``device`` (none for a text prompt)."""
+    features = getattr(prompt, "features", None) or {}
+    return {key: value.to(device) if hasattr(value, "to") else value for key, value in features.items()}
+
+
 def _takes(model, name: str) -> bool:
     """Whether the (base) model's ``forward`` has the parameter ``name``."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -140,6 +147,7 @@ class TransformersEngine(CodecEngine):
         self.model = model
         self.template = template
         self.codec = PromptCodec(template)
+        self.takes_images = hasattr(template, "prompt_inputs")  # a vision-language model's template
         tok = template.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.pad_token_id: int = pad if pad is not None else (self.stop_token_ids or [0])[0]
@@ -148,7 +156,9 @@ class TransformersEngine(CodecEngine):
         self._model_lock = threading.Lock()
         config = getattr(model, "config", None)
         # prefill / decode_step work (the deploy scheduler batches continuously) when every layer caches keys and values
-        self.supports_steps: bool = config is not None and plain_kv_cache(config)
+        # (a vision-language model generates whole requests: its image features go in with the prompt)
+        self.supports_steps: bool = config is not None and plain_kv_cache(config) and not self.takes_images
+
         self._logits_to_keep = _takes(model, "logits_to_keep")
 
     # -- served models ---------------------------------------------------------------------------
@@ -299,17 +309,25 @@ class TransformersEngine(CodecEngine):
 
     def generate_ids(self, prompts: list[list[int]], params: SamplingParams, model: str | None = None,
                      cancel: threading.Event | None = None) -> list[Generated]:
-        """One reply per prompt (token ids), generated as one left-padded batch with ``model``'s adapter."""
+        """One reply per prompt (token ids), generated as one left-padded batch with ``model``'s adapter
+        (prompts with images one by one, each with its features)."""
+        if any(isinstance(p, MediaPrompt) for p in prompts):  # each with its own image features
+            return [reply for p in prompts for reply in self._generate_batch([p], params, model, cancel)]
+        return self._generate_batch(prompts, params, model, cancel)
+
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, model: str | None,
+                        cancel: threading.Event | None) -> list[Generated]:
         import torch  # defers torch
 
         input_ids, mask = self._batch(prompts)
+        features = _features(prompts[0], input_ids.device)
         width = input_ids.shape[1]
         stopper = _stopping_criteria(width, params.stop, self._decode, cancel)
         with self._model_lock, self._using(model), torch.inference_mode():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, stopping_criteria=[stopper],
-                                      generation_config=self._generation_config(params))
+                                      generation_config=self._generation_config(params), **features)
         steps = out.logits if params.logprobs else None
         rows = (out.sequences if params.logprobs else out)[:, width:].tolist()
         return [self._finish(ids[:stopper.stopped_at[i] - width] if i in stopper.stopped_at else ids, params,
@@ -322,6 +340,7 @@ class TransformersEngine(CodecEngine):
         import torch  # defers torch
 
         input_ids, mask = self._batch([prompt])
+        features = _features(prompt, input_ids.device)
         cancel = cancel or threading.Event()
         stopper = _stopping_criteria(input_ids.shape[1], params.stop, self._decode, cancel)
         streamer = _TokenQueue()
@@ -333,7 +352,8 @@ class TransformersEngine(CodecEngine):
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
                     self.model.generate(input_ids=input_ids, attention_mask=mask, streamer=streamer,
-                                        stopping_criteria=[stopper], generation_config=self._generation_config(params))
+                                        stopping_criteria=[stopper], generation_config=self._generation_config(params),
+                                        **features)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 failure.append(exc)
                 streamer.end()

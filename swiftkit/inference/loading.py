@@ -19,8 +19,17 @@ from pathlib import Path
 
 from swiftkit.config import InferConfig
 from swiftkit.core.checkpoints import find_checkpoint, has_tokenizer, is_full_weights_dir, is_lora_dir, read_train_args
+from swiftkit.data.vision import VisionEncoder
 from swiftkit.inference.errors import InferError
-from swiftkit.models import ResolvedModel, load_model, load_tokenizer, resolve_model, set_num_threads
+from swiftkit.models import (
+    ResolvedModel,
+    is_vision_checkpoint,
+    load_model,
+    load_processor,
+    load_tokenizer,
+    resolve_model,
+    set_num_threads,
+)
 from swiftkit.models.attention import attention_implementation
 from swiftkit.templates import get_template
 
@@ -154,8 +163,9 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
     tok_source = ResolvedModel(str(tok_dir.resolve()), None, None, "local", str(tok_dir)) if tok_dir else resolved
     tokenizer = load_tokenizer(tok_source, trust_remote_code=cfg.model.trust_remote_code)
 
+    vision = is_vision_checkpoint(resolved)  # a vision-language model: it loads with the class that takes images
     model = load_model(resolved, torch_dtype=cfg.model.torch_dtype, trust_remote_code=cfg.model.trust_remote_code,
-                       attn_implementation=cfg.model.attn_impl, quantization_config=quantization_config)
+                       attn_implementation=cfg.model.attn_impl, quantization_config=quantization_config, vision=vision)
     if prepare_base is not None:
         model = prepare_base(model)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -171,6 +181,10 @@ def load_for_inference(cfg: InferConfig, *, registries, adapters: list[str] | No
         max_length=settings["max_length"], truncation_strategy=cfg.template.truncation_strategy,
         enable_thinking=settings["enable_thinking"], registry=registries.templates,
     )
+    if vision:  # prompts may hold images: the model's processor puts in their tokens (the checkpoint's, if saved)
+        source = tok_source if Path(tok_source.path, "preprocessor_config.json").is_file() or \
+            Path(tok_source.path, "processor_config.json").is_file() else resolved
+        template = VisionEncoder(template, load_processor(source, trust_remote_code=cfg.model.trust_remote_code))
     info = {
         "model_path": resolved.path,
         "tokenizer_path": tok_source.path,

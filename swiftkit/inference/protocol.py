@@ -19,6 +19,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from swiftkit.data.media import IMAGE_TAG
+
 ROLES = ("system", "user", "assistant", "tool", "developer")
 FINISH_REASONS = ("stop", "length", "tool_calls")
 
@@ -182,19 +184,32 @@ def _common(body, defaults: SamplingDefaults, max_tokens_field: str = "max_token
     return model, params, n, stream, bool(options.get("include_usage", False)), max_tokens is not None
 
 
-def _content_text(content, where: str):
-    """A message's content as text: a string, None, or a list of ``{"type": "text"}`` parts."""
+def _content_text(content, where: str) -> tuple[str | None, list[str]]:
+    """A message's content as text and its images: a string, None, or a list of ``{"type": "text"}`` and
+    ``{"type": "image_url", "image_url": {"url": ...}}`` parts (each image becomes an ``<image>`` tag where it
+    stands; the url is an http(s) or data URL)."""
     if content is None or isinstance(content, str):
-        return content
+        return content, []
     if isinstance(content, list):
-        texts = []
+        texts, images = [], []
         for k, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ProtocolError(f"{where}.content[{k}]: only text parts ({{\"type\": \"text\", \"text\": ...}}) "
-                                    f"are supported, got {part!r}", f"{where}.content")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise ProtocolError(f"{where}.content must be a string or a list of text parts", f"{where}.content")
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+                continue
+            if kind == "image_url":
+                image = part.get("image_url")
+                url = image.get("url") if isinstance(image, dict) else image
+                if isinstance(url, str) and url:
+                    texts.append(IMAGE_TAG)
+                    images.append(url)
+                    continue
+                raise ProtocolError(f"{where}.content[{k}].image_url.url must be an http(s) or data URL",
+                                    f"{where}.content")
+            raise ProtocolError(f"{where}.content[{k}]: only text and image_url parts are supported, got "
+                                f"{str(part)[:200]}", f"{where}.content")
+        return "".join(texts), images
+    raise ProtocolError(f"{where}.content must be a string or a list of text and image_url parts", f"{where}.content")
 
 
 def _messages(body: dict) -> list[dict]:
@@ -209,12 +224,16 @@ def _messages(body: dict) -> list[dict]:
         role = message.get("role")
         if role not in ROLES:
             raise ProtocolError(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}", f"{where}.role")
-        msg = {key: value for key, value in message.items() if value is not None}
+        msg = {key: value for key, value in message.items() if value is not None and key != "images"}
         msg["role"] = "system" if role == "developer" else role
-        content = _content_text(message.get("content"), where)
+        content, images = _content_text(message.get("content"), where)
         if content is None and not message.get("tool_calls"):
             raise ProtocolError(f"{where}.content is required", f"{where}.content")
         msg["content"] = content if content is not None else ""
+        if images:
+            if role != "user":
+                raise ProtocolError(f"{where}: images are taken in user messages only", f"{where}.content")
+            msg["images"] = images
         out.append(msg)
     return out
 

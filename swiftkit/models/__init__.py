@@ -5,7 +5,14 @@ Importing this package does not import torch or transformers; the loaders import
 
 from swiftkit.models.artifacts import check_quantized_loadable
 from swiftkit.models.errors import ModelNotFoundError
-from swiftkit.models.loading import load_model, load_tokenizer, resolve_dtype, set_num_threads
+from swiftkit.models.loading import (
+    is_vision_checkpoint,
+    load_model,
+    load_processor,
+    load_tokenizer,
+    resolve_dtype,
+    set_num_threads,
+)
 from swiftkit.models.registry import ModelEntry, infer_model_type
 from swiftkit.models.resolve import ResolvedModel, default_cache_dir, resolve_model
 
@@ -19,7 +26,9 @@ __all__ = [
     "check_quantized_loadable",
     "default_cache_dir",
     "infer_model_type",
+    "is_vision_checkpoint",
     "load_model",
+    "load_processor",
     "load_tokenizer",
     "resolve_dtype",
     "set_num_threads",

@@ -5,6 +5,9 @@ torch and transformers are imported inside the functions, so importing this modu
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from swiftkit.core.registry import closest
 from swiftkit.models.artifacts import as_plain_model, check_quantized_loadable
 from swiftkit.models.attention import attention_implementation
@@ -77,7 +80,43 @@ def load_tokenizer(model, **resolve_kwargs):
     return tokenizer
 
 
-def with_model_class(build, *, scalar_head: bool = False):
+VISION_CONFIG_KEYS = ("vision_config", "vision_tower_config", "visual", "vision_encoder_config")
+
+
+def is_vision_checkpoint(resolved) -> bool:
+    """Whether the checkpoint's config.json describes a vision encoder (a multimodal model), read without
+    loading anything."""
+    if getattr(resolved, "gguf_file", None):
+        return False
+    path = Path(resolved.path) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and any(config.get(key) is not None for key in VISION_CONFIG_KEYS)
+
+
+def load_processor(model, **resolve_kwargs):
+    """The multimodal processor of ``model`` (``AutoProcessor``: its tokenizer and image processor), with a pad
+    token; a checkpoint without an image processor is an error naming the folder."""
+    from transformers import AutoProcessor  # defers transformers
+
+    trust_remote_code = resolve_kwargs.pop("trust_remote_code", False)
+    resolved = _resolved(model, resolve_kwargs)
+    try:
+        processor = AutoProcessor.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"cannot load the multimodal processor of {resolved.path}: {exc}") from exc
+    if getattr(processor, "image_processor", None) is None:
+        raise ModelNotFoundError(f"{resolved.path} has no image processor (preprocessor_config.json): rows with "
+                                 "images need one")
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is not None and tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return processor
+
+
+def with_model_class(build, *, scalar_head: bool = False, vision: bool = False):
     """``build(auto_class)`` with the transformers auto class a model loads as: the causal LM, or for a
     multimodal checkpoint without a causal-LM mapping (e.g. Mistral 3) its image-text-to-text class,
     which trains and generates on text alone; with ``scalar_head``, the sequence classifier (a reward
@@ -90,6 +129,8 @@ def with_model_class(build, *, scalar_head: bool = False):
 
     if scalar_head:
         return build(AutoModelForSequenceClassification)
+    if vision:  # a multimodal run: the class that takes the images (the causal-LM class of some takes text alone)
+        return build(AutoModelForImageTextToText)
     try:
         return build(AutoModelForCausalLM)
     except ValueError as exc:
@@ -99,10 +140,12 @@ def with_model_class(build, *, scalar_head: bool = False):
 
 
 def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, scalar_head: bool = False,
-               attn_implementation: str | None = None, quantization_config=None, **resolve_kwargs):
+               attn_implementation: str | None = None, quantization_config=None, vision: bool = False,
+               **resolve_kwargs):
     """The causal LM for ``model`` loaded with ``AutoModelForCausalLM`` in ``torch_dtype`` (for a
     multimodal checkpoint without a causal-LM class, its ``AutoModelForImageTextToText`` class).
 
+    ``vision`` loads a multimodal checkpoint with ``AutoModelForImageTextToText`` (the class that takes images).
     ``scalar_head`` loads ``AutoModelForSequenceClassification`` with one output instead: a reward
     or value model (a new head is initialised when the checkpoint has none).
     ``attn_implementation`` (--attn_impl, checked by :func:`~swiftkit.models.attention.attention_implementation`
@@ -128,7 +171,8 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
     if scalar_head:
         kwargs["num_labels"] = 1
     try:
-        loaded = with_model_class(lambda auto: auto.from_pretrained(resolved.path, **kwargs), scalar_head=scalar_head)
+        loaded = with_model_class(lambda auto: auto.from_pretrained(resolved.path, **kwargs), scalar_head=scalar_head,
+                                  vision=vision)
     except OSError as exc:
         raise ModelNotFoundError(f"cannot load the model in {resolved.path}: {exc}") from exc
     return as_plain_model(loaded) if resolved.gguf_file else loaded

@@ -14,15 +14,32 @@ from swiftkit.config import DataLintConfig, DataPreviewConfig
 from swiftkit.core.errors import ConfigError
 from swiftkit.data import load_rows
 from swiftkit.data.lint import lint_dataset
+from swiftkit.data.vision import VisionEncoder
+from swiftkit.models import is_vision_checkpoint, load_processor
 from swiftkit.templates.selection import load_tokenizer_and_template
 
 
 def _template(cfg, registries):
-    """The template training would use (only the tokenizer is loaded), or None without --model."""
+    """The template training would use (only the tokenizer is loaded), or None without --model. A vision-language
+    model's is its :class:`~swiftkit.data.vision.VisionEncoder` (the processor is loaded too): rows with images
+    are checked with their images' tokens put in."""
     if not cfg.model.model:
         return None
-    _, _, template = load_tokenizer_and_template(cfg.model, cfg.template, registries, pretrain=cfg.tool.pretrain)
+    resolved, _, template = load_tokenizer_and_template(cfg.model, cfg.template, registries,
+                                                        pretrain=cfg.tool.pretrain)
+    if is_vision_checkpoint(resolved) and not cfg.tool.pretrain:
+        return VisionEncoder(template, load_processor(resolved, trust_remote_code=cfg.model.trust_remote_code))
     return template
+
+
+def image_token_id(template) -> int | None:
+    """The token a vision-language model's processor repeats for an image (None for a text model)."""
+    processor = getattr(template, "processor", None)
+    token_id = getattr(processor, "image_token_id", None)
+    if isinstance(token_id, int):
+        return token_id
+    token = getattr(processor, "image_token", None)
+    return template.tokenizer.convert_tokens_to_ids(token) if isinstance(token, str) else None
 
 
 def _data_options(cfg) -> dict:
@@ -62,13 +79,32 @@ class DataLintRecipe:
         return {"exit_code": 1 if report.errors else 0, "problems": len(report.problems), "errors": len(report.errors)}
 
 
-def _marked(tokenizer, ids: list[int], labels: list[int], color: bool) -> str:
+def image_runs(ids: list[int], image_id: int | None) -> list[tuple[int, int]]:
+    """``(first position, count)`` of each run of an image's tokens."""
+    runs: list[tuple[int, int]] = []
+    for pos, token in enumerate(ids):
+        if image_id is None or token != image_id:
+            continue
+        if runs and runs[-1][0] + runs[-1][1] == pos:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((pos, 1))
+    return runs
+
+
+def _marked(tokenizer, ids: list[int], labels: list[int], color: bool, image_id: int | None = None) -> str:
+    """The decoded row with the trained tokens marked; a run of image tokens is shown once with its count."""
     start, end = ("\x1b[32m", "\x1b[0m") if color else ("[[", "]]")
+    runs = dict(image_runs(ids, image_id))
     parts, i = [], 0
     while i < len(ids):
+        if i in runs:
+            parts.append(f"{tokenizer.convert_ids_to_tokens(ids[i])}×{runs[i]}")
+            i += runs[i]
+            continue
         trained = labels[i] != -100
         j = i
-        while j < len(ids) and (labels[j] != -100) == trained:
+        while j < len(ids) and (labels[j] != -100) == trained and j not in runs:
             j += 1
         text = tokenizer.decode(ids[i:j], skip_special_tokens=False)
         parts.append(f"{start}{text}{end}" if trained else text)
@@ -102,7 +138,13 @@ class DataPreviewRecipe:
         color = out.isatty() if hasattr(out, "isatty") else False
         print(f"row {index}: {row['_origin']}  template {template.name}", file=out)
         print(f"{len(ids)} tokens, {trained} trained (marked {'in green' if color else '[[like this]]'})\n", file=out)
-        print(_marked(tok, ids, labels, color), file=out)
+        image_id = image_token_id(template) if row.get("images") else None
+        runs = image_runs(ids, image_id)
+        if runs:
+            shown = ", ".join(f"{pos}-{pos + n - 1}" for pos, n in runs)
+            print(f"{len(row['images'])} image(s): {sum(n for _, n in runs)} image tokens "
+                  f"({tok.convert_ids_to_tokens(image_id)}; positions {shown})\n", file=out)
+        print(_marked(tok, ids, labels, color, image_id), file=out)
         if cfg.tool.show_tokens:
             print("\n  pos      id  loss  token", file=out)
             for pos, (i, label) in enumerate(zip(ids, labels)):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from swiftkit.config import InferConfig
 from swiftkit.core.io import timestamped_path
+from swiftkit.inference.base import attach_images
 from swiftkit.inference.loading import with_run_data_args
 from swiftkit.inference.replies import batched_replies, generation_kwargs, load_val_rows, split_prompt
 from swiftkit.recipes.engines import load_engine, seed_sampling
@@ -95,7 +96,8 @@ class InferRecipe:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         start = time.time()
-        prompts, labels = zip(*(split_prompt(r["messages"]) for r in rows)) if rows else ((), ())
+        prompts, labels = zip(*(split_prompt(attach_images(r["messages"], r.get("images"))) for r in rows)) \
+            if rows else ((), ())
         try:
             with tmp.open("w", encoding="utf-8") as out, tqdm(total=len(rows), unit="row", file=sys.stderr,
                                                               desc="infer", mininterval=1.0) as bar:

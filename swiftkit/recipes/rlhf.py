@@ -23,6 +23,8 @@ from swiftkit.recipes import dryrun, parts, rlhf_models, steps
 from swiftkit.recipes.records import write_run_records
 from swiftkit.recipes.train_benchmarks import attach_benchmarks, benchmark_plots, prepare_benchmarks
 from swiftkit.templates.selection import load_tokenizer_and_template
+from swiftkit.train.collate import VisionPreferenceCollator
+from swiftkit.train.errors import TrainError
 from swiftkit.train.precision import mixed_precision, weights_precision
 from swiftkit.train.rewards import resolve_reward_funcs
 from swiftkit.train.rlhf_trainers import method_config, trainer_class
@@ -61,6 +63,11 @@ class RlhfRecipe:
         self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
             model_args, steps.with_settings(cfg.template, inherited), host.registries)
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
+        # rows with images (DPO): the template plus the model's processor
+        self.vision = steps.vision_encoder(self.resolved, cfg, self.template, (self.rows.train, self.rows.val))
+        if self.vision is not None and self.method != "dpo":
+            raise TrainError(f"rows with images train with --rlhf_type dpo (or swiftkit sft); --rlhf_type "
+                             f"{self.method} takes text rows only")
         self.train_data, self.val_data, too_long = self._encode()
         self.reward_funcs = self._reward_funcs()
         self.parts = parts.choose_training_parts(host, cfg, trainer=False, loss=False)  # the method's own loss
@@ -100,11 +107,13 @@ class RlhfRecipe:
             train_rows = list(train_rows)
             random.Random(self.config.data.data_seed).shuffle(train_rows)
 
+        template = self.vision or self.template
+
         def encode():
-            train, skipped = encode_for(self.method, train_rows, self.template, "--dataset")
+            train, skipped = encode_for(self.method, train_rows, template, "--dataset")
             if not val_rows:
                 return train, [], skipped, 0
-            val, val_skipped = encode_for(self.method, val_rows, self.template, "--val_dataset")
+            val, val_skipped = encode_for(self.method, val_rows, template, "--val_dataset")
             return train, val, skipped, val_skipped
 
         # rank 0 encodes, every rank trains on its rows (the trainer's sampler gives each its share)
@@ -143,7 +152,8 @@ class RlhfRecipe:
     def _load_models(self):
         cfg, method = self.config, self.method
         model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, scalar_head=method == "rm",
-                                   quantization=self.plan.quantization, liger=cfg.training.use_liger_kernel)
+                                   quantization=self.plan.quantization, liger=cfg.training.use_liger_kernel,
+                                   vision=self.vision is not None)
         if method == "rm":
             model.config.pad_token_id = self.tokenizer.pad_token_id
         if method in ("grpo", "ppo"):
@@ -177,8 +187,10 @@ class RlhfRecipe:
         base = parts.training_arguments(cfg, run_dir, has_val=bool(self.val_data))
         args = method_config(method, base, cfg, max_length=self.template.max_length, precision=self._precision(),
                              chat_kwargs=self.template.chat_kwargs)
+        # a vision-language model's checkpoints hold its processor too (image settings and chat template)
+        processing = self.vision.processor if self.vision is not None else self.tokenizer
         kw = dict(model=self.model, args=args, train_dataset=self.train_data, eval_dataset=self.val_data or None,
-                  processing_class=self.tokenizer, callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
+                  processing_class=processing, callbacks=[*callbacks, *self.parts.callbacks, *self.trackers],
                   optimizers=(parts.build_optimizer(self.host, cfg, self.model), None))
         if method in ("dpo", "kto", "grpo"):
             kw["ref_model"] = extra.reference
@@ -195,6 +207,8 @@ class RlhfRecipe:
             kw.update(ref_model=extra.reference, reward_model=extra.reward, value_model=extra.value,
                       settings=self._ppo_settings(), rollouts=self.rollouts)
         trainer = trainer_class(method)(**kw)
+        if self.vision is not None:  # the pixel features of the rows with images, made per batch
+            trainer.data_collator = VisionPreferenceCollator(trainer.data_collator, self.vision)
         trainer.data_collator = CountingCollator(trainer.data_collator, counter,
                                                  count=lambda features: real_tokens(method, features))
         attach_benchmarks(trainer, self.benchmarks, cfg, self.template)

@@ -43,6 +43,8 @@ class SftRecipe:
         self.resolved, self.tokenizer, self.template = load_tokenizer_and_template(
             model_args, cfg.template, host.registries, pretrain=self.pretrain)
         self.rows = steps.load_training_rows(cfg, host.registries, self._data_options())
+        # rows with images: the template plus the model's processor, encoding as the trainer reads each row
+        self.vision = steps.vision_encoder(self.resolved, cfg, self.template, (self.rows.train, self.rows.val))
         with distributed.main_first(self.ranks):  # rank 0 encodes into the cache the other ranks then read
             self.train_data, self.val_data, too_long = self._encode()
         self.parts = parts.choose_training_parts(host, cfg)
@@ -79,6 +81,10 @@ class SftRecipe:
         d = cfg.data
         cache_dir = Path(cfg.model.cache_dir).expanduser() / "encoded" if cfg.model.cache_dir else None
         kw = dict(num_proc=d.dataset_num_proc, use_cache=d.load_from_cache_file, cache_dir=cache_dir)
+        if self.vision is not None:  # pixel features are made per batch, not cached
+            train = LazyEncodedDataset(rows.train, self.vision, "--dataset")
+            val = LazyEncodedDataset(rows.val, self.vision, "--val_dataset") if rows.val else []
+            return train, val, 0
         if rows.train is None:
             self._stream()  # resolves every source now: an unknown dataset fails before weights load
             train, skipped = StreamingEncodedDataset(self._stream, self.template), 0
@@ -93,7 +99,7 @@ class SftRecipe:
     def _load_model(self):
         cfg = self.config
         model = steps.load_weights(self.resolved, cfg.model, cfg.training.seed, quantization=self.plan.quantization,
-                                   liger=cfg.training.use_liger_kernel)
+                                   liger=cfg.training.use_liger_kernel, vision=self.vision is not None)
         steps.enable_recompute(model, cfg.training)
         return steps.apply_tuner(self.host, cfg, model, self.plan.target_modules or list(cfg.tuner.target_modules),
                                  data_pass=lambda: steps.init_batches(self.train_data, self.tokenizer))
@@ -102,6 +108,8 @@ class SftRecipe:
         """``(train data, packing, padding_free)``: --packing (bin-pack encoded rows) and --padding_free
         as used, which needs a model that keeps packed samples apart (checked with a probe)."""
         tr = self.config.training
+        if self.vision is not None:  # rows with images train in padded batches (steps.vision_encoder)
+            return self.train_data, False, False
         exact = (tr.packing or tr.padding_free) and packing_is_exact(self.model)
         if (tr.packing or tr.padding_free) and not exact:
             steps.log("this model's attention does not keep packed sequences apart (checked with a probe); "
@@ -130,7 +138,7 @@ class SftRecipe:
                                                     self.ranks)
         # Packed rows are already full: one row per bin (a flattened batch would make attention
         # quadratic in the whole batch's tokens on backends without variable-length kernels).
-        collator = make_collator(self.tokenizer, plan.padding_free, packed=plan.packing)
+        collator = make_collator(self.tokenizer, plan.padding_free, packed=plan.packing, vision=self.vision is not None)
         # --predict_with_generate: the metric scores generated replies (GenerationEval), not the eval logits
         generate = cfg.callback.predict_with_generate and self.parts.metrics is not None
         if generate and not issubclass(self.parts.trainer_cls, SwiftTrainer):
@@ -144,7 +152,8 @@ class SftRecipe:
             data_collator=CountingCollator(collator, counter),
             train_dataset=self.train_data,
             eval_dataset=self.val_data or None,
-            processing_class=self.tokenizer,
+            # a vision-language model's checkpoints hold its processor too (image settings and chat template)
+            processing_class=self.vision.processor if self.vision is not None else self.tokenizer,
             compute_loss_func=self.parts.loss,
             compute_metrics=metrics,
             preprocess_logits_for_metrics=getattr(metrics, "preprocess_logits_for_metrics", None),

@@ -26,7 +26,8 @@ from swiftkit.core.distributed import ONE_RANK, Ranks
 from swiftkit.core.io import OutputError, discard_unstarted_run, new_run_dir, write_json, write_problem
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
-from swiftkit.models import load_model
+from swiftkit.data.vision import VisionEncoder
+from swiftkit.models import is_vision_checkpoint, load_model, load_processor
 from swiftkit.models.attention import apply_liger
 from swiftkit.models.quantization import (
     bnb_config,
@@ -204,8 +205,30 @@ def lora_targets(tuner, resolved) -> list[str]:
     return list(tuner.target_modules)
 
 
+def vision_encoder(resolved, cfg, template, row_lists):
+    """The encoder of rows with images (:class:`~swiftkit.data.vision.VisionEncoder`: the template plus the
+    model's processor), or None when no row has one. Images need a vision-language model; --packing and
+    --padding_free, which join rows, are refused with them when given (each row keeps its own pixel
+    features; --padding_free, on by default, is turned off)."""
+    first = next((row for rows in row_lists if rows for row in rows if row.get("images")), None)
+    if first is None:
+        return None
+    where = first.get("_origin", "--dataset")
+    if not is_vision_checkpoint(resolved):
+        raise TrainError(f"{where}: the row has images, but {resolved.path} is a text model (its config.json has no "
+                         "vision_config): train on a vision-language model (swiftkit list models --tag vision)")
+    training = cfg.training
+    joined = [flag for flag in ("packing", "padding_free") if getattr(training, flag) and cfg.is_given(flag)]
+    if joined:
+        raise TrainError(f"--{joined[0]} joins rows into one sequence, and rows with images ({where}) keep their own "
+                         "pixel features: train them in padded batches (drop the flag)")
+    processor = load_processor(resolved, trust_remote_code=cfg.model.trust_remote_code)
+    log(f"rows with images: the model's processor ({type(processor).__name__}) puts in the images' tokens")
+    return VisionEncoder(template, processor)
+
+
 def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, quantization: dict | None = None,
-                 liger: bool = False):
+                 liger: bool = False, vision: bool = False):
     """The base model's weights, with the seed set first (a tuner initialises adapters after this).
     ``quantization`` (:func:`~swiftkit.models.quantization.effective_quantization`) loads it 4/8-bit
     through bitsandbytes (QLoRA); --attn_impl picks the attention implementation; ``liger`` (--use_liger_kernel,
@@ -218,7 +241,7 @@ def load_weights(resolved, model_args, seed: int, *, scalar_head: bool = False, 
     try:
         model = load_model(resolved, torch_dtype=model_args.torch_dtype, trust_remote_code=model_args.trust_remote_code,
                            scalar_head=scalar_head, attn_implementation=model_args.attn_impl,
-                           quantization_config=bnb_config(quantization, model_args.torch_dtype))
+                           quantization_config=bnb_config(quantization, model_args.torch_dtype), vision=vision)
         if quantization is not None:
             keep_4bit_trainable_on_cpu(model)
             release_checkpoint_mapping(model)
@@ -303,8 +326,8 @@ def lean_activations(model, training):
 
 def init_batches(rows, tokenizer, batch_size: int = 16, limit: int = 64) -> list[dict]:
     """Up to ``limit`` encoded training rows as padded batches, for --init_weights eva/corda."""
-    collate = make_collator(tokenizer, padding_free=False)
-    picked = [{"input_ids": r["input_ids"], "labels": r["labels"]} for _, r in zip(range(limit), rows)]
+    collate = make_collator(tokenizer, padding_free=False, vision=True)  # rows with images keep their features
+    picked = [dict(r) for _, r in zip(range(limit), rows)]
     return [dict(collate(picked[i:i + batch_size])) for i in range(0, len(picked), batch_size)]
 
 

@@ -70,6 +70,18 @@ class TextPart(_Body):
     text: str
 
 
+class ImageURL(_Body):
+    url: str = Field(description="An http(s) URL or a data URL (data:image/png;base64,...).")
+    detail: Optional[Literal["auto", "low", "high"]] = Field(None, description="Accepted and ignored.")
+
+
+class ImagePart(_Body):
+    """An image for a vision-language model; a text-only model answers 400."""
+
+    type: Literal["image_url"]
+    image_url: ImageURL | str
+
+
 class _Message(BaseModel):
     """Fields beyond these (``refusal``, ``annotations``, ...) are ignored."""
 
@@ -81,7 +93,7 @@ class OtherMessage(_Message):
     """A system, user, tool or developer message: its content is required."""
 
     role: Literal[tuple(r for r in ROLES if r != "assistant")]  # type: ignore[valid-type]
-    content: str | list[TextPart]
+    content: str | list[TextPart | ImagePart]
     tool_call_id: Optional[str] = None
 
 

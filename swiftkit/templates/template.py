@@ -160,6 +160,9 @@ class Template:
         where = _where(row)
         if not isinstance(row, dict):
             raise TemplateError(f"a row must be a dict with 'messages' or 'text', got {type(row).__name__}")
+        if row.get("images"):
+            raise TemplateError(f"{where}the row has images: it is encoded with the model's processor (a vision-"
+                                "language model), not by the text template alone")
         if "messages" in row:
             tools = check_tools(row.get("tools"), where)
             messages = row["messages"]
@@ -241,9 +244,22 @@ class Template:
             )
         return self._truncate(ids, labels, s.where)
 
+    def encode_with_text(self, row: dict) -> tuple[dict, str | None]:
+        """:meth:`encode` and the rendered conversation it tokenized (None for a text row): the text a
+        multimodal processor expands with the images' tokens."""
+        staged = self._stage(row)
+        return self._finish(staged, self._tokenize([staged])[0]), staged.full
+
     def encode_prompt(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         """Prompt ids for generating the next assistant reply (``add_generation_prompt=True``),
         with ``tools`` (function schemas) offered to the model."""
+        return input_ids_of(self._prompt(messages, tools, tokenize=True))
+
+    def prompt_text(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        """The text :meth:`encode_prompt` tokenizes."""
+        return self._prompt(messages, tools, tokenize=False)
+
+    def _prompt(self, messages: list[dict], tools, tokenize: bool):
         tools = check_tools(tools, "")
         msgs, _ = self._prepare(messages, "")
         if msgs[-1]["role"] not in ("user", "tool"):
@@ -258,8 +274,7 @@ class Template:
                     lambda m, t: render(tok, m, True, t, kw), msgs, tools, render(tok, msgs, True, tools, kw),
                     "", len(msgs) - len(messages),
                 )
-            out = tok.apply_chat_template(msgs, tools=tools, tokenize=True, add_generation_prompt=True, **kw)
-        return input_ids_of(out)
+            return tok.apply_chat_template(msgs, tools=tools, tokenize=tokenize, add_generation_prompt=True, **kw)
 
     def encode_completion(self, row: dict) -> tuple[list[int], list[int]]:
         """``(prompt ids, reply ids)`` of a conversation whose last message is the reply being scored

@@ -22,16 +22,70 @@ def has_vision_tower(model) -> bool:
     return any(getattr(config, key, None) is not None for key in _VISION_CONFIG_KEYS)
 
 
+# Name parts that place a parameter of a multimodal model in its vision tower or in the aligner (the projector
+# between the vision tower and the language model); everything else is the language model. The aligner is
+# looked for first: Qwen2-VL keeps its merger inside ``visual``.
+VISION_PARTS = frozenset(("visual", "vision_tower", "vision_model", "vision_encoder", "image_encoder", "vqmodel",
+                          "vision_embed_tokens", "vision_backbone", "image_tower"))
+ALIGNER_PARTS = frozenset(("multi_modal_projector", "merger", "deepstack_merger_list", "connector", "mm_projector",
+                           "aligner", "vision_projection", "projector", "patch_merger", "vision_proj",
+                           "image_projection", "mlp1"))
+PARTS = ("vision", "aligner", "llm")
+
+
+def multimodal_part(name: str) -> str:
+    """``vision``, ``aligner`` or ``llm``: which part of a multimodal model the parameter or module ``name`` is in."""
+    parts = name.split(".")
+    if any(p in ALIGNER_PARTS for p in parts):
+        return "aligner"
+    if any(p in VISION_PARTS for p in parts):
+        return "vision"
+    return "llm"
+
+
+def frozen_parts(tuner) -> list[str]:
+    """The parts --freeze_vit/--freeze_aligner/--freeze_llm keep frozen."""
+    flags = {"vision": tuner.freeze_vit, "aligner": tuner.freeze_aligner, "llm": tuner.freeze_llm}
+    return [part for part in PARTS if flags[part]]
+
+
 def check_multimodal_flags(model, config) -> None:
-    """--freeze_llm/--freeze_vit/--freeze_aligner given explicitly need a model with a vision tower."""
+    """--freeze_llm/--freeze_vit/--freeze_aligner given explicitly need a model with a vision tower, and must
+    leave some part of it to train."""
     given = [f"--{flag}" for flag in MULTIMODAL_FLAGS if config.is_given(flag)]
     if not given:
         return
     if not has_vision_tower(model):
         raise TrainError(f"{'/'.join(given)}: the model has no vision tower (its config has no vision_config); "
                          "these flags apply to multimodal models only: drop them")
-    raise TrainError(f"{'/'.join(given)}: choosing which parts of a multimodal model train is not supported yet; "
-                     "use --freeze_parameters/--trainable_parameters with the parts' parameter names")
+    if len(frozen_parts(config.tuner)) == len(PARTS):
+        raise TrainError("--freeze_vit, --freeze_aligner and --freeze_llm are all true: nothing would train; "
+                         "set one of them false")
+
+
+def frozen_part_modules(model, tuner) -> list[str]:
+    """Names of the linear layers in the parts of a multimodal model that stay frozen: kept out of an adapter
+    tuner's targets (an empty list for a text model)."""
+    import torch  # defers torch
+
+    if not has_vision_tower(model):
+        return []
+    frozen = set(frozen_parts(tuner))
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and multimodal_part(name) in frozen]
+
+
+def freeze_multimodal_parts(model, tuner) -> None:
+    """Full and freeze training of a multimodal model: the parts the --freeze_* flags name keep their weights."""
+    if not has_vision_tower(model):
+        return
+    frozen = set(frozen_parts(tuner))
+    for name, param in model.named_parameters():
+        if multimodal_part(name) in frozen:
+            param.requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise TrainError(f"the --freeze_* flags froze every part of the multimodal model ({', '.join(sorted(frozen))}):"
+                         " nothing would train")
 
 
 def _matches(name: str, prefixes, pattern) -> bool:

@@ -18,7 +18,7 @@ from swiftkit.config.rlhf import REFERENCE_FREE
 from swiftkit.models.quantization import effective_quantization
 from swiftkit.train.errors import TrainError
 from swiftkit.train.llamapro import apply_llamapro, decoder_layers
-from swiftkit.train.tuner_params import apply_full_selection, check_multimodal_flags
+from swiftkit.train.tuner_params import apply_full_selection, check_multimodal_flags, freeze_multimodal_parts
 from swiftkit.train.tuners_peft import (
     DATA_INITS,
     MUTATING_INITS,
@@ -38,6 +38,7 @@ def apply_full(model, config):
     """Every weight trains, except those --freeze_parameters* freeze (--trainable_parameters* win)."""
     check_multimodal_flags(model, config)
     apply_full_selection(model, config.tuner)
+    freeze_multimodal_parts(model, config.tuner)
     return model
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from swiftkit.models.quantization import is_quantized, keep_4bit_trainable_on_cpu
 from swiftkit.train.errors import TrainError
-from swiftkit.train.tuner_params import check_multimodal_flags, trainable_modules
+from swiftkit.train.tuner_params import check_multimodal_flags, frozen_part_modules, trainable_modules
 
 # --init_weights values that move the base weights (W -> W - B0 A0): their checkpoints are converted
 # into plain LoRA adapters of twice the rank on save (see swiftkit.train.tuner_callbacks).
@@ -76,7 +76,8 @@ def _saved_modules(model, tuner) -> tuple[list[str], list[str]]:
     """``(modules_to_save, exclude_modules)``: --modules_to_save plus the --trainable_parameters*
     modules, which are kept out of the adapted modules (a module trains one way)."""
     extra = trainable_modules(model, tuner)
-    return list(dict.fromkeys([*tuner.modules_to_save, *extra])), extra
+    # a multimodal model's frozen parts (the vision tower and aligner by default) get no adapters
+    return list(dict.fromkeys([*tuner.modules_to_save, *extra])), [*extra, *frozen_part_modules(model, tuner)]
 
 
 def check_init(tuner, quantized: bool) -> None:

@@ -27,7 +27,12 @@ def chat(**body):
     ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "robot"),
     ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content", "required"),
     ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content",
-     "only text parts"),
+     "must be an http"),
+    ({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}, "messages[0].content",
+     "only text and image_url parts"),
+    ({"model": "m", "messages": [{"role": "assistant", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}, "messages[0].content",
+     "user messages only"),
     ({"model": "m", "messages": HI, "temperature": "hot"}, "temperature", "must be a number"),
     ({"model": "m", "messages": HI, "temperature": 3}, "temperature", "<= 2"),
     ({"model": "m", "messages": HI, "top_p": 0}, "top_p", "> 0"),

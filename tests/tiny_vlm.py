@@ -1,0 +1,900 @@
+"""Tiny random vision-language models built locally for tests (no hub access).
+
+``save_tiny_vlm(path, family)`` writes a random float32 model of one family (``VLM_FAMILIES``, keyed by the config
+``model_type``) built from the family's own config classes, together with the family's own processor, into
+``path``: plain ``transformers`` loads it with ``AutoModelForImageTextToText.from_pretrained`` and
+``AutoProcessor.from_pretrained``. The language model has 2 layers of width 64, the vision tower 2 layers of width
+32 on images of 28-64 px, so an image becomes at most 10 image tokens. Two processors force more: GOT-OCR2 writes
+256 image tokens and Aria always resizes to 980 px (class constants a saved processor cannot change), so their
+towers are shaped to match.
+
+The tokenizer is ``tiny.make_tokenizer``'s byte-level BPE plus the family's image tokens, with a chat template (in
+the tokenizer and in the processor) that takes ``content`` either as a string, written verbatim, or as a list of
+``{"type": "text", "text": ...}`` / ``{"type": "image"}`` parts, an image part becoming the family's
+``VlmFamily.placeholder``, which the processor expands. ``SKIPPED_FAMILIES`` says why the other common families
+are not built here. ``tiny_image`` / ``square_image`` make small test images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tiny import make_tokenizer
+
+# The width every tiny language model shares (head_dim 16 with 4 heads).
+TEXT_HIDDEN = 64
+
+
+@dataclass(frozen=True)
+class VlmFamily:
+    """How one family's tiny model is built.
+
+    ``placeholder`` is what the chat template writes for an image part and the processor then expands;
+    ``image_token`` is the token whose id the model config holds as ``image_token_id`` (the one the model fills with
+    image features).
+    """
+
+    model_type: str
+    placeholder: str
+    image_token: str
+    build: Callable  # (tokenizer) -> (config, processor)
+    style: str = "chatml"  # the turn format of the chat template: "chatml", "gemma" or "llama3"
+    extra_special_tokens: tuple[str, ...] = ()
+    named_special_tokens: dict[str, str] = field(default_factory=dict)
+    # False where the processor wants ``images=[image]`` for one prompt rather than ``images=[[image]]``.
+    nested_images: bool = True
+    # False where an image stays one token (Mllama reads the image through cross-attention).
+    expands: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Chat templates: a string content goes through verbatim; a list of parts renders its image parts as the placeholder.
+
+# Per style: (text before the turns, the Jinja expression of one turn, the generation prompt).
+_TURNS = {
+    "chatml": ("", "'<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n'", "<|im_start|>assistant\\n"),
+    "gemma": (
+        "{{- bos_token }}",
+        "'<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' + content"
+        " + '<end_of_turn>\\n'",
+        "<start_of_turn>model\\n",
+    ),
+    "llama3": (
+        "{{- bos_token }}",
+        "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + content + '<|eot_id|>'",
+        "<|start_header_id|>assistant<|end_header_id|>\\n\\n",
+    ),
+}
+
+
+def chat_template(placeholder: str, style: str = "chatml") -> str:
+    """A chat template in ``style`` whose image parts render as ``placeholder``."""
+    prefix, turn, generation = _TURNS[style]
+    literal = placeholder.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        prefix + "{%- for message in messages %}"
+        "{%- if message['content'] is string %}{%- set content = message['content'] %}"
+        "{%- else %}{%- set ns = namespace(text='') %}"
+        "{%- for part in message['content'] %}"
+        "{%- if part['type'] == 'image' %}{%- set ns.text = ns.text + '" + literal + "' %}"
+        "{%- elif part['type'] == 'text' %}{%- set ns.text = ns.text + part['text'] %}{%- endif %}"
+        "{%- endfor %}{%- set content = ns.text %}{%- endif %}"
+        "{{- " + turn + " }}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '" + generation + "' }}{%- endif %}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Shared pieces of the configs.
+
+
+def _text(tok, **overrides) -> dict:
+    """A 2-layer, hidden-64 decoder config (Llama-like keys) over the tokenizer's vocabulary."""
+    cfg = dict(
+        vocab_size=len(tok),
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def _vision(image_size: int = 28, patch_size: int = 14, **overrides) -> dict:
+    """A 2-layer, hidden-32 ViT config (CLIP / SigLIP keys)."""
+    cfg = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def _config(model_type: str, **kwargs):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(model_type, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The families.
+
+
+def _pil(model_type: str, **kwargs):
+    """The PIL-backend image processor that AutoImageProcessor maps ``model_type`` to, built with ``kwargs``."""
+    import transformers
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    return getattr(transformers, IMAGE_PROCESSOR_MAPPING_NAMES[model_type]["pil"])(**kwargs)
+
+
+def _processor(class_name: str, *args, **kwargs):
+    import transformers
+
+    return getattr(transformers, class_name)(*args, **kwargs)
+
+
+def _build_llava(tok, model_type: str = "llava"):
+    # CLIP 28 px / patch 14: 4 patches + CLS; the "default" strategy drops the CLS -> 4 image tokens.
+    kwargs = dict(
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(), model_type="clip_vision_model"),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        image_seq_length=4,
+    )
+    if model_type == "vipllava":
+        kwargs.update(vision_feature_layers=[-2, -1])
+    else:
+        kwargs.update(vision_feature_select_strategy="default", vision_feature_layer=-1)
+    image_processor = _pil(model_type, size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    processor = _processor(
+        "LlavaProcessor",
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return _config(model_type, **kwargs), processor
+
+
+def _build_llava_next(tok):
+    # One 28 px grid tile plus the base image: 4 + 4 patches, 2 newline tokens -> 10 image tokens.
+    pinpoints = [[28, 28]]
+    config = _config(
+        "llava_next",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(), model_type="clip_vision_model"),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        image_seq_length=4,
+    )
+    image_processor = _pil(
+        "llava_next", size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, image_grid_pinpoints=pinpoints
+    )
+    processor = _processor(
+        "LlavaNextProcessor",
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return config, processor
+
+
+def _build_idefics2(tok):
+    # The perceiver resamples any image to 4 latents -> 4 <image> tokens between two <fake_token_around_image>.
+    image_processor = _pil("idefics2", size={"shortest_edge": 28, "longest_edge": 28}, do_image_splitting=False)
+    processor = _processor("Idefics2Processor", image_processor=image_processor, tokenizer=tok, image_seq_len=4)
+    config = _config(
+        "idefics2",
+        text_config=dict(_text(tok), model_type="mistral"),
+        vision_config=dict(_vision(), model_type="idefics2_vision"),
+        perceiver_config=dict(
+            model_type="idefics2_perceiver",
+            hidden_size=TEXT_HIDDEN,
+            resampler_n_latents=4,
+            resampler_depth=1,
+            resampler_n_heads=2,
+            resampler_head_dim=16,
+            num_key_value_heads=1,
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+    )
+    return config, processor
+
+
+def _build_idefics3(tok):
+    # 32 px / patch 8 = 16 patches, pixel shuffle by 2 -> 4 <image> tokens, no splitting into tiles.
+    image_processor = _pil(
+        "idefics3", size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, do_image_splitting=False
+    )
+    processor = _processor("Idefics3Processor", image_processor=image_processor, tokenizer=tok, image_seq_len=4)
+    config = _config(
+        "idefics3",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(32, 8), model_type="idefics3_vision"),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    return config, processor
+
+
+def _build_gemma3(tok):
+    # SigLIP 28 px / patch 7 = 4x4 patches, average-pooled to 2x2 -> 4 <image_soft_token> between boi and eoi.
+    image_processor = _pil("gemma3", size={"height": 28, "width": 28})
+    processor = _processor("Gemma3Processor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
+    config = _config(
+        "gemma3",
+        text_config=dict(_text(tok, sliding_window=64, query_pre_attn_scalar=16), model_type="gemma3_text"),
+        vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
+        mm_tokens_per_image=4,
+        boi_token_index=tok.boi_token_id,
+        eoi_token_index=tok.eoi_token_id,
+        image_token_index=tok.image_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_t5gemma2(tok):
+    # Gemma3's image path in the encoder of an encoder-decoder: 4 <image_soft_token> between boi and eoi.
+    image_processor = _pil("t5gemma2", size={"height": 28, "width": 28})
+    processor = _processor("Gemma3Processor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
+    text = _text(tok, sliding_window=64, query_pre_attn_scalar=16)
+    config = _config(
+        "t5gemma2",
+        encoder=dict(
+            text_config=text,
+            vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
+            mm_tokens_per_image=4,
+            boi_token_index=tok.boi_token_id,
+            eoi_token_index=tok.eoi_token_id,
+            image_token_index=tok.image_token_id,
+            tie_word_embeddings=False,
+        ),
+        decoder=text,
+        image_token_index=tok.image_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_mllama(tok):
+    # One 28 px tile / patch 14 = 4 patches + CLS, read by the cross-attention layer (the 2nd of the 2 layers);
+    # <|image|> stays one token.
+    image_processor = _pil("mllama", size={"height": 28, "width": 28}, max_image_tiles=1)
+    processor = _processor("MllamaProcessor", image_processor=image_processor, tokenizer=tok)
+    config = _config(
+        "mllama",
+        text_config=dict(_text(tok, cross_attention_layers=[1]), model_type="mllama_text_model"),
+        vision_config=dict(
+            model_type="mllama_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_global_layers=1,
+            attention_heads=2,
+            image_size=28,
+            patch_size=14,
+            max_num_tiles=1,
+            supported_aspect_ratios=[[1, 1]],
+            intermediate_layers_indices=[0],
+            vision_output_dim=64,
+        ),
+        image_token_id=tok.image_token_id,
+    )
+    return config, processor
+
+
+def _build_paligemma(tok):
+    # SigLIP 28 px / patch 14 -> 4 <image> tokens; the processor puts them (and BOS) before the prompt.
+    image_processor = _pil("paligemma", size={"height": 28, "width": 28}, image_seq_length=4)
+    processor = _processor("PaliGemmaProcessor", image_processor=image_processor, tokenizer=tok)
+    config = _config(
+        "paligemma",
+        text_config=dict(_text(processor.tokenizer), model_type="gemma"),
+        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model", projection_dim=TEXT_HIDDEN),
+        image_token_id=tok.image_token_id,
+        projection_dim=TEXT_HIDDEN,
+        hidden_size=TEXT_HIDDEN,
+        vocab_size=len(processor.tokenizer),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_aya_vision(tok):
+    # SigLIP 28 px / patch 7 = 4x4 patches, pixel-shuffled by 2 -> 4 <|IMG_PATCH|> tokens, one global tile.
+    image_processor = _pil("aya_vision", size={"height": 28, "width": 28}, crop_to_patches=False)
+    processor = _processor(
+        "AyaVisionProcessor",
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=7,
+        img_size=28,
+        downsample_factor=2,
+    )
+    config = _config(
+        "aya_vision",
+        text_config=dict(_text(tok), model_type="cohere2"),
+        vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
+        image_token_id=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
+        downsample_factor=2,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_got_ocr2(tok):
+    # The processor always writes 256 <imgpad> (a class constant it does not save), so the SAM-like tower sees
+    # 64 px / patch 1 = 64x64 patches in 8x8 windows, and the two stride-2 convolutions leave 16x16 = 256 features.
+    image_processor = _pil("got_ocr2", size={"height": 64, "width": 64})
+    processor = _processor("GotOcr2Processor", image_processor=image_processor, tokenizer=tok)
+    config = _config(
+        "got_ocr2",
+        text_config=dict(_text(tok), model_type="qwen2"),
+        vision_config=dict(
+            hidden_size=32,
+            output_channels=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=1,
+            window_size=8,
+            global_attn_indexes=[],
+            mlp_dim=64,
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<imgpad>"),
+        image_seq_length=256,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_janus(tok):
+    # SigLIP-like 28 px / patch 14 -> 4 <image_placeholder> between <begin_of_image> and <end_of_image>; the VQ
+    # model (for image generation) is a 2-level, 32-channel toy with a 16-code book.
+    image_processor = _pil("janus", size={"height": 28, "width": 28}, min_size=14)
+    processor = _processor("JanusProcessor", image_processor=image_processor, tokenizer=tok, num_image_tokens=4)
+    config = _config(
+        "janus",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+            mlp_ratio=2.0,
+            projection_dim=TEXT_HIDDEN,
+            depth=2,
+            num_image_tokens=4,
+        ),
+        vq_config=dict(
+            embed_dim=8,
+            num_embeddings=16,
+            latent_channels=8,
+            base_channels=32,
+            channel_multiplier=[1, 1],
+            num_res_blocks=1,
+            num_patches=2,
+            projection_dim=TEXT_HIDDEN,
+            image_token_embed_dim=TEXT_HIDDEN,
+        ),
+        image_token_id=tok.image_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_deepseek_vl(tok):
+    # SigLIP 28 px / patch 14 -> 4 <image_placeholder> tokens.
+    image_processor = _pil("deepseek_vl", size={"height": 28, "width": 28}, min_size=14)
+    processor = _processor("DeepseekVLProcessor", image_processor=image_processor, tokenizer=tok, num_image_tokens=4)
+    config = _config(
+        "deepseek_vl",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model"),
+        image_token_id=tok.image_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_deepseek_vl_hybrid(tok):
+    # SigLIP 28 px / patch 14 -> 4 tokens, fused with a SAM tower on the same image at 32 px / patch 4.
+    image_processor = _pil(
+        "deepseek_vl_hybrid", size={"height": 28, "width": 28}, high_res_size={"height": 32, "width": 32}, min_size=14
+    )
+    processor = _processor(
+        "DeepseekVLHybridProcessor", image_processor=image_processor, tokenizer=tok, num_image_tokens=4
+    )
+    config = _config(
+        "deepseek_vl_hybrid",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model"),
+        high_res_vision_config=dict(
+            model_type="sam_vision_model",
+            hidden_size=32,
+            output_channels=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=4,
+            window_size=4,
+            global_attn_indexes=[1],
+            mlp_dim=64,
+        ),
+        image_token_id=tok.image_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+_OVIS2_INDICATORS = ("<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>")
+
+
+def _build_ovis2(tok):
+    # AIMv2-like 28 px / patch 14 -> 4 visual-vocabulary tokens <IMG_ATOM> between indicator tokens.
+    image_processor = _pil("ovis2", size={"height": 28, "width": 28}, crop_to_patches=False)
+    processor = _processor("Ovis2Processor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
+    config = _config(
+        "ovis2",
+        text_config=dict(_text(tok), model_type="qwen2"),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+            vocab_size=32,
+            hidden_stride=1,
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<IMG_ATOM>"),
+        visual_indicator_token_ids=tok.convert_tokens_to_ids(list(_OVIS2_INDICATORS)),
+        vocab_size=len(tok),
+        hidden_size=TEXT_HIDDEN,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_aria(tok):
+    # AriaProcessor always resizes to 980 px (a class default that overrides the saved image processor), so the
+    # Idefics3-like tower uses 70 px patches: 14x14 = 196 patches, read by 4 projector queries -> 4 <|img|> tokens.
+    image_processor = _pil("aria", max_image_size=980, min_image_size=28)
+    processor = _processor("AriaProcessor", image_processor=image_processor, tokenizer=tok, size_conversion={980: 4})
+    config = _config(
+        "aria",
+        text_config=dict(
+            _text(tok),
+            model_type="aria_text",
+            moe_num_experts=2,
+            moe_topk=1,
+            moe_num_shared_experts=1,
+            moe_intermediate_size=64,
+        ),
+        vision_config=dict(_vision(980, 70), model_type="idefics3_vision"),
+        projector_patch_to_query_dict={196: 4},
+        image_token_id=tok.image_token_id,
+    )
+    return config, processor
+
+
+def _qwen_grid_pixels(side: int) -> dict:
+    """A Qwen2-VL-style ``size`` that resizes every image to ``side`` x ``side`` pixels."""
+    return {"shortest_edge": side * side, "longest_edge": side * side}
+
+
+def _build_paddleocr_vl(tok):
+    # 56 px / patch 14 = 4x4 patches, merged 2x2 -> 4 <|IMAGE_PLACEHOLDER|> tokens (3D rope over the grid).
+    image_processor = _pil("paddleocr_vl", size=_qwen_grid_pixels(56), patch_size=14, merge_size=2)
+    processor = _processor("PaddleOCRVLProcessor", image_processor=image_processor, tokenizer=tok)
+    config = _config(
+        "paddleocr_vl",
+        text_config=dict(
+            _text(tok),
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        ),
+        vision_config=dict(_vision(56, 14), spatial_merge_size=2),
+        image_token_id=tok.image_token_id,
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|IMAGE_START|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|IMAGE_END|>"),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_qianfan_ocr(tok):
+    # InternViT-like 56 px / patch 14 = 4x4 patches, pixel-shuffled by 0.5 -> 4 <IMG_CONTEXT> inside <img></img>.
+    image_processor = _pil("qianfan_ocr", size={"height": 56, "width": 56}, crop_to_patches=False)
+    processor = _processor("QianfanOCRProcessor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
+    config = _config(
+        "qianfan_ocr",
+        text_config=dict(_text(tok), model_type="qwen3"),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=[56, 56],
+            patch_size=[14, 14],
+            drop_path_rate=0.0,
+        ),
+        image_token_id=tok.context_image_token_id,
+        image_seq_length=4,
+        downsample_ratio=0.5,
+    )
+    return config, processor
+
+
+def _build_lighton_ocr(tok):
+    # Pixtral 32 px / patch 8 = 4x4 patches, spatially merged 2x2 -> 4 <|image_pad|> tokens.
+    image_processor = _pil("lighton_ocr", size={"longest_edge": 32}, patch_size={"height": 16, "width": 16})
+    processor = _processor(
+        "LightOnOcrProcessor", image_processor=image_processor, tokenizer=tok, patch_size=8, spatial_merge_size=2
+    )
+    config = _config(
+        "lighton_ocr",
+        text_config=dict(_text(tok), model_type="qwen3"),
+        vision_config=dict(
+            model_type="pixtral",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            head_dim=16,
+            image_size=32,
+            patch_size=8,
+        ),
+        spatial_merge_size=2,
+        image_token_id=tok.image_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_hunyuan_vl(tok):
+    # 64 px / patch 16 = 4x4 patches, merged 2x2 -> 2 rows of 2 tokens, a row break after each, 2 wrappers = 8.
+    image_processor = _pil("hunyuan_vl", size=_qwen_grid_pixels(64), patch_size=16, merge_size=2)
+    processor = _processor("HunYuanVLProcessor", image_processor=image_processor, tokenizer=tok)
+    config = _config(
+        "hunyuan_vl",
+        text_config=_text(
+            tok, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 2, 2, 2]}
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            out_hidden_size=TEXT_HIDDEN,
+            text_hidden_size=TEXT_HIDDEN,
+            patch_size=16,
+            spatial_merge_size=2,
+            max_image_size=64,
+            min_image_size=32,
+        ),
+        image_token_id=tok.image_token_id,
+        im_start_id=tok.image_start_token_id,
+        im_end_id=tok.image_end_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_granite_docling(tok):
+    # One 32 px tile / patch 8 = 16 patches, pixel-shuffled by 2 -> 4 <image> tokens (coarse path only).
+    image_processor = _pil("granite_docling", size={"height": 32, "width": 32}, crop_to_patches=False)
+    processor = _processor("GraniteDoclingProcessor", image_processor=image_processor, tokenizer=tok, image_seq_len=4)
+    config = _config(
+        "granite_docling",
+        text_config=_text(tok),
+        vision_config=dict(
+            _vision(32, 8),
+            out_hidden_size=TEXT_HIDDEN,
+            scale_factor=2,
+            deepstack_visual_indexes=[0],
+            use_fine_route=False,
+        ),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+_GEMMA3_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
+
+
+def _idefics_tokens() -> tuple[str, ...]:
+    rows = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    return ("<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", *rows)
+
+
+VLM_FAMILIES: dict[str, VlmFamily] = {
+    family.model_type: family
+    for family in [
+        VlmFamily("llava", "<image>", "<image>", _build_llava, extra_special_tokens=("<image>",)),
+        VlmFamily(
+            "vipllava",
+            "<image>",
+            "<image>",
+            lambda tok: _build_llava(tok, "vipllava"),
+            extra_special_tokens=("<image>",),
+        ),
+        VlmFamily("llava_next", "<image>", "<image>", _build_llava_next, extra_special_tokens=("<image>",)),
+        VlmFamily(
+            "idefics2",
+            "<image>",
+            "<image>",
+            _build_idefics2,
+            extra_special_tokens=("<fake_token_around_image>", "<image>", "<end_of_utterance>"),
+        ),
+        VlmFamily("idefics3", "<image>", "<image>", _build_idefics3, extra_special_tokens=_idefics_tokens()),
+        VlmFamily(
+            "gemma3",
+            "<start_of_image>",
+            "<image_soft_token>",
+            _build_gemma3,
+            style="gemma",
+            named_special_tokens=_GEMMA3_TOKENS,
+        ),
+        VlmFamily(
+            "mllama",
+            "<|image|>",
+            "<|image|>",
+            _build_mllama,
+            style="llama3",
+            extra_special_tokens=("<|python_tag|>",),
+            named_special_tokens={"image_token": "<|image|>"},
+            expands=False,
+        ),
+        VlmFamily(
+            "paligemma",
+            "<image>",
+            "<image>",
+            _build_paligemma,
+            style="gemma",
+            named_special_tokens={"image_token": "<image>"},
+        ),
+        VlmFamily(
+            "aya_vision",
+            "<image>",
+            "<|IMG_PATCH|>",
+            _build_aya_vision,
+            extra_special_tokens=(
+                "<image>",
+                "<|START_OF_IMG|>",
+                "<|END_OF_IMG|>",
+                "<|IMG_PATCH|>",
+                "<|IMG_LINE_BREAK|>",
+                "TILE",
+                "TILE_GLOBAL",
+            ),
+        ),
+        VlmFamily(
+            "got_ocr2",
+            "<img><imgpad></img>",
+            "<imgpad>",
+            _build_got_ocr2,
+            extra_special_tokens=("<img>", "</img>", "<imgpad>"),
+            nested_images=False,
+        ),
+        VlmFamily(
+            "janus",
+            "<image_placeholder>",
+            "<image_placeholder>",
+            _build_janus,
+            named_special_tokens={
+                "image_token": "<image_placeholder>",
+                "boi_token": "<begin_of_image>",
+                "eoi_token": "<end_of_image>",
+            },
+        ),
+        VlmFamily(
+            "deepseek_vl",
+            "<image_placeholder>",
+            "<image_placeholder>",
+            _build_deepseek_vl,
+            named_special_tokens={"image_token": "<image_placeholder>"},
+        ),
+        VlmFamily(
+            "deepseek_vl_hybrid",
+            "<image_placeholder>",
+            "<image_placeholder>",
+            _build_deepseek_vl_hybrid,
+            named_special_tokens={"image_token": "<image_placeholder>"},
+        ),
+        VlmFamily(
+            "ovis2",
+            "<image>",
+            "<IMG_ATOM>",
+            _build_ovis2,
+            extra_special_tokens=("<image>", "<IMG_ATOM>", *_OVIS2_INDICATORS),
+        ),
+        VlmFamily("aria", "<|img|>", "<|img|>", _build_aria, named_special_tokens={"image_token": "<|img|>"}),
+        VlmFamily(
+            "paddleocr_vl",
+            "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>",
+            "<|IMAGE_PLACEHOLDER|>",
+            _build_paddleocr_vl,
+            extra_special_tokens=("<|IMAGE_START|>", "<|IMAGE_END|>", "<|video_pad|>"),
+            named_special_tokens={"image_token": "<|IMAGE_PLACEHOLDER|>"},
+        ),
+        VlmFamily(
+            "qianfan_ocr",
+            "<image>",
+            "<IMG_CONTEXT>",
+            _build_qianfan_ocr,
+            extra_special_tokens=("<image>",),
+            named_special_tokens={
+                "start_image_token": "<img>",
+                "end_image_token": "</img>",
+                "context_image_token": "<IMG_CONTEXT>",
+            },
+        ),
+        VlmFamily(
+            "lighton_ocr",
+            "<|image_pad|>",
+            "<|image_pad|>",
+            _build_lighton_ocr,
+            named_special_tokens={
+                "image_token": "<|image_pad|>",
+                "image_break_token": "<|vision_pad|>",
+                "image_end_token": "<|vision_end|>",
+            },
+        ),
+        VlmFamily(
+            "hunyuan_vl",
+            "<hy_place▁holder▁no▁100><hy_place▁holder▁no▁102><hy_place▁holder▁no▁101>",
+            "<hy_place▁holder▁no▁102>",
+            _build_hunyuan_vl,
+            named_special_tokens={
+                "image_start_token": "<hy_place▁holder▁no▁100>",
+                "image_token": "<hy_place▁holder▁no▁102>",
+                "image_end_token": "<hy_place▁holder▁no▁101>",
+            },
+        ),
+        VlmFamily(
+            "granite_docling", "<image>", "<image>", _build_granite_docling, extra_special_tokens=_idefics_tokens()
+        ),
+        VlmFamily(
+            "t5gemma2",
+            "<start_of_image>",
+            "<image_soft_token>",
+            _build_t5gemma2,
+            style="gemma",
+            named_special_tokens=_GEMMA3_TOKENS,
+        ),
+    ]
+}
+
+_TORCHVISION_VIDEO = (
+    "its processor has a video processor, which transformers 5.24 builds only with torchvision (not installed): "
+    "neither the processor nor AutoProcessor.from_pretrained can be made without it"
+)
+_TORCHVISION_IMAGE = "its image processor has only a torchvision backend (torchvision is not installed)"
+_NO_CHAT_TEMPLATE = (
+    "its processor class takes no chat_template argument, so AutoProcessor.from_pretrained drops the saved template"
+)
+
+# Families of the installed transformers that this module does not build, and why.
+SKIPPED_FAMILIES: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "qwen2_vl",
+            "qwen2_5_vl",
+            "qwen3_vl",
+            "qwen3_vl_moe",
+            "qwen3_5",
+            "qwen3_5_moe",
+            "llava_onevision",
+            "llava_next_video",
+            "video_llava",
+            "smolvlm",
+            "internvl",
+            "glm4v",
+            "glm4v_moe",
+            "glm46v",
+            "video_llama_3",
+            "lfm3_vl",
+            "ernie4_5_vl_moe",
+            "molmo2",
+            "gemma4",
+        ],
+        _TORCHVISION_VIDEO,
+    ),
+    **dict.fromkeys(["cohere2_vision", "lfm2_vl", "llama4", "perception_lm"], _TORCHVISION_IMAGE),
+    "mistral3": "PixtralProcessor requires torchvision (not installed)",
+    **dict.fromkeys(
+        ["blip-2", "instructblip", "chameleon", "fuyu", "git", "pix2struct", "florence2"], _NO_CHAT_TEMPLATE
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The public factory.
+
+
+def make_vlm_tokenizer(family: str):
+    """The tiny tokenizer with ``family``'s special tokens and chat template."""
+    spec = VLM_FAMILIES[family]
+    tok = make_tokenizer(
+        spec.style,
+        extra_special_tokens=spec.extra_special_tokens,
+        named_special_tokens=spec.named_special_tokens,
+    )
+    tok.chat_template = chat_template(spec.placeholder, spec.style)
+    return tok
+
+
+def make_tiny_vlm(family: str, seed: int = 0):
+    """(model, processor) of ``family``: a random float32 model in eval mode and its processor."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    spec = VLM_FAMILIES[family]
+    tok = make_vlm_tokenizer(family)
+    config, processor = spec.build(tok)
+    processor.chat_template = tok.chat_template
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    # Some processors add tokens of their own (PaliGemma's <loc>/<seg>): the vocabulary must still cover them.
+    if model.get_input_embeddings().num_embeddings < len(processor.tokenizer):
+        raise ValueError(f"{family}: the model's vocabulary is smaller than its processor's tokenizer")
+    generation = model.generation_config
+    generation.eos_token_id = tok.eos_token_id
+    generation.pad_token_id = tok.pad_token_id
+    generation.bos_token_id = tok.bos_token_id
+    return model.eval(), processor
+
+
+def save_tiny_vlm(path: str | Path, family: str, seed: int = 0) -> Path:
+    """Write a tiny ``family`` model (float32 safetensors) and its processor into ``path``.
+
+    The processor saves the tokenizer and writes the chat template to chat_template.jinja, which both
+    ``AutoProcessor`` and ``AutoTokenizer`` read back.
+    """
+    path = Path(path)
+    model, processor = make_tiny_vlm(family, seed)
+    model.save_pretrained(path, safe_serialization=True)
+    processor.save_pretrained(path)
+    return path
+
+
+def tiny_image(color: tuple[int, int, int] = (255, 0, 0), size: int = 32):
+    """A solid ``color`` RGB image of ``size`` x ``size`` pixels."""
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), color)
+
+
+def square_image(color: tuple[int, int, int] = (255, 0, 0), size: int = 32, bg: tuple[int, int, int] = (255, 255, 255)):
+    """A ``bg`` RGB image of ``size`` px with a ``color`` square covering its middle half."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), bg)
+    ImageDraw.Draw(image).rectangle([size // 4, size // 4, size - size // 4 - 1, size - size // 4 - 1], fill=color)
+    return image

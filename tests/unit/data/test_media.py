@@ -1,0 +1,355 @@
+"""Rows with images: the canonical form, where relative paths resolve, the checks, opening images, lint."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import http.server
+import io
+import json
+import os
+import pickle
+import socket
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hosts import empty_registries
+from PIL import Image
+
+from swiftkit.cli.main import main
+from swiftkit.data import DatasetError, load_rows
+from swiftkit.data.alignment import to_kto_rows, to_preference_row
+from swiftkit.data.convert import RowError, to_messages_row
+from swiftkit.data.loader import BadRowsError
+from swiftkit.data.media import IMAGE_TAG, check_images, count_image_tags, load_image, parts_to_tags
+from swiftkit.data.readers import read_file, source_folder
+
+EMPTY = empty_registries()
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+def png(path, color=RED, size=(4, 3)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path, "PNG")
+    return path
+
+
+def png_bytes(color=RED, size=(4, 3), fmt="PNG") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, fmt)
+    return out.getvalue()
+
+
+def jsonl(path, rows) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def chat(user=f"{IMAGE_TAG}What colour is this?", reply="Red."):
+    return [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+
+
+def bad_rows(specs) -> list[RowError]:
+    with pytest.raises(BadRowsError) as info:
+        load_rows(specs, registries=EMPTY)
+    return info.value.problems
+
+
+# --- the canonical row ---------------------------------------------------------------------------
+
+def test_relative_paths_resolve_against_the_dataset_files_folder(tmp_path, monkeypatch):
+    cat = png(tmp_path / "ds" / "img" / "cat.png")
+    dog = png(tmp_path / "elsewhere" / "dog.png", BLUE)
+    path = jsonl(tmp_path / "ds" / "data.jsonl", [
+        {"messages": chat(), "images": ["img/cat.png"]},
+        {"messages": chat(f"{IMAGE_TAG}{IMAGE_TAG}Both?"), "images": ["img/cat.png", str(dog)]},  # absolute: kept
+        {"messages": chat(), "images": "img/cat.png"},  # one image as a string
+    ])
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the dataset's folder
+    rows = load_rows([os.path.relpath(path)], registries=EMPTY)
+    folder = str(tmp_path / "ds")
+    assert [row["images"] for row in rows] == [[os.path.join(folder, "img/cat.png")],
+                                               [os.path.join(folder, "img/cat.png"), str(dog)],
+                                               [os.path.join(folder, "img/cat.png")]]
+    assert rows[0]["messages"] == chat()  # the tags stay in the text
+    assert list(rows[0]) == ["messages", "images", "_origin"]
+    assert load_image(rows[0]["images"][0]).getpixel((0, 0)) == RED and os.path.isfile(cat)
+
+
+def test_each_file_of_a_folder_resolves_against_its_own_folder(tmp_path):
+    png(tmp_path / "data" / "part1" / "a.png")
+    png(tmp_path / "data" / "part2" / "a.png", BLUE)
+    jsonl(tmp_path / "data" / "part1" / "train.jsonl", [{"messages": chat(), "images": ["a.png"]}])
+    jsonl(tmp_path / "data" / "part2" / "train.jsonl", [{"messages": chat(reply="Blue."), "images": ["a.png"]}])
+    rows = load_rows([str(tmp_path / "data")], registries=EMPTY)
+    assert [row["images"] for row in rows] == [[str(tmp_path / "data" / "part1" / "a.png")],
+                                               [str(tmp_path / "data" / "part2" / "a.png")]]
+
+
+def test_every_row_format_keeps_its_images_column(tmp_path):
+    png(tmp_path / "a.png")
+    path = jsonl(tmp_path / "formats.jsonl", [
+        {"conversations": [{"from": "human", "value": f"{IMAGE_TAG}Colour?"}, {"from": "gpt", "value": "Red."}],
+         "images": ["a.png"]},
+        {"query": f"{IMAGE_TAG}Colour?", "response": "Red.", "images": ["a.png"]},
+        {"instruction": f"{IMAGE_TAG}Name the colour.", "output": "Red.", "images": ["a.png"]},
+        {"prompt": f"{IMAGE_TAG}Colour?", "completion": "Red.", "images": [{"path": "a.png"}]},
+    ])
+    rows = load_rows([path], registries=EMPTY)
+    assert [row["images"] for row in rows] == [[str(tmp_path / "a.png")]] * 4
+    assert [count_image_tags(row["messages"]) for row in rows] == [1, 1, 1, 1]
+
+
+def test_csv_and_parquet_rows_with_images(tmp_path):
+    png(tmp_path / "a.png")
+    csv = tmp_path / "rows.csv"
+    csv.write_text('query,response,images\n<image>Colour?,Red.,a.png\n<image><image>Colours?,Red.,"[""a.png"", ""a.png""]"\n')
+    assert [row["images"] for row in load_rows([str(csv)], registries=EMPTY)] == [
+        [str(tmp_path / "a.png")], [str(tmp_path / "a.png")] * 2]
+    table = pa.table({"query": [f"{IMAGE_TAG}Colour?"], "response": ["Red."],
+                      "images": [[{"bytes": png_bytes(), "path": None}]]})  # what a hub image column holds
+    pq.write_table(table, tmp_path / "rows.parquet")
+    (row,) = load_rows([str(tmp_path / "rows.parquet")], registries=EMPTY)
+    assert row["images"][0].startswith("data:image/png;base64,")
+    assert load_image(row["images"][0]).size == (4, 3)
+
+
+def test_data_urls_and_raw_base64_become_data_urls(tmp_path):
+    raw = base64.b64encode(png_bytes(BLUE)).decode()
+    jpeg = base64.b64encode(png_bytes(RED, fmt="JPEG")).decode()
+    path = jsonl(tmp_path / "inline.jsonl", [{"messages": chat(IMAGE_TAG * 4 + "Colours?"), "images": [
+        f"data:image/png;base64,{raw}", raw, {"bytes": jpeg}, {"url": "https://example.com/cat.png"}]}])
+    (row,) = load_rows([path], registries=EMPTY)
+    assert row["images"] == [f"data:image/png;base64,{raw}", f"data:image/png;base64,{raw}",
+                             f"data:image/jpeg;base64,{jpeg}", "https://example.com/cat.png"]
+    image = load_image(row["images"][1])
+    assert image.mode == "RGB" and image.size == (4, 3) and image.getpixel((1, 1)) == BLUE
+    assert load_image(raw).getpixel((0, 0)) == BLUE  # raw base64 opens too
+
+
+def test_content_parts_become_tags_in_order(tmp_path):
+    png(tmp_path / "a.png")
+    b64 = "data:image/png;base64," + base64.b64encode(png_bytes(BLUE)).decode()
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": [{"type": "text", "text": "First "},
+                                     {"type": "image_url", "image_url": {"url": "a.png", "detail": "low"}},
+                                     {"type": "text", "text": " then "},
+                                     {"type": "image", "image": b64}]},
+        {"role": "assistant", "content": "Red, then blue."},
+        {"role": "user", "content": [{"type": "image_url", "image_url": "https://example.com/c.png"},
+                                     {"type": "text", "text": "And this?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Green."}]},
+    ]
+    path = jsonl(tmp_path / "parts.jsonl", [{"messages": messages},
+                                           {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+                                                         {"role": "assistant", "content": "Hello"}]}])
+    row, text_only = load_rows([path], registries=EMPTY)
+    assert [m["content"] for m in row["messages"]] == [
+        "Be brief.", f"First {IMAGE_TAG} then {IMAGE_TAG}", "Red, then blue.", f"{IMAGE_TAG}And this?", "Green."]
+    assert row["images"] == [str(tmp_path / "a.png"), b64, "https://example.com/c.png"]
+    assert text_only == {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+                         "_origin": f"{path}:2"}  # no images key
+
+
+def test_parts_to_tags_for_requests():
+    messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.org/a.png"}},
+                                             {"type": "text", "text": "What is it?"}]},
+                {"role": "assistant", "content": "A cat."}]
+    flat, images = parts_to_tags(messages, "request")
+    assert flat == [{"role": "user", "content": f"{IMAGE_TAG}What is it?"}, messages[1]]
+    assert images == ["https://x.org/a.png"] and isinstance(messages[0]["content"], list)  # input untouched
+    with pytest.raises(DatasetError, match=r"^request: messages\[0\]\.content\[0\]: unknown content part type"):
+        parts_to_tags([{"role": "user", "content": [{"type": "file", "file": "x"}]}], "request")
+
+
+def test_text_rows_are_unchanged(tmp_path):
+    rows = [{"messages": chat("Write <image> in XML.", "<image/>")}, {"query": "q", "response": "r", "images": []}]
+    path = jsonl(tmp_path / "text.jsonl", rows)
+    assert load_rows([path], registries=EMPTY) == [
+        {"messages": rows[0]["messages"], "_origin": f"{path}:1"},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}], "_origin": f"{path}:2"}]
+
+
+def test_preference_and_kto_rows_carry_the_prompts_images(tmp_path):
+    png(tmp_path / "a.png")
+    prompt = {"role": "user", "content": [{"type": "image", "image": "a.png"}, {"type": "text", "text": "Colour?"}]}
+    (row,) = read_file(jsonl(tmp_path / "pairs.jsonl", [{
+        "chosen": [prompt, {"role": "assistant", "content": "Red."}],
+        "rejected": [prompt, {"role": "assistant", "content": "Blue."}]}]))
+    out = to_preference_row(row)
+    assert out["images"] == [str(tmp_path / "a.png")] and out["rejected_response"] == "Blue."
+    assert [row["images"] for row in to_kto_rows(row)] == [[str(tmp_path / "a.png")]] * 2
+
+
+def test_origins_keep_their_folder_through_copies_and_pickles(tmp_path):
+    (row,) = read_file(jsonl(tmp_path / "d.jsonl", [{"query": "q", "response": "r"}]))
+    assert source_folder(row) == str(tmp_path) and row["_origin"] == f"{tmp_path / 'd.jsonl'}:1"
+    for other in (copy.deepcopy(row), pickle.loads(pickle.dumps(row))):
+        assert source_folder(other) == str(tmp_path) and other == row
+    assert json.dumps(row["_origin"]) == json.dumps(f"{tmp_path / 'd.jsonl'}:1")
+    assert source_folder({"_origin": "hub:row 1"}) is None
+
+
+# --- what conversion refuses ---------------------------------------------------------------------
+
+def test_tag_count_mismatch_names_the_row(tmp_path):
+    png(tmp_path / "a.png")
+    path = jsonl(tmp_path / "count.jsonl", [
+        {"messages": chat(), "images": ["a.png"]},
+        {"messages": chat(IMAGE_TAG * 3 + "Three?"), "images": ["a.png", "a.png"]},
+        {"messages": chat("No tag here"), "images": ["a.png"]},
+    ])
+    problems = bad_rows([path])
+    assert [(p.origin, p.problem, p.kind) for p in problems] == [
+        (f"{path}:2", "3 <image> tags in the messages but 2 images", "image_count"),
+        (f"{path}:3", "0 <image> tags in the messages but 1 image: put an <image> tag in a user turn where each "
+         "image goes", "image_count"),
+    ]
+
+
+def test_images_in_assistant_replies_are_refused(tmp_path):
+    path = jsonl(tmp_path / "reply.jsonl", [
+        {"messages": chat(reply=f"Here: {IMAGE_TAG}"), "images": ["a.png"]},
+        {"messages": chat(), "rejected_response": f"{IMAGE_TAG}", "images": ["a.png"]},
+    ])
+    problems = bad_rows([path])
+    assert [(p.origin, p.problem, p.kind) for p in problems] == [
+        (f"{path}:1", "messages[1]: images in assistant replies are not supported: put them in user turns",
+         "image_in_reply"),
+        (f"{path}:2", "'rejected_response': images in assistant replies are not supported: put them in user turns",
+         "image_in_reply"),
+    ]
+
+
+def test_videos_and_audios_are_refused(tmp_path):
+    path = jsonl(tmp_path / "media.jsonl", [
+        {"messages": chat("<video>What happens?"), "videos": ["clip.mp4"]},
+        {"messages": chat("<audio>Who speaks?"), "audios": "talk.wav"},
+        {"messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "clip.mp4"}}]},
+                      {"role": "assistant", "content": "A cat."}]},
+    ])
+    problems = bad_rows([path])
+    video = "videos are not supported yet: swiftkit trains on images and text"
+    assert [str(p) for p in problems] == [f"{path}:1: {video}",
+                                          f"{path}:2: audios are not supported yet: swiftkit trains on images and text",
+                                          f"{path}:3: {video}"]
+    assert {p.kind for p in problems} == {"unsupported_media"}
+
+
+@pytest.mark.parametrize("images, problem, kind", [
+    ([7], "images[0] must be a path, URL or base64 string, or an object with 'path', 'bytes' or 'url'; got int",
+     "wrong_type"),
+    (["ok.png", None], "images[1] must be a path, URL or base64 string, or an object with 'path', 'bytes' or 'url'; "
+     "got NoneType", "wrong_type"),
+    ([{"name": "x.png"}], "images[0]: an image object needs 'path', 'bytes' or 'url' (found keys ['name'])",
+     "image_ref"),
+    (["ftp://host/x.png"], "images[0]: unsupported URL scheme 'ftp' ('ftp://host/x.png'); give a local path, an "
+     "http(s) URL, a data URL or base64", "image_ref"),
+    (["data:text/plain;base64,aGk="], "images[0]: a data URL must be data:image/<format>;base64,<data>, got "
+     "'data:text/plain;base64,aGk=...'", "image_ref"),
+])
+def test_refs_of_no_usable_form(tmp_path, images, problem, kind):
+    path = jsonl(tmp_path / "refs.jsonl", [{"messages": chat(IMAGE_TAG * len(images) + "?"), "images": images}])
+    (error,) = bad_rows([path])
+    assert (error.origin, error.problem, error.kind) == (f"{path}:1", problem, kind)
+
+
+def test_images_both_as_column_and_parts_are_refused():
+    row = {"messages": [{"role": "user", "content": [{"type": "image", "image": "/x/a.png"}]},
+                        {"role": "assistant", "content": "ok"}], "images": ["/x/b.png"], "_origin": "d.jsonl:4"}
+    with pytest.raises(RowError, match=r"^d.jsonl:4: the row gives images both in 'images' and as content parts"):
+        to_messages_row(row)
+
+
+# --- opening images ------------------------------------------------------------------------------
+
+def test_load_image_errors_name_the_place_and_the_image(tmp_path):
+    missing = tmp_path / "missing.png"
+    with pytest.raises(DatasetError) as info:
+        load_image(str(missing), "data.jsonl:3")
+    assert str(info.value) == f"data.jsonl:3: image '{missing}': no such file"
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(DatasetError, match=rf"^data.jsonl:4: image '{text}': cannot be read as an image: "):
+        load_image(str(text), "data.jsonl:4")
+    truncated = tmp_path / "half.png"
+    truncated.write_bytes(png_bytes(size=(64, 64))[:60])
+    with pytest.raises(DatasetError, match="cannot be read as an image: "):
+        load_image(str(truncated))
+    with pytest.raises(DatasetError, match=r"^x:1: image 'data:image/png;base64,\$\$\$\$\$\$\$\$\$\$\$\$\$\$\$\$\$\$"
+                                           r"\.\.\.': invalid base64"):
+        load_image("data:image/png;base64," + "$" * 100, "x:1")
+    with pytest.raises(DatasetError, match=rf"^image '{tmp_path}': is a folder, not an image file$"):
+        load_image(str(tmp_path))
+
+
+@pytest.fixture
+def image_server(tmp_path, monkeypatch):
+    for name in ("no_proxy", "NO_PROXY"):  # a proxy in the environment must not take the local requests
+        monkeypatch.setenv(name, "127.0.0.1")
+    png(tmp_path / "www" / "cat.png", BLUE)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "www"))  # noqa: E731
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_load_image_over_http(image_server):
+    assert load_image(f"{image_server}/cat.png").getpixel((0, 0)) == BLUE
+    with pytest.raises(DatasetError, match=rf"^r:1: image '{image_server}/dog.png': cannot download it: HTTP 404"):
+        load_image(f"{image_server}/dog.png", "r:1")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DatasetError, match=rf"^image 'http://127.0.0.1:{port}/a.png': cannot download it: "):
+        load_image(f"http://127.0.0.1:{port}/a.png")
+
+
+def test_load_image_file_urls_and_modes(tmp_path):
+    path = tmp_path / "rgba.png"
+    Image.new("RGBA", (2, 2), (0, 255, 0, 128)).save(path)
+    image = load_image(path.as_uri())
+    assert image.mode == "RGB" and image.size == (2, 2)
+
+
+def test_check_images_lists_each_unusable_image(tmp_path):
+    good = png(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    row = {"messages": chat(IMAGE_TAG * 3), "images": [str(good), str(tmp_path / "gone.png"), str(tmp_path / "bad.png")]}
+    problems = check_images(row)
+    assert problems[0] == f"image 2 '{tmp_path / 'gone.png'}': no such file"
+    assert problems[1].startswith(f"image 3 '{tmp_path / 'bad.png'}': cannot be read as an image: ")
+    assert len(problems) == 2 and check_images({"messages": chat("hi")}) == []
+
+
+# --- lint ----------------------------------------------------------------------------------------
+
+def test_lint_opens_every_image_and_names_the_row(tmp_path, capsys):
+    png(tmp_path / "img" / "a.png")
+    (tmp_path / "img" / "broken.png").write_text("text")
+    path = jsonl(tmp_path / "data.jsonl", [
+        {"messages": chat(), "images": ["img/a.png"]},
+        {"messages": chat(reply="Blue."), "images": ["img/missing.png"]},
+        {"messages": chat(IMAGE_TAG * 2 + "Both?"), "images": ["img/a.png"]},
+        {"messages": chat(reply="Green."), "images": ["img/broken.png"]},
+    ])
+    assert main(["data", "lint", "--dataset", path]) == 1
+    out = capsys.readouterr().out.splitlines()
+    problems = [line for line in out if line.startswith(f"{path}:")]
+    assert problems[:2] == [
+        f"{path}:2: error: image 1 '{tmp_path / 'img' / 'missing.png'}': no such file [bad_image]",
+        f"{path}:3: error: 2 <image> tags in the messages but 1 image [image_count]",
+    ]
+    assert problems[2].startswith(f"{path}:4: error: image 1 '{tmp_path / 'img' / 'broken.png'}': cannot be read "
+                                  "as an image: ") and problems[2].endswith("[bad_image]")
+    assert len(problems) == 3
+    assert "  error   bad_image           2" in out and "  error   image_count         1" in out
+    assert out[-1].startswith("3 errors, 0 warnings in 4 rows (3 usable)")
