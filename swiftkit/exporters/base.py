@@ -111,13 +111,21 @@ class ExportSource:
     info: dict = field(default_factory=dict)
     _scratch: Path | None = field(default=None, repr=False)
 
+    def save_tokenizer(self, output_dir) -> None:
+        """The tokenizer (and chat template) into ``output_dir``; a vision-language model's processor too (its
+        image settings), so the folder loads with ``AutoProcessor``."""
+        processor = getattr(self.template, "processor", None)
+        if processor is not None:
+            processor.save_pretrained(output_dir)
+        self.tokenizer.save_pretrained(output_dir)  # the run's own tokenizer files win
+
     def merged_dir(self) -> Path:
         """The merged model saved as a plain transformers folder (weights, config, generation config,
         tokenizer), written once into a scratch folder; for methods that quantize while loading from disk."""
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="swiftkit-merged-"))
             self.model.save_pretrained(self._scratch, safe_serialization=True)
-            self.tokenizer.save_pretrained(self._scratch)
+            self.save_tokenizer(self._scratch)
         return self._scratch
 
     def generation_config(self):

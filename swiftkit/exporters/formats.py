@@ -18,7 +18,7 @@ def write_merged(source: ExportSource, output_dir: Path) -> None:
     """Save the merged model and its tokenizer into ``output_dir``."""
     require_full_precision(source, "--export_format merged writes")
     source.model.save_pretrained(output_dir, safe_serialization=True)
-    source.tokenizer.save_pretrained(output_dir)
+    source.save_tokenizer(output_dir)
 
 
 def merged_method() -> ExportMethod:

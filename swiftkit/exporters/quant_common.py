@@ -116,4 +116,4 @@ def save_quantized(model, source, output_dir: Path) -> None:
     if generation is not None:
         model.generation_config = generation
     model.save_pretrained(output_dir, safe_serialization=True)
-    source.tokenizer.save_pretrained(output_dir)
+    source.save_tokenizer(output_dir)

@@ -161,7 +161,7 @@ def write_quantized(method: str, source: ExportSource, output_dir: Path) -> None
     generation = source.generation_config()
     if generation is not None:
         generation.save_pretrained(output_dir)
-    source.tokenizer.save_pretrained(output_dir)
+    source.save_tokenizer(output_dir)
 
 
 def calibration_inputs(method: str, calibration: list[dict] | None) -> list[dict]:

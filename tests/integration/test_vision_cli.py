@@ -228,3 +228,24 @@ def test_dpo_with_image_prompts_widens_the_margin(colours, tmp_path):
     assert len(pair["prompt_ids"]) > len(encoder.template.encode_prompt(row["messages"][:1]))  # images' tokens in
     features = encoder.pair_features([pair, pair, pair])
     assert features["pixel_values"].shape[0] == 6
+
+
+def test_a_merged_lora_export_loads_with_its_processor(colours, tmp_path):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    run = api.sft(model=str(colours["model"]), dataset=[str(colours["train"])], output_dir=str(tmp_path / "run"),
+                  max_steps=1, save_steps=1)
+    merged = tmp_path / "merged"
+    api.export(adapters=[run["last_checkpoint"]], merge_lora=True, output_dir=str(merged))
+    processor = AutoProcessor.from_pretrained(merged)
+    model = AutoModelForImageTextToText.from_pretrained(merged).eval()
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text",
+                                                                                          "text": QUESTION}]}],
+                                         add_generation_prompt=True)
+    inputs = processor(text=[text], images=[[square("red", random.Random(0))]], return_tensors="pt",
+                       add_special_tokens=False)
+    assert "pixel_values" in inputs
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 2
