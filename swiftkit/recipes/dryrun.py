@@ -267,12 +267,13 @@ def _model_part(cfg, resolved, template, counted: dict) -> dict:
 
 
 def sft_plan(host, cfg, *, command: str, resolved, template, rows, train_data, val_data, too_long: int,
-             run_plan) -> dict:
-    """The dry-run plan of an ``sft``/``pt`` run (see the module docstring)."""
+             run_plan, vision: bool = False) -> dict:
+    """The dry-run plan of an ``sft``/``pt`` run (see the module docstring). ``vision``: rows with images (padded
+    batches; the token counts include the images' tokens)."""
     targets = run_plan.target_modules or list(cfg.tuner.target_modules)
     counted = count_with_tuner(host, cfg, resolved, targets)
     tr = cfg.training
-    packing, padding_free = tr.packing, tr.padding_free and not tr.packing
+    packing, padding_free = (False, False) if vision else (tr.packing, tr.padding_free and not tr.packing)
     data, encoded = dryrun_data.sft_data(cfg, rows, train_data, val_data, template, too_long)
     schedule, batch = dryrun_data.sft_schedule_and_batch(cfg, encoded, template, packing=packing,
                                                          padding_free=padding_free)
@@ -281,6 +282,9 @@ def sft_plan(host, cfg, *, command: str, resolved, template, rows, train_data, v
     if packing or padding_free:
         notes.append(f"{'--packing' if packing else '--padding_free'} assumed exact for this model: a probe checks "
                      "it when the weights load, and the run falls back to padded batches if not")
+    if vision:
+        notes.append("rows with images: token counts include the images' tokens; the memory trace runs the text "
+                     "tokens alone (the vision tower's activations are not in it)")
     data.update(packing=packing, padding_free=padding_free)
     return _finish(command, cfg, _model_part(cfg, resolved, template, counted), counted, data, schedule, memory,
                    notes)

@@ -57,7 +57,8 @@ class SftRecipe:
         if cfg.training.dry_run:  # the plan without weights or a run folder; run() returns it
             self.dry_run = dryrun.sft_plan(
                 host, cfg, command=cfg.command, resolved=self.resolved, template=self.template, rows=self.rows,
-                train_data=self.train_data, val_data=self.val_data, too_long=too_long, run_plan=self.plan)
+                train_data=self.train_data, val_data=self.val_data, too_long=too_long, run_plan=self.plan,
+                vision=self.vision is not None)
             return
         self.model = self._load_model()
         self.train_data, self.plan.packing, self.plan.padding_free = self._pack()

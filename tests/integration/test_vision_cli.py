@@ -79,7 +79,9 @@ def trained(colours):
     ckpt = run["last_checkpoint"]
     after = folder / "after.jsonl"
     api.infer(model=ckpt, val_dataset=[str(colours["test"])], max_new_tokens=4, result_path=str(after))
-    return {"ckpt": ckpt, "before": accuracy(before), "after": accuracy(after), "results": after}
+    scores = {"before": accuracy(before), "after": accuracy(after)}
+    print(f"colour task, held-out accuracy: {scores['before']:.2f} before, {scores['after']:.2f} after 150 steps")
+    return {"ckpt": ckpt, **scores, "results": after}
 
 
 def test_the_colour_of_the_square_is_learned_in_150_steps(trained):
