@@ -209,10 +209,11 @@ class PromptCodec:
     a prompt whose messages carry ``images`` as a :class:`MediaPrompt`; any other template refuses such a prompt.
     """
 
-    def __init__(self, template):
+    def __init__(self, template, *, images: bool = True):
         self.template = template
         self.stop_token_ids: list[int] = list(template.stop_token_ids)
         self.lock = threading.Lock()
+        self.images = images  # False: the engine generates from token ids alone (vLLM here)
 
     def prompt_ids(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         messages, images = message_images(messages)
@@ -222,6 +223,9 @@ class PromptCodec:
             return list(self.template.encode_prompt(messages, tools=tools))
 
     def _media_prompt(self, messages: list[dict], images: list[str], tools) -> MediaPrompt:
+        if not self.images:
+            raise ValueError(f"the prompt has {len(images)} image(s): --infer_backend vllm takes text prompts only; "
+                             "serve a vision-language model with --infer_backend transformers")
         if not hasattr(self.template, "prompt_inputs"):
             raise ValueError(f"the prompt has {len(images)} image(s), but this model takes text only (it has no "
                              "vision tower): send text, or serve a vision-language model")

@@ -95,7 +95,7 @@ class VllmEngine(CodecEngine):
             kwargs.update(max_lora_rank=max_lora_rank, max_loras=max(1, max_loras or len(adapters)))
         self.llm = LLM(**kwargs)
         self.template = template
-        self.codec = PromptCodec(template)
+        self.codec = PromptCodec(template, images=False)
         self.lora_enabled = lora
         self.max_model_len: int | None = max_model_len or _engine_max_len(self.llm)
         self.served = ServedModels()  # model name -> adapter name (None: base model)
