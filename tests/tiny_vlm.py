@@ -12,11 +12,15 @@ The tokenizer is ``tiny.make_tokenizer``'s byte-level BPE plus the family's imag
 the tokenizer and in the processor) that takes ``content`` either as a string, written verbatim, or as a list of
 ``{"type": "text", "text": ...}`` / ``{"type": "image"}`` parts, an image part becoming the family's
 ``VlmFamily.placeholder``, which the processor expands. ``SKIPPED_FAMILIES`` says why the other common families
-are not built here. ``tiny_image`` / ``square_image`` make small test images.
+are not built here. Families whose processors transformers builds only with torchvision (Qwen2/2.5/3-VL, SmolVLM,
+InternVL, LLaVA-OneVision, ...) are in ``VLM_FAMILIES`` only where torchvision is installed, and in
+``SKIPPED_FAMILIES`` otherwise. ``tiny_image`` / ``square_image`` make small test images.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -625,6 +629,535 @@ def _build_granite_docling(tok):
     return config, processor
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Families whose processors transformers builds only with torchvision (a video processor, or an image processor with
+# a torchvision backend only). ``VLM_FAMILIES`` holds them only where torchvision is installed.
+
+
+def _torchvision(mapping: dict, model_type: str, **kwargs):
+    """The class ``mapping`` (an auto mapping's names) gives ``model_type``, PIL backend first, built with ``kwargs``."""
+    import transformers
+
+    names = mapping[model_type]
+    return getattr(transformers, names.get("pil") or names["torchvision"])(**kwargs)
+
+
+def _image(model_type: str, **kwargs):
+    """The image processor of ``model_type`` (PIL backend where it has one, else torchvision)."""
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    return _torchvision(IMAGE_PROCESSOR_MAPPING_NAMES, model_type, **kwargs)
+
+
+def _video(model_type: str, **kwargs):
+    """The video processor of ``model_type`` (torchvision only)."""
+    from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING_NAMES
+
+    return _torchvision(VIDEO_PROCESSOR_MAPPING_NAMES, model_type, **kwargs)
+
+
+_QWEN_TOKENS = {
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "vision_start_token": "<|vision_start|>",
+    "vision_end_token": "<|vision_end|>",
+}
+
+
+def _qwen_ids(tok) -> dict:
+    return dict(
+        image_token_id=tok.image_token_id,
+        video_token_id=tok.video_token_id,
+        vision_start_token_id=tok.vision_start_token_id,
+        vision_end_token_id=tok.vision_end_token_id,
+    )
+
+
+def _qwen_processors(tok, model_type: str, class_name: str, patch_size: int):
+    # Every image and video frame is resized to 2 x 2 merged patches -> 4 <|image_pad|> tokens per image.
+    side = 2 * patch_size * 2
+    common = dict(size=_qwen_grid_pixels(side), patch_size=patch_size, merge_size=2, temporal_patch_size=2)
+    image_processor = _image(model_type, **common)
+    video_processor = _video(model_type, **common)
+    return _processor(class_name, image_processor=image_processor, tokenizer=tok, video_processor=video_processor)
+
+
+def _mrope(**extra) -> dict:
+    # head_dim 16 -> 8 rotary frequencies, split over (time, height, width).
+    return {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], **extra}
+
+
+def _build_qwen2_vl(tok):
+    # 56 px / patch 14 = 4x4 patches (2 frames of a still image), merged 2x2 -> 4 <|image_pad|> tokens.
+    processor = _qwen_processors(tok, "qwen2_vl", "Qwen2VLProcessor", 14)
+    config = _config(
+        "qwen2_vl",
+        text_config=_text(tok, rope_parameters=_mrope()),
+        vision_config=dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=TEXT_HIDDEN,
+            mlp_ratio=2,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+        ),
+        **_qwen_ids(tok),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_qwen2_5_vl(tok):
+    # As Qwen2-VL (4 <|image_pad|> tokens), with a windowed tower whose 2nd layer attends fully.
+    processor = _qwen_processors(tok, "qwen2_5_vl", "Qwen2_5_VLProcessor", 14)
+    config = _config(
+        "qwen2_5_vl",
+        text_config=_text(tok, rope_parameters=_mrope()),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=TEXT_HIDDEN,
+            patch_size=14,
+            spatial_merge_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
+        ),
+        **_qwen_ids(tok),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _qwen3_vision() -> dict:
+    # 64 px / patch 16 = 4x4 patches, merged 2x2 -> 4 <|image_pad|> tokens; a 4x4 table of position embeddings and
+    # the deepstack features of the 1st layer.
+    return dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=TEXT_HIDDEN,
+        patch_size=16,
+        spatial_merge_size=2,
+        num_position_embeddings=16,
+        deepstack_visual_indexes=[0],
+    )
+
+
+def _build_qwen3_vl(tok):
+    processor = _qwen_processors(tok, "qwen3_vl", "Qwen3VLProcessor", 16)
+    config = _config(
+        "qwen3_vl",
+        text_config=_text(tok, rope_parameters=_mrope(mrope_interleaved=True)),
+        vision_config=_qwen3_vision(),
+        **_qwen_ids(tok),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_qwen3_vl_moe(tok):
+    # Qwen3-VL with 2 routed experts (1 per token) in both decoder layers.
+    processor = _qwen_processors(tok, "qwen3_vl", "Qwen3VLProcessor", 16)
+    config = _config(
+        "qwen3_vl_moe",
+        text_config=_text(
+            tok,
+            rope_parameters=_mrope(mrope_interleaved=True),
+            num_experts=2,
+            num_experts_per_tok=1,
+            moe_intermediate_size=64,
+            tie_word_embeddings=False,
+        ),
+        vision_config=_qwen3_vision(),
+        **_qwen_ids(tok),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_smolvlm(tok):
+    # As Idefics3: 32 px / patch 8 = 16 patches, pixel shuffle by 2 -> 4 <image> tokens, no splitting into tiles;
+    # video frames the same size.
+    sizes = dict(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
+    image_processor = _image("smolvlm", **sizes, do_image_splitting=False)
+    video_processor = _video("smolvlm", **sizes)
+    processor = _processor(
+        "SmolVLMProcessor",
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=video_processor,
+        image_seq_len=4,
+    )
+    config = _config(
+        "smolvlm",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(32, 8), model_type="smolvlm_vision"),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    return config, processor
+
+
+def _build_internvl(tok):
+    # InternViT 56 px / patch 14 = 4x4 patches, pixel-shuffled by 0.5 -> 4 <IMG_CONTEXT> inside <img></img>; one
+    # tile (the processor asks for crops, which max_patches=1 makes a single one).
+    sizes = dict(size={"height": 56, "width": 56})
+    image_processor = _image("internvl", **sizes, crop_to_patches=False, max_patches=1)
+    video_processor = _video("internvl", **sizes)
+    processor = _processor(
+        "InternVLProcessor",
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=video_processor,
+        image_seq_length=4,
+    )
+    config = _config(
+        "internvl",
+        text_config=dict(_text(tok), model_type="qwen2"),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=[56, 56],
+            patch_size=[14, 14],
+        ),
+        image_token_id=tok.context_image_token_id,
+        image_seq_length=4,
+        downsample_ratio=0.5,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_llava_onevision(tok):
+    # SigLIP 28 px / patch 14 -> 2x2 features: the base image plus one 28 px grid tile, a newline after each row of
+    # the tile and one after the image -> 4 + 4 + 2 + 1 image tokens at most.
+    pinpoints = [[28, 28]]
+    sizes = dict(size={"height": 28, "width": 28})
+    image_processor = _image("llava_onevision", **sizes, image_grid_pinpoints=pinpoints)
+    video_processor = _video("llava_onevision", **sizes)
+    processor = _processor(
+        "LlavaOnevisionProcessor",
+        image_processor=image_processor,
+        tokenizer=tok,
+        video_processor=video_processor,
+        num_image_tokens=4,
+        vision_feature_select_strategy="full",
+    )
+    config = _config(
+        "llava_onevision",
+        text_config=dict(_text(tok), model_type="qwen2"),
+        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model"),
+        image_token_index=tok.image_token_id,
+        video_token_index=tok.video_token_id,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_mistral3(tok):
+    # Pixtral 32 px / patch 8 = 4x4 patches, spatially merged 2x2 -> 2 rows of 2 [IMG], [IMG_BREAK] / [IMG_END] after
+    # each row.
+    image_processor = _image("mistral3", size={"longest_edge": 32}, patch_size={"height": 16, "width": 16})
+    processor = _processor(
+        "PixtralProcessor", image_processor=image_processor, tokenizer=tok, patch_size=8, spatial_merge_size=2
+    )
+    config = _config(
+        "mistral3",
+        text_config=dict(_text(tok), model_type="mistral"),
+        vision_config=dict(
+            model_type="pixtral",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            head_dim=16,
+            image_size=32,
+            patch_size=8,
+        ),
+        spatial_merge_size=2,
+        image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+_GLM4V_TOKENS = ("<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>")
+
+
+def _build_glm4v(tok):
+    # 56 px / patch 14 = 4x4 patches (2 frames of a still image), merged 2x2 -> 4 <|image|> tokens.
+    common = dict(size=_qwen_grid_pixels(56), patch_size=14, merge_size=2, temporal_patch_size=2)
+    image_processor = _image("glm4v", **common)
+    video_processor = _video("glm4v", **common, max_image_size={"longest_edge": 56 * 56 * 2})
+    processor = _processor(
+        "Glm4vProcessor", image_processor=image_processor, tokenizer=tok, video_processor=video_processor
+    )
+    config = _config(
+        "glm4v",
+        text_config=_text(tok, rope_parameters=_mrope()),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            image_size=56,
+            patch_size=14,
+            spatial_merge_size=2,
+            out_hidden_size=TEXT_HIDDEN,
+        ),
+        image_token_id=tok.image_token_id,
+        video_token_id=tok.video_token_id,
+        image_start_token_id=tok.convert_tokens_to_ids("<|begin_of_image|>"),
+        image_end_token_id=tok.convert_tokens_to_ids("<|end_of_image|>"),
+        video_start_token_id=tok.convert_tokens_to_ids("<|begin_of_video|>"),
+        video_end_token_id=tok.convert_tokens_to_ids("<|end_of_video|>"),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+_LLAMA4_TOKENS = ("<|image_start|>", "<|image_end|>", "<|patch|>", "<|tile_x_separator|>", "<|tile_y_separator|>")
+
+
+def _build_llama4(tok):
+    # One 56 px tile / patch 14 = 4x4 patches (+ CLS, dropped), pixel-shuffled by 0.5 -> 4 <|patch|> tokens after
+    # <|image|>, between <|image_start|> and <|image_end|>; a 2-expert MoE text model with chunked attention.
+    # The processor normalises in bfloat16 (pixel values a float32 tower rejects); without the normalisation the
+    # pixels stay float32, in [0, 1] rather than [-1, 1].
+    image_processor = _image("llama4", size={"height": 56, "width": 56}, max_patches=1, do_normalize=False)
+    processor = _processor("Llama4Processor", image_processor=image_processor, tokenizer=tok, patch_size=14)
+    config = _config(
+        "llama4",
+        text_config=_text(
+            tok,
+            intermediate_size=64,
+            intermediate_size_mlp=128,
+            num_local_experts=2,
+            num_experts_per_tok=1,
+            attention_chunk_size=1024,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=128,  # the pixel-shuffled width: 32 / 0.5**2
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+            vision_output_dim=TEXT_HIDDEN,
+            projector_input_dim=TEXT_HIDDEN,
+            projector_output_dim=TEXT_HIDDEN,
+        ),
+        boi_token_index=tok.convert_tokens_to_ids("<|image_start|>"),
+        eoi_token_index=tok.convert_tokens_to_ids("<|image_end|>"),
+        image_token_index=tok.convert_tokens_to_ids("<|patch|>"),
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_lfm2_vl(tok):
+    # SigLIP2 (NaFlex) on a 32 px image / patch 8 = 4x4 patches, pixel-unshuffled by 2 -> 4 <image> tokens between
+    # <|image_start|> and <|image_end|>, no tiles.
+    image_processor = _image(
+        "lfm2_vl",
+        do_image_splitting=False,
+        encoder_patch_size=8,
+        tile_size=32,
+        size={"height": 32, "width": 32},
+        min_image_tokens=4,
+        max_image_tokens=4,
+        downsample_factor=2,
+    )
+    processor = _processor("Lfm2VlProcessor", image_processor=image_processor, tokenizer=tok)
+    config = _config(
+        "lfm2_vl",
+        text_config=dict(
+            _text(tok),
+            model_type="lfm2",
+            layer_types=["conv", "full_attention"],
+            block_auto_adjust_ff_dim=False,
+        ),
+        vision_config=dict(_vision(32, 8), model_type="siglip2_vision_model", num_patches=16),
+        image_token_id=tok.image_token_id,
+        projector_hidden_size=TEXT_HIDDEN,
+        downsample_factor=2,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_cohere2_vision(tok):
+    # One 28 px tile: SigLIP patch 7 = 4x4 patches, pixel-shuffled by 2 -> 2x2 = 4 <|IMG_PATCH|> (the image
+    # processor's patch_size counts tokens per tile side) and a line break, between <|START_OF_IMG|> and
+    # <|END_OF_IMG|>.
+    image_processor = _image("cohere2_vision", size={"height": 28, "width": 28}, crop_to_patches=False, patch_size=2)
+    processor = _processor("Cohere2VisionProcessor", image_processor=image_processor, tokenizer=tok)
+    config = _config(
+        "cohere2_vision",
+        text_config=dict(_text(tok), model_type="cohere2"),
+        vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
+        image_token_id=tok.image_token_id,
+        downsample_factor=2,
+        alignment_intermediate_size=TEXT_HIDDEN,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+_CLIP_28 = dict(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+
+
+def _build_llava_next_video(tok):
+    # LLaVA-NeXT's image path (one 28 px tile plus the base image -> 10 <image> tokens), with 28 px video frames.
+    pinpoints = [[28, 28]]
+    image_processor = _image("llava_next_video", **_CLIP_28, image_grid_pinpoints=pinpoints)
+    video_processor = _video("llava_next_video", **_CLIP_28)
+    processor = _processor(
+        "LlavaNextVideoProcessor",
+        video_processor=video_processor,
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = _config(
+        "llava_next_video",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(), model_type="clip_vision_model"),
+        image_token_index=tok.image_token_id,
+        video_token_index=tok.video_token_id,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        image_seq_length=4,
+        video_seq_length=2,
+    )
+    return config, processor
+
+
+def _build_video_llava(tok):
+    # CLIP 28 px / patch 14: 4 patches + CLS; the "default" strategy drops the CLS -> 4 <image> tokens.
+    image_processor = _image("video_llava", **_CLIP_28)
+    video_processor = _video("video_llava", **_CLIP_28)
+    processor = _processor(
+        "VideoLlavaProcessor",
+        image_processor=image_processor,
+        video_processor=video_processor,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = _config(
+        "video_llava",
+        text_config=dict(_text(tok), model_type="llama"),
+        vision_config=dict(_vision(), model_type="clip_vision_model"),
+        image_token_index=tok.image_token_id,
+        video_token_index=tok.video_token_id,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+        image_seq_length=4,
+        video_seq_length=40,
+    )
+    return config, processor
+
+
+_QWEN_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+_VIDEO_LLAVA = {"image_token": "<image>", "video_token": "<video>"}
+
+
+def _torchvision_families() -> list[VlmFamily]:
+    qwen = dict(named_special_tokens=_QWEN_TOKENS)
+    return [
+        VlmFamily("qwen2_vl", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen2_vl, **qwen),
+        VlmFamily("qwen2_5_vl", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen2_5_vl, **qwen),
+        VlmFamily("qwen3_vl", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen3_vl, **qwen),
+        VlmFamily("qwen3_vl_moe", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen3_vl_moe, **qwen),
+        VlmFamily(
+            "smolvlm", "<image>", "<image>", _build_smolvlm, extra_special_tokens=(*_idefics_tokens(), "<video>")
+        ),
+        VlmFamily(
+            "internvl",
+            "<IMG_CONTEXT>",
+            "<IMG_CONTEXT>",
+            _build_internvl,
+            named_special_tokens={
+                "start_image_token": "<img>",
+                "end_image_token": "</img>",
+                "context_image_token": "<IMG_CONTEXT>",
+                "video_token": "<video>",
+            },
+        ),
+        VlmFamily(
+            "llava_onevision",
+            "<image>",
+            "<image>",
+            _build_llava_onevision,
+            named_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+        ),
+        VlmFamily(
+            "mistral3",
+            "[IMG]",
+            "[IMG]",
+            _build_mistral3,
+            extra_special_tokens=("[IMG]", "[IMG_BREAK]", "[IMG_END]"),
+        ),
+        VlmFamily(
+            "glm4v",
+            "<|begin_of_image|><|image|><|end_of_image|>",
+            "<|image|>",
+            _build_glm4v,
+            extra_special_tokens=_GLM4V_TOKENS,
+            named_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
+        ),
+        VlmFamily(
+            "llama4",
+            "<|image|>",
+            "<|patch|>",
+            _build_llama4,
+            style="llama3",
+            extra_special_tokens=("<|image|>", *_LLAMA4_TOKENS),
+            nested_images=False,
+        ),
+        VlmFamily(
+            "lfm2_vl",
+            "<image>",
+            "<image>",
+            _build_lfm2_vl,
+            named_special_tokens={
+                "image_token": "<image>",
+                "image_start_token": "<|image_start|>",
+                "image_end_token": "<|image_end|>",
+                "image_thumbnail_token": "<|img_thumbnail|>",
+            },
+        ),
+        VlmFamily(
+            "cohere2_vision",
+            "<|IMG_PATCH|>",
+            "<|IMG_PATCH|>",
+            _build_cohere2_vision,
+            named_special_tokens={
+                "image_token": "<|IMG_PATCH|>",
+                "boi_token": "<|START_OF_IMG|>",
+                "eoi_token": "<|END_OF_IMG|>",
+                "img_line_break_token": "<|IMG_LINE_BREAK|>",
+            },
+        ),
+        VlmFamily("llava_next_video", "<image>", "<image>", _build_llava_next_video, named_special_tokens=_VIDEO_LLAVA),
+        VlmFamily("video_llava", "<image>", "<image>", _build_video_llava, named_special_tokens=_VIDEO_LLAVA),
+    ]
+
+
 _GEMMA3_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
 
 
@@ -832,6 +1365,43 @@ SKIPPED_FAMILIES: dict[str, str] = {
         ["blip-2", "instructblip", "chameleon", "fuyu", "git", "pix2struct", "florence2"], _NO_CHAT_TEMPLATE
     ),
 }
+
+
+# Torchvision families this module builds, yet not here: a module the processor also needs (model_type -> module),
+# or a model the installed transformers cannot run (model_type -> why).
+_ALSO_NEEDS = {"smolvlm": "num2words"}
+_BROKEN = {
+    "llama4": "Llama4ForConditionalGeneration.forward in transformers 5.24 reads `outputs.image_outputs`, which its "
+    "language model's MoeCausalLMOutputWithPast lacks: every forward raises AttributeError",
+}
+
+# With torchvision installed, the families it makes buildable move from SKIPPED_FAMILIES to VLM_FAMILIES; the other
+# torchvision families stay skipped, with the reason.
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+if HAS_TORCHVISION:
+    for _name, _reason in SKIPPED_FAMILIES.items():
+        if "torchvision" in _reason:
+            SKIPPED_FAMILIES[_name] = "its processor needs torchvision, and this module has no builder for it yet"
+    for _name in ("perception_lm", "gemma3n"):
+        SKIPPED_FAMILIES[_name] = "its vision tower is a timm model; this module has no builder for it"
+    for _family in _torchvision_families():
+        _name = _family.model_type
+        _module = _ALSO_NEEDS.get(_name)
+        if _name in _BROKEN:
+            SKIPPED_FAMILIES[_name] = _BROKEN[_name]
+        elif _module and importlib.util.find_spec(_module) is None:
+            SKIPPED_FAMILIES[_name] = f"its processor needs {_module} (not installed)"
+        else:
+            VLM_FAMILIES[_name] = _family
+            SKIPPED_FAMILIES.pop(_name, None)
+
+# SWIFTKIT_TEST_TORCHVISION_FAMILIES_ONLY=1 (make test's run in .venv-vision): only the families that need torchvision;
+# the others are tested in the main environment.
+TORCHVISION_FAMILIES = frozenset(f.model_type for f in _torchvision_families())
+if os.environ.get("SWIFTKIT_TEST_TORCHVISION_FAMILIES_ONLY") == "1":
+    for _name in [n for n in VLM_FAMILIES if n not in TORCHVISION_FAMILIES]:
+        del VLM_FAMILIES[_name]
+        SKIPPED_FAMILIES[_name] = "needs no torchvision: tested in the main environment"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

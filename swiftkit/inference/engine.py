@@ -121,10 +121,16 @@ def _piece_bytes(piece: str) -> bytes | None:
     return None
 
 
-def _features(prompt, device) -> dict:
-    """The image features a :class:`MediaPrompt` carries, on ``device`` (none for a text prompt)."""
+def _features(prompt, model) -> dict:
+    """The image features a :class:`MediaPrompt` carries, on the model's device, the floating ones in its dtype
+    (processors give float32 pixels, or bfloat16 for some; none for a text prompt)."""
     features = getattr(prompt, "features", None) or {}
-    return {key: value.to(device) if hasattr(value, "to") else value for key, value in features.items()}
+    out = {}
+    for key, value in features.items():
+        if hasattr(value, "to"):
+            value = value.to(model.device, dtype=model.dtype) if value.is_floating_point() else value.to(model.device)
+        out[key] = value
+    return out
 
 
 def _takes(model, name: str) -> bool:
@@ -320,7 +326,7 @@ class TransformersEngine(CodecEngine):
         import torch  # defers torch
 
         input_ids, mask = self._batch(prompts)
-        features = _features(prompts[0], input_ids.device)
+        features = _features(prompts[0], self.model)
         width = input_ids.shape[1]
         stopper = _stopping_criteria(width, params.stop, self._decode, cancel)
         with self._model_lock, self._using(model), torch.inference_mode():
@@ -340,7 +346,7 @@ class TransformersEngine(CodecEngine):
         import torch  # defers torch
 
         input_ids, mask = self._batch([prompt])
-        features = _features(prompt, input_ids.device)
+        features = _features(prompt, self.model)
         cancel = cancel or threading.Event()
         stopper = _stopping_criteria(input_ids.shape[1], params.stop, self._decode, cancel)
         streamer = _TokenQueue()
