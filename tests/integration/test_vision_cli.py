@@ -251,3 +251,16 @@ def test_a_merged_lora_export_loads_with_its_processor(colours, tmp_path):
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, do_sample=False)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 2
+
+
+def test_full_training_keeps_the_frozen_vision_tower_and_projector(colours, tmp_path):
+    from safetensors.torch import load_file
+
+    from swiftkit.train.tuner_params import multimodal_part
+
+    run = api.sft(model=str(colours["model"]), dataset=[str(colours["train"])], output_dir=str(tmp_path),
+                  train_type="full", max_steps=2, save_steps=2, learning_rate=1e-3)
+    base = load_file(f"{colours['model']}/model.safetensors")
+    tuned = load_file(f"{run['last_checkpoint']}/model.safetensors")
+    changed = {multimodal_part(name) for name, value in tuned.items() if not value.equal(base[name])}
+    assert changed == {"llm"}
