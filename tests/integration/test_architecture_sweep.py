@@ -11,8 +11,8 @@ A case is skipped, with the reason in ``pytest -rs``, when the installed transfo
 architecture or the family's config class, or when no registered type of it can run here (remote
 code, a package that is not installed, a ``requires`` range that excludes the installed version).
 A case that fails because of swiftkit is listed in ``KNOWN_GAPS`` (strict xfail, reasons in
-``pytest -rx``) until swiftkit is fixed. Types tagged ``vision`` are swept with images by
-``test_vision_sweep.py``. The cases of ``DEFAULT_SUBSET`` always run; the others are
+``pytest -rx``) until swiftkit is fixed. Vision-language families that ``tests/tiny_vlm.py`` builds are swept with
+images by ``test_vision_sweep.py`` instead. The cases of ``DEFAULT_SUBSET`` always run; the others are
 marked ``slow`` (``make test`` runs them).
 """
 
@@ -27,8 +27,13 @@ from arch_configs import NEEDS_PACKAGE, TinyConfigError, tiny_config
 from hosts import HOST, registries
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
+from tiny_vlm import TORCHVISION_FAMILIES, VLM_FAMILIES
 
 from swiftkit.models.registry import model_types
+
+# Vision-language families that tests/tiny_vlm.py builds (here or in the environment with torchvision): swept with
+# images by test_vision_sweep.py. The registry's other vision types train on text here.
+VISION_SWEPT = set(VLM_FAMILIES) | set(TORCHVISION_FAMILIES)
 
 # Common architectures plus one of each mechanism (MoE, latent attention, state space) run by default.
 DEFAULT_SUBSET = {
@@ -63,7 +68,7 @@ class Case:
 def collect_cases() -> list[Case]:
     cases: dict[tuple[str, str], Case] = {}
     for entry in model_types(registries().models).values():
-        if "vision" in entry.tags:  # vision-language models: test_vision_sweep.py trains them with images
+        if entry.model_type in VISION_SWEPT:  # test_vision_sweep.py trains these with images
             continue
         for arch in entry.architectures:
             key = (entry.model_type, arch)
