@@ -92,11 +92,11 @@ def chat_template(placeholder: str, style: str = "chatml") -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Shared pieces of the configs.
+# Shared pieces of the configs and processors.
 
 
-def _text(tok, **overrides) -> dict:
-    """A 2-layer, hidden-64 decoder config (Llama-like keys) over the tokenizer's vocabulary."""
+def _text(tok, model_type: str | None = None, **overrides) -> dict:
+    """A 2-layer, hidden-64 decoder config (Llama-like keys) over the tokenizer's vocabulary, of ``model_type``."""
     cfg = dict(
         vocab_size=len(tok),
         hidden_size=TEXT_HIDDEN,
@@ -111,12 +111,14 @@ def _text(tok, **overrides) -> dict:
         eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
     )
+    if model_type is not None:
+        cfg["model_type"] = model_type
     cfg.update(overrides)
     return cfg
 
 
-def _vision(image_size: int = 28, patch_size: int = 14, **overrides) -> dict:
-    """A 2-layer, hidden-32 ViT config (CLIP / SigLIP keys)."""
+def _vision(image_size=28, patch_size=14, **overrides) -> dict:
+    """A 2-layer, hidden-32 ViT config (CLIP / SigLIP keys); an override of None drops that key."""
     cfg = dict(
         hidden_size=32,
         intermediate_size=64,
@@ -126,7 +128,61 @@ def _vision(image_size: int = 28, patch_size: int = 14, **overrides) -> dict:
         patch_size=patch_size,
     )
     cfg.update(overrides)
-    return cfg
+    return {key: value for key, value in cfg.items() if value is not None}
+
+
+def _clip_vision() -> dict:
+    """CLIP 28 px / patch 14: 4 patches + CLS."""
+    return _vision(model_type="clip_vision_model")
+
+
+def _siglip_vision(patch_size: int, **overrides) -> dict:
+    """SigLIP on 28 px images."""
+    return _vision(28, patch_size, model_type="siglip_vision_model", **overrides)
+
+
+def _sam_vision(image_size: int, patch_size: int, window_size: int, global_attn_indexes: list, **overrides) -> dict:
+    """A SAM-like windowed tower (no MLP width of the ViT keys) with a 16-channel neck."""
+    return _vision(
+        image_size,
+        patch_size,
+        intermediate_size=None,
+        output_channels=16,
+        window_size=window_size,
+        global_attn_indexes=global_attn_indexes,
+        mlp_dim=64,
+        **overrides,
+    )
+
+
+def _qwen_vision(patch_size: int, **overrides) -> dict:
+    """A Qwen2.5-VL-style tower (depth / num_heads keys) whose 2x2-merged patches project to the text width."""
+    return dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=TEXT_HIDDEN,
+        patch_size=patch_size,
+        spatial_merge_size=2,
+        **overrides,
+    )
+
+
+def _mrope(**extra) -> dict:
+    # head_dim 16 -> 8 rotary frequencies, split over (time, height, width).
+    return {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], **extra}
+
+
+def _square(side: int) -> dict:
+    return {"height": side, "width": side}
+
+
+def _grid(side: int, patch_size: int, **extra) -> dict:
+    """Qwen2-VL-style image processor sizes: every image resized to ``side`` x ``side`` px, patches merged 2x2."""
+    return dict(
+        size={"shortest_edge": side * side, "longest_edge": side * side}, patch_size=patch_size, merge_size=2, **extra
+    )
 
 
 def _config(model_type: str, **kwargs):
@@ -135,146 +191,140 @@ def _config(model_type: str, **kwargs):
     return AutoConfig.for_model(model_type, **kwargs)
 
 
+def _backend(mapping: dict, model_type: str, **kwargs):
+    """The class ``mapping`` (an auto mapping's names) gives ``model_type``, PIL backend first, built with ``kwargs``."""
+    import transformers
+
+    names = mapping[model_type]
+    return getattr(transformers, names.get("pil") or names["torchvision"])(**kwargs)
+
+
+def _image(model_type: str, **kwargs):
+    """The image processor of ``model_type`` (PIL backend where it has one, else torchvision)."""
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    return _backend(IMAGE_PROCESSOR_MAPPING_NAMES, model_type, **kwargs)
+
+
+def _video(model_type: str, **kwargs):
+    """The video processor of ``model_type`` (torchvision only)."""
+    from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING_NAMES
+
+    return _backend(VIDEO_PROCESSOR_MAPPING_NAMES, model_type, **kwargs)
+
+
+def _processor(class_name: str, tok, image_processor, **kwargs):
+    import transformers
+
+    return getattr(transformers, class_name)(image_processor=image_processor, tokenizer=tok, **kwargs)
+
+
+def _video_ids(tok) -> dict:
+    return dict(image_token_index=tok.image_token_id, video_token_index=tok.video_token_id)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The families.
 
-
-def _pil(model_type: str, **kwargs):
-    """The PIL-backend image processor that AutoImageProcessor maps ``model_type`` to, built with ``kwargs``."""
-    import transformers
-    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
-
-    return getattr(transformers, IMAGE_PROCESSOR_MAPPING_NAMES[model_type]["pil"])(**kwargs)
+# LLaVA's 28 px CLIP preprocessing, and its processor's count of the CLIP patches whose CLS the "default" strategy drops.
+_CLIP_28 = dict(size={"shortest_edge": 28}, crop_size=_square(28))
+_LLAVA_PROCESSOR = dict(patch_size=14, vision_feature_select_strategy="default", num_additional_image_tokens=1)
+_DEFAULT_FEATURES = dict(vision_feature_select_strategy="default", vision_feature_layer=-1)
 
 
-def _processor(class_name: str, *args, **kwargs):
-    import transformers
-
-    return getattr(transformers, class_name)(*args, **kwargs)
+def _llava_config(tok, model_type: str, **kwargs):
+    """A LLaVA-style config: the Llama text model over the CLIP tower, 4 image tokens per 28 px tile."""
+    return _config(
+        model_type, text_config=_text(tok, "llama"), vision_config=_clip_vision(), image_seq_length=4, **kwargs
+    )
 
 
 def _build_llava(tok, model_type: str = "llava"):
     # CLIP 28 px / patch 14: 4 patches + CLS; the "default" strategy drops the CLS -> 4 image tokens.
-    kwargs = dict(
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(), model_type="clip_vision_model"),
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        image_seq_length=4,
-    )
-    if model_type == "vipllava":
-        kwargs.update(vision_feature_layers=[-2, -1])
-    else:
-        kwargs.update(vision_feature_select_strategy="default", vision_feature_layer=-1)
-    image_processor = _pil(model_type, size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
-    processor = _processor(
-        "LlavaProcessor",
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    return _config(model_type, **kwargs), processor
+    features = dict(vision_feature_layers=[-2, -1]) if model_type == "vipllava" else _DEFAULT_FEATURES
+    processor = _processor("LlavaProcessor", tok, _image(model_type, **_CLIP_28), **_LLAVA_PROCESSOR)
+    return _llava_config(tok, model_type, image_token_id=tok.convert_tokens_to_ids("<image>"), **features), processor
 
 
 def _build_llava_next(tok):
     # One 28 px grid tile plus the base image: 4 + 4 patches, 2 newline tokens -> 10 image tokens.
-    pinpoints = [[28, 28]]
-    config = _config(
-        "llava_next",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(), model_type="clip_vision_model"),
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_grid_pinpoints=pinpoints,
-        image_seq_length=4,
-    )
-    image_processor = _pil(
-        "llava_next", size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}, image_grid_pinpoints=pinpoints
-    )
-    processor = _processor(
-        "LlavaNextProcessor",
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    return config, processor
+    grid = dict(image_grid_pinpoints=[[28, 28]])
+    processor = _processor("LlavaNextProcessor", tok, _image("llava_next", **_CLIP_28, **grid), **_LLAVA_PROCESSOR)
+    image_token_id = tok.convert_tokens_to_ids("<image>")
+    return _llava_config(tok, "llava_next", image_token_id=image_token_id, **_DEFAULT_FEATURES, **grid), processor
 
 
 def _build_idefics2(tok):
     # The perceiver resamples any image to 4 latents -> 4 <image> tokens between two <fake_token_around_image>.
-    image_processor = _pil("idefics2", size={"shortest_edge": 28, "longest_edge": 28}, do_image_splitting=False)
-    processor = _processor("Idefics2Processor", image_processor=image_processor, tokenizer=tok, image_seq_len=4)
+    image_processor = _image("idefics2", size={"shortest_edge": 28, "longest_edge": 28}, do_image_splitting=False)
+    processor = _processor("Idefics2Processor", tok, image_processor, image_seq_len=4)
+    perceiver = dict(
+        model_type="idefics2_perceiver",
+        hidden_size=TEXT_HIDDEN,
+        resampler_n_latents=4,
+        resampler_depth=1,
+        resampler_n_heads=2,
+        resampler_head_dim=16,
+        num_key_value_heads=1,
+    )
     config = _config(
         "idefics2",
-        text_config=dict(_text(tok), model_type="mistral"),
-        vision_config=dict(_vision(), model_type="idefics2_vision"),
-        perceiver_config=dict(
-            model_type="idefics2_perceiver",
-            hidden_size=TEXT_HIDDEN,
-            resampler_n_latents=4,
-            resampler_depth=1,
-            resampler_n_heads=2,
-            resampler_head_dim=16,
-            num_key_value_heads=1,
-        ),
+        text_config=_text(tok, "mistral"),
+        vision_config=_vision(model_type="idefics2_vision"),
+        perceiver_config=perceiver,
         image_token_id=tok.convert_tokens_to_ids("<image>"),
     )
     return config, processor
 
 
-def _build_idefics3(tok):
-    # 32 px / patch 8 = 16 patches, pixel shuffle by 2 -> 4 <image> tokens, no splitting into tiles.
-    image_processor = _pil(
-        "idefics3", size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, do_image_splitting=False
-    )
-    processor = _processor("Idefics3Processor", image_processor=image_processor, tokenizer=tok, image_seq_len=4)
-    config = _config(
-        "idefics3",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(32, 8), model_type="idefics3_vision"),
+_LONGEST_32 = dict(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
+
+
+def _idefics3_config(tok, model_type: str, vision_type: str):
+    # 32 px / patch 8 = 16 patches, pixel shuffle by 2 -> 4 <image> tokens.
+    return _config(
+        model_type,
+        text_config=_text(tok, "llama"),
+        vision_config=_vision(32, 8, model_type=vision_type),
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         scale_factor=2,
     )
-    return config, processor
 
 
-def _build_gemma3(tok):
-    # SigLIP 28 px / patch 7 = 4x4 patches, average-pooled to 2x2 -> 4 <image_soft_token> between boi and eoi.
-    image_processor = _pil("gemma3", size={"height": 28, "width": 28})
-    processor = _processor("Gemma3Processor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
-    config = _config(
-        "gemma3",
-        text_config=dict(_text(tok, sliding_window=64, query_pre_attn_scalar=16), model_type="gemma3_text"),
-        vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
+def _build_idefics3(tok):
+    # No splitting into tiles: one 32 px image -> 4 <image> tokens.
+    image_processor = _image("idefics3", **_LONGEST_32, do_image_splitting=False)
+    processor = _processor("Idefics3Processor", tok, image_processor, image_seq_len=4)
+    return _idefics3_config(tok, "idefics3", "idefics3_vision"), processor
+
+
+def _gemma3_parts(tok, model_type: str):
+    """Gemma3's processor, text config and image path: SigLIP 28 px / patch 7 = 4x4 patches, average-pooled to 2x2
+    -> 4 <image_soft_token> between boi and eoi."""
+    processor = _processor("Gemma3Processor", tok, _image(model_type, size=_square(28)), image_seq_length=4)
+    text = _text(tok, sliding_window=64, query_pre_attn_scalar=16)
+    image_path = dict(
+        vision_config=_siglip_vision(7),
         mm_tokens_per_image=4,
         boi_token_index=tok.boi_token_id,
         eoi_token_index=tok.eoi_token_id,
         image_token_index=tok.image_token_id,
         tie_word_embeddings=False,
     )
-    return config, processor
+    return processor, text, image_path
+
+
+def _build_gemma3(tok):
+    processor, text, image_path = _gemma3_parts(tok, "gemma3")
+    return _config("gemma3", text_config=dict(text, model_type="gemma3_text"), **image_path), processor
 
 
 def _build_t5gemma2(tok):
-    # Gemma3's image path in the encoder of an encoder-decoder: 4 <image_soft_token> between boi and eoi.
-    image_processor = _pil("t5gemma2", size={"height": 28, "width": 28})
-    processor = _processor("Gemma3Processor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
-    text = _text(tok, sliding_window=64, query_pre_attn_scalar=16)
+    # Gemma3's image path in the encoder of an encoder-decoder.
+    processor, text, image_path = _gemma3_parts(tok, "t5gemma2")
     config = _config(
         "t5gemma2",
-        encoder=dict(
-            text_config=text,
-            vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
-            mm_tokens_per_image=4,
-            boi_token_index=tok.boi_token_id,
-            eoi_token_index=tok.eoi_token_id,
-            image_token_index=tok.image_token_id,
-            tie_word_embeddings=False,
-        ),
+        encoder=dict(text_config=text, **image_path),
         decoder=text,
         image_token_index=tok.image_token_id,
         tie_word_embeddings=False,
@@ -285,25 +335,21 @@ def _build_t5gemma2(tok):
 def _build_mllama(tok):
     # One 28 px tile / patch 14 = 4 patches + CLS, read by the cross-attention layer (the 2nd of the 2 layers);
     # <|image|> stays one token.
-    image_processor = _pil("mllama", size={"height": 28, "width": 28}, max_image_tiles=1)
-    processor = _processor("MllamaProcessor", image_processor=image_processor, tokenizer=tok)
+    processor = _processor("MllamaProcessor", tok, _image("mllama", size=_square(28), max_image_tiles=1))
+    vision = _vision(
+        model_type="mllama_vision_model",
+        num_attention_heads=None,  # mllama names it attention_heads
+        attention_heads=2,
+        num_global_layers=1,
+        max_num_tiles=1,
+        supported_aspect_ratios=[[1, 1]],
+        intermediate_layers_indices=[0],
+        vision_output_dim=64,
+    )
     config = _config(
         "mllama",
-        text_config=dict(_text(tok, cross_attention_layers=[1]), model_type="mllama_text_model"),
-        vision_config=dict(
-            model_type="mllama_vision_model",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_global_layers=1,
-            attention_heads=2,
-            image_size=28,
-            patch_size=14,
-            max_num_tiles=1,
-            supported_aspect_ratios=[[1, 1]],
-            intermediate_layers_indices=[0],
-            vision_output_dim=64,
-        ),
+        text_config=_text(tok, "mllama_text_model", cross_attention_layers=[1]),
+        vision_config=vision,
         image_token_id=tok.image_token_id,
     )
     return config, processor
@@ -311,12 +357,11 @@ def _build_mllama(tok):
 
 def _build_paligemma(tok):
     # SigLIP 28 px / patch 14 -> 4 <image> tokens; the processor puts them (and BOS) before the prompt.
-    image_processor = _pil("paligemma", size={"height": 28, "width": 28}, image_seq_length=4)
-    processor = _processor("PaliGemmaProcessor", image_processor=image_processor, tokenizer=tok)
+    processor = _processor("PaliGemmaProcessor", tok, _image("paligemma", size=_square(28), image_seq_length=4))
     config = _config(
         "paligemma",
-        text_config=dict(_text(processor.tokenizer), model_type="gemma"),
-        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model", projection_dim=TEXT_HIDDEN),
+        text_config=_text(processor.tokenizer, "gemma"),
+        vision_config=_siglip_vision(14, projection_dim=TEXT_HIDDEN),
         image_token_id=tok.image_token_id,
         projection_dim=TEXT_HIDDEN,
         hidden_size=TEXT_HIDDEN,
@@ -326,47 +371,34 @@ def _build_paligemma(tok):
     return config, processor
 
 
-def _build_aya_vision(tok):
-    # SigLIP 28 px / patch 7 = 4x4 patches, pixel-shuffled by 2 -> 4 <|IMG_PATCH|> tokens, one global tile.
-    image_processor = _pil("aya_vision", size={"height": 28, "width": 28}, crop_to_patches=False)
-    processor = _processor(
-        "AyaVisionProcessor",
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=7,
-        img_size=28,
-        downsample_factor=2,
-    )
-    config = _config(
-        "aya_vision",
-        text_config=dict(_text(tok), model_type="cohere2"),
-        vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
-        image_token_id=tok.convert_tokens_to_ids("<|IMG_PATCH|>"),
+def _cohere_siglip_config(tok, model_type: str, **kwargs):
+    # SigLIP 28 px / patch 7 = 4x4 patches, pixel-shuffled by 2 -> 4 image tokens, into a Cohere2 text model.
+    return _config(
+        model_type,
+        text_config=_text(tok, "cohere2"),
+        vision_config=_siglip_vision(7),
         downsample_factor=2,
         tie_word_embeddings=False,
+        **kwargs,
     )
-    return config, processor
+
+
+def _build_aya_vision(tok):
+    # 4 <|IMG_PATCH|> tokens, one global tile.
+    image_processor = _image("aya_vision", size=_square(28), crop_to_patches=False)
+    processor = _processor("AyaVisionProcessor", tok, image_processor, patch_size=7, img_size=28, downsample_factor=2)
+    image_token_id = tok.convert_tokens_to_ids("<|IMG_PATCH|>")
+    return _cohere_siglip_config(tok, "aya_vision", image_token_id=image_token_id), processor
 
 
 def _build_got_ocr2(tok):
     # The processor always writes 256 <imgpad> (a class constant it does not save), so the SAM-like tower sees
     # 64 px / patch 1 = 64x64 patches in 8x8 windows, and the two stride-2 convolutions leave 16x16 = 256 features.
-    image_processor = _pil("got_ocr2", size={"height": 64, "width": 64})
-    processor = _processor("GotOcr2Processor", image_processor=image_processor, tokenizer=tok)
+    processor = _processor("GotOcr2Processor", tok, _image("got_ocr2", size=_square(64)))
     config = _config(
         "got_ocr2",
-        text_config=dict(_text(tok), model_type="qwen2"),
-        vision_config=dict(
-            hidden_size=32,
-            output_channels=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=64,
-            patch_size=1,
-            window_size=8,
-            global_attn_indexes=[],
-            mlp_dim=64,
-        ),
+        text_config=_text(tok, "qwen2"),
+        vision_config=_sam_vision(64, 1, 8, []),
         image_token_id=tok.convert_tokens_to_ids("<imgpad>"),
         image_seq_length=256,
         tie_word_embeddings=False,
@@ -374,84 +406,52 @@ def _build_got_ocr2(tok):
     return config, processor
 
 
+# The DeepSeek-VL image processors' sizes: 28 px images, none under 14 px.
+_DEEPSEEK_28 = dict(size=_square(28), min_size=14)
+
+
+def _deepseek_config(tok, model_type: str, vision_config: dict, **kwargs):
+    return _config(
+        model_type,
+        text_config=_text(tok, "llama"),
+        vision_config=vision_config,
+        image_token_id=tok.image_token_id,
+        tie_word_embeddings=False,
+        **kwargs,
+    )
+
+
 def _build_janus(tok):
     # SigLIP-like 28 px / patch 14 -> 4 <image_placeholder> between <begin_of_image> and <end_of_image>; the VQ
     # model (for image generation) is a 2-level, 32-channel toy with a 16-code book.
-    image_processor = _pil("janus", size={"height": 28, "width": 28}, min_size=14)
-    processor = _processor("JanusProcessor", image_processor=image_processor, tokenizer=tok, num_image_tokens=4)
-    config = _config(
-        "janus",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=28,
-            patch_size=14,
-            mlp_ratio=2.0,
-            projection_dim=TEXT_HIDDEN,
-            depth=2,
-            num_image_tokens=4,
-        ),
-        vq_config=dict(
-            embed_dim=8,
-            num_embeddings=16,
-            latent_channels=8,
-            base_channels=32,
-            channel_multiplier=[1, 1],
-            num_res_blocks=1,
-            num_patches=2,
-            projection_dim=TEXT_HIDDEN,
-            image_token_embed_dim=TEXT_HIDDEN,
-        ),
-        image_token_id=tok.image_token_id,
-        tie_word_embeddings=False,
+    processor = _processor("JanusProcessor", tok, _image("janus", **_DEEPSEEK_28), num_image_tokens=4)
+    vision = _vision(intermediate_size=None, mlp_ratio=2.0, projection_dim=TEXT_HIDDEN, depth=2, num_image_tokens=4)
+    vq = dict(
+        embed_dim=8,
+        num_embeddings=16,
+        latent_channels=8,
+        base_channels=32,
+        channel_multiplier=[1, 1],
+        num_res_blocks=1,
+        num_patches=2,
+        projection_dim=TEXT_HIDDEN,
+        image_token_embed_dim=TEXT_HIDDEN,
     )
-    return config, processor
+    return _deepseek_config(tok, "janus", vision, vq_config=vq), processor
 
 
 def _build_deepseek_vl(tok):
     # SigLIP 28 px / patch 14 -> 4 <image_placeholder> tokens.
-    image_processor = _pil("deepseek_vl", size={"height": 28, "width": 28}, min_size=14)
-    processor = _processor("DeepseekVLProcessor", image_processor=image_processor, tokenizer=tok, num_image_tokens=4)
-    config = _config(
-        "deepseek_vl",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model"),
-        image_token_id=tok.image_token_id,
-        tie_word_embeddings=False,
-    )
-    return config, processor
+    processor = _processor("DeepseekVLProcessor", tok, _image("deepseek_vl", **_DEEPSEEK_28), num_image_tokens=4)
+    return _deepseek_config(tok, "deepseek_vl", _siglip_vision(14)), processor
 
 
 def _build_deepseek_vl_hybrid(tok):
     # SigLIP 28 px / patch 14 -> 4 tokens, fused with a SAM tower on the same image at 32 px / patch 4.
-    image_processor = _pil(
-        "deepseek_vl_hybrid", size={"height": 28, "width": 28}, high_res_size={"height": 32, "width": 32}, min_size=14
-    )
-    processor = _processor(
-        "DeepseekVLHybridProcessor", image_processor=image_processor, tokenizer=tok, num_image_tokens=4
-    )
-    config = _config(
-        "deepseek_vl_hybrid",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model"),
-        high_res_vision_config=dict(
-            model_type="sam_vision_model",
-            hidden_size=32,
-            output_channels=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=4,
-            window_size=4,
-            global_attn_indexes=[1],
-            mlp_dim=64,
-        ),
-        image_token_id=tok.image_token_id,
-        tie_word_embeddings=False,
-    )
-    return config, processor
+    image_processor = _image("deepseek_vl_hybrid", **_DEEPSEEK_28, high_res_size=_square(32))
+    processor = _processor("DeepseekVLHybridProcessor", tok, image_processor, num_image_tokens=4)
+    high_res = _sam_vision(32, 4, 4, [1], model_type="sam_vision_model")
+    return _deepseek_config(tok, "deepseek_vl_hybrid", _siglip_vision(14), high_res_vision_config=high_res), processor
 
 
 _OVIS2_INDICATORS = ("<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>")
@@ -459,21 +459,12 @@ _OVIS2_INDICATORS = ("<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IM
 
 def _build_ovis2(tok):
     # AIMv2-like 28 px / patch 14 -> 4 visual-vocabulary tokens <IMG_ATOM> between indicator tokens.
-    image_processor = _pil("ovis2", size={"height": 28, "width": 28}, crop_to_patches=False)
-    processor = _processor("Ovis2Processor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
+    image_processor = _image("ovis2", size=_square(28), crop_to_patches=False)
+    processor = _processor("Ovis2Processor", tok, image_processor, image_seq_length=4)
     config = _config(
         "ovis2",
-        text_config=dict(_text(tok), model_type="qwen2"),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=28,
-            patch_size=14,
-            vocab_size=32,
-            hidden_stride=1,
-        ),
+        text_config=_text(tok, "qwen2"),
+        vision_config=_vision(vocab_size=32, hidden_stride=1),
         image_token_id=tok.convert_tokens_to_ids("<IMG_ATOM>"),
         visual_indicator_token_ids=tok.convert_tokens_to_ids(list(_OVIS2_INDICATORS)),
         vocab_size=len(tok),
@@ -486,41 +477,26 @@ def _build_ovis2(tok):
 def _build_aria(tok):
     # AriaProcessor always resizes to 980 px (a class default that overrides the saved image processor), so the
     # Idefics3-like tower uses 70 px patches: 14x14 = 196 patches, read by 4 projector queries -> 4 <|img|> tokens.
-    image_processor = _pil("aria", max_image_size=980, min_image_size=28)
-    processor = _processor("AriaProcessor", image_processor=image_processor, tokenizer=tok, size_conversion={980: 4})
+    image_processor = _image("aria", max_image_size=980, min_image_size=28)
+    processor = _processor("AriaProcessor", tok, image_processor, size_conversion={980: 4})
+    text = _text(tok, "aria_text", moe_num_experts=2, moe_topk=1, moe_num_shared_experts=1, moe_intermediate_size=64)
     config = _config(
         "aria",
-        text_config=dict(
-            _text(tok),
-            model_type="aria_text",
-            moe_num_experts=2,
-            moe_topk=1,
-            moe_num_shared_experts=1,
-            moe_intermediate_size=64,
-        ),
-        vision_config=dict(_vision(980, 70), model_type="idefics3_vision"),
+        text_config=text,
+        vision_config=_vision(980, 70, model_type="idefics3_vision"),
         projector_patch_to_query_dict={196: 4},
         image_token_id=tok.image_token_id,
     )
     return config, processor
 
 
-def _qwen_grid_pixels(side: int) -> dict:
-    """A Qwen2-VL-style ``size`` that resizes every image to ``side`` x ``side`` pixels."""
-    return {"shortest_edge": side * side, "longest_edge": side * side}
-
-
 def _build_paddleocr_vl(tok):
     # 56 px / patch 14 = 4x4 patches, merged 2x2 -> 4 <|IMAGE_PLACEHOLDER|> tokens (3D rope over the grid).
-    image_processor = _pil("paddleocr_vl", size=_qwen_grid_pixels(56), patch_size=14, merge_size=2)
-    processor = _processor("PaddleOCRVLProcessor", image_processor=image_processor, tokenizer=tok)
+    processor = _processor("PaddleOCRVLProcessor", tok, _image("paddleocr_vl", **_grid(56, 14)))
     config = _config(
         "paddleocr_vl",
-        text_config=dict(
-            _text(tok),
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        ),
-        vision_config=dict(_vision(56, 14), spatial_merge_size=2),
+        text_config=_text(tok, rope_parameters=_mrope()),
+        vision_config=_vision(56, 14, spatial_merge_size=2),
         image_token_id=tok.image_token_id,
         video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
         vision_start_token_id=tok.convert_tokens_to_ids("<|IMAGE_START|>"),
@@ -530,76 +506,61 @@ def _build_paddleocr_vl(tok):
     return config, processor
 
 
-def _build_qianfan_ocr(tok):
-    # InternViT-like 56 px / patch 14 = 4x4 patches, pixel-shuffled by 0.5 -> 4 <IMG_CONTEXT> inside <img></img>.
-    image_processor = _pil("qianfan_ocr", size={"height": 56, "width": 56}, crop_to_patches=False)
-    processor = _processor("QianfanOCRProcessor", image_processor=image_processor, tokenizer=tok, image_seq_length=4)
-    config = _config(
-        "qianfan_ocr",
-        text_config=dict(_text(tok), model_type="qwen3"),
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=[56, 56],
-            patch_size=[14, 14],
-            drop_path_rate=0.0,
-        ),
+def _internvl_config(tok, text_model_type: str, **vision_overrides) -> dict:
+    # InternViT 56 px / patch 14 = 4x4 patches, pixel-shuffled by 0.5 -> 4 <IMG_CONTEXT> inside <img></img>.
+    return dict(
+        text_config=_text(tok, text_model_type),
+        vision_config=_vision([56, 56], [14, 14], **vision_overrides),
         image_token_id=tok.context_image_token_id,
         image_seq_length=4,
         downsample_ratio=0.5,
+    )
+
+
+def _build_qianfan_ocr(tok):
+    # InternViT-like, one 56 px tile.
+    image_processor = _image("qianfan_ocr", size=_square(56), crop_to_patches=False)
+    processor = _processor("QianfanOCRProcessor", tok, image_processor, image_seq_length=4)
+    return _config("qianfan_ocr", **_internvl_config(tok, "qwen3", drop_path_rate=0.0)), processor
+
+
+def _pixtral(tok, model_type: str, class_name: str, text_model_type: str, **kwargs):
+    """(config, processor) of a Pixtral tower: 32 px / patch 8 = 4x4 patches, spatially merged 2x2 -> 2 rows of 2
+    image tokens."""
+    image_processor = _image(model_type, size={"longest_edge": 32}, patch_size=_square(16))
+    processor = _processor(class_name, tok, image_processor, patch_size=8, spatial_merge_size=2)
+    config = _config(
+        model_type,
+        text_config=_text(tok, text_model_type),
+        vision_config=_vision(32, 8, model_type="pixtral", head_dim=16),
+        spatial_merge_size=2,
+        tie_word_embeddings=False,
+        **kwargs,
     )
     return config, processor
 
 
 def _build_lighton_ocr(tok):
-    # Pixtral 32 px / patch 8 = 4x4 patches, spatially merged 2x2 -> 4 <|image_pad|> tokens.
-    image_processor = _pil("lighton_ocr", size={"longest_edge": 32}, patch_size={"height": 16, "width": 16})
-    processor = _processor(
-        "LightOnOcrProcessor", image_processor=image_processor, tokenizer=tok, patch_size=8, spatial_merge_size=2
-    )
-    config = _config(
-        "lighton_ocr",
-        text_config=dict(_text(tok), model_type="qwen3"),
-        vision_config=dict(
-            model_type="pixtral",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            head_dim=16,
-            image_size=32,
-            patch_size=8,
-        ),
-        spatial_merge_size=2,
-        image_token_id=tok.image_token_id,
-        tie_word_embeddings=False,
-    )
-    return config, processor
+    # Pixtral -> 4 <|image_pad|> tokens.
+    return _pixtral(tok, "lighton_ocr", "LightOnOcrProcessor", "qwen3", image_token_id=tok.image_token_id)
 
 
 def _build_hunyuan_vl(tok):
     # 64 px / patch 16 = 4x4 patches, merged 2x2 -> 2 rows of 2 tokens, a row break after each, 2 wrappers = 8.
-    image_processor = _pil("hunyuan_vl", size=_qwen_grid_pixels(64), patch_size=16, merge_size=2)
-    processor = _processor("HunYuanVLProcessor", image_processor=image_processor, tokenizer=tok)
+    processor = _processor("HunYuanVLProcessor", tok, _image("hunyuan_vl", **_grid(64, 16)))
+    vision = _vision(
+        None,
+        16,
+        out_hidden_size=TEXT_HIDDEN,
+        text_hidden_size=TEXT_HIDDEN,
+        spatial_merge_size=2,
+        max_image_size=64,
+        min_image_size=32,
+    )
     config = _config(
         "hunyuan_vl",
-        text_config=_text(
-            tok, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 2, 2, 2]}
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            out_hidden_size=TEXT_HIDDEN,
-            text_hidden_size=TEXT_HIDDEN,
-            patch_size=16,
-            spatial_merge_size=2,
-            max_image_size=64,
-            min_image_size=32,
-        ),
+        text_config=_text(tok, rope_parameters=_mrope(mrope_section=[2, 2, 2, 2])),
+        vision_config=vision,
         image_token_id=tok.image_token_id,
         im_start_id=tok.image_start_token_id,
         im_end_id=tok.image_end_token_id,
@@ -610,18 +571,15 @@ def _build_hunyuan_vl(tok):
 
 def _build_granite_docling(tok):
     # One 32 px tile / patch 8 = 16 patches, pixel-shuffled by 2 -> 4 <image> tokens (coarse path only).
-    image_processor = _pil("granite_docling", size={"height": 32, "width": 32}, crop_to_patches=False)
-    processor = _processor("GraniteDoclingProcessor", image_processor=image_processor, tokenizer=tok, image_seq_len=4)
+    image_processor = _image("granite_docling", size=_square(32), crop_to_patches=False)
+    processor = _processor("GraniteDoclingProcessor", tok, image_processor, image_seq_len=4)
+    vision = _vision(
+        32, 8, out_hidden_size=TEXT_HIDDEN, scale_factor=2, deepstack_visual_indexes=[0], use_fine_route=False
+    )
     config = _config(
         "granite_docling",
         text_config=_text(tok),
-        vision_config=dict(
-            _vision(32, 8),
-            out_hidden_size=TEXT_HIDDEN,
-            scale_factor=2,
-            deepstack_visual_indexes=[0],
-            use_fine_route=False,
-        ),
+        vision_config=vision,
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         pad_token_id=tok.pad_token_id,
         tie_word_embeddings=False,
@@ -633,29 +591,6 @@ def _build_granite_docling(tok):
 # Families whose processors transformers builds only with torchvision (a video processor, or an image processor with
 # a torchvision backend only). ``VLM_FAMILIES`` holds them only where torchvision is installed.
 
-
-def _torchvision(mapping: dict, model_type: str, **kwargs):
-    """The class ``mapping`` (an auto mapping's names) gives ``model_type``, PIL backend first, built with ``kwargs``."""
-    import transformers
-
-    names = mapping[model_type]
-    return getattr(transformers, names.get("pil") or names["torchvision"])(**kwargs)
-
-
-def _image(model_type: str, **kwargs):
-    """The image processor of ``model_type`` (PIL backend where it has one, else torchvision)."""
-    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
-
-    return _torchvision(IMAGE_PROCESSOR_MAPPING_NAMES, model_type, **kwargs)
-
-
-def _video(model_type: str, **kwargs):
-    """The video processor of ``model_type`` (torchvision only)."""
-    from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING_NAMES
-
-    return _torchvision(VIDEO_PROCESSOR_MAPPING_NAMES, model_type, **kwargs)
-
-
 _QWEN_TOKENS = {
     "image_token": "<|image_pad|>",
     "video_token": "<|video_pad|>",
@@ -664,230 +599,110 @@ _QWEN_TOKENS = {
 }
 
 
-def _qwen_ids(tok) -> dict:
-    return dict(
+def _qwen_vl(tok, model_type: str, class_name: str, text_config: dict, vision_config: dict, processor_type=None):
+    """(config, processor) of a Qwen-VL family: every image and video frame is resized to 2 x 2 merged patches (2
+    frames of a still image) -> 4 <|image_pad|> tokens per image."""
+    patch_size = vision_config["patch_size"]
+    sizes = _grid(2 * patch_size * 2, patch_size, temporal_patch_size=2)
+    processor_type = processor_type or model_type
+    video_processor = _video(processor_type, **sizes)
+    processor = _processor(class_name, tok, _image(processor_type, **sizes), video_processor=video_processor)
+    config = _config(
+        model_type,
+        text_config=text_config,
+        vision_config=vision_config,
         image_token_id=tok.image_token_id,
         video_token_id=tok.video_token_id,
         vision_start_token_id=tok.vision_start_token_id,
         vision_end_token_id=tok.vision_end_token_id,
-    )
-
-
-def _qwen_processors(tok, model_type: str, class_name: str, patch_size: int):
-    # Every image and video frame is resized to 2 x 2 merged patches -> 4 <|image_pad|> tokens per image.
-    side = 2 * patch_size * 2
-    common = dict(size=_qwen_grid_pixels(side), patch_size=patch_size, merge_size=2, temporal_patch_size=2)
-    image_processor = _image(model_type, **common)
-    video_processor = _video(model_type, **common)
-    return _processor(class_name, image_processor=image_processor, tokenizer=tok, video_processor=video_processor)
-
-
-def _mrope(**extra) -> dict:
-    # head_dim 16 -> 8 rotary frequencies, split over (time, height, width).
-    return {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], **extra}
-
-
-def _build_qwen2_vl(tok):
-    # 56 px / patch 14 = 4x4 patches (2 frames of a still image), merged 2x2 -> 4 <|image_pad|> tokens.
-    processor = _qwen_processors(tok, "qwen2_vl", "Qwen2VLProcessor", 14)
-    config = _config(
-        "qwen2_vl",
-        text_config=_text(tok, rope_parameters=_mrope()),
-        vision_config=dict(
-            depth=2,
-            embed_dim=32,
-            hidden_size=TEXT_HIDDEN,
-            mlp_ratio=2,
-            num_heads=2,
-            patch_size=14,
-            spatial_merge_size=2,
-        ),
-        **_qwen_ids(tok),
         tie_word_embeddings=False,
     )
     return config, processor
+
+
+def _build_qwen2_vl(tok):
+    # 56 px / patch 14 = 4x4 patches, merged 2x2 -> 4 <|image_pad|> tokens.
+    vision = dict(
+        depth=2, embed_dim=32, hidden_size=TEXT_HIDDEN, mlp_ratio=2, num_heads=2, patch_size=14, spatial_merge_size=2
+    )
+    return _qwen_vl(tok, "qwen2_vl", "Qwen2VLProcessor", _text(tok, rope_parameters=_mrope()), vision)
 
 
 def _build_qwen2_5_vl(tok):
     # As Qwen2-VL (4 <|image_pad|> tokens), with a windowed tower whose 2nd layer attends fully.
-    processor = _qwen_processors(tok, "qwen2_5_vl", "Qwen2_5_VLProcessor", 14)
-    config = _config(
-        "qwen2_5_vl",
-        text_config=_text(tok, rope_parameters=_mrope()),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=TEXT_HIDDEN,
-            patch_size=14,
-            spatial_merge_size=2,
-            window_size=56,
-            fullatt_block_indexes=[1],
-        ),
-        **_qwen_ids(tok),
-        tie_word_embeddings=False,
-    )
-    return config, processor
+    vision = _qwen_vision(14, window_size=56, fullatt_block_indexes=[1])
+    return _qwen_vl(tok, "qwen2_5_vl", "Qwen2_5_VLProcessor", _text(tok, rope_parameters=_mrope()), vision)
 
 
 def _qwen3_vision() -> dict:
     # 64 px / patch 16 = 4x4 patches, merged 2x2 -> 4 <|image_pad|> tokens; a 4x4 table of position embeddings and
     # the deepstack features of the 1st layer.
-    return dict(
-        depth=2,
-        hidden_size=32,
-        intermediate_size=64,
-        num_heads=2,
-        out_hidden_size=TEXT_HIDDEN,
-        patch_size=16,
-        spatial_merge_size=2,
-        num_position_embeddings=16,
-        deepstack_visual_indexes=[0],
-    )
+    return _qwen_vision(16, num_position_embeddings=16, deepstack_visual_indexes=[0])
 
 
 def _build_qwen3_vl(tok):
-    processor = _qwen_processors(tok, "qwen3_vl", "Qwen3VLProcessor", 16)
-    config = _config(
-        "qwen3_vl",
-        text_config=_text(tok, rope_parameters=_mrope(mrope_interleaved=True)),
-        vision_config=_qwen3_vision(),
-        **_qwen_ids(tok),
-        tie_word_embeddings=False,
-    )
-    return config, processor
+    text = _text(tok, rope_parameters=_mrope(mrope_interleaved=True))
+    return _qwen_vl(tok, "qwen3_vl", "Qwen3VLProcessor", text, _qwen3_vision())
 
 
 def _build_qwen3_vl_moe(tok):
     # Qwen3-VL with 2 routed experts (1 per token) in both decoder layers.
-    processor = _qwen_processors(tok, "qwen3_vl", "Qwen3VLProcessor", 16)
-    config = _config(
-        "qwen3_vl_moe",
-        text_config=_text(
-            tok,
-            rope_parameters=_mrope(mrope_interleaved=True),
-            num_experts=2,
-            num_experts_per_tok=1,
-            moe_intermediate_size=64,
-            tie_word_embeddings=False,
-        ),
-        vision_config=_qwen3_vision(),
-        **_qwen_ids(tok),
+    text = _text(
+        tok,
+        rope_parameters=_mrope(mrope_interleaved=True),
+        num_experts=2,
+        num_experts_per_tok=1,
+        moe_intermediate_size=64,
         tie_word_embeddings=False,
     )
-    return config, processor
+    return _qwen_vl(tok, "qwen3_vl_moe", "Qwen3VLProcessor", text, _qwen3_vision(), processor_type="qwen3_vl")
 
 
 def _build_smolvlm(tok):
-    # As Idefics3: 32 px / patch 8 = 16 patches, pixel shuffle by 2 -> 4 <image> tokens, no splitting into tiles;
-    # video frames the same size.
-    sizes = dict(size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
-    image_processor = _image("smolvlm", **sizes, do_image_splitting=False)
-    video_processor = _video("smolvlm", **sizes)
-    processor = _processor(
-        "SmolVLMProcessor",
-        image_processor=image_processor,
-        tokenizer=tok,
-        video_processor=video_processor,
-        image_seq_len=4,
-    )
-    config = _config(
-        "smolvlm",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(32, 8), model_type="smolvlm_vision"),
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        scale_factor=2,
-    )
-    return config, processor
+    # As Idefics3 (4 <image> tokens, no splitting into tiles); video frames the same size.
+    image_processor = _image("smolvlm", **_LONGEST_32, do_image_splitting=False)
+    video_processor = _video("smolvlm", **_LONGEST_32)
+    processor = _processor("SmolVLMProcessor", tok, image_processor, video_processor=video_processor, image_seq_len=4)
+    return _idefics3_config(tok, "smolvlm", "smolvlm_vision"), processor
 
 
 def _build_internvl(tok):
-    # InternViT 56 px / patch 14 = 4x4 patches, pixel-shuffled by 0.5 -> 4 <IMG_CONTEXT> inside <img></img>; one
-    # tile (the processor asks for crops, which max_patches=1 makes a single one).
-    sizes = dict(size={"height": 56, "width": 56})
-    image_processor = _image("internvl", **sizes, crop_to_patches=False, max_patches=1)
-    video_processor = _video("internvl", **sizes)
+    # InternViT, one tile (the processor asks for crops, which max_patches=1 makes a single one).
+    image_processor = _image("internvl", size=_square(56), crop_to_patches=False, max_patches=1)
+    video_processor = _video("internvl", size=_square(56))
     processor = _processor(
-        "InternVLProcessor",
-        image_processor=image_processor,
-        tokenizer=tok,
-        video_processor=video_processor,
-        image_seq_length=4,
+        "InternVLProcessor", tok, image_processor, video_processor=video_processor, image_seq_length=4
     )
-    config = _config(
-        "internvl",
-        text_config=dict(_text(tok), model_type="qwen2"),
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=[56, 56],
-            patch_size=[14, 14],
-        ),
-        image_token_id=tok.context_image_token_id,
-        image_seq_length=4,
-        downsample_ratio=0.5,
-        tie_word_embeddings=False,
-    )
-    return config, processor
+    return _config("internvl", **_internvl_config(tok, "qwen2"), tie_word_embeddings=False), processor
 
 
 def _build_llava_onevision(tok):
     # SigLIP 28 px / patch 14 -> 2x2 features: the base image plus one 28 px grid tile, a newline after each row of
     # the tile and one after the image -> 4 + 4 + 2 + 1 image tokens at most.
-    pinpoints = [[28, 28]]
-    sizes = dict(size={"height": 28, "width": 28})
-    image_processor = _image("llava_onevision", **sizes, image_grid_pinpoints=pinpoints)
-    video_processor = _video("llava_onevision", **sizes)
+    grid = dict(image_grid_pinpoints=[[28, 28]])
+    image_processor = _image("llava_onevision", size=_square(28), **grid)
+    video_processor = _video("llava_onevision", size=_square(28))
+    features = dict(vision_feature_select_strategy="full")
     processor = _processor(
-        "LlavaOnevisionProcessor",
-        image_processor=image_processor,
-        tokenizer=tok,
-        video_processor=video_processor,
-        num_image_tokens=4,
-        vision_feature_select_strategy="full",
+        "LlavaOnevisionProcessor", tok, image_processor, video_processor=video_processor, num_image_tokens=4, **features
     )
     config = _config(
         "llava_onevision",
-        text_config=dict(_text(tok), model_type="qwen2"),
-        vision_config=dict(_vision(28, 14), model_type="siglip_vision_model"),
-        image_token_index=tok.image_token_id,
-        video_token_index=tok.video_token_id,
-        vision_feature_select_strategy="full",
+        text_config=_text(tok, "qwen2"),
+        vision_config=_siglip_vision(14),
+        **_video_ids(tok),
+        **features,
         vision_feature_layer=-1,
-        image_grid_pinpoints=pinpoints,
+        **grid,
         tie_word_embeddings=False,
     )
     return config, processor
 
 
 def _build_mistral3(tok):
-    # Pixtral 32 px / patch 8 = 4x4 patches, spatially merged 2x2 -> 2 rows of 2 [IMG], [IMG_BREAK] / [IMG_END] after
-    # each row.
-    image_processor = _image("mistral3", size={"longest_edge": 32}, patch_size={"height": 16, "width": 16})
-    processor = _processor(
-        "PixtralProcessor", image_processor=image_processor, tokenizer=tok, patch_size=8, spatial_merge_size=2
-    )
-    config = _config(
-        "mistral3",
-        text_config=dict(_text(tok), model_type="mistral"),
-        vision_config=dict(
-            model_type="pixtral",
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            head_dim=16,
-            image_size=32,
-            patch_size=8,
-        ),
-        spatial_merge_size=2,
-        image_token_index=tok.convert_tokens_to_ids("[IMG]"),
-        tie_word_embeddings=False,
-    )
-    return config, processor
+    # Pixtral -> 2 rows of 2 [IMG], [IMG_BREAK] / [IMG_END] after each row.
+    image_token_index = tok.convert_tokens_to_ids("[IMG]")
+    return _pixtral(tok, "mistral3", "PixtralProcessor", "mistral", image_token_index=image_token_index)
 
 
 _GLM4V_TOKENS = ("<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>")
@@ -895,25 +710,13 @@ _GLM4V_TOKENS = ("<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
 
 def _build_glm4v(tok):
     # 56 px / patch 14 = 4x4 patches (2 frames of a still image), merged 2x2 -> 4 <|image|> tokens.
-    common = dict(size=_qwen_grid_pixels(56), patch_size=14, merge_size=2, temporal_patch_size=2)
-    image_processor = _image("glm4v", **common)
-    video_processor = _video("glm4v", **common, max_image_size={"longest_edge": 56 * 56 * 2})
-    processor = _processor(
-        "Glm4vProcessor", image_processor=image_processor, tokenizer=tok, video_processor=video_processor
-    )
+    sizes = _grid(56, 14, temporal_patch_size=2)
+    video_processor = _video("glm4v", **sizes, max_image_size={"longest_edge": 56 * 56 * 2})
+    processor = _processor("Glm4vProcessor", tok, _image("glm4v", **sizes), video_processor=video_processor)
     config = _config(
         "glm4v",
         text_config=_text(tok, rope_parameters=_mrope()),
-        vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            image_size=56,
-            patch_size=14,
-            spatial_merge_size=2,
-            out_hidden_size=TEXT_HIDDEN,
-        ),
+        vision_config=_qwen_vision(14, image_size=56),
         image_token_id=tok.image_token_id,
         video_token_id=tok.video_token_id,
         image_start_token_id=tok.convert_tokens_to_ids("<|begin_of_image|>"),
@@ -933,29 +736,28 @@ def _build_llama4(tok):
     # <|image|>, between <|image_start|> and <|image_end|>; a 2-expert MoE text model with chunked attention.
     # The processor normalises in bfloat16 (pixel values a float32 tower rejects); without the normalisation the
     # pixels stay float32, in [0, 1] rather than [-1, 1].
-    image_processor = _image("llama4", size={"height": 56, "width": 56}, max_patches=1, do_normalize=False)
-    processor = _processor("Llama4Processor", image_processor=image_processor, tokenizer=tok, patch_size=14)
+    image_processor = _image("llama4", size=_square(56), max_patches=1, do_normalize=False)
+    processor = _processor("Llama4Processor", tok, image_processor, patch_size=14)
+    text = _text(
+        tok,
+        intermediate_size=64,
+        intermediate_size_mlp=128,
+        num_local_experts=2,
+        num_experts_per_tok=1,
+        attention_chunk_size=1024,
+    )
+    vision = _vision(
+        56,
+        14,
+        intermediate_size=128,  # the pixel-shuffled width: 32 / 0.5**2
+        vision_output_dim=TEXT_HIDDEN,
+        projector_input_dim=TEXT_HIDDEN,
+        projector_output_dim=TEXT_HIDDEN,
+    )
     config = _config(
         "llama4",
-        text_config=_text(
-            tok,
-            intermediate_size=64,
-            intermediate_size_mlp=128,
-            num_local_experts=2,
-            num_experts_per_tok=1,
-            attention_chunk_size=1024,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=128,  # the pixel-shuffled width: 32 / 0.5**2
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=56,
-            patch_size=14,
-            vision_output_dim=TEXT_HIDDEN,
-            projector_input_dim=TEXT_HIDDEN,
-            projector_output_dim=TEXT_HIDDEN,
-        ),
+        text_config=text,
+        vision_config=vision,
         boi_token_index=tok.convert_tokens_to_ids("<|image_start|>"),
         eoi_token_index=tok.convert_tokens_to_ids("<|image_end|>"),
         image_token_index=tok.convert_tokens_to_ids("<|patch|>"),
@@ -972,21 +774,16 @@ def _build_lfm2_vl(tok):
         do_image_splitting=False,
         encoder_patch_size=8,
         tile_size=32,
-        size={"height": 32, "width": 32},
+        size=_square(32),
         min_image_tokens=4,
         max_image_tokens=4,
         downsample_factor=2,
     )
-    processor = _processor("Lfm2VlProcessor", image_processor=image_processor, tokenizer=tok)
+    processor = _processor("Lfm2VlProcessor", tok, image_processor)
     config = _config(
         "lfm2_vl",
-        text_config=dict(
-            _text(tok),
-            model_type="lfm2",
-            layer_types=["conv", "full_attention"],
-            block_auto_adjust_ff_dim=False,
-        ),
-        vision_config=dict(_vision(32, 8), model_type="siglip2_vision_model", num_patches=16),
+        text_config=_text(tok, "lfm2", layer_types=["conv", "full_attention"], block_auto_adjust_ff_dim=False),
+        vision_config=_vision(32, 8, model_type="siglip2_vision_model", num_patches=16),
         image_token_id=tok.image_token_id,
         projector_hidden_size=TEXT_HIDDEN,
         downsample_factor=2,
@@ -996,52 +793,25 @@ def _build_lfm2_vl(tok):
 
 
 def _build_cohere2_vision(tok):
-    # One 28 px tile: SigLIP patch 7 = 4x4 patches, pixel-shuffled by 2 -> 2x2 = 4 <|IMG_PATCH|> (the image
-    # processor's patch_size counts tokens per tile side) and a line break, between <|START_OF_IMG|> and
-    # <|END_OF_IMG|>.
-    image_processor = _image("cohere2_vision", size={"height": 28, "width": 28}, crop_to_patches=False, patch_size=2)
-    processor = _processor("Cohere2VisionProcessor", image_processor=image_processor, tokenizer=tok)
-    config = _config(
-        "cohere2_vision",
-        text_config=dict(_text(tok), model_type="cohere2"),
-        vision_config=dict(_vision(28, 7), model_type="siglip_vision_model"),
-        image_token_id=tok.image_token_id,
-        downsample_factor=2,
-        alignment_intermediate_size=TEXT_HIDDEN,
-        tie_word_embeddings=False,
+    # One 28 px tile -> 2x2 = 4 <|IMG_PATCH|> (the image processor's patch_size counts tokens per tile side) and a
+    # line break, between <|START_OF_IMG|> and <|END_OF_IMG|>.
+    image_processor = _image("cohere2_vision", size=_square(28), crop_to_patches=False, patch_size=2)
+    processor = _processor("Cohere2VisionProcessor", tok, image_processor)
+    config = _cohere_siglip_config(
+        tok, "cohere2_vision", image_token_id=tok.image_token_id, alignment_intermediate_size=TEXT_HIDDEN
     )
     return config, processor
 
 
-_CLIP_28 = dict(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
-
-
 def _build_llava_next_video(tok):
     # LLaVA-NeXT's image path (one 28 px tile plus the base image -> 10 <image> tokens), with 28 px video frames.
-    pinpoints = [[28, 28]]
-    image_processor = _image("llava_next_video", **_CLIP_28, image_grid_pinpoints=pinpoints)
+    grid = dict(image_grid_pinpoints=[[28, 28]])
+    image_processor = _image("llava_next_video", **_CLIP_28, **grid)
     video_processor = _video("llava_next_video", **_CLIP_28)
     processor = _processor(
-        "LlavaNextVideoProcessor",
-        video_processor=video_processor,
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
+        "LlavaNextVideoProcessor", tok, image_processor, video_processor=video_processor, **_LLAVA_PROCESSOR
     )
-    config = _config(
-        "llava_next_video",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(), model_type="clip_vision_model"),
-        image_token_index=tok.image_token_id,
-        video_token_index=tok.video_token_id,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_grid_pinpoints=pinpoints,
-        image_seq_length=4,
-        video_seq_length=2,
-    )
+    config = _llava_config(tok, "llava_next_video", **_video_ids(tok), **_DEFAULT_FEATURES, **grid, video_seq_length=2)
     return config, processor
 
 
@@ -1050,25 +820,9 @@ def _build_video_llava(tok):
     image_processor = _image("video_llava", **_CLIP_28)
     video_processor = _video("video_llava", **_CLIP_28)
     processor = _processor(
-        "VideoLlavaProcessor",
-        image_processor=image_processor,
-        video_processor=video_processor,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
+        "VideoLlavaProcessor", tok, image_processor, video_processor=video_processor, **_LLAVA_PROCESSOR
     )
-    config = _config(
-        "video_llava",
-        text_config=dict(_text(tok), model_type="llama"),
-        vision_config=dict(_vision(), model_type="clip_vision_model"),
-        image_token_index=tok.image_token_id,
-        video_token_index=tok.video_token_id,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-        image_seq_length=4,
-        video_seq_length=40,
-    )
+    config = _llava_config(tok, "video_llava", **_video_ids(tok), **_DEFAULT_FEATURES, video_seq_length=40)
     return config, processor
 
 
