@@ -23,7 +23,8 @@ GPTQ_VENV := .venv-gptq
 GPTQ_STAMP := $(GPTQ_VENV)/.swiftkit-installed
 GPTQ_TESTS := tests/unit/exporters/test_quant_gptq.py tests/integration/test_quantize_gptq_cli.py
 # The vision-language families whose processors transformers builds only with torchvision (Qwen2/2.5/3-VL, SmolVLM,
-# InternVL, ...) are tested in .venv-vision: torchvision cannot be installed beside the CPU wheel torch==2.13.0, so
+# InternVL, ...) or whose vision towers are timm models (Gemma 3n, PerceptionLM; timm needs torchvision) are tested
+# in .venv-vision: torchvision cannot be installed beside the CPU wheel torch==2.13.0, so
 # that environment takes the torch release that has a torchvision for this machine (x86_64: a CUDA build, which runs
 # on the CPU; aarch64: a CPU build).
 VISION_VENV := .venv-vision
@@ -58,7 +59,7 @@ $(GPTQ_STAMP): pyproject.toml Makefile
 $(VISION_STAMP): pyproject.toml Makefile
 	test -x $(VISION_VENV)/bin/python || $(PYTHON) -m venv $(VISION_VENV)
 	$(VISION_VENV)/bin/pip install $(VISION_TORCH)
-	$(VISION_VENV)/bin/pip install -e . 'pytest>=8.0' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' num2words
+	$(VISION_VENV)/bin/pip install -e . 'pytest>=8.0' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' num2words timm
 	touch $(VISION_STAMP)
 
 # The commands `swiftkit eval --eval_backend evalscope` runs for its own environment

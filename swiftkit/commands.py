@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from swiftkit.config.files import load_yaml_config
 from swiftkit.config.plugin_fields import collect_plugin_fields
+from swiftkit.core import distributed
 from swiftkit.core._compat import silence_known_warnings
 from swiftkit.core.plugins import PluginHost
 
@@ -132,7 +133,9 @@ def run(command: Command, config: CommandConfig, host: PluginHost) -> dict:
     runtime_setup()
     recipe = command.recipe(config, host)
     recipe.setup()
-    return recipe.run()
+    result = recipe.run()
+    distributed.leave()  # every rank got here: the process group closes before the process exits
+    return result
 
 
 def api_values(config_file: str | None, fields: dict) -> dict:

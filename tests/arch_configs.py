@@ -63,25 +63,7 @@ OVERRIDES: dict[str, dict] = {
     # state-space heads must tile expand * hidden (2 * 64 = 8 heads of 16)
     "mamba2": {"num_heads": 8},
     "falcon_h1": {"mamba_d_ssm": None},
-    # per-layer lists and side sizes of the Gemma 3n text stack
-    "gemma3n.text_config": {"intermediate_size": [128, 128], "activation_sparsity_pattern": [0.0, 0.0],
-                            "num_kv_shared_layers": 0, "laurel_rank": 8, "hidden_size_per_layer_input": 16,
-                            "vocab_size_per_layer_input": VOCAB_SIZE, "layer_types": ["sliding_attention",
-                                                                                     "full_attention"]},
-    # the GLM-4.5V vision tower: two blocks of width 64 (its defaults hold 24 of width 1536)
-    "glm4v_moe.vision_config": {"depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 4,
-                                "out_hidden_size": HIDDEN},
-    # multimodal rotary sections that tile the tiny heads' rotary half (4 of head_dim 16 at factor 0.5)
-    "glm4v_moe.text_config": {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                                  "mrope_section": [1, 1, 2], "partial_rotary_factor": 0.5}},
 }
-
-# model_type -> a package its model classes import beyond transformers (the test skips without it).
-NEEDS_PACKAGE: dict[str, str] = {
-    "gemma3n": "timm",  # the vision tower is a timm MobileNetV5
-    "perception_lm": "timm",  # the vision tower is a timm model
-}
-
 
 class TinyConfigError(ValueError):
     """The family cannot be built as a tiny model; the message says why."""

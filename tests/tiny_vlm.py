@@ -27,6 +27,8 @@ from pathlib import Path
 
 from tiny import make_tokenizer
 
+from swiftkit.core._compat import mend_llama4_outputs
+
 # The width every tiny language model shares (head_dim 16 with 4 heads).
 TEXT_HIDDEN = 64
 
@@ -708,14 +710,14 @@ def _build_mistral3(tok):
 _GLM4V_TOKENS = ("<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>")
 
 
-def _build_glm4v(tok):
+def _build_glm4v(tok, model_type: str = "glm4v", text_config: dict | None = None):
     # 56 px / patch 14 = 4x4 patches (2 frames of a still image), merged 2x2 -> 4 <|image|> tokens.
     sizes = _grid(56, 14, temporal_patch_size=2)
     video_processor = _video("glm4v", **sizes, max_image_size={"longest_edge": 56 * 56 * 2})
     processor = _processor("Glm4vProcessor", tok, _image("glm4v", **sizes), video_processor=video_processor)
     config = _config(
-        "glm4v",
-        text_config=_text(tok, rope_parameters=_mrope()),
+        model_type,
+        text_config=text_config or _text(tok, rope_parameters=_mrope()),
         vision_config=_qwen_vision(14, image_size=56),
         image_token_id=tok.image_token_id,
         video_token_id=tok.video_token_id,
@@ -724,6 +726,103 @@ def _build_glm4v(tok):
         video_start_token_id=tok.convert_tokens_to_ids("<|begin_of_video|>"),
         video_end_token_id=tok.convert_tokens_to_ids("<|end_of_video|>"),
         tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _build_glm4v_moe(tok):
+    # GLM-4.5V: GLM-4.1V's processor and tower over a MoE text model (a dense first layer, then 2 routed experts
+    # and a shared one); its rotary covers half of each head: 4 frequencies of head_dim 16, split (1, 1, 2).
+    text = _text(
+        tok,
+        rope_parameters=_mrope(mrope_section=[1, 1, 2], partial_rotary_factor=0.5),
+        n_routed_experts=2,
+        num_experts_per_tok=1,
+        n_shared_experts=1,
+        moe_intermediate_size=32,
+        first_k_dense_replace=1,
+        n_group=1,
+        topk_group=1,
+    )
+    return _build_glm4v(tok, "glm4v_moe", text)
+
+
+def _build_perception_lm(tok):
+    # A timm Perception Encoder of 2 blocks of width 32 on one 28 px tile (no thumbnail) / patch 14 = 2x2 patches
+    # (+ CLS, dropped) -> 4 <|image|> tokens; the Llama text model.
+    image_processor = _image("perception_lm", tile_size=28, max_num_tiles=1, vision_input_type="vanilla")
+    video_processor = _video("perception_lm", size=_square(28))
+    processor = _processor(
+        "PerceptionLMProcessor", tok, image_processor, video_processor=video_processor, patch_size=14, pooling_ratio=1
+    )
+    vision = {
+        "model_type": "timm_wrapper",
+        "architecture": "vit_pe_core_large_patch14_336",
+        "model_args": {"embed_dim": 32, "depth": 2, "num_heads": 2, "img_size": 28, "ref_feat_shape": (2, 2),
+                       "attn_pool_num_heads": 2, "global_pool": ""},
+        "do_pooling": False,
+    }
+    config = _config(
+        "perception_lm",
+        text_config=_text(tok, "llama"),
+        vision_config=vision,
+        image_token_id=tok.image_token_id,
+        video_token_id=tok.video_token_id,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+_GEMMA3N_TOKENS = {
+    "image_token": "<image_soft_token>",
+    "boi_token": "<start_of_image>",
+    "eoi_token": "<end_of_image>",
+    "audio_token": "<audio_soft_token>",
+    "boa_token": "<start_of_audio>",
+    "eoa_token": "<end_of_audio>",
+}
+
+
+def _build_gemma3n(tok):
+    # A timm MobileNetV5 at 1/200 of its channels (0.9M weights; its multi-scale fusion always gives 2048 features
+    # on a 16x16 grid) -> 256 <image_soft_token> between boi and eoi on a 64 px image; a one-layer conformer as
+    # the audio tower the model also builds; the Gemma 3n text stack (AltUp, Laurel, per-layer inputs).
+    import transformers
+
+    processor = transformers.Gemma3nProcessor(
+        feature_extractor=transformers.Gemma3nAudioFeatureExtractor(),
+        image_processor=_image("gemma3n", size=_square(64)),
+        tokenizer=tok,
+        image_seq_length=256,
+        audio_seq_length=4,
+    )
+    text = _text(
+        tok,
+        "gemma3n_text",
+        intermediate_size=[128, 128],
+        activation_sparsity_pattern=[0.0, 0.0],
+        num_kv_shared_layers=0,
+        laurel_rank=8,
+        hidden_size_per_layer_input=16,
+        vocab_size_per_layer_input=len(tok),
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=64,
+    )
+    vision = {"model_type": "gemma3n_vision", "architecture": "mobilenetv5_300m_enc", "hidden_size": 2048,
+              "model_args": {"channel_multiplier": 0.005}, "vocab_size": 16, "vocab_offset": len(tok)}
+    audio = {"model_type": "gemma3n_audio", "hidden_size": 32, "conf_num_hidden_layers": 1,
+             "conf_num_attention_heads": 2, "sscp_conv_channel_size": [8, 8], "vocab_size": 16,
+             "vocab_offset": len(tok) + 16}
+    config = _config(
+        "gemma3n",
+        text_config=text,
+        vision_config=vision,
+        audio_config=audio,
+        vision_soft_tokens_per_image=256,
+        audio_soft_tokens_per_image=4,
+        tie_word_embeddings=False,
+        **{f"{name.removesuffix('_token')}_token_id": tok.convert_tokens_to_ids(token)
+           for name, token in _GEMMA3N_TOKENS.items()},
     )
     return config, processor
 
@@ -875,12 +974,38 @@ def _torchvision_families() -> list[VlmFamily]:
             named_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
         ),
         VlmFamily(
+            "glm4v_moe",
+            "<|begin_of_image|><|image|><|end_of_image|>",
+            "<|image|>",
+            _build_glm4v_moe,
+            extra_special_tokens=_GLM4V_TOKENS,
+            named_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
+        ),
+        VlmFamily(
             "llama4",
             "<|image|>",
             "<|patch|>",
             _build_llama4,
             style="llama3",
             extra_special_tokens=("<|image|>", *_LLAMA4_TOKENS),
+            nested_images=False,
+        ),
+        VlmFamily(
+            "gemma3n",
+            "<image_soft_token>",
+            "<image_soft_token>",
+            _build_gemma3n,
+            style="gemma",
+            named_special_tokens=_GEMMA3N_TOKENS,
+            nested_images=False,
+        ),
+        VlmFamily(
+            "perception_lm",
+            "<|image|>",
+            "<|image|>",
+            _build_perception_lm,
+            style="llama3",
+            named_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
             nested_images=False,
         ),
         VlmFamily(
@@ -1115,6 +1240,7 @@ SKIPPED_FAMILIES: dict[str, str] = {
     ),
     **dict.fromkeys(["cohere2_vision", "lfm2_vl", "llama4", "perception_lm"], _TORCHVISION_IMAGE),
     "mistral3": "PixtralProcessor requires torchvision (not installed)",
+    "gemma3n": "its vision tower is a timm model, and timm needs torchvision (not installed)",
     **dict.fromkeys(
         ["blip-2", "instructblip", "chameleon", "fuyu", "git", "pix2struct", "florence2"], _NO_CHAT_TEMPLATE
     ),
@@ -1123,11 +1249,8 @@ SKIPPED_FAMILIES: dict[str, str] = {
 
 # Torchvision families this module builds, yet not here: a module the processor also needs (model_type -> module),
 # or a model the installed transformers cannot run (model_type -> why).
-_ALSO_NEEDS = {"smolvlm": "num2words"}
-_BROKEN = {
-    "llama4": "Llama4ForConditionalGeneration.forward in transformers 5.24 reads `outputs.image_outputs`, which its "
-    "language model's MoeCausalLMOutputWithPast lacks: every forward raises AttributeError",
-}
+_ALSO_NEEDS = {"smolvlm": "num2words", "perception_lm": "timm", "gemma3n": "timm"}
+_BROKEN: dict[str, str] = {}
 
 # With torchvision installed, the families it makes buildable move from SKIPPED_FAMILIES to VLM_FAMILIES; the other
 # torchvision families stay skipped, with the reason.
@@ -1136,8 +1259,6 @@ if HAS_TORCHVISION:
     for _name, _reason in SKIPPED_FAMILIES.items():
         if "torchvision" in _reason:
             SKIPPED_FAMILIES[_name] = "its processor needs torchvision, and this module has no builder for it yet"
-    for _name in ("perception_lm", "gemma3n"):
-        SKIPPED_FAMILIES[_name] = "its vision tower is a timm model; this module has no builder for it"
     for _family in _torchvision_families():
         _name = _family.model_type
         _module = _ALSO_NEEDS.get(_name)
@@ -1185,6 +1306,7 @@ def make_tiny_vlm(family: str, seed: int = 0):
     processor.chat_template = tok.chat_template
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    mend_llama4_outputs(model)  # as swiftkit's loader does: transformers 5.24's Llama 4 forward fails without it
     # Some processors add tokens of their own (PaliGemma's <loc>/<seg>): the vocabulary must still cover them.
     if model.get_input_embeddings().num_embeddings < len(processor.tokenizer):
         raise ValueError(f"{family}: the model's vocabulary is smaller than its processor's tokenizer")

@@ -67,3 +67,24 @@ def allow_mlflow_file_store(uri: str) -> None:
 
     if urlparse(uri).scheme in ("", "file") and hasattr(mlflow_env, "MLFLOW_ALLOW_FILE_STORE"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+def mend_llama4_outputs(model) -> None:
+    """Let transformers 5.24's Llama 4 vision model run a forward.
+
+    ``Llama4ForConditionalGeneration.forward`` returns ``outputs.image_outputs`` of its language model, whose
+    output class (``MoeCausalLMOutputWithPast``) has no such field, so every forward raises AttributeError. A
+    forward hook on the language model gives each of its outputs ``image_outputs = None`` (the field
+    ``Llama4CausalLMOutputWithPast`` declares optional). A no-op for any other model and once the output has
+    the field. Remove when transformers' Llama 4 forward stops reading it.
+    """
+    if type(model).__name__ != "Llama4ForConditionalGeneration":
+        return
+    language_model = model.language_model
+
+    def add_field(_module, _args, output):
+        if not isinstance(output, tuple) and not hasattr(output, "image_outputs"):
+            output.image_outputs = None
+        return output
+
+    language_model.register_forward_hook(add_field)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,6 +104,14 @@ def join(timeout_s: int = DEFAULT_TIMEOUT_S, backend: str | None = None) -> Rank
         dist.init_process_group(backend or ("nccl" if gpu else "gloo"),
                                 timeout=timedelta(seconds=timeout_s))
     return place
+
+
+def leave() -> None:
+    """The process group, closed (when one is open): a process that exits with gloo's threads still running
+    can abort on its way out ("terminate called without an active exception")."""
+    dist = sys.modules.get("torch.distributed")  # never started when torch was never imported
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _active(place: Ranks) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 
 from swiftkit.data.encode_alignment import encode_pair
 from swiftkit.data.errors import DatasetError
@@ -50,12 +51,9 @@ def image_placeholder(tokenizer, processor=None, chat_kwargs: dict | None = None
     except Exception:  # noqa: BLE001 - a template that renders string contents only
         with_image = without = ""
     if with_image and len(with_image) > len(without):
-        start = 0
-        while start < len(without) and with_image[start] == without[start]:
-            start += 1
-        end = 0
-        while end < len(without) - start and with_image[-1 - end] == without[-1 - end]:
-            end += 1
+        start = len(os.path.commonprefix([with_image, without]))
+        # the common suffix, within what the prefix left of the shorter rendering
+        end = len(os.path.commonprefix([with_image[start:][::-1], without[start:][::-1]]))
         found = with_image[start:len(with_image) - end]
         if found.strip():
             return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from swiftkit.core._compat import mend_llama4_outputs
 from swiftkit.core.registry import closest
 from swiftkit.models.artifacts import as_plain_model, check_quantized_loadable
 from swiftkit.models.attention import attention_implementation
@@ -175,4 +176,5 @@ def load_model(model, *, torch_dtype="auto", trust_remote_code: bool = False, sc
                                   vision=vision)
     except OSError as exc:
         raise ModelNotFoundError(f"cannot load the model in {resolved.path}: {exc}") from exc
+    mend_llama4_outputs(loaded)
     return as_plain_model(loaded) if resolved.gguf_file else loaded

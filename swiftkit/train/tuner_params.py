@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import re
 
+from swiftkit.models.loading import VISION_CONFIG_KEYS
 from swiftkit.train.errors import TrainError
 
 MULTIMODAL_FLAGS = ("freeze_llm", "freeze_vit", "freeze_aligner")
-_VISION_CONFIG_KEYS = ("vision_config", "vision_tower_config", "visual", "vision_encoder_config")
 
 
 def has_vision_tower(model) -> bool:
     """Whether the model's config describes a vision encoder (a multimodal checkpoint)."""
     config = getattr(model, "config", None)
-    return any(getattr(config, key, None) is not None for key in _VISION_CONFIG_KEYS)
+    return any(getattr(config, key, None) is not None for key in VISION_CONFIG_KEYS)
 
 
 # Name parts that place a parameter of a multimodal model in its vision tower or in the aligner (the projector
@@ -64,15 +64,14 @@ def check_multimodal_flags(model, config) -> None:
 
 
 def frozen_part_modules(model, tuner) -> list[str]:
-    """Names of the linear layers in the parts of a multimodal model that stay frozen: kept out of an adapter
-    tuner's targets (an empty list for a text model)."""
-    import torch  # defers torch
-
+    """Names of the layers with weights (linear, convolution, ...) in the parts of a multimodal model that stay
+    frozen: kept out of an adapter tuner's targets (an empty list for a text model). A target named by hand
+    (GLM-4.5V's ``proj`` is also its vision tower's patch convolution) then adapts the language model alone."""
     if not has_vision_tower(model):
         return []
     frozen = set(frozen_parts(tuner))
     return [name for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and multimodal_part(name) in frozen]
+            if next(module.parameters(recurse=False), None) is not None and multimodal_part(name) in frozen]
 
 
 def freeze_multimodal_parts(model, tuner) -> None:

@@ -39,12 +39,26 @@ def _has_fused_experts(model) -> bool:
     return False
 
 
+def _is_router(module) -> bool:
+    """An MoE router written as a linear layer of the model's own (Llama 4's ``Llama4Router``): its forward
+    returns the routing scores and logits, not one tensor, so an adapter cannot wrap it."""
+    cls = type(module)
+    return cls.__module__.startswith("transformers.models.") and "Router" in cls.__name__
+
+
+def routers(model) -> list[str]:
+    """The names of the model's linear-layer MoE routers (left out of the adapted modules)."""
+    return [n for n, m in model.named_modules() if _is_router(m)]
+
+
 def linear_layers(model) -> list[tuple[str, object]]:
-    """``(name, module)`` of every linear layer but the output head: what ``all-linear`` adapts."""
+    """``(name, module)`` of every linear layer but the output head and MoE routers: what ``all-linear``
+    adapts."""
     import torch  # defers torch
 
     head = model.get_output_embeddings()
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and m is not head and not _is_router(m)]
 
 
 def linear_layer_names(model) -> list[str]:
@@ -76,8 +90,9 @@ def _saved_modules(model, tuner) -> tuple[list[str], list[str]]:
     """``(modules_to_save, exclude_modules)``: --modules_to_save plus the --trainable_parameters*
     modules, which are kept out of the adapted modules (a module trains one way)."""
     extra = trainable_modules(model, tuner)
-    # a multimodal model's frozen parts (the vision tower and aligner by default) get no adapters
-    return list(dict.fromkeys([*tuner.modules_to_save, *extra])), [*extra, *frozen_part_modules(model, tuner)]
+    # a multimodal model's frozen parts (the vision tower and aligner by default) and MoE routers get no adapters
+    return (list(dict.fromkeys([*tuner.modules_to_save, *extra])),
+            [*extra, *frozen_part_modules(model, tuner), *routers(model)])
 
 
 def check_init(tuner, quantized: bool) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import pytest
-from arch_configs import NEEDS_PACKAGE, TinyConfigError, tiny_config
+from arch_configs import TinyConfigError, tiny_config
 from hosts import HOST, registries
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
@@ -112,9 +112,6 @@ def runnable_type(case: Case):
         pytest.skip(f"{case.id}: transformers {version} has no {case.architecture}")
     if case.model_type not in CONFIG_MAPPING:
         pytest.skip(f"{case.id}: transformers {version} has no config class for model_type {case.model_type!r}")
-    package = NEEDS_PACKAGE.get(case.model_type)
-    if package and _installed(package) is None:
-        pytest.skip(f"{case.id}: {case.architecture} needs {package} (not installed)")
     blocked = {}
     for entry in case.types:
         reasons = type_blockers(entry)

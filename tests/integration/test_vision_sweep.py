@@ -103,7 +103,7 @@ def test_lora_step_and_generate_with_an_image(case, tmp_path):
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     assert lora, f"{case}: LoRA adapted no module"
     # the vision tower and the aligner are frozen by default: every adapter sits in the language model
-    assert {multimodal_part(n.replace("base_model.model.", "")) for n in lora} == {"llm"}
+    assert {multimodal_part(n.replace("base_model.model.", "")) for n in lora} == {"llm"}, sorted(n for n in lora if multimodal_part(n.replace("base_model.model.", "")) != "llm")
 
     data = LazyEncodedDataset(rows, encoder)
     encoded = [data[0], data[1]]

@@ -32,6 +32,7 @@ def _rank(rank: int, port: int, results):
         error = None
     except ConfigError as exc:
         error = str(exc)
+    distributed.leave()
     results.put((rank, value, calls, error))
 
 

@@ -9,6 +9,8 @@ import pytest
 from tiny import make_tokenizer
 from tiny_vlm import SKIPPED_FAMILIES, VLM_FAMILIES, save_tiny_vlm, square_image, tiny_image
 
+from swiftkit.core._compat import mend_llama4_outputs
+
 FAMILIES = sorted(VLM_FAMILIES)
 CONVERSATION = [
     {"role": "system", "content": "Answer briefly."},
@@ -43,7 +45,9 @@ def vlm_dir(tmp_path_factory):
 def _load(path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    mend_llama4_outputs(model)  # transformers 5.24's Llama 4 forward fails without it (swiftkit's loader applies it)
+    return model, AutoProcessor.from_pretrained(path)
 
 
 def _inputs(processor, family: str, text: str):
@@ -55,7 +59,7 @@ def _inputs(processor, family: str, text: str):
 
 
 def test_families_cover_the_common_ones():
-    # (the torchvision-only run of make test builds those families alone: 13 of them)
+    # (the torchvision-only run of make test builds those families alone: 17 of them)
     assert len(VLM_FAMILIES) >= (10 if os.environ.get("SWIFTKIT_TEST_TORCHVISION_FAMILIES_ONLY") == "1" else 15)
     assert not set(VLM_FAMILIES) & set(SKIPPED_FAMILIES)
     for name, family in VLM_FAMILIES.items():
@@ -70,7 +74,8 @@ def test_saved_family_loads_renders_and_expands_images(vlm_dir, family):
     path = vlm_dir(family)
     files = [f for f in path.iterdir() if f.is_file()]
     assert (path / "model.safetensors").is_file()
-    assert all(f.stat().st_size < 5_000_000 for f in files), {f.name: f.stat().st_size for f in files}
+    # (Gemma 3n is the largest, 5.4 MB: its vision tower's multi-scale fusion stays 2048 features wide)
+    assert all(f.stat().st_size < 6_000_000 for f in files), {f.name: f.stat().st_size for f in files}
 
     model, processor = _load(path)
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -86,6 +86,21 @@ def test_multimodal_flags_on_a_text_model_are_refused(model, flag, train_type):
         BUILTIN_TUNERS[train_type](model, config(train_type=train_type, **{flag: False}))
 
 
+@pytest.mark.parametrize("freeze_vit", [True, False])
+def test_a_target_named_by_hand_adapts_a_frozen_vision_tower_nowhere(freeze_vit):
+    # LLaVA's CLIP tower has q_proj layers and its patch convolution; the language model has q_proj too
+    from tiny_vlm import make_tiny_vlm
+
+    from swiftkit.train.tuner_params import multimodal_part
+
+    model, _ = make_tiny_vlm("llava")
+    tuned = apply_lora(model, config(target_modules=["q_proj", "patch_embedding"], freeze_vit=freeze_vit))
+    adapted = {n.split(".lora_")[0].replace("base_model.model.", "") for n in trainable(tuned)}
+    parts = {multimodal_part(n) for n in adapted}
+    assert parts == ({"llm"} if freeze_vit else {"llm", "vision"})
+    assert any(n.endswith("patch_embedding") for n in adapted) is not freeze_vit
+
+
 def test_multimodal_defaults_are_fine_on_a_text_model(model):
     assert trainable(apply_full(model, config(train_type="full")))
 

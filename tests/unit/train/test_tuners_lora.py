@@ -213,3 +213,26 @@ def test_corda_runs_or_names_the_missing_package():
 def test_impossible_init_combinations_are_refused(flags, message):
     with pytest.raises(TrainError, match=message):
         apply_lora(tiny(), config(**flags))
+
+
+def test_moe_routers_written_as_linear_layers_get_no_adapter_and_the_model_trains():
+    # Llama 4's router is a linear layer whose forward returns (scores, logits): an adapter around it would
+    # break the forward, so all-linear leaves it out and adapts the attention and shared-expert layers
+    import torch
+    from transformers import Llama4ForCausalLM, Llama4TextConfig
+
+    torch.manual_seed(0)
+    model = Llama4ForCausalLM(Llama4TextConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=32, intermediate_size_mlp=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, num_local_experts=2, num_experts_per_tok=1,
+        interleave_moe_layer_step=1, attention_chunk_size=64))
+    routers = [n for n, m in model.named_modules() if type(m).__name__ == "Llama4Router"]
+    assert len(routers) == 2
+    tuned = apply_lora(model, config())
+    adapted = lora_layers(tuned)
+    assert adapted and not any(name.endswith(".router") for name in adapted)
+    assert any(".shared_expert." in name for name in adapted)
+    ids = torch.randint(0, 64, (1, 8))
+    loss = tuned(input_ids=ids, labels=ids).loss
+    loss.backward()
+    assert math.isfinite(loss.item())
