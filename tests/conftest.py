@@ -52,3 +52,14 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture
 def tokenizer_factory():
     return make_tokenizer
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: files that run under xdist on few cores, where more threads only contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

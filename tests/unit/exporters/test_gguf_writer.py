@@ -30,13 +30,8 @@ EXTRA = {"llama": [], "qwen2": ["attn_q.bias", "attn_k.bias", "attn_v.bias"], "q
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test of this file runs on one torch thread."""
 
 
 def _load(folder):

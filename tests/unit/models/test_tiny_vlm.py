@@ -19,14 +19,8 @@ CONVERSATION = [
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the file runs under xdist on few cores, where more threads only contend."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test of this file runs on one torch thread."""
 
 
 @pytest.fixture(scope="module")
