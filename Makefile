@@ -30,7 +30,7 @@ GPTQ_TESTS := tests/unit/exporters/test_quant_gptq.py tests/integration/test_qua
 VISION_VENV := .venv-vision
 VISION_STAMP := $(VISION_VENV)/.swiftkit-installed
 VISION_TORCH := $(if $(filter aarch64,$(shell uname -m)),torch==2.9.1 torchvision==0.24.1,torch==2.14.1 torchvision==0.29.1)
-VISION_TESTS := tests/unit/models/test_tiny_vlm.py tests/integration/test_vision_sweep.py
+VISION_TESTS := tests/unit/models/test_tiny_vlm.py tests/integration/test_vision_sweep.py tests/integration/test_video_sweep.py
 EVALSCOPE_VENV := .venv-evalscope
 EVALSCOPE_STAMP := $(EVALSCOPE_VENV)/.swiftkit-installed
 CHROMIUM := /usr/bin/chromium
@@ -59,7 +59,7 @@ $(GPTQ_STAMP): pyproject.toml Makefile
 $(VISION_STAMP): pyproject.toml Makefile
 	test -x $(VISION_VENV)/bin/python || $(PYTHON) -m venv $(VISION_VENV)
 	$(VISION_VENV)/bin/pip install $(VISION_TORCH)
-	$(VISION_VENV)/bin/pip install -e . 'pytest>=8.0' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' num2words timm
+	$(VISION_VENV)/bin/pip install -e '.[video]' 'pytest>=8.0' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' num2words timm
 	touch $(VISION_STAMP)
 
 # The commands `swiftkit eval --eval_backend evalscope` runs for its own environment

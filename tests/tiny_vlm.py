@@ -53,6 +53,8 @@ class VlmFamily:
     nested_images: bool = True
     # False where an image stays one token (Mllama reads the image through cross-attention).
     expands: bool = True
+    # What the chat template writes for a video part (families whose processor takes videos).
+    video_placeholder: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -75,16 +77,23 @@ _TURNS = {
 }
 
 
-def chat_template(placeholder: str, style: str = "chatml") -> str:
-    """A chat template in ``style`` whose image parts render as ``placeholder``."""
+def _literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def chat_template(placeholder: str, style: str = "chatml", video_placeholder: str | None = None) -> str:
+    """A chat template in ``style`` whose image parts render as ``placeholder`` (and video parts as
+    ``video_placeholder``, when given)."""
     prefix, turn, generation = _TURNS[style]
-    literal = placeholder.replace("\\", "\\\\").replace("'", "\\'")
+    literal = _literal(placeholder)
+    video = ("{%- elif part['type'] == 'video' %}{%- set ns.text = ns.text + '" + _literal(video_placeholder) + "' %}"
+             if video_placeholder else "")
     return (
         prefix + "{%- for message in messages %}"
         "{%- if message['content'] is string %}{%- set content = message['content'] %}"
         "{%- else %}{%- set ns = namespace(text='') %}"
         "{%- for part in message['content'] %}"
-        "{%- if part['type'] == 'image' %}{%- set ns.text = ns.text + '" + literal + "' %}"
+        "{%- if part['type'] == 'image' %}{%- set ns.text = ns.text + '" + literal + "' %}" + video +
         "{%- elif part['type'] == 'text' %}{%- set ns.text = ns.text + part['text'] %}{%- endif %}"
         "{%- endfor %}{%- set content = ns.text %}{%- endif %}"
         "{{- " + turn + " }}"
@@ -930,20 +939,26 @@ _VIDEO_LLAVA = {"image_token": "<image>", "video_token": "<video>"}
 
 
 def _torchvision_families() -> list[VlmFamily]:
-    qwen = dict(named_special_tokens=_QWEN_TOKENS)
+    qwen = dict(named_special_tokens=_QWEN_TOKENS, video_placeholder="<|vision_start|><|video_pad|><|vision_end|>")
     return [
         VlmFamily("qwen2_vl", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen2_vl, **qwen),
         VlmFamily("qwen2_5_vl", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen2_5_vl, **qwen),
         VlmFamily("qwen3_vl", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen3_vl, **qwen),
         VlmFamily("qwen3_vl_moe", _QWEN_PLACEHOLDER, "<|image_pad|>", _build_qwen3_vl_moe, **qwen),
         VlmFamily(
-            "smolvlm", "<image>", "<image>", _build_smolvlm, extra_special_tokens=(*_idefics_tokens(), "<video>")
+            "smolvlm",
+            "<image>",
+            "<image>",
+            _build_smolvlm,
+            extra_special_tokens=(*_idefics_tokens(), "<video>"),
+            video_placeholder="<video>",
         ),
         VlmFamily(
             "internvl",
             "<IMG_CONTEXT>",
             "<IMG_CONTEXT>",
             _build_internvl,
+            video_placeholder="<video>",
             named_special_tokens={
                 "start_image_token": "<img>",
                 "end_image_token": "</img>",
@@ -957,6 +972,7 @@ def _torchvision_families() -> list[VlmFamily]:
             "<image>",
             _build_llava_onevision,
             named_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+            video_placeholder="<video>",
         ),
         VlmFamily(
             "mistral3",
@@ -971,6 +987,7 @@ def _torchvision_families() -> list[VlmFamily]:
             "<|image|>",
             _build_glm4v,
             extra_special_tokens=_GLM4V_TOKENS,
+            video_placeholder="<|begin_of_video|><|video|><|end_of_video|>",
             named_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
         ),
         VlmFamily(
@@ -979,6 +996,7 @@ def _torchvision_families() -> list[VlmFamily]:
             "<|image|>",
             _build_glm4v_moe,
             extra_special_tokens=_GLM4V_TOKENS,
+            video_placeholder="<|begin_of_video|><|video|><|end_of_video|>",
             named_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
         ),
         VlmFamily(
@@ -1005,6 +1023,7 @@ def _torchvision_families() -> list[VlmFamily]:
             "<|image|>",
             _build_perception_lm,
             style="llama3",
+            video_placeholder="<|video|>",
             named_special_tokens={"image_token": "<|image|>", "video_token": "<|video|>"},
             nested_images=False,
         ),
@@ -1032,8 +1051,22 @@ def _torchvision_families() -> list[VlmFamily]:
                 "img_line_break_token": "<|IMG_LINE_BREAK|>",
             },
         ),
-        VlmFamily("llava_next_video", "<image>", "<image>", _build_llava_next_video, named_special_tokens=_VIDEO_LLAVA),
-        VlmFamily("video_llava", "<image>", "<image>", _build_video_llava, named_special_tokens=_VIDEO_LLAVA),
+        VlmFamily(
+            "llava_next_video",
+            "<image>",
+            "<image>",
+            _build_llava_next_video,
+            named_special_tokens=_VIDEO_LLAVA,
+            video_placeholder="<video>",
+        ),
+        VlmFamily(
+            "video_llava",
+            "<image>",
+            "<image>",
+            _build_video_llava,
+            named_special_tokens=_VIDEO_LLAVA,
+            video_placeholder="<video>",
+        ),
     ]
 
 
@@ -1291,7 +1324,7 @@ def make_vlm_tokenizer(family: str):
         extra_special_tokens=spec.extra_special_tokens,
         named_special_tokens=spec.named_special_tokens,
     )
-    tok.chat_template = chat_template(spec.placeholder, spec.style)
+    tok.chat_template = chat_template(spec.placeholder, spec.style, spec.video_placeholder)
     return tok
 
 

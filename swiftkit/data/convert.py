@@ -37,7 +37,9 @@ from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES, MAX_ROW_DEPTH, nesting_d
 from swiftkit.data.media import (
     OTHER_MEDIA,
     PART_IMAGES,
+    PART_VIDEOS,
     column_images,
+    column_videos,
     flatten_parts,
     gather_images,
     is_content_parts,
@@ -151,10 +153,13 @@ def _message_list(row: dict, messages, key: str) -> list[dict]:
             raise _fail(row, f"{key}[{i}] is missing 'content' (found keys {sorted(msg)})", "missing_field")
         item = {k: msg[k] for k in MESSAGE_KEYS if msg.get(k) is not None}
         item.setdefault("content", "")
-        if is_content_parts(item["content"]):  # OpenAI content parts: text and images
-            item["content"], images = flatten_parts(item["content"], _where(row), f"{key}[{i}]", source_folder(row))
+        if is_content_parts(item["content"]):  # OpenAI content parts: text, images and videos
+            item["content"], images, videos = flatten_parts(item["content"], _where(row), f"{key}[{i}]",
+                                                            source_folder(row))
             if images:
                 item[PART_IMAGES] = images
+            if videos:
+                item[PART_VIDEOS] = videos
         out.append(item)
     return out
 
@@ -446,10 +451,12 @@ def to_messages_row(row: dict, require_reply: bool = True) -> dict:
         extra["solution"] = row["solution"]
     messages = validate_messages(messages, row, require_reply)
     column = column_images(_json_field(row, "images"), _where(row), source_folder(row))
-    messages, images = gather_images(messages, column, _where(row), extra.get("rejected_response"))
-    if images:
-        return {"messages": messages, "images": images, **extra, "_origin": _where(row)}
-    return {"messages": messages, **extra, "_origin": _where(row)}
+    videos = column_videos(_json_field(row, "videos"), _where(row), source_folder(row))
+    messages, images, videos = gather_images(messages, column, _where(row), extra.get("rejected_response"), videos)
+    media = {"images": images} if images else {}
+    if videos:
+        media["videos"] = videos
+    return {"messages": messages, **media, **extra, "_origin": _where(row)}
 
 
 def to_text_row(row: dict) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from swiftkit.data.encode import all_too_long
 from swiftkit.data.length import check_length
+from swiftkit.data.media import has_media
 from swiftkit.templates import SequenceTooLong, TemplateError
 
 PAIR_METHODS = ("dpo", "orpo", "simpo", "cpo")
@@ -94,7 +95,7 @@ def encode_row(method: str, template, row: dict) -> dict:
     if method == "grpo":
         template.encode_prompt(row["messages"], row.get("tools"))  # generation starts from this prompt
         return grpo_prompt(template, row)
-    if row.get("images"):  # a preference row with images: the encoder of a vision-language model pairs it
+    if has_media(row):  # a preference row with images: the encoder of a vision-language model pairs it
         if method != "dpo" or not hasattr(template, "encode_pair"):
             raise TemplateError(f"{row.get('_origin', '?')}: rows with images train with --rlhf_type dpo (and sft); "
                                 f"{method} takes text rows only")

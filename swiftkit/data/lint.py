@@ -22,7 +22,7 @@ from swiftkit.data.errors import DatasetError
 from swiftkit.data.length import check_length
 from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES
 from swiftkit.data.loader import LoadReport, load_rows, row_content
-from swiftkit.data.media import check_images
+from swiftkit.data.media import check_images, has_media
 from swiftkit.templates import SequenceTooLong, TemplateError
 
 
@@ -102,10 +102,11 @@ def image_problems(rows: list[dict]) -> list[Problem]:
     seen: set[str] = set()
     out = []
     for row in rows:
-        if not row.get("images") or row["_origin"] in seen:
+        if not has_media(row) or row["_origin"] in seen:
             continue
         seen.add(row["_origin"])
-        out += [Problem(row["_origin"], "bad_image", problem) for problem in check_images(row, checked)]
+        out += [Problem(row["_origin"], "bad_video" if problem.startswith("video") else "bad_image", problem)
+                for problem in check_images(row, checked)]
     return out
 
 

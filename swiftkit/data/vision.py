@@ -13,6 +13,12 @@ Collation pads every feature the processor gives to the batch's largest size in 
 the rows along the first (:func:`collate_features`): it fits both the layouts processors use, features
 listed per image (LLaVA's ``pixel_values``, Qwen2-VL's patches and ``image_grid_thw``) and features with
 a batch dimension (Idefics3's ``pixel_values`` and ``pixel_attention_mask``, Mllama's masks).
+
+Videos (a row's ``videos``: each a list of frame images, or a video file decoded with PyAV) go the same way:
+``<video>`` tags become the template's video placeholder and the processor puts in each video's tokens.
+Families that list video patches per frame (Qwen2-VL) batch videos of any length; those that take a batch's
+videos as one (videos, frames, ...) tensor (LLaVA-OneVision, LLaVA-NeXT-Video, Video-LLaVA) need the videos of a
+batch to have the same number of frames.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import os
 
 from swiftkit.data.encode_alignment import encode_pair
 from swiftkit.data.errors import DatasetError
-from swiftkit.data.media import IMAGE_TAG, load_image
+from swiftkit.data.media import IMAGE_TAG, VIDEO_TAG, load_image, load_video
 from swiftkit.templates import SequenceTooLong, TemplateError
 
 IGNORE_INDEX = -100
@@ -34,10 +40,11 @@ def _where(row: dict) -> str:
     return f"{row['_origin']}: " if isinstance(row, dict) and row.get("_origin") else ""
 
 
-def image_placeholder(tokenizer, processor=None, chat_kwargs: dict | None = None) -> str:
+def image_placeholder(tokenizer, processor=None, chat_kwargs: dict | None = None, kind: str = "image") -> str:
     """The text the model's chat template writes for one image (e.g. Qwen2-VL's
-    ``<|vision_start|><|image_pad|><|vision_end|>``): the difference between a user turn rendered with an
-    image part and without. The processor's ``image_token`` where the template does not render image parts."""
+    ``<|vision_start|><|image_pad|><|vision_end|>``), or with ``kind="video"`` for one video: the difference
+    between a user turn rendered with such a part and without. The processor's ``image_token`` /
+    ``video_token`` where the template does not render those parts."""
     kw = dict(chat_kwargs or {})
 
     def render(parts: list[dict]) -> str:
@@ -46,31 +53,41 @@ def image_placeholder(tokenizer, processor=None, chat_kwargs: dict | None = None
         return out if isinstance(out, str) else ""
 
     try:
-        with_image = render([{"type": "image"}, {"type": "text", "text": _PROBE_TEXT}])
+        with_media = render([{"type": kind}, {"type": "text", "text": _PROBE_TEXT}])
         without = render([{"type": "text", "text": _PROBE_TEXT}])
     except Exception:  # noqa: BLE001 - a template that renders string contents only
-        with_image = without = ""
-    if with_image and len(with_image) > len(without):
-        start = len(os.path.commonprefix([with_image, without]))
+        with_media = without = ""
+    if with_media and len(with_media) > len(without):
+        start = len(os.path.commonprefix([with_media, without]))
         # the common suffix, within what the prefix left of the shorter rendering
-        end = len(os.path.commonprefix([with_image[start:][::-1], without[start:][::-1]]))
-        found = with_image[start:len(with_image) - end]
+        end = len(os.path.commonprefix([with_media[start:][::-1], without[start:][::-1]]))
+        found = with_media[start:len(with_media) - end]
         if found.strip():
             return found
-    token = getattr(processor, "image_token", None) if processor is not None else None
+    token = getattr(processor, f"{kind}_token", None) if processor is not None else None
     if isinstance(token, str) and token:
         return token
-    raise TemplateError("the model's chat template does not render image parts and its processor names no image "
-                        "token: swiftkit cannot tell where an image goes in the prompt (pass --template with a "
-                        "chat template that renders {'type': 'image'} parts)")
+    raise TemplateError(f"the model's chat template does not render {kind} parts and its processor names no {kind} "
+                        f"token: swiftkit cannot tell where {'an image' if kind == 'image' else 'a video'} goes in "
+                        f"the prompt (pass --template with a chat template that renders {{'type': '{kind}'}} parts)")
 
 
-def with_placeholders(messages: list[dict], placeholder: str) -> list[dict]:
-    """``messages`` with each ``<image>`` tag written as the model's image placeholder."""
-    if placeholder == IMAGE_TAG:
+def with_placeholders(messages: list[dict], placeholder: str, video_placeholder: str | None = None) -> list[dict]:
+    """``messages`` with each ``<image>`` tag written as the model's image placeholder (and, given
+    ``video_placeholder``, each ``<video>`` tag as its video placeholder)."""
+    swaps = [(IMAGE_TAG, placeholder)] + ([(VIDEO_TAG, video_placeholder)] if video_placeholder is not None else [])
+    swaps = [(tag, text) for tag, text in swaps if tag != text]
+    if not swaps:
         return messages
-    return [{**m, "content": m["content"].replace(IMAGE_TAG, placeholder)} if isinstance(m.get("content"), str)
-            else m for m in messages]
+    out = []
+    for m in messages:
+        if isinstance(m.get("content"), str):
+            content = m["content"]
+            for tag, text in swaps:
+                content = content.replace(tag, text)
+            m = {**m, "content": content}
+        out.append(m)
+    return out
 
 
 def expanded_labels(ids: list[int], labels: list[int], expanded: list[int], where: str = "") -> list[int]:
@@ -104,25 +121,40 @@ class VisionEncoder:
         self.template = template
         self.processor = processor
         self.placeholder = image_placeholder(template.tokenizer, processor, template.chat_kwargs)
+        self._video_placeholder: str | None = None  # learned with the first row that holds videos
         self._nested: bool | None = None  # how the processor takes a prompt's images, once known
         self._text = copy.copy(template)
         self._text.max_length = None  # the limit applies after the images are put in
 
     def __getattr__(self, name):  # tokenizer, max_length, truncation_strategy, chat_template, ...
-        if name in ("template", "processor", "_nested", "_text"):
+        if name in ("template", "processor", "_nested", "_text", "_video_placeholder"):
             raise AttributeError(name)
         return getattr(self.template, name)
 
+    def video_placeholder(self, where: str = "") -> str:
+        """The text the chat template writes for one video; a processor that takes no videos is an error."""
+        if self._video_placeholder is None:
+            if getattr(self.processor, "video_processor", None) is None:
+                raise DatasetError(f"{where}the row has videos, but the model's processor "
+                                   f"({type(self.processor).__name__}) takes none: train videos on a family that "
+                                   "takes them (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, ...)")
+            tokenizer, kwargs = self.template.tokenizer, self.template.chat_kwargs
+            self._video_placeholder = image_placeholder(tokenizer, self.processor, kwargs, kind="video")
+        return self._video_placeholder
+
     def encode(self, row: dict) -> dict:
         images = row.get("images") or []
-        if not images:
+        videos = row.get("videos") or []
+        if not images and not videos:
             return self.template.encode(row)
         where = _where(row)
-        messages = with_placeholders(row["messages"], self.placeholder)
-        text_row = {key: value for key, value in row.items() if key != "images"}
+        messages = with_placeholders(row["messages"], self.placeholder,
+                                     self.video_placeholder(where) if videos else None)
+        text_row = {key: value for key, value in row.items() if key not in ("images", "videos")}
         enc, text = self._text.encode_with_text({**text_row, "messages": messages})
         pictures = [load_image(ref, where.rstrip(": ")) for ref in images]
-        features = self.processor_inputs(text, pictures, where)
+        clips = [load_video(ref, where.rstrip(": ")) for ref in videos]
+        features = self.processor_inputs(text, pictures, where, clips)
         expanded = features.pop("input_ids")[0].tolist()
         labels = expanded_labels(enc["input_ids"], enc["labels"], expanded, where)
         if "token_type_ids" in features and self._suffix_types():
@@ -132,7 +164,8 @@ class VisionEncoder:
                                                                                  for x in labels]])
         limit = self.template.max_length
         if limit is not None and len(expanded) > limit:
-            raise SequenceTooLong(f"{where}{len(expanded)} tokens with its images' tokens is over max_length {limit}")
+            raise SequenceTooLong(f"{where}{len(expanded)} tokens with its images' and videos' tokens is over "
+                                  f"max_length {limit}")
         return {"input_ids": expanded, "labels": labels, **features}
 
     def encode_pair(self, row: dict) -> dict:
@@ -140,6 +173,9 @@ class VisionEncoder:
         rejected reply ids, and what the collator needs to make the pixel features again per batch
         (``image_refs``, ``prompt_text``: features are not stored with the encoded rows)."""
         where = _where(row)
+        if row.get("videos"):
+            raise TemplateError(f"{where}preference rows with videos are not supported yet: DPO takes rows with "
+                                "images (sft takes videos)")
         text_row = {key: value for key, value in row.items() if key != "images"}
         text_row["messages"] = with_placeholders(row["messages"], self.placeholder)
         pair = encode_pair(self._text, text_row)
@@ -182,23 +218,30 @@ class VisionEncoder:
     def _suffix_types(self) -> bool:
         return type(self.processor).__name__ == "PaliGemmaProcessor"
 
-    def processor_inputs(self, text: str, images: list, where: str = "") -> dict:
-        """The processor's tensors for one rendered text and its images (``input_ids`` expanded, features)."""
+    def processor_inputs(self, text: str, images: list, where: str = "", videos: list | None = None) -> dict:
+        """The processor's tensors for one rendered text, its images and its videos (each a list of frames):
+        ``input_ids`` expanded, and the features."""
         # Processors take one prompt's images as a list per prompt (Idefics3, Mllama) or as one flat list (some
         # single-image families); the form that works first is kept.
-        forms = [self._nested] if self._nested is not None else [True, False]
+        forms = ([self._nested] if self._nested is not None else [True, False]) if images else [False]
+        # the frames are chosen already (all of a list of frames; a file's, evenly up to MAX_VIDEO_FRAMES): the video
+        # processor is not to sample them again (GLM-4V's would, by the frame rate, which a list of frames lacks)
+        media = {"videos": videos, "do_sample_frames": False} if videos else {}
         failure = None
         for nested in forms:
+            if images:
+                media["images"] = [images] if nested else images
             try:
-                out = self.processor(text=[text], images=[images] if nested else images, return_tensors="pt",
-                                     add_special_tokens=False)
+                out = self.processor(text=[text], return_tensors="pt", add_special_tokens=False, **media)
             except Exception as exc:  # noqa: BLE001 - named with the row below
                 failure = failure or exc
                 continue
-            self._nested = nested
+            if images:
+                self._nested = nested
             # the encoder's labels replace any the processor makes (PaliGemma labels every text token)
             return {key: value for key, value in out.items() if key not in ("attention_mask", "labels")}
-        raise DatasetError(f"{where}the model's processor failed on this row's {len(images)} image(s): "
+        what = f"{len(images)} image(s)" + (f" and {len(videos)} video(s)" if videos else "")
+        raise DatasetError(f"{where}the model's processor failed on this row's {what}: "
                            f"{type(failure).__name__}: {failure}") from failure
 
     def prompt_inputs(self, messages: list[dict], images: list, tools=None) -> dict:
@@ -224,6 +267,11 @@ def collate_features(rows: list[dict]):
         if values[0].dim() == 0:
             out[key] = torch.stack(values)
             continue
+        frames = sorted({v.shape[1] for v in values}) if key.endswith("_videos") and values[0].dim() >= 5 else []
+        if len(frames) > 1:  # (videos, frames, channels, height, width): padding would add blank frames
+            raise DatasetError(f"videos of {' and '.join(map(str, frames))} frames share a batch, and this model takes "
+                               "a batch's videos as one tensor: give every video the same number of frames, or train "
+                               "with --per_device_train_batch_size 1")
         sizes = [max(v.shape[d] for v in values) for d in range(values[0].dim())]
         padded = []
         for v in values:

@@ -144,6 +144,8 @@ class DataPreviewRecipe:
             shown = ", ".join(f"{pos}-{pos + n - 1}" for pos, n in runs)
             print(f"{len(row['images'])} image(s): {sum(n for _, n in runs)} image tokens "
                   f"({tok.convert_ids_to_tokens(image_id)}; positions {shown})\n", file=out)
+        if row.get("videos"):
+            print(f"{len(row['videos'])} video(s), their tokens put in by the processor\n", file=out)
         print(_marked(tok, ids, labels, color, image_id), file=out)
         if cfg.tool.show_tokens:
             print("\n  pos      id  loss  token", file=out)

@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from swiftkit.config import InferConfig
+from swiftkit.core.errors import ConfigError
 from swiftkit.core.io import timestamped_path
 from swiftkit.inference.base import attach_images
 from swiftkit.inference.loading import with_run_data_args
@@ -92,6 +93,10 @@ class InferRecipe:
     def run_batch(self) -> dict:
         cfg = self.config
         rows = load_val_rows(cfg, self.host.registries, require_reply=False)
+        with_video = next((r for r in rows if r.get("videos")), None)
+        if with_video is not None:
+            raise ConfigError(f"{with_video['_origin']}: the row has videos: infer and deploy take text and images; "
+                              "videos train with sft")
         path = Path(cfg.generation.result_path) if cfg.generation.result_path else default_result_path(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

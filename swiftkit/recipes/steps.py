@@ -26,6 +26,7 @@ from swiftkit.core.distributed import ONE_RANK, Ranks
 from swiftkit.core.io import OutputError, discard_unstarted_run, new_run_dir, write_json, write_problem
 from swiftkit.data import data_fingerprint, load_rows, split_rows
 from swiftkit.data.loader import LoadReport
+from swiftkit.data.media import has_media
 from swiftkit.data.vision import VisionEncoder
 from swiftkit.models import is_vision_checkpoint, load_model, load_processor
 from swiftkit.models.attention import apply_liger
@@ -210,17 +211,18 @@ def vision_encoder(resolved, cfg, template, row_lists):
     model's processor), or None when no row has one. Images need a vision-language model; --packing and
     --padding_free, which join rows, are refused with them when given (each row keeps its own pixel
     features; --padding_free, on by default, is turned off)."""
-    first = next((row for rows in row_lists if rows for row in rows if row.get("images")), None)
+    first = next((row for rows in row_lists if rows for row in rows if has_media(row)), None)
     if first is None:
         return None
     where = first.get("_origin", "--dataset")
+    what = "images" if first.get("images") else "videos"
     if not is_vision_checkpoint(resolved):
-        raise TrainError(f"{where}: the row has images, but {resolved.path} is a text model (its config.json has no "
+        raise TrainError(f"{where}: the row has {what}, but {resolved.path} is a text model (its config.json has no "
                          "vision_config): train on a vision-language model (swiftkit list models --tag vision)")
     training = cfg.training
     joined = [flag for flag in ("packing", "padding_free") if getattr(training, flag) and cfg.is_given(flag)]
     if joined:
-        raise TrainError(f"--{joined[0]} joins rows into one sequence, and rows with images ({where}) keep their own "
+        raise TrainError(f"--{joined[0]} joins rows into one sequence, and rows with {what} ({where}) keep their own "
                          "pixel features: train them in padded batches (drop the flag)")
     processor = load_processor(resolved, trust_remote_code=cfg.model.trust_remote_code)
     log(f"rows with images: the model's processor ({type(processor).__name__}) puts in the images' tokens")

@@ -181,6 +181,28 @@ def test_nothing_to_train_and_images_for_a_text_model_are_one_line_errors(colour
     assert not any((tmp_path / d).exists() and any((tmp_path / d).iterdir()) for d in "abc")
 
 
+def test_videos_where_they_cannot_go_are_one_line_errors(colours, tmp_path, tiny_model_dir):
+    frames = [str(colours["folder"] / f"images/train{k}.png") for k in range(3)]
+    rows = [{"messages": [{"role": "user", "content": "<video>What moves?"}, {"role": "assistant", "content": "red"}],
+             "videos": [frames], "rejected_response": "blue"}]
+    data = tmp_path / "videos.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # LLaVA's processor takes images only
+    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: the row has videos, but the model's processor "
+                                            r"\(LlavaProcessor\) takes none"):
+        api.sft(model=str(colours["model"]), dataset=[str(data)], output_dir=str(tmp_path / "a"), max_steps=1)
+    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: the row has videos, but .* is a text model"):
+        api.sft(model=str(tiny_model_dir("llama", "chatml")), dataset=[str(data)], output_dir=str(tmp_path / "b"),
+                max_steps=1)
+    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: preference rows with videos are not supported yet"):
+        api.rlhf(rlhf_type="dpo", model=str(colours["model"]), dataset=[str(data)], output_dir=str(tmp_path / "c"),
+                 max_steps=1)
+    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: the row has videos: infer and deploy take text and "
+                                            "images"):
+        api.infer(model=str(colours["model"]), val_dataset=[str(data)], result_path=str(tmp_path / "d" / "r.jsonl"))
+    assert not any((tmp_path / d).exists() and any((tmp_path / d).iterdir()) for d in "abcd")
+
+
 def test_preview_shows_where_the_image_tokens_go_and_lint_names_bad_images(colours, tmp_path, capsys):
     from swiftkit.cli.main import main
 

@@ -159,9 +159,10 @@ def test_parts_to_tags_for_requests():
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.org/a.png"}},
                                              {"type": "text", "text": "What is it?"}]},
                 {"role": "assistant", "content": "A cat."}]
-    flat, images = parts_to_tags(messages, "request")
+    flat, images, videos = parts_to_tags(messages, "request")
     assert flat == [{"role": "user", "content": f"{IMAGE_TAG}What is it?"}, messages[1]]
     assert images == ["https://x.org/a.png"] and isinstance(messages[0]["content"], list)  # input untouched
+    assert videos == []
     with pytest.raises(DatasetError, match=r"^request: messages\[0\]\.content\[0\]: unknown content part type"):
         parts_to_tags([{"role": "user", "content": [{"type": "file", "file": "x"}]}], "request")
 
@@ -225,19 +226,128 @@ def test_images_in_assistant_replies_are_refused(tmp_path):
     ]
 
 
-def test_videos_and_audios_are_refused(tmp_path):
+def test_audios_are_refused(tmp_path):
     path = jsonl(tmp_path / "media.jsonl", [
-        {"messages": chat("<video>What happens?"), "videos": ["clip.mp4"]},
         {"messages": chat("<audio>Who speaks?"), "audios": "talk.wav"},
-        {"messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "clip.mp4"}}]},
+        {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "x"}}]},
                       {"role": "assistant", "content": "A cat."}]},
     ])
     problems = bad_rows([path])
-    video = "videos are not supported yet: swiftkit trains on images and text"
-    assert [str(p) for p in problems] == [f"{path}:1: {video}",
-                                          f"{path}:2: audios are not supported yet: swiftkit trains on images and text",
-                                          f"{path}:3: {video}"]
+    audio = "audios are not supported yet: swiftkit trains on images, videos and text"
+    assert [str(p) for p in problems] == [f"{path}:1: {audio}", f"{path}:2: {audio}"]
     assert {p.kind for p in problems} == {"unsupported_media"}
+
+
+# --- videos --------------------------------------------------------------------------------------
+
+def mp4(path, frames: int, size: int = 16) -> str:
+    """An mp4 of ``frames`` frames (frame k is grey level 3k), encoded with PyAV."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for k in range(frames):
+            pixels = np.full((size, size, 3), 3 * k, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def test_videos_as_files_frames_and_parts_become_canonical_refs(tmp_path):
+    frames = [str(png(tmp_path / "f" / f"{k}.png")) for k in range(3)]
+    path = jsonl(tmp_path / "videos.jsonl", [
+        {"messages": chat("<video>What happens?"), "videos": ["clips/a.mp4"]},
+        {"messages": chat("<video><video>Same?"), "videos": [["f/0.png", "f/1.png", "f/2.png"],
+                                                            {"frames": ["f/0.png"]}]},
+        {"messages": chat("<image>and <video>?"), "images": ["f/0.png"], "videos": "https://x.org/v.mp4"},
+        {"messages": [{"role": "user", "content": [{"type": "video", "video": ["f/0.png", "f/1.png"]},
+                                                   {"type": "text", "text": "and"},
+                                                   {"type": "video_url", "video_url": {"url": "file:///v/b.mp4"}}]},
+                      {"role": "assistant", "content": "Both."}]},
+    ])
+    rows = load_rows([path], registries=EMPTY)
+    assert rows[0]["videos"] == [str(tmp_path / "clips" / "a.mp4")] and "images" not in rows[0]
+    assert rows[1]["videos"] == [frames, frames[:1]]
+    assert (rows[2]["images"], rows[2]["videos"]) == ([frames[0]], ["https://x.org/v.mp4"])
+    assert rows[3]["messages"][0]["content"] == "<video>and<video>"
+    assert rows[3]["videos"] == [frames[:2], "/v/b.mp4"]
+
+
+@pytest.mark.parametrize("row, problem, kind", [
+    ({"messages": chat("What happens?"), "videos": ["a.mp4"]},
+     "0 <video> tags in the messages but 1 video: put a <video> tag in a user turn where each video goes",
+     "video_count"),
+    ({"messages": chat("<video>?", "See <video>"), "videos": ["a.mp4"]},
+     "messages[1]: videos in assistant replies are not supported: put them in user turns", "video_in_reply"),
+    ({"messages": chat("<video>?"), "videos": ["data:video/mp4;base64,AAAA"]},
+     "videos[0]: a video is a file's local path or http(s) URL, or a list of frame images; got "
+     "'data:video/mp4;base64,AAAA...'", "video_ref"),
+    ({"messages": chat("<video>?"), "videos": [[]]}, "videos[0]: a video given as frames needs at least one frame",
+     "video_ref"),
+    ({"messages": chat("<video>?"), "videos": [7]},
+     "videos[0] must be a video file's path or URL, or a list of frames; got int", "wrong_type"),
+])
+def test_video_rows_of_no_usable_form(tmp_path, row, problem, kind):
+    path = jsonl(tmp_path / "refs.jsonl", [row])
+    (error,) = bad_rows([path])
+    assert (error.origin, error.problem, error.kind) == (f"{path}:1", problem, kind)
+
+
+def test_load_video_decodes_a_file_evenly_and_opens_frames(tmp_path):
+    from swiftkit.data.media import MAX_VIDEO_FRAMES, load_video
+
+    short = load_video(mp4(tmp_path / "short.mp4", 5))
+    assert len(short) == 5 and short[0].size == (16, 16) and short[0].mode == "RGB"
+    long = load_video(mp4(tmp_path / "long.mp4", 2 * MAX_VIDEO_FRAMES + 8))
+    assert len(long) == MAX_VIDEO_FRAMES
+    # evenly over the whole video: the last frame kept is near the end (grey level 3k, lossy)
+    assert long[-1].getpixel((8, 8))[0] > 3 * (2 * MAX_VIDEO_FRAMES) - 20
+    frames = [str(png(tmp_path / f"{k}.png", color=(k, k, k))) for k in range(3)]
+    assert [f.getpixel((0, 0)) for f in load_video(frames)] == [(0, 0, 0), (1, 1, 1), (2, 2, 2)]
+    with pytest.raises(DatasetError, match=r"^rows:3: video .*missing.mp4': no such file$"):
+        load_video(str(tmp_path / "missing.mp4"), "rows:3")
+    with pytest.raises(DatasetError, match=r"^video '2 frames from .*0.png': frame 2 .*nope.png': no such file$"):
+        load_video([frames[0], str(tmp_path / "nope.png")])
+    (tmp_path / "text.mp4").write_text("not a video")
+    with pytest.raises(DatasetError, match=r"text.mp4': cannot be read as a video: "):
+        load_video(str(tmp_path / "text.mp4"))
+
+
+def test_lint_names_unusable_videos_and_counts(tmp_path, capsys):
+    png(tmp_path / "f" / "0.png")
+    mp4(tmp_path / "ok.mp4", 3)
+    path = jsonl(tmp_path / "data.jsonl", [
+        {"messages": chat("<video>?"), "videos": ["ok.mp4"]},
+        {"messages": chat("<video>?"), "videos": [["f/0.png", "f/gone.png"]]},
+        {"messages": chat("<video><video>?"), "videos": ["ok.mp4"]},
+        {"messages": chat("<video>?"), "videos": ["missing.mp4"]},
+    ])
+    assert main(["data", "lint", "--dataset", path]) == 1
+    out = capsys.readouterr().out.splitlines()
+    problems = [line for line in out if line.startswith(f"{path}:")]
+    assert problems == [
+        f"{path}:2: error: video 1 '2 frames from {tmp_path / 'f' / '0.png'}': frame 2 "
+        f"'{tmp_path / 'f' / 'gone.png'}': no such file [bad_video]",
+        f"{path}:3: error: 2 <video> tags in the messages but 1 video [video_count]",
+        f"{path}:4: error: video 1 '{tmp_path / 'missing.mp4'}': no such file [bad_video]",
+    ]
+
+
+def test_a_text_template_refuses_rows_with_videos(tmp_path):
+    from tiny import make_tokenizer
+
+    from swiftkit.templates import Template, TemplateError
+
+    tok = make_tokenizer()
+    template = Template(tok, "mine", tok.chat_template)
+    row = {"messages": chat("<video>?"), "videos": ["/v/a.mp4"], "_origin": "d.jsonl:2"}
+    with pytest.raises(TemplateError, match="d.jsonl:2: the row has images or videos: it is encoded with the model's"):
+        template.encode(row)
 
 
 @pytest.mark.parametrize("images, problem, kind", [
