@@ -53,8 +53,9 @@ class VlmFamily:
     nested_images: bool = True
     # False where an image stays one token (Mllama reads the image through cross-attention).
     expands: bool = True
-    # What the chat template writes for a video part (families whose processor takes videos).
+    # What the chat template writes for a video / audio part (families whose processor takes them).
     video_placeholder: str | None = None
+    audio_placeholder: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -81,13 +82,16 @@ def _literal(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def chat_template(placeholder: str, style: str = "chatml", video_placeholder: str | None = None) -> str:
-    """A chat template in ``style`` whose image parts render as ``placeholder`` (and video parts as
-    ``video_placeholder``, when given)."""
+def chat_template(placeholder: str, style: str = "chatml", video_placeholder: str | None = None,
+                  audio_placeholder: str | None = None) -> str:
+    """A chat template in ``style`` whose image parts render as ``placeholder`` (and video / audio parts as
+    ``video_placeholder`` / ``audio_placeholder``, when given)."""
     prefix, turn, generation = _TURNS[style]
     literal = _literal(placeholder)
-    video = ("{%- elif part['type'] == 'video' %}{%- set ns.text = ns.text + '" + _literal(video_placeholder) + "' %}"
-             if video_placeholder else "")
+    video = "".join(
+        "{%- elif part['type'] == '" + kind + "' %}{%- set ns.text = ns.text + '" + _literal(text) + "' %}"
+        for kind, text in (("video", video_placeholder), ("audio", audio_placeholder)) if text
+    )
     return (
         prefix + "{%- for message in messages %}"
         "{%- if message['content'] is string %}{%- set content = message['content'] %}"
@@ -803,11 +807,12 @@ def _build_gemma3n(tok):
         image_processor=_image("gemma3n", size=_square(64)),
         tokenizer=tok,
         image_seq_length=256,
-        audio_seq_length=4,
+        audio_seq_length=64,
     )
     text = _text(
         tok,
         "gemma3n_text",
+        vocab_size=len(tok) + 32,  # the text tokens, then the vision tower's 16 and the audio tower's 16
         intermediate_size=[128, 128],
         activation_sparsity_pattern=[0.0, 0.0],
         num_kv_shared_layers=0,
@@ -828,7 +833,7 @@ def _build_gemma3n(tok):
         vision_config=vision,
         audio_config=audio,
         vision_soft_tokens_per_image=256,
-        audio_soft_tokens_per_image=4,
+        audio_soft_tokens_per_image=64,
         tie_word_embeddings=False,
         **{f"{name.removesuffix('_token')}_token_id": tok.convert_tokens_to_ids(token)
            for name, token in _GEMMA3N_TOKENS.items()},
@@ -1014,6 +1019,7 @@ def _torchvision_families() -> list[VlmFamily]:
             "<image_soft_token>",
             _build_gemma3n,
             style="gemma",
+            audio_placeholder="<audio_soft_token>",
             named_special_tokens=_GEMMA3N_TOKENS,
             nested_images=False,
         ),
@@ -1324,7 +1330,7 @@ def make_vlm_tokenizer(family: str):
         extra_special_tokens=spec.extra_special_tokens,
         named_special_tokens=spec.named_special_tokens,
     )
-    tok.chat_template = chat_template(spec.placeholder, spec.style, spec.video_placeholder)
+    tok.chat_template = chat_template(spec.placeholder, spec.style, spec.video_placeholder, spec.audio_placeholder)
     return tok
 
 

@@ -25,8 +25,8 @@ _DEEPSPEED = ("a DeepSpeed setting goes into the --deepspeed JSON file (start fr
               "see docs/distributed.md)")
 _MEGATRON = ("Megatron is not supported: swiftkit trains through transformers/peft and writes safetensors "
              "transformers loads")
-_MULTIMODAL = ("swiftkit trains and serves vision-language models on images through the model's own processor "
-               "(docs/multimodal.md); video and audio are not supported yet")
+_MULTIMODAL = ("swiftkit trains and serves vision-language models on images, and trains on videos and audio, through "
+               "the model's own processor (docs/multimodal.md)")
 _PROCESSOR = ("image sizes come from the model's processor (its preprocessor_config.json: edit a copy of the model "
               "folder to change them); there is no per-run override")
 _MM_PARTS = ("the vision tower and the aligner train with the run's --learning_rate when unfrozen (--freeze_vit false, "

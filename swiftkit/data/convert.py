@@ -35,15 +35,14 @@ import json
 from swiftkit.data.errors import RowError
 from swiftkit.data.limits import DEFAULT_MAX_ROW_BYTES, MAX_ROW_DEPTH, nesting_depth, row_bytes, too_big, too_deep
 from swiftkit.data.media import (
-    OTHER_MEDIA,
-    PART_IMAGES,
-    PART_VIDEOS,
+    MEDIA_KINDS,
+    column_audios,
     column_images,
     column_videos,
     flatten_parts,
-    gather_images,
+    gather_media,
     is_content_parts,
-    unsupported,
+    part_key,
 )
 from swiftkit.data.readers import TOO_DEEP_TO_PARSE, UNREADABLE, UNREADABLE_KIND, source_folder
 
@@ -153,13 +152,11 @@ def _message_list(row: dict, messages, key: str) -> list[dict]:
             raise _fail(row, f"{key}[{i}] is missing 'content' (found keys {sorted(msg)})", "missing_field")
         item = {k: msg[k] for k in MESSAGE_KEYS if msg.get(k) is not None}
         item.setdefault("content", "")
-        if is_content_parts(item["content"]):  # OpenAI content parts: text, images and videos
-            item["content"], images, videos = flatten_parts(item["content"], _where(row), f"{key}[{i}]",
-                                                            source_folder(row))
-            if images:
-                item[PART_IMAGES] = images
-            if videos:
-                item[PART_VIDEOS] = videos
+        if is_content_parts(item["content"]):  # OpenAI content parts: text, images, videos and audio
+            item["content"], media = flatten_parts(item["content"], _where(row), f"{key}[{i}]", source_folder(row))
+            for kind, (_, media_key) in MEDIA_KINDS.items():
+                if media[media_key]:
+                    item[part_key(kind)] = media[media_key]
         out.append(item)
     return out
 
@@ -417,9 +414,6 @@ def to_messages_row(row: dict, require_reply: bool = True) -> dict:
     With ``require_reply=False`` (inference prompts) a row may end on a user turn, and a
     query/instruction row may have no response/output."""
     _check_readable(row)
-    for key in OTHER_MEDIA:
-        if _json_field(row, key) not in (None, "", []):
-            raise _fail(row, unsupported(key), "unsupported_media")
     extra: dict = {}
     if "chosen" in row and "rejected" in row:
         messages, extra["rejected_response"] = _from_preference(row)
@@ -450,12 +444,11 @@ def to_messages_row(row: dict, require_reply: bool = True) -> dict:
     if row.get("solution") is not None:
         extra["solution"] = row["solution"]
     messages = validate_messages(messages, row, require_reply)
-    column = column_images(_json_field(row, "images"), _where(row), source_folder(row))
-    videos = column_videos(_json_field(row, "videos"), _where(row), source_folder(row))
-    messages, images, videos = gather_images(messages, column, _where(row), extra.get("rejected_response"), videos)
-    media = {"images": images} if images else {}
-    if videos:
-        media["videos"] = videos
+    where, folder = _where(row), source_folder(row)
+    columns = {"images": column_images(_json_field(row, "images"), where, folder),
+               "videos": column_videos(_json_field(row, "videos"), where, folder),
+               "audios": column_audios(_json_field(row, "audios"), where, folder)}
+    messages, media = gather_media(messages, columns, where, extra.get("rejected_response"))
     return {"messages": messages, **media, **extra, "_origin": _where(row)}
 
 

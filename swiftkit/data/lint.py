@@ -105,7 +105,7 @@ def image_problems(rows: list[dict]) -> list[Problem]:
         if not has_media(row) or row["_origin"] in seen:
             continue
         seen.add(row["_origin"])
-        out += [Problem(row["_origin"], "bad_video" if problem.startswith("video") else "bad_image", problem)
+        out += [Problem(row["_origin"], f"bad_{problem.split(' ', 1)[0]}", problem)  # bad_image/_video/_audio
                 for problem in check_images(row, checked)]
     return out
 

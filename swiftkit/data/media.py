@@ -1,4 +1,4 @@
-"""Images and videos in dataset rows: the canonical form, the checks conversion makes, and opening them.
+"""Images, videos and audio in dataset rows: the canonical form, the checks conversion makes, and opening them.
 
 A canonical row with images is ``{"messages": [...], "images": [ref, ...], ...}``: each image sits in a
 message's (string) content as the tag ``<image>`` (:data:`IMAGE_TAG`), and ``images`` holds one ref per
@@ -6,7 +6,8 @@ tag, in the order the tags come in the conversation. A ref is a string: an absol
 ``http(s)://`` URL or a data URL ``data:image/<format>;base64,...``. A row without images has no
 ``images`` key, and an ``<image>`` in its text is plain text. Videos are the same with ``<video>``
 (:data:`VIDEO_TAG`) and ``videos``: a video's ref is a video file's absolute path or ``http(s)://`` URL, or a
-list of image refs (its frames).
+list of image refs (its frames); and audio with ``<audio>`` (:data:`AUDIO_TAG`) and ``audios``: an audio file's
+absolute path, ``http(s)://`` URL or a data URL ``data:audio/<format>;base64,...``.
 
 What the data may give (:func:`swiftkit.data.convert.to_messages_row` makes the canonical row of it):
 
@@ -19,20 +20,22 @@ What the data may give (:func:`swiftkit.data.convert.to_messages_row` makes the 
   a ``file://`` URL becomes its path;
 * a ``videos`` column: a list, or a single video file; each video a file's path or URL (or ``{"path": ...}`` /
   ``{"url": ...}``), or its frames (a list of images, or ``{"frames": [...]}``);
+* an ``audios`` column: a list, or a single clip; each a file's path or URL, a data URL, ``{"path": ...}``,
+  ``{"url": ...}`` or ``{"data": base64, "format": "wav"}``;
 * OpenAI content parts in a message: ``content`` a list of ``{"type": "text", "text": ...}``,
   ``{"type": "image_url", "image_url": {"url": ...}}`` (or ``"image_url": "..."``),
-  ``{"type": "image", "image": ref}``, ``{"type": "video_url", "video_url": {"url": ...}}`` and
-  ``{"type": "video", "video": file or frames}``, flattened to a string with ``<image>`` / ``<video>`` where each
-  part was (:func:`parts_to_tags`).
+  ``{"type": "image", "image": ref}``, ``{"type": "video_url", "video_url": {"url": ...}}``,
+  ``{"type": "video", "video": file or frames}``, ``{"type": "audio_url", "audio_url": {"url": ...}}``,
+  ``{"type": "audio", "audio": ref}`` and ``{"type": "input_audio", "input_audio": {"data": ..., "format": ...}}``,
+  flattened to a string with ``<image>`` / ``<video>`` / ``<audio>`` where each part was (:func:`parts_to_tags`).
 
-Refused, as a :class:`~swiftkit.data.errors.RowError` naming the row and a ``kind`` that lint counts:
-audio, as a column or parts (``unsupported_media``); a tag in an assistant message (``image_in_reply``,
-``video_in_reply``); a number of tags other than the number of images or videos (``image_count``,
-``video_count``); a ref that is neither a string nor such an object (``wrong_type``); a ref of no usable form,
-or images (videos) given both as a column and as parts (``image_ref``, ``video_ref``).
+Refused, as a :class:`~swiftkit.data.errors.RowError` naming the row and a ``kind`` that lint counts (for each
+kind of media: ``image_*``, ``video_*``, ``audio_*``): a tag in an assistant message (``image_in_reply``); a
+number of tags other than the number of images (``image_count``); a ref that is neither a string nor such an
+object (``wrong_type``); a ref of no usable form, or images given both as a column and as parts (``image_ref``).
 
-Conversion never opens an image or a video: training loads each one when it encodes the row (:func:`load_image`,
-:func:`load_video`), and ``swiftkit data lint`` opens them all (:func:`check_images`).
+Conversion never opens a file: training loads each one when it encodes the row (:func:`load_image`,
+:func:`load_video`, :func:`load_audio`), and ``swiftkit data lint`` opens them all (:func:`check_images`).
 """
 
 from __future__ import annotations
@@ -51,15 +54,15 @@ from swiftkit.data.errors import DatasetError, RowError
 
 IMAGE_TAG = "<image>"
 VIDEO_TAG = "<video>"
+AUDIO_TAG = "<audio>"
 DOWNLOAD_TIMEOUT_S = 30
 # A video file is decoded into at most this many frames, taken evenly over the whole video (a video given as a
 # list of frames is used as it is).
 MAX_VIDEO_FRAMES = 32
-# Where conversion keeps the images and videos of a message's content parts until the row's media are gathered.
-PART_IMAGES = "_images"
-PART_VIDEOS = "_videos"
-OTHER_MEDIA = ("audios",)  # columns refused for now
-_OTHER_PARTS = {"audio": "audios", "audio_url": "audios", "input_audio": "audios"}
+# Each kind of media: its tag in the messages and the canonical row's key (also the data's column).
+MEDIA_KINDS = {"image": (IMAGE_TAG, "images"), "video": (VIDEO_TAG, "videos"), "audio": (AUDIO_TAG, "audios")}
+_ARTICLE = {"image": "an", "video": "a", "audio": "an"}
+_AUDIO_FORMATS = {"wav", "mp3", "flac", "ogg", "m4a", "aac", "opus", "webm"}
 _FORMATS = "png, jpeg, gif, webp, bmp, tiff, avif"
 _DATA_URL = re.compile(r"data:image/[\w.+-]+(;[\w.+=-]+)*;base64,", re.IGNORECASE)
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -67,14 +70,14 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _SHOWN = 40  # characters of a data URL or base64 string shown in messages
 
 
-def unsupported(key: str) -> str:
-    """The one-line refusal of a kind of media swiftkit does not train on (``audios``)."""
-    return f"{key} are not supported yet: swiftkit trains on images, videos and text"
+def part_key(kind: str) -> str:
+    """Where conversion keeps a message's ``kind`` content parts until the row's media are gathered."""
+    return f"_{kind}s"
 
 
 def has_media(row) -> bool:
-    """Whether a canonical row holds images or videos (it is then encoded with the model's processor)."""
-    return isinstance(row, dict) and bool(row.get("images") or row.get("videos"))
+    """Whether a canonical row holds images, videos or audio (it is then encoded with the model's processor)."""
+    return isinstance(row, dict) and any(row.get(key) for _, key in MEDIA_KINDS.values())
 
 
 def count_image_tags(messages: list[dict], tag: str = IMAGE_TAG) -> int:
@@ -210,19 +213,10 @@ def _video_ref(value, where: str, label: str, folder: str | None):
     text = value.strip()
     if not text:
         raise RowError(where, f"{label} is an empty string", "video_ref")
-    scheme = _SCHEME.match(text)
-    if text[:5].lower() == "data:" or (scheme is not None and scheme.group(1).lower() not in ("http", "https", "file")):
+    if text[:5].lower() == "data:":
         raise RowError(where, f"{label}: a video is a file's local path or http(s) URL, or a list of frame images; "
                        f"got {_short(text)!r}", "video_ref")
-    if scheme is not None and scheme.group(1).lower() == "file":
-        try:
-            return _file_url_path(text)
-        except ValueError as exc:
-            raise RowError(where, f"{label}: {exc}", "video_ref") from exc
-    if scheme is not None:
-        return text
-    path = os.path.expanduser(text)
-    return path if os.path.isabs(path) else os.path.join(folder or os.getcwd(), path)
+    return _file_or_url(text, where, label, folder, "video")
 
 
 def column_videos(value, where: str, folder: str | None = None) -> list:
@@ -233,6 +227,64 @@ def column_videos(value, where: str, folder: str | None = None) -> list:
     if not isinstance(value, list):
         return [_video_ref(value, where, "videos", folder)]
     return [_video_ref(item, where, f"videos[{i}]", folder) for i, item in enumerate(value)]
+
+
+def _audio_ref(value, where: str, label: str, folder: str | None) -> str:
+    """One audio clip as the data gives it -> its canonical ref: an audio file's local path or http(s) URL, or a
+    data URL ``data:audio/<format>;base64,...`` (also made from OpenAI's ``{"data": base64, "format": "wav"}``);
+    ``{"path": ...}`` / ``{"url": ...}`` too."""
+    if isinstance(value, dict):
+        if value.get("data") is not None:
+            data, fmt = value["data"], str(value.get("format") or "wav").lower()
+            if not isinstance(data, str) or fmt not in _AUDIO_FORMATS:
+                raise RowError(where, f"{label}: audio data must be a base64 string with a 'format' of "
+                               f"{', '.join(sorted(_AUDIO_FORMATS))}", "audio_ref")
+            return f"data:audio/{fmt};base64,{''.join(data.split())}"
+        for key in ("path", "url"):
+            if value.get(key) is not None:
+                return _audio_ref(value[key], where, f"{label}.{key}", folder)
+        raise RowError(where, f"{label}: an audio object needs 'path', 'url' or 'data' (found keys {sorted(value)})",
+                       "audio_ref")
+    if not isinstance(value, str):
+        raise RowError(where, f"{label} must be an audio file's path or URL, or a data URL; got "
+                       f"{type(value).__name__}", "wrong_type")
+    text = value.strip()
+    if not text:
+        raise RowError(where, f"{label} is an empty string", "audio_ref")
+    if text[:5].lower() == "data:":
+        if not re.match(r"data:audio/[\w.+-]+(;[\w.+=-]+)*;base64,", text, re.IGNORECASE):
+            raise RowError(where, f"{label}: a data URL must be data:audio/<format>;base64,<data>, got "
+                           f"{_short(text)!r}", "audio_ref")
+        return text
+    return _file_or_url(text, where, label, folder, "audio")
+
+
+def _file_or_url(text: str, where: str, label: str, folder: str | None, kind: str) -> str:
+    """A media file's canonical ref: an http(s) URL as it is, a ``file://`` URL or a path made absolute."""
+    scheme = _SCHEME.match(text)
+    if scheme is not None:
+        name = scheme.group(1).lower()
+        if name in ("http", "https"):
+            return text
+        if name != "file":
+            raise RowError(where, f"{label}: unsupported URL scheme {name!r} ({_short(text)!r}); give a local path or "
+                           "an http(s) URL", f"{kind}_ref")
+        try:
+            return _file_url_path(text)
+        except ValueError as exc:
+            raise RowError(where, f"{label}: {exc}", f"{kind}_ref") from exc
+    path = os.path.expanduser(text)
+    return path if os.path.isabs(path) else os.path.join(folder or os.getcwd(), path)
+
+
+def column_audios(value, where: str, folder: str | None = None) -> list[str]:
+    """The canonical refs of an ``audios`` column's value: a list, or a single clip; None, ``""`` and ``[]`` are
+    no audio."""
+    if value is None or value == "" or value == []:
+        return []
+    if not isinstance(value, list):
+        return [_audio_ref(value, where, "audios", folder)]
+    return [_audio_ref(item, where, f"audios[{i}]", folder) for i, item in enumerate(value)]
 
 
 def column_images(value, where: str, folder: str | None = None) -> list[str]:
@@ -250,13 +302,26 @@ def is_content_parts(content) -> bool:
     return isinstance(content, list) and bool(content) and all(isinstance(part, dict) for part in content)
 
 
-def flatten_parts(parts: list[dict], where: str, label: str,
-                  folder: str | None = None) -> tuple[str, list[str], list]:
-    """One message's content parts -> ``(its text with <image> / <video> where each image / video part was, the
-    images' canonical refs, the videos' canonical refs)``; ``label`` names the message in errors
-    (``messages[2]``). A video part is ``{"type": "video", "video": file or frames}`` or
-    ``{"type": "video_url", "video_url": {"url": ...}}``."""
-    texts, refs, videos = [], [], []
+# content part type -> (the kind of media, where the part holds its value, how the value becomes a canonical ref)
+_PARTS = {
+    "image": ("image", "image", _ref),
+    "image_url": ("image", "image_url", _ref),
+    "video": ("video", "video", _video_ref),
+    "video_url": ("video", "video_url", _video_ref),
+    "audio": ("audio", "audio", _audio_ref),
+    "audio_url": ("audio", "audio_url", _audio_ref),
+    "input_audio": ("audio", "input_audio", _audio_ref),
+}
+
+
+def flatten_parts(parts: list[dict], where: str, label: str, folder: str | None = None) -> tuple[str, dict]:
+    """One message's content parts -> ``(its text with <image> / <video> / <audio> where each such part was, the
+    canonical refs by row key: {"images": [...], "videos": [...], "audios": [...]})``; ``label`` names the message
+    in errors (``messages[2]``). Parts: ``text``; ``image_url`` (``{"url": ...}`` or a string) and ``image``;
+    ``video_url`` and ``video`` (a file or a list of frames); ``audio_url``, ``audio`` and OpenAI's
+    ``input_audio`` (``{"data": base64, "format": "wav"}``)."""
+    texts: list[str] = []
+    media: dict[str, list] = {key: [] for _, key in MEDIA_KINDS.values()}
     for k, part in enumerate(parts):
         at = f"{label}.content[{k}]"
         kind = part.get("type")
@@ -265,48 +330,40 @@ def flatten_parts(parts: list[dict], where: str, label: str,
             if not isinstance(text, str):
                 raise RowError(where, f"{at}: 'text' must be a string, got {type(text).__name__}", "wrong_type")
             texts.append(text)
-        elif kind in ("image_url", "image"):
-            value = part.get(kind)
-            if kind == "image_url" and isinstance(value, dict):
-                value = value.get("url")
-            if value is None:
-                needs = "'image_url': {'url': ...}" if kind == "image_url" else "'image'"
-                raise RowError(where, f"{at}: an {kind} part needs {needs} (found keys {sorted(part)})",
-                               "missing_field")
-            refs.append(_ref(value, where, f"{at}.{kind}", folder))
-            texts.append(IMAGE_TAG)
-        elif kind in ("video_url", "video"):
-            value = part.get(kind)
-            if kind == "video_url" and isinstance(value, dict):
-                value = value.get("url")
-            if value is None:
-                needs = "'video_url': {'url': ...}" if kind == "video_url" else "'video'"
-                raise RowError(where, f"{at}: a {kind} part needs {needs} (found keys {sorted(part)})",
-                               "missing_field")
-            videos.append(_video_ref(value, where, f"{at}.{kind}", folder))
-            texts.append(VIDEO_TAG)
-        elif kind in _OTHER_PARTS:
-            raise RowError(where, unsupported(_OTHER_PARTS[kind]), "unsupported_media")
-        else:
-            raise RowError(where, f"{at}: unknown content part type {kind!r}; expected 'text', 'image_url', "
-                           "'image', 'video_url' or 'video'", "wrong_type")
-    return "".join(texts), refs, videos
+            continue
+        if kind not in _PARTS:
+            raise RowError(where, f"{at}: unknown content part type {kind!r}; expected 'text', "
+                           f"{', '.join(repr(t) for t in _PARTS)}", "wrong_type")
+        media_kind, field, converter = _PARTS[kind]
+        value = part.get(field)
+        if kind.endswith("_url") and isinstance(value, dict):
+            value = value.get("url")
+        if value is None:
+            needs = f"'{field}': {{'url': ...}}" if kind.endswith("_url") else f"'{field}'"
+            raise RowError(where, f"{at}: {_ARTICLE[media_kind]} {kind} part needs {needs} (found keys "
+                           f"{sorted(part)})", "missing_field")
+        tag, key = MEDIA_KINDS[media_kind]
+        media[key].append(converter(value, where, f"{at}.{field}", folder))
+        texts.append(tag)
+    return "".join(texts), media
 
 
-def parts_to_tags(messages: list, where: str, folder: str | None = None) -> tuple[list, list[str], list]:
-    """``messages`` with each content-parts ``content`` flattened to a string (``<image>`` / ``<video>`` where
-    each image / video part was), and the images' and videos' canonical refs in order (relative paths resolved
-    against ``folder``, by default the working directory). Messages with string contents are kept as they are.
-    A bad part is a :class:`~swiftkit.data.errors.RowError` (a ``DatasetError``) naming ``where``."""
-    out, images, videos = [], [], []
+def parts_to_tags(messages: list, where: str, folder: str | None = None) -> tuple[list, dict]:
+    """``messages`` with each content-parts ``content`` flattened to a string (``<image>`` / ``<video>`` /
+    ``<audio>`` where each such part was), and the canonical refs in order by row key (``{"images": [...],
+    "videos": [...], "audios": [...]}``; relative paths resolved against ``folder``, by default the working
+    directory). Messages with string contents are kept as they are. A bad part is a
+    :class:`~swiftkit.data.errors.RowError` (a ``DatasetError``) naming ``where``."""
+    out: list = []
+    media: dict[str, list] = {key: [] for _, key in MEDIA_KINDS.values()}
     for i, msg in enumerate(messages):
         if isinstance(msg, dict) and is_content_parts(msg.get("content")):
-            content, refs, clips = flatten_parts(msg["content"], where, f"messages[{i}]", folder)
+            content, refs = flatten_parts(msg["content"], where, f"messages[{i}]", folder)
             msg = {**msg, "content": content}
-            images += refs
-            videos += clips
+            for key, found in refs.items():
+                media[key] += found
         out.append(msg)
-    return out, images, videos
+    return out, media
 
 
 def _plural(n: int, word: str) -> str:
@@ -314,46 +371,50 @@ def _plural(n: int, word: str) -> str:
 
 
 def _gathered(messages: list[dict], column: list, where: str, rejected: str | None, kind: str) -> list:
-    """The ``kind`` (``image`` / ``video``) media of a converted row: those its content parts gave (kept on each
-    message under ``_images`` / ``_videos``) or those of its column, checked against the messages' tags."""
-    tag, key = (IMAGE_TAG, PART_IMAGES) if kind == "image" else (VIDEO_TAG, PART_VIDEOS)
+    """The ``kind`` (``image`` / ``video`` / ``audio``) media of a converted row: those its content parts gave
+    (kept on each message under :func:`part_key`) or those of its column, checked against the messages' tags."""
+    tag, key = MEDIA_KINDS[kind]
+    noun = "audio clip" if kind == "audio" else kind
     parts: list = []
     for m in messages:
-        parts += m.get(key, ())
+        parts += m.get(part_key(kind), ())
     if parts and column:
-        raise RowError(where, f"the row gives {kind}s both in '{kind}s' and as content parts; give them one way",
+        raise RowError(where, f"the row gives {key} both in '{key}' and as content parts; give them one way",
                        f"{kind}_ref")
     media = parts or column
     if not media:
         return []
     for i, msg in enumerate(messages):
         if msg["role"] == "assistant" and tag in msg["content"]:
-            raise RowError(where, f"messages[{i}]: {kind}s in assistant replies are not supported: put them in user "
+            raise RowError(where, f"messages[{i}]: {key} in assistant replies are not supported: put them in user "
                            "turns", f"{kind}_in_reply")
     if rejected is not None and tag in rejected:
-        raise RowError(where, f"'rejected_response': {kind}s in assistant replies are not supported: put them in "
+        raise RowError(where, f"'rejected_response': {key} in assistant replies are not supported: put them in "
                        "user turns", f"{kind}_in_reply")
     tags = count_image_tags(messages, tag)
     if tags != len(media):
-        article = "an" if kind == "image" else "a"
-        hint = f": put {article} {tag} tag in a user turn where each {kind} goes" if tags == 0 else ""
+        hint = f": put {_ARTICLE[kind]} {tag} tag in a user turn where each {noun} goes" if tags == 0 else ""
         raise RowError(where, f"{_plural(tags, tag + ' tag')} in the messages but "
-                       f"{_plural(len(media), kind)}{hint}", f"{kind}_count")
+                       f"{_plural(len(media), noun)}{hint}", f"{kind}_count")
     return media
 
 
-def gather_images(messages: list[dict], column: list[str], where: str, rejected: str | None = None,
-                  videos: list | None = None) -> tuple[list[dict], list[str], list]:
-    """The messages, images and videos of a converted row: the images and videos its content parts gave (kept on
-    each message under :data:`PART_IMAGES` / :data:`PART_VIDEOS`, taken off here) or those of its ``images`` /
-    ``videos`` columns (``column`` / ``videos``, canonical refs), each checked against the ``<image>`` /
-    ``<video>`` tags of the messages (and of ``rejected``, the rejected reply of a preference pair). No media:
-    the messages as they are, ``[]`` and ``[]``."""
-    images = _gathered(messages, column, where, rejected, "image")
-    clips = _gathered(messages, list(videos or ()), where, rejected, "video")
-    if any(PART_IMAGES in m or PART_VIDEOS in m for m in messages):
-        messages = [{k: v for k, v in m.items() if k not in (PART_IMAGES, PART_VIDEOS)} for m in messages]
-    return messages, images, clips
+def gather_media(messages: list[dict], columns: dict[str, list], where: str,
+                 rejected: str | None = None) -> tuple[list[dict], dict[str, list]]:
+    """The messages and media of a converted row: for each kind, the refs its content parts gave (kept on each
+    message under :func:`part_key`, taken off here) or those of its column (``columns``: row key -> canonical
+    refs), checked against the ``<image>`` / ``<video>`` / ``<audio>`` tags of the messages (and of ``rejected``,
+    the rejected reply of a preference pair). Returns the messages and the kinds the row holds
+    (``{"images": [...]}``; ``{}`` for a text row)."""
+    media = {}
+    for kind, (_, key) in MEDIA_KINDS.items():
+        found = _gathered(messages, list(columns.get(key) or ()), where, rejected, kind)
+        if found:
+            media[key] = found
+    keys = {part_key(kind) for kind in MEDIA_KINDS}
+    if any(keys & m.keys() for m in messages):
+        messages = [{k: v for k, v in m.items() if k not in keys} for m in messages]
+    return messages, media
 
 
 # --- opening images ------------------------------------------------------------------------------
@@ -508,6 +569,52 @@ def load_video(ref, where: str = "") -> list:
         raise DatasetError(f"{prefix}video {_short_video(ref)!r}: {exc}") from exc.__cause__
 
 
+def _decode_audio(ref: str, sampling_rate: int = 16000):
+    """The audio file or data URL ``ref`` decoded with PyAV, as one mono float32 numpy array at ``sampling_rate``
+    samples per second; :class:`_Unusable` saying why not."""
+    try:
+        import av  # defers av (optional: the video extra)
+    except ImportError as exc:
+        raise _Unusable("audio is decoded with PyAV: install swiftkit[video]") from exc
+    import numpy as np  # defers numpy
+
+    source = _source(ref)
+    chunks = []
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else source) as container:
+            if not container.streams.audio:
+                raise _Unusable("the file holds no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
+            for frame in container.decode(audio=0):
+                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except _Unusable:
+        raise
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise _Unusable("no such file") from exc
+    except IsADirectoryError as exc:
+        raise _Unusable("is a folder, not an audio file") from exc
+    except Exception as exc:  # PyAV raises its own error classes for data it cannot decode
+        raise _Unusable(f"cannot be read as audio: {exc or type(exc).__name__}") from exc
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
+    if not samples.size:
+        raise _Unusable("the audio has no samples")
+    return samples
+
+
+def load_audio(ref: str, sampling_rate: int, where: str = ""):
+    """The audio clip ``ref`` (a local path, ``file://`` / ``http(s)://`` URL or data URL of an audio file),
+    decoded with PyAV into one mono float32 numpy array at ``sampling_rate``. Any failure is a
+    :class:`DatasetError` ``"{where}: audio {ref!r}: {problem}"``."""
+    try:
+        if not isinstance(ref, str) or not ref.strip():
+            raise _Unusable("an audio clip must be a file's path or URL, or a data URL")
+        return _decode_audio(ref, sampling_rate)
+    except _Unusable as exc:
+        prefix = f"{where}: " if where else ""
+        raise DatasetError(f"{prefix}audio {_short(ref)!r}: {exc}") from exc.__cause__
+
+
 def _problem(opener, ref, checked: dict | None) -> str | None:
     key = ref if isinstance(ref, str) else repr(ref)
     if checked is not None and key in checked:
@@ -523,7 +630,7 @@ def _problem(opener, ref, checked: dict | None) -> str | None:
 
 
 def check_images(row: dict, checked: dict | None = None) -> list[str]:
-    """Open every image and video of a canonical row; one line per one that cannot be used, e.g.
+    """Open every image, video and audio clip of a canonical row; one line per one that cannot be used, e.g.
     ``image 2 '/data/x.png': no such file`` (numbered from 1). ``checked`` (ref -> problem or None),
     shared between calls, opens each distinct ref once."""
     problems = []
@@ -535,4 +642,8 @@ def check_images(row: dict, checked: dict | None = None) -> list[str]:
         problem = _problem(_open_video, ref, checked)
         if problem is not None:
             problems.append(f"video {i} {_short_video(ref)!r}: {problem}")
+    for i, ref in enumerate(row.get("audios") or (), 1):
+        problem = _problem(_decode_audio, ref, checked)
+        if problem is not None:
+            problems.append(f"audio {i} {_short(ref)!r}: {problem}")
     return problems

@@ -29,7 +29,7 @@ import os
 
 from swiftkit.data.encode_alignment import encode_pair
 from swiftkit.data.errors import DatasetError
-from swiftkit.data.media import IMAGE_TAG, VIDEO_TAG, load_image, load_video
+from swiftkit.data.media import AUDIO_TAG, IMAGE_TAG, VIDEO_TAG, load_audio, load_image, load_video
 from swiftkit.templates import SequenceTooLong, TemplateError
 
 IGNORE_INDEX = -100
@@ -72,11 +72,12 @@ def image_placeholder(tokenizer, processor=None, chat_kwargs: dict | None = None
                         f"the prompt (pass --template with a chat template that renders {{'type': '{kind}'}} parts)")
 
 
-def with_placeholders(messages: list[dict], placeholder: str, video_placeholder: str | None = None) -> list[dict]:
+def with_placeholders(messages: list[dict], placeholder: str, video_placeholder: str | None = None,
+                      audio_placeholder: str | None = None) -> list[dict]:
     """``messages`` with each ``<image>`` tag written as the model's image placeholder (and, given
-    ``video_placeholder``, each ``<video>`` tag as its video placeholder)."""
-    swaps = [(IMAGE_TAG, placeholder)] + ([(VIDEO_TAG, video_placeholder)] if video_placeholder is not None else [])
-    swaps = [(tag, text) for tag, text in swaps if tag != text]
+    ``video_placeholder`` / ``audio_placeholder``, each ``<video>`` / ``<audio>`` tag as its placeholder)."""
+    swaps = [(IMAGE_TAG, placeholder), (VIDEO_TAG, video_placeholder), (AUDIO_TAG, audio_placeholder)]
+    swaps = [(tag, text) for tag, text in swaps if text is not None and tag != text]
     if not swaps:
         return messages
     out = []
@@ -121,40 +122,49 @@ class VisionEncoder:
         self.template = template
         self.processor = processor
         self.placeholder = image_placeholder(template.tokenizer, processor, template.chat_kwargs)
-        self._video_placeholder: str | None = None  # learned with the first row that holds videos
+        self._placeholders: dict[str, str] = {}  # video and audio: learned with the first row that holds them
         self._nested: bool | None = None  # how the processor takes a prompt's images, once known
         self._text = copy.copy(template)
         self._text.max_length = None  # the limit applies after the images are put in
 
     def __getattr__(self, name):  # tokenizer, max_length, truncation_strategy, chat_template, ...
-        if name in ("template", "processor", "_nested", "_text", "_video_placeholder"):
+        if name in ("template", "processor", "_nested", "_text", "_placeholders"):
             raise AttributeError(name)
         return getattr(self.template, name)
 
-    def video_placeholder(self, where: str = "") -> str:
-        """The text the chat template writes for one video; a processor that takes no videos is an error."""
-        if self._video_placeholder is None:
-            if getattr(self.processor, "video_processor", None) is None:
-                raise DatasetError(f"{where}the row has videos, but the model's processor "
-                                   f"({type(self.processor).__name__}) takes none: train videos on a family that "
-                                   "takes them (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, ...)")
+    def media_placeholder(self, kind: str, where: str = "") -> str:
+        """The text the chat template writes for one video or audio clip (``kind``); a processor that takes no such
+        input is an error."""
+        if kind not in self._placeholders:
+            part = "video_processor" if kind == "video" else "feature_extractor"
+            if getattr(self.processor, part, None) is None:
+                families = ("Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, ..." if kind == "video"
+                            else "Gemma 3n")
+                raise DatasetError(f"{where}the row has {kind}{'s' if kind == 'video' else ''}, but the model's "
+                                   f"processor ({type(self.processor).__name__}) takes none: train them on a family "
+                                   f"that takes them ({families})")
             tokenizer, kwargs = self.template.tokenizer, self.template.chat_kwargs
-            self._video_placeholder = image_placeholder(tokenizer, self.processor, kwargs, kind="video")
-        return self._video_placeholder
+            self._placeholders[kind] = image_placeholder(tokenizer, self.processor, kwargs, kind=kind)
+        return self._placeholders[kind]
 
     def encode(self, row: dict) -> dict:
         images = row.get("images") or []
         videos = row.get("videos") or []
-        if not images and not videos:
+        audios = row.get("audios") or []
+        if not images and not videos and not audios:
             return self.template.encode(row)
         where = _where(row)
         messages = with_placeholders(row["messages"], self.placeholder,
-                                     self.video_placeholder(where) if videos else None)
-        text_row = {key: value for key, value in row.items() if key not in ("images", "videos")}
+                                     self.media_placeholder("video", where) if videos else None,
+                                     self.media_placeholder("audio", where) if audios else None)
+        text_row = {key: value for key, value in row.items() if key not in ("images", "videos", "audios")}
         enc, text = self._text.encode_with_text({**text_row, "messages": messages})
-        pictures = [load_image(ref, where.rstrip(": ")) for ref in images]
-        clips = [load_video(ref, where.rstrip(": ")) for ref in videos]
-        features = self.processor_inputs(text, pictures, where, clips)
+        at = where.rstrip(": ")
+        pictures = [load_image(ref, at) for ref in images]
+        clips = [load_video(ref, at) for ref in videos]
+        rate = self.processor.feature_extractor.sampling_rate if audios else None
+        sounds = [load_audio(ref, rate, at) for ref in audios]
+        features = self.processor_inputs(text, pictures, where, clips, sounds)
         expanded = features.pop("input_ids")[0].tolist()
         labels = expanded_labels(enc["input_ids"], enc["labels"], expanded, where)
         if "token_type_ids" in features and self._suffix_types():
@@ -173,9 +183,9 @@ class VisionEncoder:
         rejected reply ids, and what the collator needs to make the pixel features again per batch
         (``image_refs``, ``prompt_text``: features are not stored with the encoded rows)."""
         where = _where(row)
-        if row.get("videos"):
-            raise TemplateError(f"{where}preference rows with videos are not supported yet: DPO takes rows with "
-                                "images (sft takes videos)")
+        if row.get("videos") or row.get("audios"):
+            raise TemplateError(f"{where}preference rows with videos or audio are not supported yet: DPO takes rows "
+                                "with images (sft takes videos and audio)")
         text_row = {key: value for key, value in row.items() if key != "images"}
         text_row["messages"] = with_placeholders(row["messages"], self.placeholder)
         pair = encode_pair(self._text, text_row)
@@ -218,15 +228,19 @@ class VisionEncoder:
     def _suffix_types(self) -> bool:
         return type(self.processor).__name__ == "PaliGemmaProcessor"
 
-    def processor_inputs(self, text: str, images: list, where: str = "", videos: list | None = None) -> dict:
-        """The processor's tensors for one rendered text, its images and its videos (each a list of frames):
-        ``input_ids`` expanded, and the features."""
+    def processor_inputs(self, text: str, images: list, where: str = "", videos: list | None = None,
+                         audios: list | None = None) -> dict:
+        """The processor's tensors for one rendered text, its images, its videos (each a list of frames) and its
+        audio clips (each a mono array at the feature extractor's rate): ``input_ids`` expanded, and the
+        features."""
         # Processors take one prompt's images as a list per prompt (Idefics3, Mllama) or as one flat list (some
         # single-image families); the form that works first is kept.
         forms = ([self._nested] if self._nested is not None else [True, False]) if images else [False]
         # the frames are chosen already (all of a list of frames; a file's, evenly up to MAX_VIDEO_FRAMES): the video
         # processor is not to sample them again (GLM-4V's would, by the frame rate, which a list of frames lacks)
         media = {"videos": videos, "do_sample_frames": False} if videos else {}
+        if audios:
+            media["audio"] = audios
         failure = None
         for nested in forms:
             if images:
@@ -240,7 +254,8 @@ class VisionEncoder:
                 self._nested = nested
             # the encoder's labels replace any the processor makes (PaliGemma labels every text token)
             return {key: value for key, value in out.items() if key not in ("attention_mask", "labels")}
-        what = f"{len(images)} image(s)" + (f" and {len(videos)} video(s)" if videos else "")
+        what = ", ".join(f"{len(found)} {name}(s)" for found, name in ((images, "image"), (videos, "video"),
+                                                                     (audios, "audio clip")) if found)
         raise DatasetError(f"{where}the model's processor failed on this row's {what}: "
                            f"{type(failure).__name__}: {failure}") from failure
 

@@ -93,10 +93,10 @@ class InferRecipe:
     def run_batch(self) -> dict:
         cfg = self.config
         rows = load_val_rows(cfg, self.host.registries, require_reply=False)
-        with_video = next((r for r in rows if r.get("videos")), None)
-        if with_video is not None:
-            raise ConfigError(f"{with_video['_origin']}: the row has videos: infer and deploy take text and images; "
-                              "videos train with sft")
+        with_av = next((r for r in rows if r.get("videos") or r.get("audios")), None)
+        if with_av is not None:
+            raise ConfigError(f"{with_av['_origin']}: the row has videos or audio: infer and deploy take text and "
+                              "images; videos and audio train with sft")
         path = Path(cfg.generation.result_path) if cfg.generation.result_path else default_result_path(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -215,7 +215,7 @@ def vision_encoder(resolved, cfg, template, row_lists):
     if first is None:
         return None
     where = first.get("_origin", "--dataset")
-    what = "images" if first.get("images") else "videos"
+    what = next(key for key in ("images", "videos", "audios") if first.get(key))
     if not is_vision_checkpoint(resolved):
         raise TrainError(f"{where}: the row has {what}, but {resolved.path} is a text model (its config.json has no "
                          "vision_config): train on a vision-language model (swiftkit list models --tag vision)")

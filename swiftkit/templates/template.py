@@ -160,9 +160,9 @@ class Template:
         where = _where(row)
         if not isinstance(row, dict):
             raise TemplateError(f"a row must be a dict with 'messages' or 'text', got {type(row).__name__}")
-        if row.get("images") or row.get("videos"):
-            raise TemplateError(f"{where}the row has images or videos: it is encoded with the model's processor (a "
-                                "vision-language model), not by the text template alone")
+        if row.get("images") or row.get("videos") or row.get("audios"):
+            raise TemplateError(f"{where}the row has images, videos or audio: it is encoded with the model's processor "
+                                "(a multimodal model), not by the text template alone")
         if "messages" in row:
             tools = check_tools(row.get("tools"), where)
             messages = row["messages"]

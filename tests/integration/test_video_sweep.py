@@ -2,7 +2,8 @@
 random model: the video given as its frames and as an mp4 file (decoded with PyAV).
 
 The families' processors need torchvision, so these run in make test's .venv-vision; elsewhere they are skipped
-with the reason. ``swiftkit sft`` on a video dataset runs end to end for Qwen2-VL.
+with the reason. ``swiftkit sft`` on a video dataset runs end to end for Qwen2-VL, and Gemma 3n (the registered
+family that takes audio) trains on rows with audio clips.
 """
 
 from __future__ import annotations
@@ -179,3 +180,64 @@ def test_videos_of_different_lengths_in_one_tensor_batch_are_refused_not_padded(
     with pytest.raises(DatasetError, match="videos of 2 and 4 frames share a batch"):
         collate([data[0], data[1]])
     assert collate([data[1], data[1]])["pixel_values_videos"].shape[:2] == (2, 2)
+
+
+@pytest.mark.skipif("gemma3n" not in VLM_FAMILIES, reason="Gemma 3n's vision tower needs timm (and torchvision)")
+def test_gemma3n_trains_on_rows_with_audio_and_with_audio_and_an_image(tmp_path):
+    import struct
+    import wave
+
+    import torch
+
+    from swiftkit.config import SftConfig
+    from swiftkit.core.choices import choose
+    from swiftkit.data.datasets import LazyEncodedDataset
+    from swiftkit.models import load_model
+    from swiftkit.recipes import steps
+    from swiftkit.templates.selection import load_tokenizer_and_template
+    from swiftkit.train.collate import make_collator
+
+    clips = []
+    for k, seconds in enumerate((0.5, 0.8)):  # 22.05 kHz stereo: resampled to the feature extractor's 16 kHz mono
+        path = tmp_path / f"clip{k}.wav"
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(2)
+            out.setsampwidth(2)
+            out.setframerate(22050)
+            values = [int(6000 * math.sin(2 * math.pi * (300 + 200 * k) * n / 22050))
+                      for n in range(int(seconds * 22050))]
+            out.writeframes(b"".join(struct.pack("<hh", v, v) for v in values))
+        clips.append(str(path))
+    picture = tmp_path / "square.png"
+    square_image((200, 30, 30)).save(picture)
+    rows = [
+        {"messages": [{"role": "user", "content": "<audio>What do you hear?"},
+                      {"role": "assistant", "content": "A tone."}], "audios": [clips[0]], "_origin": "rows:1"},
+        {"messages": [{"role": "user", "content": "<image>and <audio>: which is red?"},
+                      {"role": "assistant", "content": "The square."}], "images": [str(picture)],
+         "audios": [clips[1]], "_origin": "rows:2"},
+    ]
+    model_dir = save_tiny_vlm(tmp_path / "model", "gemma3n")
+    cfg = SftConfig.from_flat({"model": str(model_dir), "model_type": _registered_type("gemma3n"),
+                               "dataset": ["unused.jsonl"], "lora_rank": 4, "max_length": 4096})
+    resolved, tok, template = load_tokenizer_and_template(cfg.model, cfg.template, registries())
+    encoder = steps.vision_encoder(resolved, cfg, template, (rows,))
+    data = LazyEncodedDataset(rows, encoder)
+    encoded = [data[0], data[1]]
+    audio_id = tok.convert_tokens_to_ids("<audio_soft_token>")
+    for enc, row in zip(encoded, rows):
+        trained = tok.decode([t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != -100])
+        assert row["messages"][1]["content"] in trained
+        assert enc["input_ids"].count(audio_id) == 64  # the processor's audio tokens, untrained
+        assert "input_features" in enc and "input_features_mask" in enc
+    assert "pixel_values" in encoded[1] and "pixel_values" not in encoded[0]
+    model = choose(HOST, "tuner", "lora", model=load_model(resolved, torch_dtype="float32", vision=True), config=cfg)
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    for batch in ([encoded[0], encoded[1]], [encoded[1]]):
+        inputs = make_collator(tok, padding_free=False, vision=True)(batch)
+        model.train()
+        loss = model(**inputs).loss
+        assert math.isfinite(loss.item())
+        loss.backward()
+        torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    assert any(not torch.equal(lora[n], p) for n, p in model.named_parameters() if n in lora)

@@ -194,11 +194,11 @@ def test_videos_where_they_cannot_go_are_one_line_errors(colours, tmp_path, tiny
     with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: the row has videos, but .* is a text model"):
         api.sft(model=str(tiny_model_dir("llama", "chatml")), dataset=[str(data)], output_dir=str(tmp_path / "b"),
                 max_steps=1)
-    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: preference rows with videos are not supported yet"):
+    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: preference rows with videos or audio are not supported "):
         api.rlhf(rlhf_type="dpo", model=str(colours["model"]), dataset=[str(data)], output_dir=str(tmp_path / "c"),
                  max_steps=1)
-    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: the row has videos: infer and deploy take text and "
-                                            "images"):
+    with pytest.raises(SwiftkitError, match=r"videos\.jsonl:1: the row has videos or audio: infer and deploy take "
+                                            "text and images"):
         api.infer(model=str(colours["model"]), val_dataset=[str(data)], result_path=str(tmp_path / "d" / "r.jsonl"))
     assert not any((tmp_path / d).exists() and any((tmp_path / d).iterdir()) for d in "abcd")
 

@@ -11,6 +11,7 @@ import os
 import pickle
 import socket
 import threading
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -159,10 +160,10 @@ def test_parts_to_tags_for_requests():
     messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.org/a.png"}},
                                              {"type": "text", "text": "What is it?"}]},
                 {"role": "assistant", "content": "A cat."}]
-    flat, images, videos = parts_to_tags(messages, "request")
+    flat, media = parts_to_tags(messages, "request")
     assert flat == [{"role": "user", "content": f"{IMAGE_TAG}What is it?"}, messages[1]]
-    assert images == ["https://x.org/a.png"] and isinstance(messages[0]["content"], list)  # input untouched
-    assert videos == []
+    assert media == {"images": ["https://x.org/a.png"], "videos": [], "audios": []}
+    assert isinstance(messages[0]["content"], list)  # input untouched
     with pytest.raises(DatasetError, match=r"^request: messages\[0\]\.content\[0\]: unknown content part type"):
         parts_to_tags([{"role": "user", "content": [{"type": "file", "file": "x"}]}], "request")
 
@@ -226,16 +227,78 @@ def test_images_in_assistant_replies_are_refused(tmp_path):
     ]
 
 
-def test_audios_are_refused(tmp_path):
-    path = jsonl(tmp_path / "media.jsonl", [
-        {"messages": chat("<audio>Who speaks?"), "audios": "talk.wav"},
-        {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "x"}}]},
-                      {"role": "assistant", "content": "A cat."}]},
+# --- audio ---------------------------------------------------------------------------------------
+
+def wav(path, seconds: float = 0.5, rate: int = 8000, channels: int = 2) -> str:
+    """A 16-bit PCM wav of a 440 Hz tone, written with the standard library."""
+    import math
+    import struct
+    import wave
+
+    frames = int(seconds * rate)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        samples = (int(8000 * math.sin(2 * math.pi * 440 * k / rate)) for k in range(frames))
+        out.writeframes(b"".join(struct.pack("<" + "h" * channels, *([v] * channels)) for v in samples))
+    return str(path)
+
+
+def test_audio_columns_and_parts_become_canonical_refs(tmp_path):
+    (tmp_path / "a").mkdir()
+    clip = wav(tmp_path / "a" / "hi.wav")
+    data = base64.b64encode(Path(clip).read_bytes()).decode()
+    path = jsonl(tmp_path / "audio.jsonl", [
+        {"messages": chat("<audio>Who speaks?"), "audios": "a/hi.wav"},
+        {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": data,
+                                                                                          "format": "wav"}},
+                                                   {"type": "text", "text": "and"},
+                                                   {"type": "audio_url", "audio_url": {"url": "https://x.org/a.mp3"}}]},
+                      {"role": "assistant", "content": "Two."}]},
     ])
-    problems = bad_rows([path])
-    audio = "audios are not supported yet: swiftkit trains on images, videos and text"
-    assert [str(p) for p in problems] == [f"{path}:1: {audio}", f"{path}:2: {audio}"]
-    assert {p.kind for p in problems} == {"unsupported_media"}
+    rows = load_rows([path], registries=EMPTY)
+    assert rows[0]["audios"] == [clip] and "images" not in rows[0] and "videos" not in rows[0]
+    assert rows[1]["messages"][0]["content"] == "<audio>and<audio>"
+    assert rows[1]["audios"] == [f"data:audio/wav;base64,{data}", "https://x.org/a.mp3"]
+    problems = bad_rows([jsonl(tmp_path / "bad.jsonl", [
+        {"messages": chat("Who?"), "audios": ["a/hi.wav"]},
+        {"messages": chat("<audio>?"), "audios": [{"data": data, "format": "midi"}]},
+    ])])
+    assert [(p.kind, p.problem) for p in problems] == [
+        ("audio_count", "0 <audio> tags in the messages but 1 audio clip: put an <audio> tag in a user turn where "
+                        "each audio clip goes"),
+        ("audio_ref", "audios[0]: audio data must be a base64 string with a 'format' of aac, flac, m4a, mp3, ogg, "
+                      "opus, wav, webm"),
+    ]
+
+
+def test_load_audio_resamples_to_mono_at_the_asked_rate(tmp_path):
+    from swiftkit.data.media import load_audio
+
+    clip = wav(tmp_path / "tone.wav", seconds=0.5, rate=8000, channels=2)
+    samples = load_audio(clip, 16000)
+    assert samples.ndim == 1 and str(samples.dtype) == "float32"
+    assert abs(len(samples) - 8000) < 400  # 0.5 s at 16 kHz
+    assert 0.15 < float(abs(samples).max()) < 0.35  # 8000 / 32768
+    data_url = "data:audio/wav;base64," + base64.b64encode(Path(clip).read_bytes()).decode()
+    assert len(load_audio(data_url, 8000)) == pytest.approx(len(samples) / 2, abs=200)
+    with pytest.raises(DatasetError, match=r"^rows:2: audio .*missing.wav': no such file$"):
+        load_audio(str(tmp_path / "missing.wav"), 16000, "rows:2")
+    (tmp_path / "text.wav").write_text("not audio")
+    with pytest.raises(DatasetError, match=r"text.wav': cannot be read as audio: "):
+        load_audio(str(tmp_path / "text.wav"), 16000)
+
+
+def test_lint_names_unusable_audio(tmp_path, capsys):
+    wav(tmp_path / "ok.wav")
+    path = jsonl(tmp_path / "data.jsonl", [
+        {"messages": chat("<audio>?"), "audios": ["ok.wav"]},
+        {"messages": chat("<audio>?"), "audios": ["gone.wav"]},
+    ])
+    assert main(["data", "lint", "--dataset", path]) == 1
+    problems = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{path}:")]
+    assert problems == [f"{path}:2: error: audio 1 '{tmp_path / 'gone.wav'}': no such file [bad_audio]"]
 
 
 # --- videos --------------------------------------------------------------------------------------
@@ -346,7 +409,7 @@ def test_a_text_template_refuses_rows_with_videos(tmp_path):
     tok = make_tokenizer()
     template = Template(tok, "mine", tok.chat_template)
     row = {"messages": chat("<video>?"), "videos": ["/v/a.mp4"], "_origin": "d.jsonl:2"}
-    with pytest.raises(TemplateError, match="d.jsonl:2: the row has images or videos: it is encoded with the model's"):
+    with pytest.raises(TemplateError, match="d.jsonl:2: the row has images, videos or audio: it is encoded with the model's"):
         template.encode(row)
 
 
