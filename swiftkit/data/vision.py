@@ -18,7 +18,8 @@ Videos (a row's ``videos``: each a list of frame images, or a video file decoded
 ``<video>`` tags become the template's video placeholder and the processor puts in each video's tokens.
 Families that list video patches per frame (Qwen2-VL) batch videos of any length; those that take a batch's
 videos as one (videos, frames, ...) tensor (LLaVA-OneVision, LLaVA-NeXT-Video, Video-LLaVA) need the videos of a
-batch to have the same number of frames.
+batch to have the same number of frames. Audio clips (``audios``, decoded to mono at the feature extractor's rate)
+take ``<audio>`` tags the same way (Gemma 3n).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from swiftkit.data.media import AUDIO_TAG, IMAGE_TAG, VIDEO_TAG, load_audio, loa
 from swiftkit.templates import SequenceTooLong, TemplateError
 
 IGNORE_INDEX = -100
+_ONE = {"image": "an image", "video": "a video", "audio": "an audio clip"}
 _PROBE_TEXT = "Describe this."
 
 
@@ -42,9 +44,9 @@ def _where(row: dict) -> str:
 
 def image_placeholder(tokenizer, processor=None, chat_kwargs: dict | None = None, kind: str = "image") -> str:
     """The text the model's chat template writes for one image (e.g. Qwen2-VL's
-    ``<|vision_start|><|image_pad|><|vision_end|>``), or with ``kind="video"`` for one video: the difference
-    between a user turn rendered with such a part and without. The processor's ``image_token`` /
-    ``video_token`` where the template does not render those parts."""
+    ``<|vision_start|><|image_pad|><|vision_end|>``), or with ``kind="video"`` / ``"audio"`` for one video / audio
+    clip: the difference between a user turn rendered with such a part and without. The processor's
+    ``image_token`` (``video_token``, ``audio_token``) where the template does not render those parts."""
     kw = dict(chat_kwargs or {})
 
     def render(parts: list[dict]) -> str:
@@ -68,7 +70,7 @@ def image_placeholder(tokenizer, processor=None, chat_kwargs: dict | None = None
     if isinstance(token, str) and token:
         return token
     raise TemplateError(f"the model's chat template does not render {kind} parts and its processor names no {kind} "
-                        f"token: swiftkit cannot tell where {'an image' if kind == 'image' else 'a video'} goes in "
+                        f"token: swiftkit cannot tell where {_ONE[kind]} goes in "
                         f"the prompt (pass --template with a chat template that renders {{'type': '{kind}'}} parts)")
 
 
