@@ -219,14 +219,20 @@ def _video_ref(value, where: str, label: str, folder: str | None):
     return _file_or_url(text, where, label, folder, "video")
 
 
-def column_videos(value, where: str, folder: str | None = None) -> list:
-    """The canonical refs of a ``videos`` column's value: a list of videos (each a file's path or URL, or a list of
-    frames), or a single video file; None, ``""`` and ``[]`` are no video."""
+def _column(value, where: str, folder: str | None, key: str, converter) -> list:
+    """The canonical refs of a media column's value (``key``: ``images``, ...): a list, or a single one; None, ``""``
+    and ``[]`` are none. ``converter`` makes each canonical, ``folder`` is what relative paths resolve against."""
     if value is None or value == "" or value == []:
         return []
     if not isinstance(value, list):
-        return [_video_ref(value, where, "videos", folder)]
-    return [_video_ref(item, where, f"videos[{i}]", folder) for i, item in enumerate(value)]
+        return [converter(value, where, key, folder)]
+    return [converter(item, where, f"{key}[{i}]", folder) for i, item in enumerate(value)]
+
+
+def column_videos(value, where: str, folder: str | None = None) -> list:
+    """The canonical refs of a ``videos`` column's value: a list of videos (each a file's path or URL, or a list of
+    frames), or a single video file; None, ``""`` and ``[]`` are no video."""
+    return _column(value, where, folder, "videos", _video_ref)
 
 
 def _audio_ref(value, where: str, label: str, folder: str | None) -> str:
@@ -280,21 +286,13 @@ def _file_or_url(text: str, where: str, label: str, folder: str | None, kind: st
 def column_audios(value, where: str, folder: str | None = None) -> list[str]:
     """The canonical refs of an ``audios`` column's value: a list, or a single clip; None, ``""`` and ``[]`` are
     no audio."""
-    if value is None or value == "" or value == []:
-        return []
-    if not isinstance(value, list):
-        return [_audio_ref(value, where, "audios", folder)]
-    return [_audio_ref(item, where, f"audios[{i}]", folder) for i, item in enumerate(value)]
+    return _column(value, where, folder, "audios", _audio_ref)
 
 
 def column_images(value, where: str, folder: str | None = None) -> list[str]:
     """The canonical refs of an ``images`` column's value: a list, or a single image; None, ``""`` and
     ``[]`` are no image. ``folder`` is what relative paths resolve against (None: the working directory)."""
-    if value is None or value == "" or value == []:
-        return []
-    if not isinstance(value, list):
-        return [_ref(value, where, "images", folder)]
-    return [_ref(item, where, f"images[{i}]", folder) for i, item in enumerate(value)]
+    return _column(value, where, folder, "images", _ref)
 
 
 def is_content_parts(content) -> bool:
