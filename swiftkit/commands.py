@@ -85,8 +85,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "swiftkit.config:QuantizeConfig", "swiftkit.recipes.export:ExportRecipe", "quantize"),
     Command("deploy", "Serve a model and its adapters over an OpenAI-compatible HTTP API (/v1/chat/completions).",
             "swiftkit.config:DeployConfig", "swiftkit.recipes.deploy:DeployRecipe", "deploy"),
-    Command("rollout", "Serve a model for GRPO rollouts on another machine or GPU: `swiftkit rlhf --rlhf_type grpo "
-            "--use_vllm true --vllm_mode server` generates on it and pushes its weights after each step.",
+    Command("rollout", "Serve a model for GRPO and PPO rollouts on another machine or GPU: `swiftkit rlhf "
+            "--rlhf_type grpo|ppo --use_vllm true --vllm_mode server` generates on it and pushes its weights.",
             "swiftkit.config:RolloutConfig", "swiftkit.recipes.rollout:RolloutRecipe"),
     Command("data lint", "Report every problem in --dataset: file, line, field and what is wrong (exit 1 on errors).",
             "swiftkit.config:DataLintConfig", "swiftkit.recipes.data:DataLintRecipe"),

@@ -565,13 +565,14 @@ class DeployConfig(CommandConfig):
 
 @dataclass(frozen=True)
 class RolloutConfig(CommandConfig):
-    """Serve a model to GRPO training runs: token ids in, sampled replies out, weights pushed by the trainer."""
+    """Serve a model to GRPO and PPO training runs: token ids in, sampled replies out, weights pushed by the
+    trainer."""
 
     command: ClassVar[str] = "rollout"
     description: ClassVar[str] = (
-        "Serve a model (and --adapters) for GRPO rollouts: `swiftkit rlhf --rlhf_type grpo --use_vllm true "
-        "--vllm_mode server` sends prompt token ids to /generate and pushes its weights to /update_weights after "
-        "each optimizer step (docs/distributed.md). Runs until SIGINT/SIGTERM."
+        "Serve a model (and --adapters) for GRPO and PPO rollouts: `swiftkit rlhf --rlhf_type grpo|ppo --use_vllm "
+        "true --vllm_mode server` sends prompt token ids to /generate and pushes its weights to /update_weights "
+        "(docs/distributed.md). Runs until SIGINT/SIGTERM."
     )
 
     model: ModelArgs = field(default_factory=ModelArgs)

@@ -59,6 +59,11 @@ def engine_config(value: str, flag: str) -> dict:
     return settings
 
 
+def engine_name(training) -> str | None:
+    """The sharded engine the run trains on: ``deepspeed``, ``fsdp2``, or None (DDP or one process)."""
+    return "deepspeed" if training.deepspeed else "fsdp2" if training.fsdp else None
+
+
 def zero_stage(training) -> int | None:
     """The ZeRO stage of the run's --deepspeed; None without it."""
     if not training.deepspeed:

@@ -106,10 +106,11 @@ def check_engine(cfg) -> None:
         raise ConfigError(f"{flag}: the engine builds the optimizer around the parameters it shards, from --optim; "
                           f"--optimizer {chosen} builds its own around whole parameters. Drop one of them")
     rollouts = getattr(cfg, "vllm_rollout", None)
-    if shards_parameters(tr) and rollouts is not None and rollouts.use_vllm and rollouts.vllm_mode == "server":
+    sharded = shards_parameters(tr)  # reads the engine's JSON
+    if sharded and rollouts is not None and rollouts.use_vllm and rollouts.vllm_mode == "server":
         raise ConfigError(f"{flag} shards the weights, and --vllm_mode server pushes the weights each rank holds "
                           "whole: use --deepspeed zero2 (or DDP) with a rollout server")
-    if shards_parameters(tr) and effective_quantization(cfg.quant, cfg.tuner.train_type) is not None:
+    if sharded and effective_quantization(cfg.quant, cfg.tuner.train_type) is not None:
         raise ConfigError(f"{flag} shards the parameters, and a 4/8-bit quantized base cannot be sharded here: use "
                           "--deepspeed zero2 (or DDP) with QLoRA")
     rlhf = getattr(cfg, "rlhf", None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from swiftkit.config.engines import zero_stage
+from swiftkit.config.engines import engine_name, zero_stage
 from swiftkit.core import allocator, distributed
 from swiftkit.core.io import write_json
 
@@ -62,12 +62,13 @@ def _distributed(training) -> dict:
     """How many processes and machines trained, and on what engine (with --deepspeed/--fsdp, the preset or
     file and, for DeepSpeed, the ZeRO stage)."""
     place = distributed.ranks()
+    engine = engine_name(training)
     out = {"world_size": place.world_size, "nnodes": place.nnodes,
-           "engine": "ddp" if place.distributed else "single process"}
-    if training.deepspeed:
-        out.update(engine="deepspeed", config=training.deepspeed, zero_stage=zero_stage(training))
-    elif training.fsdp:
-        out.update(engine="fsdp2", config=training.fsdp)
+           "engine": engine or ("ddp" if place.distributed else "single process")}
+    if engine is not None:
+        out["config"] = training.deepspeed or training.fsdp
+    if engine == "deepspeed":
+        out["zero_stage"] = zero_stage(training)
     return out
 
 

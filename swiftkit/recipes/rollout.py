@@ -1,5 +1,5 @@
 """The rollout recipe: ``setup()`` loads the model (and --adapters) into --infer_backend's engine, ``run()`` serves
-GRPO rollouts over HTTP until SIGINT/SIGTERM (:mod:`swiftkit.serving.rollout`).
+GRPO and PPO rollouts over HTTP until SIGINT/SIGTERM (:mod:`swiftkit.serving.rollout`).
 
 The model loads as `swiftkit deploy` and `swiftkit infer` load it (:func:`~swiftkit.recipes.engines.load_engine`:
 --adapters reads the base model and template from the run's args.json); the engine must meet the

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from swiftkit.config.engines import shards_parameters, zero_stage
+from swiftkit.config.engines import engine_name, shards_parameters, zero_stage
 from swiftkit.config.training_parts import gradient_checkpointing_options
 from swiftkit.core import distributed
 from swiftkit.core.checkpoints import checkpoint_step, last_complete, read_train_args, resolve_resume
@@ -110,7 +110,7 @@ def _check_world_size(ckpt: Path, training) -> None:
         raise TrainError(f"--resume_from_checkpoint {ckpt}: the run trained on {trained['world_size']} rank(s) and "
                          f"this one has {now}; resume with NPROC_PER_NODE x NNODES = {trained['world_size']}, or "
                          "start a new run from its weights (--model for full weights, rlhf --adapters for LoRA)")
-    engine = "deepspeed" if training.deepspeed else "fsdp2" if training.fsdp else None
+    engine = engine_name(training)
     stage = zero_stage(training)
     was = trained["engine"] if trained["engine"] in ("deepspeed", "fsdp2") else None
     if (was, trained["zero_stage"] if was == "deepspeed" else None) != (engine, stage):
