@@ -6,6 +6,16 @@ from swiftkit.data.vision import collate_features
 from swiftkit.train.packing import PackedCollator
 
 
+def _per_token(key: str, values: list) -> bool:
+    """Whether the processor feature ``key`` has one value per token of its row (``token_type_ids``), as each row
+    that has it shows: a (1, tokens) tensor. Audio clips' features and masks (``input_features*``) are per clip,
+    whatever their length."""
+    present = [(value, row) for value, row in values if value is not None]
+    return not key.startswith("input_features") and all(
+        getattr(value, "dim", lambda: 0)() == 2 and tuple(value.shape) == (1, len(row["input_ids"]))
+        for value, row in present)
+
+
 class VisionCollator:
     """Right-padded rows whose processor features (``pixel_values``, ``image_grid_thw``, ...) are batched by
     :func:`swiftkit.data.vision.collate_features`; rows without images are plain text rows."""
@@ -19,8 +29,8 @@ class VisionCollator:
         text = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
         features = [{k: v for k, v in r.items() if k not in ("input_ids", "labels")} for r in rows]
         for key in {k for f in features for k in f}:  # a per-token feature: zeros for the rows without images
-            sample = next(f[key] for f in features if key in f)
-            if getattr(sample, "dim", lambda: 0)() == 2 and sample.shape[0] == 1:
+            if _per_token(key, [(f.get(key), r) for f, r in zip(features, rows)]):
+                sample = next(f[key] for f in features if key in f)
                 for f, r in zip(features, rows):
                     f.setdefault(key, sample.new_zeros((1, len(r["input_ids"]))))
         batch = dict(self.text(text))

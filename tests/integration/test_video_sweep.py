@@ -183,7 +183,7 @@ def test_videos_of_different_lengths_in_one_tensor_batch_are_refused_not_padded(
 
 
 @pytest.mark.skipif("gemma3n" not in VLM_FAMILIES, reason="Gemma 3n's vision tower needs timm (and torchvision)")
-def test_gemma3n_trains_on_rows_with_audio_and_with_audio_and_an_image(tmp_path):
+def test_gemma3n_trains_on_rows_with_audio_with_audio_and_an_image_and_beside_text_rows(tmp_path):
     import struct
     import wave
 
@@ -216,6 +216,8 @@ def test_gemma3n_trains_on_rows_with_audio_and_with_audio_and_an_image(tmp_path)
         {"messages": [{"role": "user", "content": "<image>and <audio>: which is red?"},
                       {"role": "assistant", "content": "The square."}], "images": [str(picture)],
          "audios": [clips[1]], "_origin": "rows:2"},
+        {"messages": [{"role": "user", "content": "Hello?"}, {"role": "assistant", "content": "Hi."}],
+         "_origin": "rows:3"},
     ]
     model_dir = save_tiny_vlm(tmp_path / "model", "gemma3n")
     cfg = SftConfig.from_flat({"model": str(model_dir), "model_type": _registered_type("gemma3n"),
@@ -229,12 +231,15 @@ def test_gemma3n_trains_on_rows_with_audio_and_with_audio_and_an_image(tmp_path)
         trained = tok.decode([t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != -100])
         assert row["messages"][1]["content"] in trained
         assert enc["input_ids"].count(audio_id) == 64  # the processor's audio tokens, untrained
+        assert audio_id not in [t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab != -100]
         assert "input_features" in enc and "input_features_mask" in enc
     assert "pixel_values" in encoded[1] and "pixel_values" not in encoded[0]
     model = choose(HOST, "tuner", "lora", model=load_model(resolved, torch_dtype="float32", vision=True), config=cfg)
     lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
-    for batch in ([encoded[0], encoded[1]], [encoded[1]]):
+    # a batch of clips of two lengths, one row alone, and a clip beside a text row (the audio features are per clip)
+    for batch in ([encoded[0], encoded[1]], [encoded[1]], [encoded[0], data[2], encoded[1]]):
         inputs = make_collator(tok, padding_free=False, vision=True)(batch)
+        assert inputs["input_features"].shape[0] == sum("input_features" in row for row in batch)
         model.train()
         loss = model(**inputs).loss
         assert math.isfinite(loss.item())
